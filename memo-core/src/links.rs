@@ -1,0 +1,167 @@
+//! Intrusive doubly linked lists over slot numbers: one `Links` arena holds a `Link` per slot, and
+//! any number of `Queue`s thread through it (each slot in at most one queue of an arena).
+
+/// No slot.
+pub(crate) const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+const UNLINKED: Link = Link {
+    prev: NIL,
+    next: NIL,
+};
+
+/// The per-slot links of one family of queues.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    links: Vec<Link>,
+}
+
+/// One list threaded through a [`Links`] arena: front is the most recent end.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Queue {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
+    }
+}
+
+impl Links {
+    #[inline]
+    fn ensure(&mut self, slot: u32) {
+        let need = slot as usize + 1;
+        if self.links.len() < need {
+            self.links.resize(need, UNLINKED);
+        }
+    }
+
+    /// Forgets every link (every queue using this arena must be reset too).
+    pub(crate) fn clear(&mut self) {
+        self.links.clear();
+    }
+}
+
+impl Queue {
+    /// The most recently pushed-to-front slot.
+    pub(crate) fn front(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
+    }
+
+    /// The least recent slot.
+    pub(crate) fn back(&self) -> Option<u32> {
+        (self.tail != NIL).then_some(self.tail)
+    }
+
+    #[inline]
+    pub(crate) fn push_front(&mut self, a: &mut Links, slot: u32) {
+        a.ensure(slot);
+        a.links[slot as usize] = Link {
+            prev: NIL,
+            next: self.head,
+        };
+        if self.head != NIL {
+            a.links[self.head as usize].prev = slot;
+        } else {
+            self.tail = slot;
+        }
+        self.head = slot;
+        self.len += 1;
+    }
+
+    #[inline]
+    pub(crate) fn unlink(&mut self, a: &mut Links, slot: u32) {
+        let Link { prev, next } = a.links[slot as usize];
+        if prev != NIL {
+            a.links[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            a.links[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        a.links[slot as usize] = UNLINKED;
+        self.len -= 1;
+    }
+
+    #[inline]
+    pub(crate) fn move_to_front(&mut self, a: &mut Links, slot: u32) {
+        if self.head != slot {
+            self.unlink(a, slot);
+            self.push_front(a, slot);
+        }
+    }
+
+    pub(crate) fn pop_back(&mut self, a: &mut Links) -> Option<u32> {
+        let slot = self.back()?;
+        self.unlink(a, slot);
+        Some(slot)
+    }
+
+    pub(crate) fn pop_front(&mut self, a: &mut Links) -> Option<u32> {
+        let slot = self.front()?;
+        self.unlink(a, slot);
+        Some(slot)
+    }
+
+    /// The slot in this queue at `from` now lives at `to` (which held nothing).
+    pub(crate) fn relocate(&mut self, a: &mut Links, from: u32, to: u32) {
+        a.ensure(to.max(from));
+        let link = a.links[from as usize];
+        a.links[to as usize] = link;
+        a.links[from as usize] = UNLINKED;
+        if link.prev != NIL {
+            a.links[link.prev as usize].next = to;
+        } else {
+            self.head = to;
+        }
+        if link.next != NIL {
+            a.links[link.next as usize].prev = to;
+        } else {
+            self.tail = to;
+        }
+    }
+
+    /// The slots from front to back.
+    #[cfg(test)]
+    pub(crate) fn iter<'a>(&self, a: &'a Links) -> impl Iterator<Item = u32> + 'a {
+        let mut cur = self.head;
+        std::iter::from_fn(move || {
+            (cur != NIL).then(|| {
+                let slot = cur;
+                cur = a.links[slot as usize].next;
+                slot
+            })
+        })
+    }
+
+    /// Walks the queue both ways and checks the links agree with `len` (tests only).
+    #[cfg(test)]
+    pub(crate) fn validate(&self, a: &Links) -> Vec<u32> {
+        let forward: Vec<u32> = self.iter(a).collect();
+        assert_eq!(forward.len(), self.len, "queue length");
+        let mut back = Vec::with_capacity(self.len);
+        let mut cur = self.tail;
+        while cur != NIL {
+            back.push(cur);
+            cur = a.links[cur as usize].prev;
+        }
+        back.reverse();
+        assert_eq!(forward, back, "forward and backward walks differ");
+        forward
+    }
+}

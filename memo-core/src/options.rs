@@ -1,0 +1,170 @@
+//! The builder of [`Cache`].
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use hashbrown::DefaultHashBuilder;
+
+use crate::{BuildError, Cache, Clock, Policy};
+
+/// Configures a [`Cache`]; [`build`](CacheBuilder::build) checks the configuration and returns an
+/// error instead of panicking.
+///
+/// ```
+/// use memo_core::{Cache, Policy};
+/// use std::time::Duration;
+///
+/// let cache: Cache<u64, String> = Cache::builder()
+///     .maxsize(10_000)
+///     .policy(Policy::Lru)
+///     .ttl(Duration::from_secs(30))
+///     .build()?;
+/// cache.insert(1, "one".into());
+/// assert_eq!(cache.get(&1).as_deref(), Some("one"));
+/// # Ok::<(), memo_core::BuildError>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
+    pub(crate) maxsize: Option<usize>,
+    pub(crate) policy: Policy,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) clock: Clock,
+    pub(crate) shards: Option<usize>,
+    pub(crate) hasher: S,
+    marker: PhantomData<fn(K, V)>,
+}
+
+impl<K, V> Default for CacheBuilder<K, V> {
+    fn default() -> Self {
+        CacheBuilder {
+            maxsize: Some(crate::DEFAULT_MAXSIZE),
+            policy: Policy::default(),
+            ttl: None,
+            clock: Clock::system(),
+            shards: None,
+            hasher: DefaultHashBuilder::default(),
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// The bound on the number of entries: a number, or `None` for unbounded (default 128).
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::<u8, u8>::builder().maxsize(None).build().unwrap();
+    /// assert_eq!(cache.maxsize(), None);
+    /// ```
+    pub fn maxsize(mut self, maxsize: impl Into<Option<usize>>) -> Self {
+        self.maxsize = maxsize.into();
+        self
+    }
+
+    /// The eviction policy (default [`Policy::Lru`]).
+    ///
+    /// ```
+    /// use memo_core::{Cache, Policy};
+    /// let cache = Cache::<u8, u8>::builder().policy(Policy::Mru).build().unwrap();
+    /// assert_eq!(cache.policy(), Policy::Mru);
+    /// ```
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long an entry lives after it was stored (default: forever).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = memo_core::Cache::<u8, u8>::builder().ttl(Duration::from_secs(5)).build().unwrap();
+    /// assert_eq!(cache.ttl(), Some(Duration::from_secs(5)));
+    /// ```
+    pub fn ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.ttl = ttl.into();
+        self
+    }
+
+    /// The time source for expiry (default [`Clock::system`]); tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    ///
+    /// ```
+    /// let clock = memo_core::ManualClock::new();
+    /// let cache = memo_core::Cache::<u8, u8>::builder().clock(clock).build().unwrap();
+    /// # drop(cache);
+    /// ```
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// How many independently locked shards (a power of two). One shard (the default for a
+    /// bounded cache) keeps the policy exact; more shards split `maxsize` between them, which
+    /// lets writers proceed in parallel at the price of a per-shard, approximate policy.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::<u8, u8>::builder().shards(4).build().unwrap();
+    /// assert_eq!(cache.shard_count(), 4);
+    /// ```
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// The hasher of keys (default: hashbrown's foldhash).
+    ///
+    /// ```
+    /// use std::collections::hash_map::RandomState;
+    /// let cache = memo_core::Cache::<u8, u8>::builder().hasher(RandomState::new()).build().unwrap();
+    /// # drop(cache);
+    /// ```
+    pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            maxsize: self.maxsize,
+            policy: self.policy,
+            ttl: self.ttl,
+            clock: self.clock,
+            shards: self.shards,
+            hasher,
+            marker: PhantomData,
+        }
+    }
+
+    /// Checks the configuration and makes the cache.
+    ///
+    /// ```
+    /// use memo_core::{BuildError, Cache};
+    /// use std::time::Duration;
+    /// let err = Cache::<u8, u8>::builder().ttl(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err, BuildError::ZeroTtl);
+    /// ```
+    pub fn build(self) -> Result<Cache<K, V, S>, BuildError> {
+        let shards = match self.shards {
+            Some(n) if n == 0 || !n.is_power_of_two() => {
+                return Err(BuildError::ShardsNotPowerOfTwo(n))
+            }
+            Some(n) => n,
+            None => default_shards(self.maxsize),
+        };
+        if self.ttl == Some(Duration::ZERO) {
+            return Err(BuildError::ZeroTtl);
+        }
+        if let Some(n) = self.maxsize {
+            if n.div_ceil(shards) >= u32::MAX as usize {
+                return Err(BuildError::MaxsizeTooLarge(n));
+            }
+        }
+        Ok(Cache::from_builder(self, shards))
+    }
+}
+
+/// One shard for a bounded cache (exact policy); several for an unbounded one, which has no
+/// eviction order to keep.
+fn default_shards(maxsize: Option<usize>) -> usize {
+    match maxsize {
+        Some(_) => 1,
+        None => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores * 4).next_power_of_two().min(64)
+        }
+    }
+}

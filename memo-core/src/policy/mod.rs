@@ -1,0 +1,149 @@
+//! Eviction policies. Each one keeps its own per-slot metadata, indexed by the shard's slot
+//! numbers, so the shard's storage is the same whatever the policy.
+
+mod list;
+
+use list::ListPolicy;
+
+/// Which entry a full cache gives up to make room.
+///
+/// ```
+/// use memo_core::{Cache, Policy};
+///
+/// let cache: Cache<u32, u32> = Cache::builder().maxsize(2).policy(Policy::Fifo).build().unwrap();
+/// cache.insert(1, 1);
+/// cache.insert(2, 2);
+/// cache.get(&1); // a hit does not reorder a FIFO
+/// cache.insert(3, 3); // evicts 1, the first in
+/// assert_eq!(cache.get(&1), None);
+/// assert_eq!(cache.get(&2), Some(2));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Least recently used goes first: exactly `functools.lru_cache`.
+    #[default]
+    Lru,
+    /// First in, first out: hits do not reorder.
+    Fifo,
+    /// Most recently used goes first: for cyclic scans larger than the cache.
+    Mru,
+}
+
+impl Policy {
+    /// The name used in `#[memoize(policy = "...")]`.
+    ///
+    /// ```
+    /// assert_eq!(memo_core::Policy::Lru.name(), "lru");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Lru => "lru",
+            Policy::Fifo => "fifo",
+            Policy::Mru => "mru",
+        }
+    }
+
+    /// Every policy, in the order of their names.
+    ///
+    /// ```
+    /// assert!(memo_core::Policy::ALL.contains(&memo_core::Policy::Fifo));
+    /// ```
+    pub const ALL: &'static [Policy] = &[Policy::Lru, Policy::Fifo, Policy::Mru];
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    /// Parses a policy name: `lru`, `fifo`, `mru`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Policy::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Policy::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown policy `{s}`; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// The interface between a shard and its policy. Slots are dense indices `0..len`.
+pub(crate) trait EvictionPolicy: Send {
+    /// A new entry was stored at `slot` (either `len` before the push, or a slot just vacated by
+    /// `evict`).
+    fn on_insert(&mut self, slot: u32, hash: u64);
+    /// A lookup found the entry at `slot`.
+    fn on_hit(&mut self, slot: u32);
+    /// A lookup found nothing for `hash` (frequency-aware policies count it).
+    fn on_miss(&mut self, _hash: u64) {}
+    /// The entry at `slot` was removed (explicitly or by expiry); it is unlinked.
+    fn on_remove(&mut self, slot: u32);
+    /// The entry at slot `from` (the last one) moved to slot `to`, which is free.
+    fn on_move(&mut self, from: u32, to: u32);
+    /// The cache is full and an entry with `incoming_hash` is about to be stored: unlink the
+    /// victim and return its slot. Only called when at least one entry is stored.
+    fn evict(&mut self, incoming_hash: u64) -> u32;
+    /// Every entry was removed.
+    fn clear(&mut self);
+    /// Checks internal consistency against the number of stored entries (tests only).
+    #[cfg(test)]
+    fn validate(&self, len: usize);
+}
+
+/// The concrete policy of a shard: an enum, so the hit path has no virtual call.
+pub(crate) enum PolicyState {
+    List(ListPolicy),
+}
+
+impl PolicyState {
+    pub(crate) fn new(policy: Policy) -> Self {
+        match policy {
+            Policy::Lru => PolicyState::List(ListPolicy::new(list::Mode::Lru)),
+            Policy::Fifo => PolicyState::List(ListPolicy::new(list::Mode::Fifo)),
+            Policy::Mru => PolicyState::List(ListPolicy::new(list::Mode::Mru)),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            PolicyState::List($p) => $e,
+        }
+    };
+}
+
+impl EvictionPolicy for PolicyState {
+    #[inline]
+    fn on_insert(&mut self, slot: u32, hash: u64) {
+        dispatch!(self, p => p.on_insert(slot, hash))
+    }
+    #[inline]
+    fn on_hit(&mut self, slot: u32) {
+        dispatch!(self, p => p.on_hit(slot))
+    }
+    #[inline]
+    fn on_miss(&mut self, hash: u64) {
+        dispatch!(self, p => p.on_miss(hash))
+    }
+    #[inline]
+    fn on_remove(&mut self, slot: u32) {
+        dispatch!(self, p => p.on_remove(slot))
+    }
+    #[inline]
+    fn on_move(&mut self, from: u32, to: u32) {
+        dispatch!(self, p => p.on_move(from, to))
+    }
+    #[inline]
+    fn evict(&mut self, incoming_hash: u64) -> u32 {
+        dispatch!(self, p => p.evict(incoming_hash))
+    }
+    fn clear(&mut self) {
+        dispatch!(self, p => p.clear())
+    }
+    #[cfg(test)]
+    fn validate(&self, len: usize) {
+        dispatch!(self, p => p.validate(len))
+    }
+}

@@ -1,0 +1,94 @@
+//! Statistics: what `cache_info()` reports.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::Policy;
+
+/// A snapshot of a cache's statistics, as `functools.lru_cache`'s `cache_info()` gives.
+///
+/// `hits`, `misses`, `maxsize` and `currsize` mean what they mean in Python; `evictions` and
+/// `expirations` count entries pushed out by the size bound and by the ttl.
+///
+/// ```
+/// use memo_core::Cache;
+///
+/// let cache: Cache<u32, u32> = Cache::new(2);
+/// assert_eq!(cache.get(&1), None); // a miss
+/// cache.insert(1, 10);
+/// assert_eq!(cache.get(&1), Some(10)); // a hit
+/// let info = cache.info();
+/// assert_eq!((info.hits, info.misses, info.maxsize, info.currsize), (1, 1, Some(2), 1));
+/// assert_eq!(info.hit_ratio(), 0.5);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CacheInfo {
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that found nothing, or an expired entry.
+    pub misses: u64,
+    /// The bound on the number of entries; `None` is unbounded.
+    pub maxsize: Option<usize>,
+    /// Entries stored now (expired entries not yet swept count until they are).
+    pub currsize: usize,
+    /// Entries removed to make room for new ones.
+    pub evictions: u64,
+    /// Entries removed because their ttl had passed.
+    pub expirations: u64,
+    /// The eviction policy.
+    pub policy: Policy,
+    /// How long an entry lives after it is stored; `None` is forever.
+    pub ttl: Option<Duration>,
+}
+
+impl CacheInfo {
+    /// Hits divided by lookups, or 0 before the first lookup.
+    ///
+    /// ```
+    /// let cache: memo_core::Cache<u8, u8> = memo_core::Cache::new(1);
+    /// assert_eq!(cache.info().hit_ratio(), 0.0);
+    /// ```
+    pub fn hit_ratio(&self) -> f64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 / lookups as f64
+        }
+    }
+}
+
+impl fmt::Display for CacheInfo {
+    /// Prints like Python: `CacheInfo(hits=1, misses=2, maxsize=128, currsize=2)`, then the extras.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheInfo(hits={}, misses={}, maxsize=", self.hits, self.misses)?;
+        match self.maxsize {
+            Some(n) => write!(f, "{n}")?,
+            None => f.write_str("None")?,
+        }
+        write!(
+            f,
+            ", currsize={}, evictions={}, expirations={})",
+            self.currsize, self.evictions, self.expirations
+        )
+    }
+}
+
+/// Counters of one shard, kept under the shard's lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+}
+
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, o: Counters) {
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.evictions += o.evictions;
+        self.expirations += o.expirations;
+    }
+}

@@ -1,0 +1,431 @@
+//! The thread-safe cache: shards behind locks, picked by the middle bits of the key's hash.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+use hashbrown::DefaultHashBuilder;
+use parking_lot::Mutex;
+
+use crate::options::CacheBuilder;
+use crate::shard::{OnPresent, Shard};
+use crate::stats::Counters;
+use crate::{CacheInfo, Clock, Policy};
+
+/// Keeps a shard's lock word on a cache line of its own, so that two shards never false-share.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// A concurrent, bounded, optionally expiring map from keys to cloneable values.
+///
+/// Single-threaded, its policy is exact: with [`Policy::Lru`] the hits, misses and evictions
+/// equal those of Python's `functools.lru_cache` on the same sequence. It can be shared between
+/// threads (`&Cache` is `Sync`), values are returned by clone (wrap large values in an `Arc`),
+/// and no lock is held while user code other than `Hash`, `Eq` and `Clone` runs.
+///
+/// ```
+/// use memo_core::Cache;
+///
+/// let cache: Cache<String, usize> = Cache::new(2);
+/// cache.insert("a".to_string(), 1);
+/// cache.insert("b".to_string(), 2);
+/// assert_eq!(cache.get("a"), Some(1)); // lookups take a borrowed key
+/// cache.insert("c".to_string(), 3); // evicts "b", the least recently used
+/// assert_eq!(cache.get("b"), None);
+/// assert_eq!(cache.len(), 2);
+/// ```
+pub struct Cache<K, V, S = DefaultHashBuilder> {
+    shards: Box<[Padded<Mutex<Shard<K, V>>>]>,
+    mask: usize,
+    hasher: S,
+    clock: Clock,
+    maxsize: Option<usize>,
+    ttl: Option<Duration>,
+    policy: Policy,
+}
+
+impl<K, V> Cache<K, V> {
+    /// A cache of at most `maxsize` entries with the default policy (LRU) and no expiry.
+    ///
+    /// ```
+    /// let cache: memo_core::Cache<u32, u32> = memo_core::Cache::new(100);
+    /// assert_eq!(cache.maxsize(), Some(100));
+    /// ```
+    pub fn new(maxsize: usize) -> Self {
+        match Self::builder().maxsize(maxsize).build() {
+            Ok(cache) => cache,
+            Err(e) => panic!("Cache::new({maxsize}): {e}; use Cache::builder() to handle it"),
+        }
+    }
+
+    /// A cache without a bound on its size.
+    ///
+    /// ```
+    /// let cache: memo_core::Cache<u32, u32> = memo_core::Cache::unbounded();
+    /// assert_eq!(cache.maxsize(), None);
+    /// ```
+    pub fn unbounded() -> Self {
+        match Self::builder().maxsize(None).build() {
+            Ok(cache) => cache,
+            Err(e) => unreachable!("the default unbounded configuration is valid: {e}"),
+        }
+    }
+
+    /// A builder for the other settings: policy, ttl, clock, shards, hasher.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::<u32, u32>::builder().maxsize(10).build().unwrap();
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::default()
+    }
+}
+
+impl<K, V, S> Cache<K, V, S> {
+    pub(crate) fn from_builder(b: CacheBuilder<K, V, S>, shards: usize) -> Self {
+        let ttl_nanos = b.ttl.map(|t| t.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        let shards: Box<[_]> = (0..shards)
+            .map(|i| {
+                let capacity = match b.maxsize {
+                    Some(n) => n / shards + usize::from(i < n % shards),
+                    None => usize::MAX,
+                };
+                Padded(Mutex::new(Shard::new(capacity, b.policy, ttl_nanos)))
+            })
+            .collect();
+        Cache {
+            mask: shards.len() - 1,
+            shards,
+            hasher: b.hasher,
+            clock: b.clock,
+            maxsize: b.maxsize,
+            ttl: b.ttl,
+            policy: b.policy,
+        }
+    }
+
+    /// The bound on the number of entries; `None` is unbounded.
+    ///
+    /// ```
+    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).maxsize(), Some(3));
+    /// ```
+    pub fn maxsize(&self) -> Option<usize> {
+        self.maxsize
+    }
+
+    /// How long entries live; `None` is forever.
+    ///
+    /// ```
+    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).ttl(), None);
+    /// ```
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// The eviction policy.
+    ///
+    /// ```
+    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).policy(), memo_core::Policy::Lru);
+    /// ```
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// How many shards the cache is split into.
+    ///
+    /// ```
+    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).shard_count(), 1);
+    /// ```
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// How many entries are stored (expired entries count until they are swept).
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
+    }
+
+    /// Whether no entry is stored.
+    ///
+    /// ```
+    /// assert!(memo_core::Cache::<u8, u8>::new(3).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every entry; the statistics are kept (see [`reset`](Cache::reset)).
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert(1, 1);
+    /// cache.clear();
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let entries = shard.0.lock().take_all();
+            drop(entries); // after the lock is released
+        }
+    }
+
+    /// Removes every entry and zeroes the statistics: `functools`' `cache_clear()`.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert(1, 1);
+    /// cache.get(&1);
+    /// cache.reset();
+    /// assert_eq!((cache.info().hits, cache.info().currsize), (0, 0));
+    /// ```
+    pub fn reset(&self) {
+        for shard in self.shards.iter() {
+            let entries = {
+                let mut shard = shard.0.lock();
+                shard.counters = Counters::default();
+                shard.take_all()
+            };
+            drop(entries);
+        }
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        if self.ttl.is_some() {
+            self.clock.now_nanos()
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &Mutex<Shard<K, V>> {
+        // hashbrown indexes buckets by the low bits and tags them with the top 7: use the middle.
+        &self.shards[(hash >> 32) as usize & self.mask].0
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
+    /// The value for `key`, if stored and alive. Counts a hit or a miss.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert("k".to_string(), 1);
+    /// assert_eq!(cache.get("k"), Some(1));
+    /// assert_eq!(cache.get("nope"), None);
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.get_by(key, |k| k.borrow() == key)
+    }
+
+    /// Looks up by any borrowed form `probe` whose `Hash` equals the stored key's `Hash`, with
+    /// `is_match` deciding equality. This is how `#[memoize]` looks up `(&str, &u32)` against
+    /// stored `(String, u32)` keys without allocating. Counts a hit or a miss.
+    ///
+    /// ```
+    /// let cache: memo_core::Cache<(String, u32), u32> = memo_core::Cache::new(3);
+    /// cache.insert(("a".to_string(), 1), 10);
+    /// let hit = cache.get_by(&("a", &1u32), |k| k.0 == "a" && k.1 == 1);
+    /// assert_eq!(hit, Some(10));
+    /// ```
+    #[inline]
+    pub fn get_by<Q: Hash + ?Sized>(&self, probe: &Q, is_match: impl FnMut(&K) -> bool) -> Option<V>
+    where
+        V: Clone,
+    {
+        let hash = self.hasher.hash_one(probe);
+        let now = self.now();
+        let mut shard = self.shard(hash).lock();
+        shard.get(&self.hasher, hash, is_match, now).cloned()
+    }
+
+    /// The value for `key` without counting a hit or a miss and without touching the policy.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.peek(&1), Some(1));
+    /// assert_eq!(cache.info().hits, 0);
+    /// ```
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        let hash = self.hasher.hash_one(key);
+        let now = self.now();
+        let shard = self.shard(hash).lock();
+        shard.peek(hash, |k| k.borrow() == key, now).cloned()
+    }
+
+    /// Whether `key` is stored and alive (counts nothing).
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert(1, ());
+    /// assert!(cache.contains_key(&1));
+    /// ```
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let now = self.now();
+        let shard = self.shard(hash).lock();
+        shard.peek(hash, |k| k.borrow() == key, now).is_some()
+    }
+
+    /// Stores `value` under `key`, replacing any value stored there (which counts as a use of
+    /// the entry and restarts its ttl). A full cache first evicts one entry per its policy.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(1);
+    /// cache.insert(1, "a");
+    /// cache.insert(1, "b");
+    /// assert_eq!(cache.get(&1), Some("b"));
+    /// cache.insert(2, "c");
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
+    pub fn insert(&self, key: K, value: V) {
+        self.insert_with(key, value, OnPresent::Replace);
+    }
+
+    /// Stores `value` under `key` unless a live entry is there already, which is left untouched
+    /// (neither replaced nor counted as a use): what `functools.lru_cache` does when a recursive
+    /// call stored the key while the outer call was computing it.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert_if_absent(1, "first");
+    /// cache.insert_if_absent(1, "second");
+    /// assert_eq!(cache.get(&1), Some("first"));
+    /// ```
+    pub fn insert_if_absent(&self, key: K, value: V) {
+        self.insert_with(key, value, OnPresent::Keep);
+    }
+
+    fn insert_with(&self, key: K, value: V, on_present: OnPresent) {
+        let hash = self.hasher.hash_one(&key);
+        let now = self.now();
+        let dropped = {
+            let mut shard = self.shard(hash).lock();
+            shard.insert(&self.hasher, hash, key, value, now, on_present)
+        };
+        drop(dropped); // user Drop code runs without the lock
+    }
+
+    /// The value for `key`, computing and storing it with `compute` on a miss. No lock is held
+    /// while `compute` runs, so it may use the cache itself (recursion works).
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(10);
+    /// assert_eq!(cache.get_or_insert_with(2, || 2 * 21), 42);
+    /// assert_eq!(cache.get_or_insert_with(2, || unreachable!()), 42);
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, compute: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
+        if let Some(v) = self.get(&key) {
+            return v;
+        }
+        let value = compute();
+        self.insert_if_absent(key, value.clone());
+        value
+    }
+
+    /// Removes `key`, returning its value if it was stored and alive.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert(1, "a");
+    /// assert_eq!(cache.remove(&1), Some("a"));
+    /// assert_eq!(cache.remove(&1), None);
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let now = self.now();
+        let removed = {
+            let mut shard = self.shard(hash).lock();
+            shard.remove(&self.hasher, hash, |k| k.borrow() == key, now)
+        };
+        removed.and_then(|(entry, alive)| alive.then_some(entry.value))
+    }
+
+    /// The statistics, summed over the shards. Expired entries are swept first, so `currsize`
+    /// counts live entries.
+    ///
+    /// ```
+    /// let cache = memo_core::Cache::new(3);
+    /// cache.insert(1, 1);
+    /// let info = cache.info();
+    /// assert_eq!((info.currsize, info.maxsize), (1, Some(3)));
+    /// ```
+    pub fn info(&self) -> CacheInfo {
+        let now = self.now();
+        let mut counters = Counters::default();
+        let mut currsize = 0;
+        for shard in self.shards.iter() {
+            let mut dropped = Vec::new();
+            {
+                let mut shard = shard.0.lock();
+                shard.sweep_expired(&self.hasher, now, &mut dropped);
+                counters += shard.counters;
+                currsize += shard.len();
+            }
+            drop(dropped);
+        }
+        CacheInfo {
+            hits: counters.hits,
+            misses: counters.misses,
+            maxsize: self.maxsize,
+            currsize,
+            evictions: counters.evictions,
+            expirations: counters.expirations,
+            policy: self.policy,
+            ttl: self.ttl,
+        }
+    }
+
+    /// Checks every shard's invariants (tests only).
+    #[cfg(test)]
+    pub(crate) fn validate(&self) {
+        for shard in self.shards.iter() {
+            shard.0.lock().validate(&self.hasher);
+        }
+        if let Some(max) = self.maxsize {
+            assert!(self.len() <= max);
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("maxsize", &self.maxsize)
+            .field("policy", &self.policy)
+            .field("ttl", &self.ttl)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}

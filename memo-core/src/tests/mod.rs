@@ -1,0 +1,3 @@
+//! Unit tests of the store against simple reference models, with `validate()` after every step.
+
+mod model;

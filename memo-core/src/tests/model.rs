@@ -1,0 +1,322 @@
+//! A naive reference cache (a `Vec` in use order, a deadline per entry) that the real store must
+//! match after every operation, for every policy, with and without a ttl.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::{Cache, ManualClock, Policy};
+
+/// The reference: entries front = most recently used (or inserted, for FIFO).
+struct Model {
+    policy: Policy,
+    maxsize: usize,
+    ttl: Option<u64>,
+    now: u64,
+    entries: Vec<(u8, u32, u64)>, // key, value, deadline
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    expirations: u64,
+}
+
+impl Model {
+    fn alive(&self, i: usize) -> bool {
+        self.ttl.is_none() || self.entries[i].2 > self.now
+    }
+
+    fn position(&self, key: u8) -> Option<usize> {
+        self.entries.iter().position(|e| e.0 == key)
+    }
+
+    fn expire(&mut self, i: usize) {
+        self.entries.remove(i);
+        self.expirations += 1;
+    }
+
+    fn get(&mut self, key: u8) -> Option<u32> {
+        match self.position(key) {
+            Some(i) if self.alive(i) => {
+                self.hits += 1;
+                let e = self.entries[i];
+                if self.policy != Policy::Fifo {
+                    self.entries.remove(i);
+                    self.entries.insert(0, e);
+                }
+                Some(e.1)
+            }
+            Some(i) => {
+                self.expire(i);
+                self.misses += 1;
+                None
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    fn insert(&mut self, key: u8, value: u32, replace: bool) {
+        if self.maxsize == 0 {
+            return;
+        }
+        let deadline = self.ttl.map_or(0, |t| self.now + t);
+        if let Some(i) = self.position(key) {
+            if self.alive(i) {
+                if replace && self.policy == Policy::Fifo {
+                    // An update is not a new insertion: the key keeps its place in line.
+                    self.entries[i] = (key, value, deadline);
+                } else if replace {
+                    self.entries.remove(i);
+                    self.entries.insert(0, (key, value, deadline));
+                }
+                return;
+            }
+            self.expire(i);
+        }
+        while let Some(i) = (0..self.entries.len()).find(|&i| !self.alive(i)) {
+            self.expire(i);
+        }
+        if self.entries.len() >= self.maxsize {
+            let victim = match self.policy {
+                Policy::Mru => 0,
+                _ => self.entries.len() - 1,
+            };
+            self.entries.remove(victim);
+            self.evictions += 1;
+        }
+        self.entries.insert(0, (key, value, deadline));
+    }
+
+    fn remove(&mut self, key: u8) -> Option<u32> {
+        let i = self.position(key)?;
+        let alive = self.alive(i);
+        let e = self.entries.remove(i);
+        if !alive {
+            self.expirations += 1;
+        }
+        alive.then_some(e.1)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Get(u8),
+    Insert(u8, u32),
+    InsertIfAbsent(u8, u32),
+    Remove(u8),
+    Advance(u64),
+    Clear,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0u8..12;
+    prop_oneof![
+        8 => key.clone().prop_map(Op::Get),
+        4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::InsertIfAbsent(k, v)),
+        1 => key.prop_map(Op::Remove),
+        2 => (0u64..40).prop_map(Op::Advance),
+        1 => Just(Op::Clear),
+    ]
+}
+
+fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
+    let clock = ManualClock::new();
+    let cache: Cache<u8, u32> = Cache::builder()
+        .maxsize(maxsize)
+        .policy(policy)
+        .ttl(ttl.map(Duration::from_nanos))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut model = Model {
+        policy,
+        maxsize,
+        ttl,
+        now: 0,
+        entries: Vec::new(),
+        hits: 0,
+        misses: 0,
+        evictions: 0,
+        expirations: 0,
+    };
+    for (step, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Get(k) => assert_eq!(cache.get(&k), model.get(k), "step {step}: {op:?}"),
+            Op::Insert(k, v) => {
+                cache.insert(k, v);
+                model.insert(k, v, true);
+            }
+            Op::InsertIfAbsent(k, v) => {
+                cache.insert_if_absent(k, v);
+                model.insert(k, v, false);
+            }
+            Op::Remove(k) => assert_eq!(cache.remove(&k), model.remove(k), "step {step}"),
+            Op::Advance(n) => {
+                clock.advance(Duration::from_nanos(n));
+                model.now += n;
+            }
+            Op::Clear => {
+                cache.clear();
+                model.entries.clear();
+            }
+        }
+        cache.validate();
+        // Compare without sweeping (info() sweeps): the stored keys, then the counters.
+        let mut stored: Vec<u8> = model.entries.iter().map(|e| e.0).collect();
+        stored.sort_unstable();
+        let mut actual: Vec<u8> = (0..12u8).filter(|k| cache.peek(k).is_some()).collect();
+        actual.sort_unstable();
+        let live: Vec<u8> = {
+            let mut v: Vec<u8> = (0..model.entries.len())
+                .filter(|&i| model.alive(i))
+                .map(|i| model.entries[i].0)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(actual, live, "step {step}: live keys after {op:?} (stored {stored:?})");
+        assert_eq!(cache.len(), model.entries.len(), "step {step}: len after {op:?}");
+    }
+    let info = cache.info();
+    while let Some(i) = (0..model.entries.len()).find(|&i| !model.alive(i)) {
+        model.expire(i);
+    }
+    assert_eq!(
+        (info.hits, info.misses, info.currsize, info.evictions, info.expirations),
+        (model.hits, model.misses, model.entries.len(), model.evictions, model.expirations)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn every_policy_matches_the_reference_model(
+        policy in prop::sample::select(Policy::ALL.to_vec()),
+        maxsize in 0usize..6,
+        ttl in prop::option::of(1u64..60),
+        ops in prop::collection::vec(op(), 1..120),
+    ) {
+        check(policy, maxsize, ttl, &ops);
+    }
+}
+
+#[test]
+fn lru_evicts_least_recently_used() {
+    let cache = Cache::new(2);
+    cache.insert(1, 'a');
+    cache.insert(2, 'b');
+    assert_eq!(cache.get(&1), Some('a'));
+    cache.insert(3, 'c');
+    assert_eq!(cache.get(&2), None);
+    assert_eq!(cache.get(&1), Some('a'));
+    assert_eq!(cache.info().evictions, 1);
+    cache.validate();
+}
+
+#[test]
+fn mru_evicts_most_recently_used() {
+    let cache = Cache::builder().maxsize(2).policy(Policy::Mru).build().unwrap();
+    cache.insert(1, 'a');
+    cache.insert(2, 'b');
+    assert_eq!(cache.get(&1), Some('a'));
+    cache.insert(3, 'c');
+    assert_eq!(cache.get(&1), None);
+    assert_eq!(cache.get(&2), Some('b'));
+    cache.validate();
+}
+
+#[test]
+fn ttl_expires_entry_after_deadline() {
+    let clock = ManualClock::new();
+    let cache = Cache::builder()
+        .ttl(Duration::from_secs(30))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert("k", 1);
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(cache.get("k"), Some(1));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(cache.get("k"), None);
+    let info = cache.info();
+    assert_eq!((info.hits, info.misses, info.expirations, info.currsize), (1, 1, 1, 0));
+}
+
+#[test]
+fn expired_entries_are_swept_without_being_read() {
+    let clock = ManualClock::new();
+    let cache = Cache::builder()
+        .maxsize(None)
+        .ttl(Duration::from_secs(1))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for k in 0..1000 {
+        cache.insert(k, k);
+    }
+    clock.advance(Duration::from_secs(2));
+    cache.insert(5000, 0);
+    let info = cache.info();
+    assert_eq!((info.currsize, info.expirations), (1, 1000));
+    cache.validate();
+}
+
+#[test]
+fn maxsize_zero_stores_nothing_and_counts_misses() {
+    let cache = Cache::new(0);
+    for _ in 0..3 {
+        assert_eq!(cache.get(&1), None);
+        cache.insert(1, 1);
+    }
+    let info = cache.info();
+    assert_eq!((info.hits, info.misses, info.currsize), (0, 3, 0));
+}
+
+#[test]
+fn sharded_cache_never_exceeds_maxsize() {
+    let cache = Cache::builder().maxsize(100).shards(8).build().unwrap();
+    for k in 0..10_000u32 {
+        cache.insert(k, k);
+        assert!(cache.len() <= 100);
+    }
+    assert!(cache.len() > 50, "shards share the bound: {}", cache.len());
+    cache.validate();
+}
+
+#[test]
+fn reset_zeroes_counters_and_clear_keeps_them() {
+    let cache = Cache::new(4);
+    cache.insert(1, 1);
+    cache.get(&1);
+    cache.get(&2);
+    cache.clear();
+    assert_eq!((cache.info().hits, cache.info().misses), (1, 1));
+    cache.reset();
+    assert_eq!((cache.info().hits, cache.info().misses), (0, 0));
+}
+
+#[test]
+fn builder_rejects_bad_configuration() {
+    use crate::BuildError;
+    let e = Cache::<u8, u8>::builder().shards(0).build().unwrap_err();
+    assert_eq!(e, BuildError::ShardsNotPowerOfTwo(0));
+    let e = Cache::<u8, u8>::builder().ttl(Duration::ZERO).build().unwrap_err();
+    assert_eq!(e, BuildError::ZeroTtl);
+    let e = Cache::<u8, u8>::builder().maxsize(usize::MAX).build().unwrap_err();
+    assert_eq!(e, BuildError::MaxsizeTooLarge(usize::MAX));
+}
+
+#[test]
+fn values_are_dropped_when_evicted() {
+    use std::sync::Arc;
+    let value = Arc::new(());
+    let cache = Cache::new(1);
+    cache.insert(1, Arc::clone(&value));
+    assert_eq!(Arc::strong_count(&value), 2);
+    cache.insert(2, Arc::new(()));
+    assert_eq!(Arc::strong_count(&value), 1);
+}
