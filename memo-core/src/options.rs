@@ -28,7 +28,7 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) maxsize: Option<usize>,
     pub(crate) policy: Policy,
     pub(crate) ttl: Option<Duration>,
-    pub(crate) clock: Clock,
+    pub(crate) clock: Option<Clock>,
     pub(crate) shards: Option<usize>,
     pub(crate) hasher: S,
     marker: PhantomData<fn(K, V)>,
@@ -40,7 +40,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             maxsize: Some(crate::DEFAULT_MAXSIZE),
             policy: Policy::default(),
             ttl: None,
-            clock: Clock::system(),
+            clock: None,
             shards: None,
             hasher: DefaultHashBuilder::default(),
             marker: PhantomData,
@@ -84,7 +84,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// The time source for expiry (default [`Clock::system`]); tests pass a
+    /// The time source for expiry (default [`Clock::coarse`] when there is a ttl); tests pass a
     /// [`ManualClock`](crate::ManualClock).
     ///
     /// ```
@@ -93,7 +93,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// # drop(cache);
     /// ```
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
-        self.clock = clock.into();
+        self.clock = Some(clock.into());
         self
     }
 

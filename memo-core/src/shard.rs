@@ -110,7 +110,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Looks up without counting or reordering; expired entries are not returned.
-    pub(crate) fn peek(&self, hash: u64, mut is_match: impl FnMut(&K) -> bool, now: u64) -> Option<&V> {
+    pub(crate) fn peek(
+        &self,
+        hash: u64,
+        mut is_match: impl FnMut(&K) -> bool,
+        now: u64,
+    ) -> Option<&V> {
         let entries = &self.entries;
         let &slot = self
             .table
@@ -174,9 +179,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             slot
         };
         let entries = &self.entries;
-        self.table.insert_unique(hash, slot, |&i| {
-            hasher.hash_one(&entries[i as usize].key)
-        });
+        self.table
+            .insert_unique(hash, slot, |&i| hasher.hash_one(&entries[i as usize].key));
         self.policy.on_insert(slot, hash);
         if let Some(e) = &mut self.expiry {
             let idx = slot as usize;
@@ -276,7 +280,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     #[cfg(test)]
     pub(crate) fn validate<S: BuildHasher>(&self, hasher: &S) {
         let len = self.entries.len();
-        assert!(len <= self.capacity, "{len} entries over capacity {}", self.capacity);
+        assert!(
+            len <= self.capacity,
+            "{len} entries over capacity {}",
+            self.capacity
+        );
         assert_eq!(self.table.len(), len, "table and slab disagree");
         for (slot, entry) in self.entries.iter().enumerate() {
             let hash = hasher.hash_one(&entry.key);

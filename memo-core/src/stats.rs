@@ -62,7 +62,11 @@ impl CacheInfo {
 impl fmt::Display for CacheInfo {
     /// Prints like Python: `CacheInfo(hits=1, misses=2, maxsize=128, currsize=2)`, then the extras.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheInfo(hits={}, misses={}, maxsize=", self.hits, self.misses)?;
+        write!(
+            f,
+            "CacheInfo(hits={}, misses={}, maxsize=",
+            self.hits, self.misses
+        )?;
         match self.maxsize {
             Some(n) => write!(f, "{n}")?,
             None => f.write_str("None")?,

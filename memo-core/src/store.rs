@@ -85,7 +85,9 @@ impl<K, V> Cache<K, V> {
 
 impl<K, V, S> Cache<K, V, S> {
     pub(crate) fn from_builder(b: CacheBuilder<K, V, S>, shards: usize) -> Self {
-        let ttl_nanos = b.ttl.map(|t| t.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        let ttl_nanos = b
+            .ttl
+            .map(|t| t.as_nanos().clamp(1, u64::MAX as u128) as u64);
         let shards: Box<[_]> = (0..shards)
             .map(|i| {
                 let capacity = match b.maxsize {
@@ -99,7 +101,11 @@ impl<K, V, S> Cache<K, V, S> {
             mask: shards.len() - 1,
             shards,
             hasher: b.hasher,
-            clock: b.clock,
+            clock: match (b.clock, b.ttl) {
+                (Some(clock), _) => clock,
+                (None, Some(_)) => Clock::coarse(),
+                (None, None) => Clock::system(), // never read without a ttl
+            },
             maxsize: b.maxsize,
             ttl: b.ttl,
             policy: b.policy,

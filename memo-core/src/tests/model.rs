@@ -177,16 +177,35 @@ fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
             v.sort_unstable();
             v
         };
-        assert_eq!(actual, live, "step {step}: live keys after {op:?} (stored {stored:?})");
-        assert_eq!(cache.len(), model.entries.len(), "step {step}: len after {op:?}");
+        assert_eq!(
+            actual, live,
+            "step {step}: live keys after {op:?} (stored {stored:?})"
+        );
+        assert_eq!(
+            cache.len(),
+            model.entries.len(),
+            "step {step}: len after {op:?}"
+        );
     }
     let info = cache.info();
     while let Some(i) = (0..model.entries.len()).find(|&i| !model.alive(i)) {
         model.expire(i);
     }
     assert_eq!(
-        (info.hits, info.misses, info.currsize, info.evictions, info.expirations),
-        (model.hits, model.misses, model.entries.len(), model.evictions, model.expirations)
+        (
+            info.hits,
+            info.misses,
+            info.currsize,
+            info.evictions,
+            info.expirations
+        ),
+        (
+            model.hits,
+            model.misses,
+            model.entries.len(),
+            model.evictions,
+            model.expirations
+        )
     );
 }
 
@@ -219,7 +238,11 @@ fn lru_evicts_least_recently_used() {
 
 #[test]
 fn mru_evicts_most_recently_used() {
-    let cache = Cache::builder().maxsize(2).policy(Policy::Mru).build().unwrap();
+    let cache = Cache::builder()
+        .maxsize(2)
+        .policy(Policy::Mru)
+        .build()
+        .unwrap();
     cache.insert(1, 'a');
     cache.insert(2, 'b');
     assert_eq!(cache.get(&1), Some('a'));
@@ -243,7 +266,10 @@ fn ttl_expires_entry_after_deadline() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(cache.get("k"), None);
     let info = cache.info();
-    assert_eq!((info.hits, info.misses, info.expirations, info.currsize), (1, 1, 1, 0));
+    assert_eq!(
+        (info.hits, info.misses, info.expirations, info.currsize),
+        (1, 1, 1, 0)
+    );
 }
 
 #[test]
@@ -304,9 +330,15 @@ fn builder_rejects_bad_configuration() {
     use crate::BuildError;
     let e = Cache::<u8, u8>::builder().shards(0).build().unwrap_err();
     assert_eq!(e, BuildError::ShardsNotPowerOfTwo(0));
-    let e = Cache::<u8, u8>::builder().ttl(Duration::ZERO).build().unwrap_err();
+    let e = Cache::<u8, u8>::builder()
+        .ttl(Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert_eq!(e, BuildError::ZeroTtl);
-    let e = Cache::<u8, u8>::builder().maxsize(usize::MAX).build().unwrap_err();
+    let e = Cache::<u8, u8>::builder()
+        .maxsize(usize::MAX)
+        .build()
+        .unwrap_err();
     assert_eq!(e, BuildError::MaxsizeTooLarge(usize::MAX));
 }
 
@@ -319,4 +351,18 @@ fn values_are_dropped_when_evicted() {
     assert_eq!(Arc::strong_count(&value), 2);
     cache.insert(2, Arc::new(()));
     assert_eq!(Arc::strong_count(&value), 1);
+}
+
+#[test]
+fn coarse_clock_advances_by_itself() {
+    let clock = crate::Clock::coarse();
+    let start = clock.now_nanos();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while clock.now_nanos() == start {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coarse clock never ticked"
+        );
+        std::thread::yield_now();
+    }
 }
