@@ -17,6 +17,9 @@ use crate::{CacheInfo, Clock, Policy};
 #[repr(align(128))]
 struct Padded<T>(T);
 
+/// One shard behind its lock, alone on its cache line.
+type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
+
 /// A concurrent, bounded, optionally expiring map from keys to cloneable values.
 ///
 /// Single-threaded, its policy is exact: with [`Policy::Lru`] the hits, misses and evictions
@@ -36,7 +39,7 @@ struct Padded<T>(T);
 /// assert_eq!(cache.len(), 2);
 /// ```
 pub struct Cache<K, V, S = DefaultHashBuilder> {
-    shards: Box<[Padded<Mutex<Shard<K, V>>>]>,
+    shards: Box<[LockedShard<K, V>]>,
     mask: usize,
     hasher: S,
     clock: Clock,
