@@ -20,6 +20,9 @@ pub(crate) struct Entry<K, V> {
 /// so insertion order is expiry order: the queue's back is the next to expire.
 struct Expiry {
     ttl: u64,
+    /// The latest time seen under the lock: callers read the clock before locking, so a
+    /// thread can arrive with an older time than one already used; deadlines must not go back.
+    high_water: u64,
     deadline: Vec<u64>,
     links: Links,
     order: Queue,
@@ -52,6 +55,7 @@ impl<K, V> Shard<K, V> {
             capacity,
             expiry: ttl_nanos.map(|ttl| Expiry {
                 ttl,
+                high_water: 0,
                 deadline: Vec::new(),
                 links: Links::default(),
                 order: Queue::default(),
@@ -142,6 +146,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         on_present: OnPresent,
     ) -> Vec<Entry<K, V>> {
         let mut dropped = Vec::new();
+        let now = match &mut self.expiry {
+            Some(e) => {
+                e.high_water = e.high_water.max(now);
+                e.high_water
+            }
+            None => now,
+        };
         if self.capacity == 0 {
             dropped.push(Entry { key, value });
             return dropped;

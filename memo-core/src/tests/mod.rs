@@ -1,3 +1,4 @@
 //! Unit tests of the store against simple reference models, with `validate()` after every step.
 
 mod model;
+mod stress;

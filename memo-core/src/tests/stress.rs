@@ -1,0 +1,86 @@
+//! Many threads mixing hits, misses, inserts, removals, clears and expiry on one cache; the
+//! invariants are checked while they run and after.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::{Cache, ManualClock, Policy};
+
+fn hammer(policy: Policy, maxsize: usize, shards: usize, ttl: bool) {
+    let clock = ManualClock::new();
+    let mut builder = Cache::<u32, u64>::builder()
+        .maxsize(maxsize)
+        .policy(policy)
+        .shards(shards)
+        .clock(clock.clone());
+    if ttl {
+        builder = builder.ttl(Duration::from_micros(50));
+    }
+    let cache = Arc::new(builder.build().unwrap());
+    let lookups = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (cache, lookups, clock) = (cache.clone(), lookups.clone(), clock.clone());
+            std::thread::spawn(move || {
+                let mut rng = StdRng::seed_from_u64(t);
+                for _ in 0..20_000 {
+                    let key = rng.gen_range(0..maxsize as u32 * 3);
+                    match rng.gen_range(0..100) {
+                        0..=59 => {
+                            lookups.fetch_add(1, Ordering::Relaxed);
+                            if let Some(v) = cache.get(&key) {
+                                assert_eq!(v, u64::from(key) * 7, "a value belongs to its key");
+                            }
+                        }
+                        60..=89 => cache.insert(key, u64::from(key) * 7),
+                        90..=96 => {
+                            cache.remove(&key);
+                        }
+                        97 => clock.advance(Duration::from_micros(10)),
+                        _ => {
+                            if rng.gen_ratio(1, 20) {
+                                cache.clear();
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let checker = {
+        let (cache, stop) = (cache.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                cache.validate();
+                let info = cache.info();
+                assert!(info.currsize <= maxsize, "over maxsize: {}", info.currsize);
+                std::thread::yield_now();
+            }
+        })
+    };
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    checker.join().unwrap();
+    cache.validate();
+    let info = cache.info();
+    assert_eq!(info.hits + info.misses, lookups.load(Ordering::Relaxed));
+    assert!(info.currsize <= maxsize);
+    assert!(info.hits > 0 && info.misses > 0 && info.evictions > 0);
+    if ttl {
+        assert!(info.expirations > 0);
+    }
+}
+
+#[test]
+fn threads_mixing_every_operation_keep_the_invariants() {
+    for &policy in Policy::ALL {
+        hammer(policy, 64, 1, false);
+        hammer(policy, 64, 4, true);
+    }
+}
