@@ -1,0 +1,16 @@
+use memo::memoize;
+
+struct Counter {
+    step: u32,
+}
+
+impl Counter {
+    #[memoize]
+    fn next(&self, n: u32) -> u32 {
+        n + self.step
+    }
+}
+
+fn main() {
+    let _ = Counter { step: 1 }.next(1);
+}

@@ -1,0 +1,10 @@
+use memo::memoize;
+
+#[memoize(ttl = "30 parsecs")]
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn main() {
+    square(2);
+}
