@@ -55,6 +55,16 @@ impl Links {
 }
 
 impl Queue {
+    /// How many slots are in the queue.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the queue holds no slot.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The most recently pushed-to-front slot.
     pub(crate) fn front(&self) -> Option<u32> {
         (self.head != NIL).then_some(self.head)

@@ -1,8 +1,14 @@
 //! Eviction policies. Each one keeps its own per-slot metadata, indexed by the shard's slot
 //! numbers, so the shard's storage is the same whatever the policy.
 
+mod adaptive;
+mod ghost;
+mod lfu;
 mod list;
+mod sketch;
 
+use adaptive::AdaptivePolicy;
+use lfu::LfuPolicy;
 use list::ListPolicy;
 
 /// Which entry a full cache gives up to make room.
@@ -26,8 +32,17 @@ pub enum Policy {
     Lru,
     /// First in, first out: hits do not reorder.
     Fifo,
+    /// Least frequently used goes first (the count of uses since it was stored); among equals,
+    /// the least recently used.
+    Lfu,
     /// Most recently used goes first: for cyclic scans larger than the cache.
     Mru,
+    /// Adapts between recency and frequency: W-TinyLFU with a hill-climbing window, as in
+    /// Caffeine. New entries pass through a small LRU window; to stay, they must have been seen
+    /// more often recently than the entry they would displace. The window grows toward LRU when
+    /// recency pays and shrinks when frequency does. Scans and one-off keys do not flush the
+    /// cache's popular entries.
+    Adaptive,
 }
 
 impl Policy {
@@ -40,22 +55,30 @@ impl Policy {
         match self {
             Policy::Lru => "lru",
             Policy::Fifo => "fifo",
+            Policy::Lfu => "lfu",
             Policy::Mru => "mru",
+            Policy::Adaptive => "adaptive",
         }
     }
 
-    /// Every policy, in the order of their names.
+    /// Every policy: the default first.
     ///
     /// ```
     /// assert!(memo_core::Policy::ALL.contains(&memo_core::Policy::Fifo));
     /// ```
-    pub const ALL: &'static [Policy] = &[Policy::Lru, Policy::Fifo, Policy::Mru];
+    pub const ALL: &'static [Policy] = &[
+        Policy::Lru,
+        Policy::Fifo,
+        Policy::Lfu,
+        Policy::Mru,
+        Policy::Adaptive,
+    ];
 }
 
 impl std::str::FromStr for Policy {
     type Err = String;
 
-    /// Parses a policy name: `lru`, `fifo`, `mru`.
+    /// Parses a policy name: `lru`, `fifo`, `lfu`, `mru`, `adaptive`.
     fn from_str(s: &str) -> Result<Self, String> {
         Policy::ALL
             .iter()
@@ -94,6 +117,8 @@ pub(crate) trait EvictionPolicy: Send {
 /// The concrete policy of a shard: an enum, so the hit path has no virtual call.
 pub(crate) enum PolicyState {
     List(ListPolicy),
+    Lfu(LfuPolicy),
+    Adaptive(Box<AdaptivePolicy>),
 }
 
 impl PolicyState {
@@ -102,6 +127,8 @@ impl PolicyState {
             Policy::Lru => PolicyState::List(ListPolicy::new(list::Mode::Lru)),
             Policy::Fifo => PolicyState::List(ListPolicy::new(list::Mode::Fifo)),
             Policy::Mru => PolicyState::List(ListPolicy::new(list::Mode::Mru)),
+            Policy::Lfu => PolicyState::Lfu(LfuPolicy::new()),
+            Policy::Adaptive => PolicyState::Adaptive(Box::new(AdaptivePolicy::new())),
         }
     }
 }
@@ -110,6 +137,8 @@ macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
             PolicyState::List($p) => $e,
+            PolicyState::Lfu($p) => $e,
+            PolicyState::Adaptive($p) => $e,
         }
     };
 }

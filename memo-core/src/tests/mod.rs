@@ -1,4 +1,5 @@
 //! Unit tests of the store against simple reference models, with `validate()` after every step.
 
 mod model;
+mod policies;
 mod stress;

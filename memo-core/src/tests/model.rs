@@ -1,6 +1,8 @@
-//! A naive reference cache (a `Vec` in use order, a deadline per entry) that the real store must
-//! match after every operation, for every policy, with and without a ttl.
+//! A naive reference cache (a `Vec` in use order, a deadline and a use count per entry) that the
+//! real store must match after every operation, for every exact policy, with and without a ttl.
+//! The adaptive policy has no exact reference: it is checked against what any cache must do.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -13,7 +15,7 @@ struct Model {
     maxsize: usize,
     ttl: Option<u64>,
     now: u64,
-    entries: Vec<(u8, u32, u64)>, // key, value, deadline
+    entries: Vec<(u8, u32, u64, u64)>, // key, value, deadline, uses
     hits: u64,
     misses: u64,
     evictions: u64,
@@ -38,6 +40,7 @@ impl Model {
         match self.position(key) {
             Some(i) if self.alive(i) => {
                 self.hits += 1;
+                self.entries[i].3 += 1;
                 let e = self.entries[i];
                 if self.policy != Policy::Fifo {
                     self.entries.remove(i);
@@ -64,12 +67,13 @@ impl Model {
         let deadline = self.ttl.map_or(0, |t| self.now + t);
         if let Some(i) = self.position(key) {
             if self.alive(i) {
+                let uses = self.entries[i].3 + 1; // a replacement counts as a use
                 if replace && self.policy == Policy::Fifo {
                     // An update is not a new insertion: the key keeps its place in line.
-                    self.entries[i] = (key, value, deadline);
+                    self.entries[i] = (key, value, deadline, uses);
                 } else if replace {
                     self.entries.remove(i);
-                    self.entries.insert(0, (key, value, deadline));
+                    self.entries.insert(0, (key, value, deadline, uses));
                 }
                 return;
             }
@@ -81,12 +85,17 @@ impl Model {
         if self.entries.len() >= self.maxsize {
             let victim = match self.policy {
                 Policy::Mru => 0,
+                // The fewest uses; among those the least recent (the last in use order).
+                Policy::Lfu => (0..self.entries.len())
+                    .rev()
+                    .min_by_key(|&i| self.entries[i].3)
+                    .expect("a full cache has entries"),
                 _ => self.entries.len() - 1,
             };
             self.entries.remove(victim);
             self.evictions += 1;
         }
-        self.entries.insert(0, (key, value, deadline));
+        self.entries.insert(0, (key, value, deadline, 1));
     }
 
     fn remove(&mut self, key: u8) -> Option<u32> {
@@ -123,6 +132,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
+    if policy == Policy::Adaptive {
+        return check_without_reference(policy, maxsize, ttl, ops);
+    }
     let clock = ManualClock::new();
     let cache: Cache<u8, u32> = Cache::builder()
         .maxsize(maxsize)
@@ -207,6 +219,79 @@ fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
             model.expirations
         )
     );
+}
+
+/// What every cache must do whatever it evicts, for a policy without an exact reference: it
+/// never holds more than `maxsize`, never returns a value that was not the last stored for its
+/// key or that expired, always holds what was just stored, and counts every lookup.
+fn check_without_reference(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
+    let clock = ManualClock::new();
+    let cache: Cache<u8, u32> = Cache::builder()
+        .maxsize(maxsize)
+        .policy(policy)
+        .ttl(ttl.map(Duration::from_nanos))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // What an unbounded cache would hold: key -> (value, deadline).
+    let mut unbounded: HashMap<u8, (u32, u64)> = HashMap::new();
+    let mut now = 0u64;
+    let (mut lookups, mut hits) = (0u64, 0u64);
+    let alive = |e: &(u32, u64), now: u64| ttl.is_none() || e.1 > now;
+    for (step, op) in ops.iter().enumerate() {
+        let deadline = ttl.map_or(0, |t| now + t);
+        match *op {
+            Op::Get(k) => {
+                lookups += 1;
+                if let Some(v) = cache.get(&k) {
+                    hits += 1;
+                    let expected = unbounded.get(&k).filter(|e| alive(e, now)).map(|e| e.0);
+                    assert_eq!(Some(v), expected, "step {step}: {op:?}");
+                }
+            }
+            Op::Insert(k, v) => {
+                cache.insert(k, v);
+                unbounded.insert(k, (v, deadline));
+            }
+            Op::InsertIfAbsent(k, v) => {
+                let before = cache.peek(&k);
+                cache.insert_if_absent(k, v);
+                if before.is_none() {
+                    unbounded.insert(k, (v, deadline));
+                }
+            }
+            Op::Remove(k) => {
+                let expected = unbounded.remove(&k).filter(|e| alive(e, now)).map(|e| e.0);
+                if let Some(v) = cache.remove(&k) {
+                    assert_eq!(Some(v), expected, "step {step}: {op:?}");
+                }
+            }
+            Op::Advance(n) => {
+                clock.advance(Duration::from_nanos(n));
+                now += n;
+            }
+            Op::Clear => {
+                cache.clear();
+                unbounded.clear();
+            }
+        }
+        cache.validate();
+        assert!(cache.len() <= maxsize, "step {step}: over maxsize");
+        if let Op::Insert(k, v) | Op::InsertIfAbsent(k, v) = *op {
+            if maxsize > 0 {
+                let stored = unbounded[&k].0;
+                assert_eq!(cache.peek(&k), Some(stored), "step {step}: just stored {v}");
+            }
+        }
+        for k in 0..12u8 {
+            if let Some(v) = cache.peek(&k) {
+                let expected = unbounded.get(&k).filter(|e| alive(e, now)).map(|e| e.0);
+                assert_eq!(Some(v), expected, "step {step}: stored value of {k}");
+            }
+        }
+    }
+    let info = cache.info();
+    assert_eq!((info.hits, info.misses), (hits, lookups - hits));
 }
 
 proptest! {

@@ -1,0 +1,469 @@
+//! The adaptive policy: W-TinyLFU (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient
+//! Cache Admission Policy", 2017), as in Caffeine, with its window sized by ARC's rule (Megiddo
+//! and Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache", 2003).
+//!
+//! New entries enter a small LRU *window*. When the window overflows, its oldest entry has to win
+//! a place in the *main* space against main's eviction victim: it is admitted only if a frequency
+//! sketch has seen it more often recently (a candidate seen at least 6 times also wins one time
+//! in 128, so that a flood of colliding keys cannot lock a popular candidate out). Main is a
+//! segmented LRU: *probation* for entries not used since they arrived, *protected* (90% of main)
+//! for those used again.
+//!
+//! A large window favours recency (at 99% of the capacity it is nearly LRU), a small one
+//! frequency. The policy remembers, in two small Bloom-filter *ghosts*, which keys it evicted
+//! lately from the window and from main (a capacity's worth of evictions of each, in four
+//! generations). A miss on a key the window let go means a larger window would have hit: the
+//! window grows by one entry (0.03% of the capacity in large caches), by 0.4 of that for each
+//! generation the key has aged in the ghost. A miss on a key main let go means main should be
+//! larger: the window shrinks. Unlike a hill climber comparing the hit ratios of successive samples
+//! (Caffeine's), this compares both choices on the same requests, so it reacts within a few
+//! hundred misses and is not misled when the workload changes phase between samples; and since
+//! a key that LRU would keep comes back within a capacity's worth of misses, a recency-heavy
+//! workload keeps hitting the window's ghost until the window is large enough to hold it.
+
+use super::ghost::Ghost;
+use super::sketch::FrequencySketch;
+use super::EvictionPolicy;
+use crate::links::{Links, Queue};
+
+/// The low bits of a slot's metadata: which queue it is in.
+const REGION_MASK: u32 = 0b11;
+const WINDOW: u32 = 0;
+const PROBATION: u32 = 1;
+const PROTECTED: u32 = 2;
+
+/// The window's share of the capacity when the cache first fills up.
+const INITIAL_WINDOW: f64 = 0.01;
+/// Protected's share of the main space.
+const PROTECTED_SHARE: f64 = 0.90;
+/// The least share of the capacity left to main, so that its ghost keeps telling.
+const MIN_MAIN: f64 = 0.01;
+/// Each ghost remembers the evictions of this share of the capacity: a key that LRU would have
+/// kept comes back within a capacity's worth of misses, so a recency-heavy workload is seen.
+const GHOST_HORIZON: f64 = 1.0;
+/// A ghost hit moves the window by this share of the capacity (at least one entry).
+const GHOST_STEP: f64 = 0.0003;
+/// A hit in each older generation of a ghost (a quarter of the horizon) counts this much less:
+/// it would take a larger move to turn it into a cache hit, and it is weaker evidence.
+const GHOST_AGE_WEIGHT: f64 = 0.4;
+/// A candidate this frequent is admitted against a more frequent victim one time in 128.
+const JITTER_FREQUENCY: u8 = 6;
+
+/// The fingerprint of a hash that the sketch and the ghosts count (the region bits cleared).
+#[inline]
+fn fingerprint(hash: u64) -> u32 {
+    (hash as u32) & !REGION_MASK
+}
+
+/// W-TinyLFU with a window sized by ghost hits.
+pub(crate) struct AdaptivePolicy {
+    links: Links,
+    /// Per slot: the fingerprint of its hash, with its region in the low bits.
+    meta: Vec<u32>,
+    window: Queue,
+    probation: Queue,
+    protected: Queue,
+    /// The shard's capacity, learnt at the first eviction (0 until then).
+    capacity: usize,
+    /// The window's target size, in entries (fractional, so that large caches move smoothly).
+    window_size: f64,
+    sketch: FrequencySketch,
+    /// Fingerprints recently evicted from the window (candidates that main refused).
+    window_ghost: Ghost,
+    /// Fingerprints recently evicted from main.
+    main_ghost: Ghost,
+    /// State of the xorshift generator behind the admission jitter.
+    rng: u64,
+}
+
+impl AdaptivePolicy {
+    pub(crate) fn new() -> Self {
+        AdaptivePolicy {
+            links: Links::default(),
+            meta: Vec::new(),
+            window: Queue::default(),
+            probation: Queue::default(),
+            protected: Queue::default(),
+            capacity: 0,
+            window_size: 1.0,
+            sketch: FrequencySketch::new(0),
+            window_ghost: Ghost::new(0),
+            main_ghost: Ghost::new(0),
+            rng: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.window.len() + self.probation.len() + self.protected.len()
+    }
+
+    /// The window's size in entries; while the cache fills up, a share of its current size.
+    fn window_max(&self) -> usize {
+        let size = if self.capacity > 0 {
+            self.window_size
+        } else {
+            self.len() as f64 * INITIAL_WINDOW
+        };
+        (size.round() as usize).max(1)
+    }
+
+    fn protected_max(&self) -> usize {
+        let total = if self.capacity > 0 {
+            self.capacity
+        } else {
+            self.len()
+        };
+        (total.saturating_sub(self.window_max()) as f64 * PROTECTED_SHARE) as usize
+    }
+
+    #[inline]
+    fn region(&self, slot: u32) -> u32 {
+        self.meta[slot as usize] & REGION_MASK
+    }
+
+    #[inline]
+    fn frequency(&self, slot: u32) -> u8 {
+        self.sketch
+            .frequency(self.meta[slot as usize] & !REGION_MASK)
+    }
+
+    fn queue_mut(&mut self, region: u32) -> &mut Queue {
+        match region {
+            WINDOW => &mut self.window,
+            PROBATION => &mut self.probation,
+            _ => &mut self.protected,
+        }
+    }
+
+    /// Takes `slot` out of whichever queue holds it.
+    fn unlink(&mut self, slot: u32) {
+        let region = self.region(slot);
+        let mut queue = *self.queue_mut(region);
+        queue.unlink(&mut self.links, slot);
+        *self.queue_mut(region) = queue;
+    }
+
+    /// Puts `slot`, in no queue, at the front of `region`.
+    fn push_front(&mut self, slot: u32, region: u32) {
+        let m = &mut self.meta[slot as usize];
+        *m = (*m & !REGION_MASK) | region;
+        let mut queue = *self.queue_mut(region);
+        queue.push_front(&mut self.links, slot);
+        *self.queue_mut(region) = queue;
+    }
+
+    /// Moves `slot` to the front of `region`.
+    fn move_to(&mut self, slot: u32, region: u32) {
+        self.unlink(slot);
+        self.push_front(slot, region);
+    }
+
+    /// Moves the window's oldest entries to probation until the window fits its size, and
+    /// protected's oldest until protected fits its share.
+    fn rebalance(&mut self) {
+        let window_max = self.window_max();
+        while self.window.len() > window_max {
+            let Some(slot) = self.window.back() else {
+                break;
+            };
+            self.move_to(slot, PROBATION);
+        }
+        let protected_max = self.protected_max();
+        while self.protected.len() > protected_max {
+            let Some(slot) = self.protected.back() else {
+                break;
+            };
+            self.move_to(slot, PROBATION);
+        }
+    }
+
+    /// Main's eviction victim: probation's oldest, else protected's oldest.
+    fn main_victim(&self) -> Option<u32> {
+        self.probation.back().or_else(|| self.protected.back())
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// Whether the window's `candidate` should replace main's `victim`.
+    fn admit(&mut self, candidate: u32, victim: u32) -> bool {
+        let candidate_frequency = self.frequency(candidate);
+        if candidate_frequency > self.frequency(victim) {
+            true
+        } else {
+            candidate_frequency >= JITTER_FREQUENCY && self.next_random() & 127 == 0
+        }
+    }
+
+    /// Moves the window's size by `weight` steps toward the region whose ghost was hit.
+    fn adapt(&mut self, grow_window: bool, weight: f64) {
+        let capacity = self.capacity as f64;
+        let step = (GHOST_STEP * capacity).max(1.0) * weight;
+        let largest = (capacity - (MIN_MAIN * capacity).max(1.0)).max(1.0);
+        let size = if grow_window {
+            self.window_size + step
+        } else {
+            self.window_size - step
+        };
+        self.window_size = size.clamp(1.0, largest);
+        self.rebalance();
+    }
+
+    /// The shard is full for the first time: its size is its capacity.
+    fn learn_capacity(&mut self) {
+        self.capacity = self.len();
+        self.window_size = (self.capacity as f64 * INITIAL_WINDOW).max(1.0);
+        self.sketch.ensure_capacity(self.capacity);
+        let horizon = (self.capacity as f64 * GHOST_HORIZON).ceil() as usize;
+        self.window_ghost = Ghost::new(horizon);
+        self.main_ghost = Ghost::new(horizon);
+        self.rebalance();
+    }
+}
+
+impl EvictionPolicy for AdaptivePolicy {
+    fn on_insert(&mut self, slot: u32, hash: u64) {
+        let idx = slot as usize;
+        if self.meta.len() <= idx {
+            self.meta.resize(idx + 1, 0);
+        }
+        self.meta[idx] = fingerprint(hash);
+        self.push_front(slot, WINDOW);
+        if self.capacity == 0 {
+            self.sketch.ensure_capacity(self.len());
+        }
+        self.rebalance();
+    }
+
+    fn on_hit(&mut self, slot: u32) {
+        self.sketch
+            .increment(self.meta[slot as usize] & !REGION_MASK);
+        match self.region(slot) {
+            WINDOW => self.move_to(slot, WINDOW),
+            PROBATION => {
+                self.move_to(slot, PROTECTED);
+                if self.protected.len() > self.protected_max() {
+                    if let Some(demoted) = self.protected.back() {
+                        self.move_to(demoted, PROBATION);
+                    }
+                }
+            }
+            _ => self.move_to(slot, PROTECTED),
+        }
+    }
+
+    fn on_miss(&mut self, hash: u64) {
+        let fp = fingerprint(hash);
+        self.sketch.increment(fp);
+        if self.capacity > 0 {
+            let weight = |age: usize| GHOST_AGE_WEIGHT.powi(age as i32);
+            match (self.window_ghost.age(fp), self.main_ghost.age(fp)) {
+                (Some(age), None) => self.adapt(true, weight(age)),
+                (None, Some(age)) => self.adapt(false, weight(age)),
+                _ => {} // in both (or neither): no evidence either way
+            }
+        }
+    }
+
+    fn on_remove(&mut self, slot: u32) {
+        self.unlink(slot);
+        if self.capacity == 0 {
+            self.rebalance(); // the shares follow the size until the cache is first full
+        }
+    }
+
+    fn on_move(&mut self, from: u32, to: u32) {
+        let region = self.region(from);
+        let mut queue = *self.queue_mut(region);
+        queue.relocate(&mut self.links, from, to);
+        *self.queue_mut(region) = queue;
+        self.meta[to as usize] = self.meta[from as usize];
+    }
+
+    fn evict(&mut self, _incoming_hash: u64) -> u32 {
+        if self.capacity == 0 {
+            self.learn_capacity();
+        }
+        let victim = if self.window.len() >= self.window_max() {
+            // The newcomer pushes the window's oldest out: it competes with main's victim.
+            let candidate = self
+                .window
+                .back()
+                .expect("evict is only called on a non-empty shard");
+            match self.main_victim() {
+                Some(victim) if self.admit(candidate, victim) => {
+                    self.move_to(candidate, PROBATION);
+                    victim
+                }
+                _ => candidate,
+            }
+        } else {
+            // The window is growing into main's space: main gives up its victim.
+            self.main_victim()
+                .or_else(|| self.window.back())
+                .expect("evict is only called on a non-empty shard")
+        };
+        let fp = self.meta[victim as usize] & !REGION_MASK;
+        if self.region(victim) == WINDOW {
+            self.window_ghost.insert(fp);
+        } else {
+            self.main_ghost.insert(fp);
+        }
+        self.unlink(victim);
+        victim
+    }
+
+    fn clear(&mut self) {
+        // The capacity, the window's size, the sketch and the ghosts are kept: they describe the
+        // workload, not the entries.
+        self.links.clear();
+        self.meta.clear();
+        self.window = Queue::default();
+        self.probation = Queue::default();
+        self.protected = Queue::default();
+    }
+
+    #[cfg(test)]
+    fn validate(&self, len: usize) {
+        let mut seen = 0;
+        for (region, queue) in [
+            (WINDOW, &self.window),
+            (PROBATION, &self.probation),
+            (PROTECTED, &self.protected),
+        ] {
+            for slot in queue.validate(&self.links) {
+                assert_eq!(self.region(slot), region, "slot {slot} knows its queue");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, len, "the queues hold every entry");
+        if self.capacity > 0 {
+            assert!(len <= self.capacity, "{len} entries over {}", self.capacity);
+        }
+        assert!(
+            self.window.len() <= self.window_max(),
+            "window {} over {}",
+            self.window.len(),
+            self.window_max()
+        );
+        assert!(
+            self.protected.len() <= self.protected_max(),
+            "protected {} over {}",
+            self.protected.len(),
+            self.protected_max()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Drives the policy the way a shard does, with `validate` after every access.
+    struct Driver {
+        policy: AdaptivePolicy,
+        capacity: usize,
+        /// The key stored in each slot.
+        slots: Vec<u64>,
+        index: HashMap<u64, u32>,
+    }
+
+    impl Driver {
+        fn new(capacity: usize) -> Self {
+            Driver {
+                policy: AdaptivePolicy::new(),
+                capacity,
+                slots: Vec::new(),
+                index: HashMap::new(),
+            }
+        }
+
+        /// A lookup, then an insert on a miss; whether it hit.
+        fn access(&mut self, key: u64) -> bool {
+            let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+            if let Some(&slot) = self.index.get(&key) {
+                self.policy.on_hit(slot);
+                return true;
+            }
+            self.policy.on_miss(hash);
+            let slot = if self.slots.len() >= self.capacity {
+                let victim = self.policy.evict(hash);
+                self.index.remove(&self.slots[victim as usize]);
+                self.slots[victim as usize] = key;
+                victim
+            } else {
+                self.slots.push(key);
+                (self.slots.len() - 1) as u32
+            };
+            self.index.insert(key, slot);
+            self.policy.on_insert(slot, hash);
+            self.policy.validate(self.slots.len());
+            false
+        }
+    }
+
+    /// Each new key is used again once, 250 new keys later: LRU of 1000 hits every second use.
+    fn short_lived(driver: &mut Driver, from: u64, to: u64) -> usize {
+        (from..to)
+            .map(|i| {
+                driver.access(i);
+                usize::from(i >= 250 && driver.access(i - 250))
+            })
+            .sum()
+    }
+
+    /// 900 hot keys in a cycle, each between two one-off keys: LRU of 1000 never hits.
+    fn hot_set_among_one_offs(driver: &mut Driver, from: u64, to: u64) -> usize {
+        (from..to)
+            .map(|i| {
+                driver.access(1 << 40 | i);
+                usize::from(driver.access(i % 900))
+            })
+            .sum()
+    }
+
+    #[test]
+    fn window_grows_until_short_lived_keys_hit() {
+        let mut driver = Driver::new(1000);
+        short_lived(&mut driver, 0, 10_000);
+        assert!(
+            driver.policy.window_max() > 250,
+            "window {}",
+            driver.policy.window_max()
+        );
+        let hits = short_lived(&mut driver, 10_000, 20_000);
+        assert!(hits > 9_500, "{hits} of 10000 second uses hit");
+    }
+
+    #[test]
+    fn window_shrinks_when_frequency_pays_again() {
+        let mut driver = Driver::new(1000);
+        short_lived(&mut driver, 0, 10_000);
+        let grown = driver.policy.window_max();
+        hot_set_among_one_offs(&mut driver, 0, 30_000);
+        let shrunk = driver.policy.window_max();
+        assert!(shrunk < grown / 4, "window {grown} then {shrunk}");
+        let hits = hot_set_among_one_offs(&mut driver, 30_000, 40_000);
+        assert!(hits > 8_000, "{hits} of 10000 hot lookups hit");
+    }
+
+    #[test]
+    fn capacity_is_learnt_at_the_first_eviction() {
+        let mut driver = Driver::new(64);
+        for k in 0..64 {
+            driver.access(k);
+        }
+        assert_eq!(driver.policy.capacity, 0, "not full yet");
+        driver.access(64);
+        assert_eq!(driver.policy.capacity, 64);
+        assert_eq!(driver.policy.len(), 64);
+    }
+}

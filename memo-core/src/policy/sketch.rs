@@ -1,0 +1,180 @@
+//! TinyLFU's frequency estimate: a count-min sketch of 4-bit counters, halved every time it has
+//! counted ten times the cache's capacity (at least `MIN_SAMPLE` events), so that it remembers
+//! recent popularity only.
+//!
+//! Each key maps to one 64-byte block of eight words and to one counter in each of four pairs of
+//! words there, so an estimate costs one cache line. Increments are conservative (only the
+//! counters at the minimum grow), which keeps estimates of rare keys close to their true count.
+
+/// Sixteen 4-bit counters per word; the counters of a key live in one block of this many words.
+const BLOCK_WORDS: usize = 8;
+
+/// The highest count a counter holds.
+const MAX_COUNT: u64 = 15;
+
+/// Every counter's high bit cleared after a shift: halves sixteen counters at once.
+const HALVE_MASK: u64 = 0x7777_7777_7777_7777;
+
+/// How many counted events per entry of capacity before the counts are halved.
+const SAMPLE_PER_ENTRY: usize = 10;
+
+/// The fewest counted events between halvings: a small cache still needs a history long enough
+/// to tell a key that comes back from a one-off (the loops and scans of the LIRS traces).
+const MIN_SAMPLE: usize = 5_000;
+
+/// The fewest words of counters (4 KiB), so that a small cache's long history does not collide
+/// in a tiny table.
+const MIN_WORDS: usize = 512;
+
+/// Estimates how often each key was seen in the recent past (up to 15).
+pub(crate) struct FrequencySketch {
+    table: Vec<u64>,
+    /// Number of blocks minus one (a power of two minus one).
+    block_mask: u64,
+    /// Increments since the last halving.
+    additions: usize,
+    /// Increments between halvings.
+    sample_size: usize,
+}
+
+/// The words of counters and the events between halvings for `capacity` entries.
+fn dimensions(capacity: usize) -> (usize, usize) {
+    let words = capacity.max(MIN_WORDS).next_power_of_two();
+    let sample = capacity.saturating_mul(SAMPLE_PER_ENTRY).max(MIN_SAMPLE);
+    (words, sample)
+}
+
+/// Spreads a 32-bit fingerprint over 64 bits (the splitmix64 finalizer).
+#[inline]
+fn spread(fingerprint: u32) -> u64 {
+    let mut z = u64::from(fingerprint).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl FrequencySketch {
+    /// A sketch sized for a cache of `capacity` entries (it can grow later).
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (words, sample_size) = dimensions(capacity);
+        FrequencySketch {
+            table: vec![0; words],
+            block_mask: (words / BLOCK_WORDS - 1) as u64,
+            additions: 0,
+            sample_size,
+        }
+    }
+
+    /// Grows the table to suit `capacity` entries. Doubling copies the table into both halves, so
+    /// every key keeps at least the counts it had (a count-min sketch may overestimate).
+    pub(crate) fn ensure_capacity(&mut self, capacity: usize) {
+        let (words, sample_size) = dimensions(capacity);
+        while self.table.len() < words {
+            self.table.extend_from_within(..);
+            self.block_mask = (self.table.len() / BLOCK_WORDS - 1) as u64;
+        }
+        self.sample_size = sample_size;
+    }
+
+    /// The four (word, shift) positions of the counters of `fingerprint`.
+    #[inline]
+    fn positions(&self, fingerprint: u32) -> [(usize, u32); 4] {
+        let h = spread(fingerprint);
+        let block = (h & self.block_mask) as usize * BLOCK_WORDS;
+        let bits = (h >> 32) as u32;
+        std::array::from_fn(|i| {
+            let b = bits >> (i * 5);
+            let word = block + 2 * i + (b & 1) as usize;
+            (word, ((b >> 1) & 15) * 4)
+        })
+    }
+
+    /// How often `fingerprint` was seen recently (an overestimate at worst), 0 to 15.
+    #[inline]
+    pub(crate) fn frequency(&self, fingerprint: u32) -> u8 {
+        self.positions(fingerprint)
+            .iter()
+            .map(|&(w, s)| (self.table[w] >> s) & MAX_COUNT)
+            .min()
+            .unwrap_or(0) as u8
+    }
+
+    /// Counts one occurrence of `fingerprint`.
+    #[inline]
+    pub(crate) fn increment(&mut self, fingerprint: u32) {
+        let positions = self.positions(fingerprint);
+        let counts = positions.map(|(w, s)| (self.table[w] >> s) & MAX_COUNT);
+        let min = counts.iter().copied().min().unwrap_or(0);
+        if min == MAX_COUNT {
+            return;
+        }
+        for (&(w, s), &c) in positions.iter().zip(&counts) {
+            if c == min {
+                self.table[w] += 1 << s;
+            }
+        }
+        self.additions += 1;
+        if self.additions >= self.sample_size {
+            self.halve();
+        }
+    }
+
+    /// Halves every counter: old popularity fades.
+    fn halve(&mut self) {
+        for word in &mut self.table {
+            *word = (*word >> 1) & HALVE_MASK;
+        }
+        self.additions /= 2;
+    }
+
+    /// The bytes the table takes.
+    #[cfg(test)]
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.table.len() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_up_to_fifteen() {
+        let mut sketch = FrequencySketch::new(1024);
+        for expected in 1..=20u8 {
+            sketch.increment(7);
+            assert_eq!(sketch.frequency(7), expected.min(15));
+        }
+        assert_eq!(sketch.frequency(8), 0);
+    }
+
+    #[test]
+    fn halves_after_ten_times_the_capacity() {
+        let mut sketch = FrequencySketch::new(1024);
+        for _ in 0..12 {
+            sketch.increment(1);
+        }
+        // 12 + 10_227 increments stay one short of the sample size of 10 * 1024.
+        for k in 1000..11_227 {
+            sketch.increment(k);
+        }
+        assert!(sketch.frequency(1) >= 12, "{}", sketch.frequency(1));
+        sketch.increment(11_227); // the 10_240th: every count halves
+        assert!(sketch.frequency(1) <= 8, "{}", sketch.frequency(1));
+    }
+
+    #[test]
+    fn growing_keeps_counts() {
+        let mut sketch = FrequencySketch::new(8);
+        for k in 0..5u32 {
+            for _ in 0..=k {
+                sketch.increment(k);
+            }
+        }
+        sketch.ensure_capacity(4096);
+        for k in 0..5u32 {
+            assert!(sketch.frequency(k) > k as u8, "key {k}");
+        }
+        assert_eq!(sketch.table_bytes(), 4096 * 8);
+    }
+}

@@ -1,0 +1,133 @@
+//! Behaviour of the LFU and adaptive policies through the public cache.
+
+use crate::{Cache, Policy};
+
+fn cache(policy: Policy, maxsize: usize) -> Cache<u64, u64> {
+    Cache::builder()
+        .maxsize(maxsize)
+        .policy(policy)
+        .build()
+        .unwrap()
+}
+
+/// Replays `keys` (get, then insert on a miss) and returns the hits.
+fn replay(cache: &Cache<u64, u64>, keys: impl IntoIterator<Item = u64>) -> usize {
+    keys.into_iter()
+        .filter(|&k| {
+            let hit = cache.get(&k).is_some();
+            if !hit {
+                cache.insert(k, k);
+            }
+            hit
+        })
+        .count()
+}
+
+#[test]
+fn lfu_evicts_least_frequently_used_then_least_recently_used() {
+    let cache = cache(Policy::Lfu, 3);
+    cache.insert(1, 1);
+    cache.insert(2, 2);
+    cache.insert(3, 3);
+    cache.get(&1);
+    cache.get(&1);
+    cache.get(&3);
+    // Uses: 1 three times, 3 twice, 2 once.
+    cache.insert(4, 4);
+    assert_eq!(cache.peek(&2), None, "the least frequently used goes");
+    // 4 has the fewest uses now.
+    cache.insert(5, 5);
+    assert_eq!(cache.peek(&4), None);
+    assert!(cache.peek(&1).is_some() && cache.peek(&3).is_some());
+    cache.get(&3);
+    cache.get(&3); // 3 now has four uses, 1 three
+    cache.insert(6, 6); // evicts 5, the only one with a single use
+    cache.get(&6);
+    cache.get(&6); // 6: three uses, tied with 1, and used more recently
+    cache.insert(7, 7);
+    assert_eq!(cache.peek(&5), None);
+    assert_eq!(
+        cache.peek(&1),
+        None,
+        "1 and 6 tie; 1 was used less recently"
+    );
+    assert!(cache.peek(&6).is_some() && cache.peek(&7).is_some());
+    cache.validate();
+}
+
+#[test]
+fn lfu_forgets_the_count_of_a_removed_key() {
+    let cache = cache(Policy::Lfu, 2);
+    cache.insert(1, 1);
+    for _ in 0..5 {
+        cache.get(&1);
+    }
+    cache.insert(2, 2);
+    cache.insert(3, 3); // evicts 2: one use against six
+    assert_eq!(cache.peek(&2), None);
+    cache.remove(&1);
+    cache.insert(1, 1); // back with one use, tied with 3 and more recent
+    cache.insert(4, 4); // evicts 3, the least recent of the two
+    assert_eq!(cache.peek(&3), None);
+    cache.insert(5, 5); // 1 and 4 tie at one use: 1 is older
+    assert_eq!(cache.peek(&1), None, "six earlier uses were forgotten");
+    cache.validate();
+}
+
+#[test]
+fn adaptive_keeps_hot_keys_through_a_scan() {
+    let hot = 0..50u64;
+    let scan = 1_000..6_000u64;
+    let survivors = |policy| {
+        let cache = cache(policy, 100);
+        for _ in 0..20 {
+            replay(&cache, hot.clone());
+        }
+        replay(&cache, scan.clone());
+        cache.validate();
+        hot.clone().filter(|k| cache.peek(k).is_some()).count()
+    };
+    assert_eq!(survivors(Policy::Lru), 0, "a scan flushes LRU");
+    let kept = survivors(Policy::Adaptive);
+    assert!(kept >= 45, "{kept} of 50 hot keys survived the scan");
+}
+
+#[test]
+fn adaptive_keeps_the_entry_just_stored() {
+    let cache = cache(Policy::Adaptive, 10);
+    for k in 0..1_000 {
+        cache.insert(k, k);
+        assert_eq!(cache.peek(&k), Some(k));
+        assert!(cache.len() <= 10);
+    }
+    cache.validate();
+}
+
+#[test]
+fn adaptive_hits_like_lru_on_short_lived_keys() {
+    // Each key is used twice, 300 new keys apart: recency is everything, frequency nothing.
+    let keys = (0..30_000u64)
+        .flat_map(|i| [Some(i), i.checked_sub(300)])
+        .flatten();
+    let lru = replay(&cache(Policy::Lru, 1_000), keys.clone());
+    let adaptive = replay(&cache(Policy::Adaptive, 1_000), keys.clone());
+    assert!(lru > 29_000, "LRU hits every second use: {lru}");
+    assert!(adaptive * 10 > lru * 9, "adaptive {adaptive} vs LRU {lru}");
+}
+
+#[test]
+fn adaptive_beats_lru_on_a_loop_larger_than_the_cache() {
+    let keys = (0..20_000u64).map(|i| i % 500);
+    let lru = replay(&cache(Policy::Lru, 100), keys.clone());
+    let adaptive = replay(&cache(Policy::Adaptive, 100), keys);
+    assert_eq!(lru, 0, "a loop larger than the cache defeats LRU");
+    assert!(adaptive > 2_000, "adaptive hit {adaptive} of 20000");
+}
+
+#[test]
+fn every_policy_round_trips_through_its_name() {
+    for &policy in Policy::ALL {
+        assert_eq!(policy.name().parse::<Policy>(), Ok(policy));
+    }
+    assert!("lfu2".parse::<Policy>().unwrap_err().contains("adaptive"));
+}
