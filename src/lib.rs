@@ -27,6 +27,11 @@
 
 pub use memo_core::{BuildError, Cache, CacheBuilder, CacheInfo, Clock, ManualClock, Policy};
 
+/// Stores outside the process, chosen per function by name (features `redis`, `memcached`,
+/// `persistent`; codecs `msgpack`, `lz4`, `zstd`). See [`stores::register`].
+#[cfg(feature = "stores")]
+pub use memo_core::stores;
+
 /// Caches a function's results by its arguments, like Python's `functools.lru_cache`.
 ///
 /// ```

@@ -40,6 +40,9 @@ mod policy;
 mod shard;
 mod stats;
 mod store;
+#[cfg(feature = "stores")]
+#[path = "backend/mod.rs"]
+pub mod stores;
 
 pub use clock::{Clock, ManualClock};
 pub use error::BuildError;
@@ -68,6 +71,30 @@ pub mod __private {
     ) -> Cache<K, V> {
         let built = Cache::builder().maxsize(maxsize).ttl(ttl).build();
         built.unwrap_or_else(|e| panic!("#[memoize] options rejected by the store: {e}"))
+    }
+
+    #[cfg(feature = "stores")]
+    pub use crate::stores::StoreCache;
+    #[cfg(feature = "stores")]
+    pub use serde;
+
+    /// Builds the cache of a `#[memoize(store = "...")]` function: `path` is
+    /// `module_path!()::function`, `signature` a hash of its argument and return types, and the
+    /// store named `store` is looked up on first use.
+    #[cfg(feature = "stores")]
+    pub fn store_cache<K, V>(
+        store: &'static str,
+        path: &'static str,
+        signature: u64,
+        version: Option<u32>,
+        maxsize: Option<usize>,
+        ttl: Option<Duration>,
+    ) -> StoreCache<K, V> {
+        StoreCache::new(store, path)
+            .with_signature(signature)
+            .with_version(version.unwrap_or(1))
+            .with_maxsize(maxsize)
+            .with_ttl(ttl)
     }
 
     /// Fails to compile, at the argument's span, unless `K` can be part of a key.

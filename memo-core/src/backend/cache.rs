@@ -1,0 +1,439 @@
+//! [`StoreCache`]: one function's cache in a named store, what `#[memoize(store = "...")]` uses.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::key;
+use super::registry::{self, Registered};
+use crate::{Cache, CacheInfo, Policy};
+
+/// The cache of one function in a named store: typed keys and values over a [`Store`]'s bytes.
+///
+/// The store is looked up by name on first use, so statics can be made before `main` registers
+/// the stores. A name that was never registered gives an in-memory [`Cache`] (with one warning
+/// per name). Keys are namespaced by the function's path, the version and a hash of its
+/// signature; [`reset`](StoreCache::reset) removes this function's keys and no other's.
+///
+/// Faults never reach the caller: a store that is down, slow or restarting makes lookups misses
+/// (the function runs) and inserts no-ops, and a stored value that does not decode as `V` is a
+/// miss, overwritten by the next insert.
+///
+/// ```
+/// use memo_core::stores::StoreCache;
+/// use std::time::Duration;
+///
+/// // Never registered: cached in memory, with one warning.
+/// let cache: StoreCache<(String, u32), f64> = StoreCache::new("doc-nowhere", "weather::temp")
+///     .with_ttl(Duration::from_secs(300))
+///     .with_version(2);
+/// assert_eq!(cache.get_or_insert_with(("Paris".into(), 3), || 21.5), 21.5);
+/// assert_eq!(cache.get_by(&("Paris", &3u32), |k| k.0 == "Paris" && k.1 == 3), Some(21.5));
+/// assert_eq!((cache.info().hits, cache.info().misses), (1, 1));
+/// assert_eq!(cache.namespace(), None); // in memory
+/// ```
+///
+/// [`Store`]: super::Store
+pub struct StoreCache<K, V> {
+    store: String,
+    path: String,
+    signature: u64,
+    version: u32,
+    maxsize: Option<usize>,
+    ttl: Option<Duration>,
+    backing: OnceLock<Backing<K, V>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    warned_codec: AtomicBool,
+}
+
+enum Backing<K, V> {
+    Store {
+        store: Arc<Registered>,
+        namespace: String,
+    },
+    Memory(Cache<K, V>),
+}
+
+impl<K, V> StoreCache<K, V> {
+    /// The cache of the function at `path` (`crate::module::function`) in the store registered
+    /// as `store`; version 1, no ttl, maxsize 128 (which bounds only the in-memory fallback:
+    /// a store has its own bound).
+    ///
+    /// ```
+    /// let cache: memo_core::stores::StoreCache<u64, u64> =
+    ///     memo_core::stores::StoreCache::new("shared", "app::fib");
+    /// assert_eq!(cache.store_name(), "shared");
+    /// ```
+    pub fn new(store: impl Into<String>, path: impl Into<String>) -> Self {
+        StoreCache {
+            store: store.into(),
+            path: path.into(),
+            signature: 0,
+            version: 1,
+            maxsize: Some(crate::DEFAULT_MAXSIZE),
+            ttl: None,
+            backing: OnceLock::new(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            warned_codec: AtomicBool::new(false),
+        }
+    }
+
+    /// Entries expire `ttl` after they are stored; the ttl is passed to the server.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f")
+    ///     .with_ttl(Duration::from_secs(60));
+    /// assert_eq!(cache.info().ttl, Some(Duration::from_secs(60)));
+    /// ```
+    pub fn with_ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.ttl = ttl.into().filter(|t| !t.is_zero());
+        self
+    }
+
+    /// The version (default 1), part of every key: bump it when the function's results change
+    /// meaning, and old entries are no longer read (Django's `VERSION`).
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f").with_version(3);
+    /// # let _ = cache;
+    /// ```
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// A hash of the function's signature (argument and return types), part of every key, so
+    /// that a changed signature never reads values of the old one. The macro computes it.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f").with_signature(0x5eed);
+    /// # let _ = cache;
+    /// ```
+    pub fn with_signature(mut self, signature: u64) -> Self {
+        self.signature = signature;
+        self
+    }
+
+    /// The bound reported by [`info`](StoreCache::info) and kept by the in-memory fallback;
+    /// `Some(0)` stores nothing (every call is a miss), as in `functools`.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f").with_maxsize(None);
+    /// assert_eq!(cache.info().maxsize, None);
+    /// ```
+    pub fn with_maxsize(mut self, maxsize: impl Into<Option<usize>>) -> Self {
+        self.maxsize = maxsize.into();
+        self
+    }
+
+    /// The name of the store.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("shared", "f");
+    /// assert_eq!(cache.store_name(), "shared");
+    /// ```
+    pub fn store_name(&self) -> &str {
+        &self.store
+    }
+}
+
+impl<K, V> StoreCache<K, V>
+where
+    K: Serialize + Hash + Eq,
+    V: Serialize + DeserializeOwned + Clone,
+{
+    fn backing(&self) -> &Backing<K, V> {
+        self.backing
+            .get_or_init(|| match registry::lookup(&self.store) {
+                Some(store) => {
+                    let namespace =
+                        key::namespace(&store.key_prefix, &self.path, self.version, self.signature);
+                    Backing::Store { store, namespace }
+                }
+                None => {
+                    let built = Cache::builder()
+                        .maxsize(self.maxsize)
+                        .ttl(self.ttl)
+                        .build()
+                        .unwrap_or_else(|_| Cache::unbounded());
+                    Backing::Memory(built)
+                }
+            })
+    }
+
+    /// The namespace of this function's keys in its store (`None` when it caches in memory).
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// use memo_core::stores::{self, StoreCache};
+    /// stores::register("doc-ns", stores::RedisStore::connect("redis://127.0.0.1:1")?);
+    /// let cache = StoreCache::<u8, u8>::new("doc-ns", "app::get").with_signature(0xab);
+    /// assert_eq!(cache.namespace(), Some("memo:app::get:v1.00000000000000ab"));
+    /// # }
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn namespace(&self) -> Option<&str> {
+        match self.backing() {
+            Backing::Store { namespace, .. } => Some(namespace),
+            Backing::Memory(_) => None,
+        }
+    }
+
+    /// The key that `args` are stored under in the namespace: their JSON, or `#` and its
+    /// SHA-256 when long or spaced. `None` when caching in memory or if `args` cannot be JSON.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<(String, u32), u8>::new("doc-nowhere", "f");
+    /// assert_eq!(cache.key_of(&("Paris", 3)), None); // in memory: no key
+    /// ```
+    pub fn key_of<Q: Serialize + ?Sized>(&self, args: &Q) -> Option<String> {
+        match self.backing() {
+            Backing::Store { namespace, .. } => key::item(namespace, args).ok(),
+            Backing::Memory(_) => None,
+        }
+    }
+
+    /// The value stored for a key equal to `probe` (a borrowed form: `(&str, &u32)` for stored
+    /// `(String, u32)`, whose `Hash`, `Eq` per `is_match`, and serialization agree). Counts a hit
+    /// or a miss.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
+    /// cache.insert(("a".to_string(),), 1);
+    /// assert_eq!(cache.get_by(&("a",), |k| k.0 == "a"), Some(1));
+    /// ```
+    pub fn get_by<Q: Serialize + Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> Option<V> {
+        let (store, namespace) = match self.backing() {
+            Backing::Memory(cache) => return cache.get_by(probe, is_match),
+            Backing::Store { store, namespace } => (store, namespace),
+        };
+        let found = if self.maxsize == Some(0) {
+            None
+        } else {
+            self.fetch(store, namespace, probe)
+        };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn fetch<Q: Serialize + ?Sized>(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        probe: &Q,
+    ) -> Option<V> {
+        let item = match key::item(namespace, probe) {
+            Ok(item) => item,
+            Err(error) => return self.codec_failed("key", &error),
+        };
+        let bytes = store.call(|s| s.get(namespace, &item))??;
+        match store.format.decode(bytes) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                // Another format, another type, a corrupted value: a miss, overwritten later.
+                tracing::debug!(store = %store.name, namespace, key = %item, %error,
+                    "stored value does not decode; treating it as a miss");
+                None
+            }
+        }
+    }
+
+    fn codec_failed(&self, what: &str, error: &dyn fmt::Display) -> Option<V> {
+        if !self.warned_codec.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                store = %self.store,
+                function = %self.path,
+                "cannot serialize a {what} of `{}` for store `{}`: {error}; such calls are not \
+                 cached",
+                self.path,
+                self.store
+            );
+        }
+        None
+    }
+
+    /// The value stored under `key`, if any. Counts a hit or a miss.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<String, u8>::new("doc-nowhere", "f");
+    /// cache.insert("a".to_string(), 1);
+    /// assert_eq!(cache.get("a"), Some(1));
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + Hash + Eq + ?Sized,
+    {
+        self.get_by(key, |k| k.borrow() == key)
+    }
+
+    /// Stores `value` under `key`, replacing what is there (in a store; in memory, see
+    /// [`insert_if_absent`](StoreCache::insert_if_absent)), with the ttl.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// cache.insert(1, 10);
+    /// cache.insert(1, 11);
+    /// assert_eq!(cache.get(&1), Some(11));
+    /// ```
+    pub fn insert(&self, key: K, value: V) {
+        match self.backing() {
+            Backing::Memory(cache) => cache.insert(key, value),
+            Backing::Store { store, namespace } => self.put(store, namespace, &key, &value),
+        }
+    }
+
+    /// Stores `value` under `key` after a miss: in memory, unless a recursive call stored it
+    /// first (as `functools` does); in a store, by overwriting, which also replaces a value that
+    /// did not decode.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// cache.insert_if_absent(1, 10);
+    /// assert_eq!(cache.get(&1), Some(10));
+    /// ```
+    pub fn insert_if_absent(&self, key: K, value: V) {
+        match self.backing() {
+            Backing::Memory(cache) => cache.insert_if_absent(key, value),
+            Backing::Store { store, namespace } => self.put(store, namespace, &key, &value),
+        }
+    }
+
+    fn put(&self, store: &Registered, namespace: &str, key: &K, value: &V) {
+        if self.maxsize == Some(0) {
+            return;
+        }
+        let item = match key::item(namespace, key) {
+            Ok(item) => item,
+            Err(error) => {
+                self.codec_failed("key", &error);
+                return;
+            }
+        };
+        let bytes = match store.format.encode(value) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.codec_failed("value", &error);
+                return;
+            }
+        };
+        store.call(|s| s.set(namespace, &item, &bytes, self.ttl));
+    }
+
+    /// The value for `key`, computing and storing it with `compute` on a miss.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u16>::new("doc-nowhere", "f");
+    /// assert_eq!(cache.get_or_insert_with(2, || 4), 4);
+    /// assert_eq!(cache.get_or_insert_with(2, || unreachable!()), 4);
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, compute: impl FnOnce() -> V) -> V {
+        if let Some(value) = self.get_by(&key, |k| k == &key) {
+            return value;
+        }
+        let value = compute();
+        self.insert_if_absent(key, value.clone());
+        value
+    }
+
+    /// Removes `key`; whether it was stored (`false` also when the store is unreachable).
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// cache.insert(1, 1);
+    /// assert!(cache.remove(&1));
+    /// assert!(!cache.remove(&1));
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Serialize + Hash + Eq + ?Sized,
+    {
+        match self.backing() {
+            Backing::Memory(cache) => cache.remove(key).is_some(),
+            Backing::Store { store, namespace } => {
+                let Ok(item) = key::item(namespace, key) else {
+                    return false;
+                };
+                store.call(|s| s.delete(namespace, &item)).unwrap_or(false)
+            }
+        }
+    }
+
+    /// Hits and misses of this cache in this process, maxsize and ttl; `currsize` is the number
+    /// of this function's entries in the store where the store can count them (SQLite: a count;
+    /// Redis: a SCAN of the keyspace; Memcached cannot, and reports 0).
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// cache.get(&1);
+    /// assert_eq!(cache.info().misses, 1);
+    /// ```
+    pub fn info(&self) -> CacheInfo {
+        let (store, namespace) = match self.backing() {
+            Backing::Memory(cache) => return cache.info(),
+            Backing::Store { store, namespace } => (store, namespace),
+        };
+        let currsize = store.call(|s| s.len(namespace)).flatten().unwrap_or(0);
+        CacheInfo {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            maxsize: self.maxsize,
+            currsize,
+            evictions: 0,
+            expirations: 0,
+            policy: Policy::Lru,
+            ttl: self.ttl,
+        }
+    }
+
+    /// Removes this function's entries from the store (no other function's) and zeroes the
+    /// statistics: `cache_clear()`.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// cache.insert(1, 1);
+    /// cache.get(&1);
+    /// cache.reset();
+    /// assert_eq!((cache.get(&1), cache.info().hits), (None, 0));
+    /// ```
+    pub fn reset(&self) {
+        match self.backing() {
+            Backing::Memory(cache) => cache.reset(),
+            Backing::Store { store, namespace } => {
+                store.call(|s| s.clear(namespace));
+                self.hits.store(0, Ordering::Relaxed);
+                self.misses.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for StoreCache<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreCache")
+            .field("store", &self.store)
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}

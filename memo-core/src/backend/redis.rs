@@ -1,0 +1,268 @@
+//! Redis through the `redis` crate: plain synchronous connections in a small pool.
+
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
+
+/// A [`Store`] on a Redis server (or Valkey, KeyDB, any server of the protocol).
+///
+/// Keys are `namespace:key`; values are set with `SET key value PX ttl`; [`clear`](Store::clear)
+/// walks the namespace with `SCAN MATCH` and `UNLINK`s what it finds. Only single-key commands are
+/// used, so the same calls work against a Redis Cluster, which a later constructor can reach
+/// without any change to this API or to the functions that use the store.
+///
+/// Connections are made on first use (a server that is down at start-up is an outage like any
+/// other) and kept in a small pool; every connect, read and write is bounded by a timeout
+/// (250 ms by default). A pooled connection found dead (the server restarted) is replaced once,
+/// at once, before the call is counted as a failure.
+///
+/// ```
+/// use memo_core::stores::{self, RedisStore};
+/// use std::time::Duration;
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/0")?
+///     .with_timeouts(Duration::from_millis(100), Duration::from_millis(200));
+/// stores::register("doc-redis", store);
+/// # Ok::<(), stores::StoreError>(())
+/// ```
+pub struct RedisStore {
+    client: ::redis::Client,
+    pool: Mutex<Vec<::redis::Connection>>,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    max_idle: usize,
+}
+
+impl RedisStore {
+    /// A store on the server at `url` (`redis://[:password@]host:port[/db]`, `rediss://` not
+    /// included). Only the URL is checked here; the connection is made on first use.
+    ///
+    /// ```
+    /// assert!(memo_core::stores::RedisStore::connect("redis://127.0.0.1:6379").is_ok());
+    /// assert!(memo_core::stores::RedisStore::connect("not a url").is_err());
+    /// ```
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = ::redis::Client::open(url)
+            .map_err(|e| StoreError::new(ErrorKind::Config, format!("redis url `{url}`: {e}")))?;
+        Ok(RedisStore {
+            client,
+            pool: Mutex::new(Vec::new()),
+            connect_timeout: DEFAULT_TIMEOUT,
+            io_timeout: DEFAULT_TIMEOUT,
+            max_idle: 16,
+        })
+    }
+
+    /// The timeouts of connecting and of each read or write (both 250 ms by default).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let store = memo_core::stores::RedisStore::connect("redis://127.0.0.1")?
+    ///     .with_timeouts(Duration::from_millis(50), Duration::from_millis(100));
+    /// # let _ = store;
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn with_timeouts(mut self, connect: Duration, io: Duration) -> Self {
+        self.connect_timeout = connect.max(Duration::from_millis(1));
+        self.io_timeout = io.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many idle connections are kept for reuse (default 16).
+    ///
+    /// ```
+    /// let store = memo_core::stores::RedisStore::connect("redis://127.0.0.1")?.with_max_idle(4);
+    /// # let _ = store;
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn with_max_idle(mut self, max_idle: usize) -> Self {
+        self.max_idle = max_idle;
+        self
+    }
+
+    fn open(&self) -> Result<::redis::Connection, StoreError> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)
+            .map_err(|e| redis_error(&e, true))?;
+        conn.set_read_timeout(Some(self.io_timeout))
+            .and_then(|()| conn.set_write_timeout(Some(self.io_timeout)))
+            .map_err(|e| redis_error(&e, true))?;
+        Ok(conn)
+    }
+
+    /// Runs `op` on a pooled connection, or a new one; a pooled connection that turns out dead
+    /// is replaced once. A connection that failed in any way is dropped, never pooled.
+    fn with_conn<T>(
+        &self,
+        op: impl Fn(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.pool.lock().pop();
+        let (mut conn, reused) = match pooled {
+            Some(conn) => (conn, true),
+            None => (self.open()?, false),
+        };
+        let result = match op(&mut conn) {
+            Err(e) if reused && is_stale(&e) => {
+                conn = self.open()?;
+                op(&mut conn)
+            }
+            other => other,
+        };
+        match result {
+            Ok(value) => {
+                let mut pool = self.pool.lock();
+                if pool.len() < self.max_idle {
+                    pool.push(conn);
+                }
+                Ok(value)
+            }
+            Err(e) => Err(redis_error(&e, false)),
+        }
+    }
+}
+
+/// A pooled connection that the server closed (restart, idle timeout): worth one retry.
+fn is_stale(e: &::redis::RedisError) -> bool {
+    !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal())
+}
+
+fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if connecting || e.is_connection_refusal() {
+        ErrorKind::Connect
+    } else if e.is_io_error() || e.is_connection_dropped() {
+        ErrorKind::Io
+    } else if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::ResponseError) {
+        ErrorKind::Rejected
+    } else {
+        ErrorKind::Protocol
+    };
+    StoreError::new(kind, e.to_string())
+}
+
+fn full_key(namespace: &str, key: &str) -> String {
+    format!("{namespace}:{key}")
+}
+
+/// A SCAN pattern matching the keys of `namespace` exactly: its glob characters escaped.
+fn namespace_pattern(namespace: &str) -> String {
+    let mut pattern = String::with_capacity(namespace.len() + 3);
+    for c in namespace.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str(":*");
+    pattern
+}
+
+impl RedisStore {
+    /// Every key of `namespace`, one SCAN batch at a time.
+    fn scan(&self, namespace: &str, mut each: impl FnMut(Vec<Vec<u8>>)) -> Result<(), StoreError> {
+        let pattern = namespace_pattern(namespace);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.with_conn(|c| {
+                ::redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)
+            })?;
+            each(keys);
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = full_key(namespace, key);
+        self.with_conn(|c| ::redis::cmd("GET").arg(&key).query(c))
+    }
+
+    fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let key = full_key(namespace, key);
+        self.with_conn(|c| {
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(&key).arg(value);
+            match ttl {
+                Some(ttl) if ttl.subsec_nanos() == 0 => cmd.arg("EX").arg(ttl.as_secs()),
+                Some(ttl) => cmd
+                    .arg("PX")
+                    .arg(ttl.as_millis().clamp(1, u64::MAX as u128) as u64),
+                None => &mut cmd,
+            };
+            cmd.query::<()>(c)
+        })
+    }
+
+    fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
+        let key = full_key(namespace, key);
+        self.with_conn(|c| ::redis::cmd("DEL").arg(&key).query::<u64>(c))
+            .map(|n| n > 0)
+    }
+
+    fn clear(&self, namespace: &str) -> Result<(), StoreError> {
+        let mut batches = Vec::new();
+        self.scan(namespace, |keys| {
+            if !keys.is_empty() {
+                batches.push(keys);
+            }
+        })?;
+        for keys in batches {
+            // One UNLINK per key in a pipeline: no multi-key command, so cluster-safe.
+            self.with_conn(|c| {
+                let mut pipe = ::redis::pipe();
+                for key in &keys {
+                    pipe.cmd("UNLINK").arg(key).ignore();
+                }
+                pipe.query::<()>(c)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
+        let mut count = 0;
+        self.scan(namespace, |keys| count += keys.len())?;
+        Ok(Some(count))
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", &self.client.get_connection_info().addr())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_pattern_escapes_glob_characters() {
+        assert_eq!(namespace_pattern("memo:a::f:v1.00"), "memo:a::f:v1.00:*");
+        assert_eq!(namespace_pattern("p[1]*?\\"), "p\\[1\\]\\*\\?\\\\:*");
+    }
+}

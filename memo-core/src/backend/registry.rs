@@ -1,0 +1,225 @@
+//! Named stores, configured once at start-up (Django's `CACHES`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::codec::Format;
+use super::fault::{Breaker, StoreHealth};
+use super::{Codec, Compression, Store, StoreError};
+
+/// How a registered store is used: value format, key prefix and the backoff after a fault.
+///
+/// ```
+/// use memo_core::stores::{Codec, Compression, StoreOptions};
+/// use std::time::Duration;
+///
+/// let options = StoreOptions::default()
+///     .codec(Codec::Json)
+///     .compression(Compression::None)
+///     .key_prefix("myapp")
+///     .retry_after(Duration::from_millis(500));
+/// assert_eq!(options.get_key_prefix(), "myapp");
+/// ```
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    format: Format,
+    key_prefix: String,
+    retry_after: Duration,
+    max_retry_after: Duration,
+}
+
+impl Default for StoreOptions {
+    /// JSON, no compression, prefix `memo`, retry after 1 s, doubling up to 30 s.
+    fn default() -> Self {
+        StoreOptions {
+            format: Format::default(),
+            key_prefix: "memo".to_string(),
+            retry_after: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The serde format of values (default JSON).
+    ///
+    /// ```
+    /// let options = memo_core::stores::StoreOptions::default().codec(memo_core::stores::Codec::Json);
+    /// # let _ = options;
+    /// ```
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.format.codec = codec;
+        self
+    }
+
+    /// Compression of large values (default none).
+    ///
+    /// ```
+    /// use memo_core::stores::{Compression, StoreOptions};
+    /// let options = StoreOptions::default().compression(Compression::None);
+    /// # let _ = options;
+    /// ```
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.format.compression = compression;
+        self
+    }
+
+    /// The first part of every key (default `memo`), Django's `KEY_PREFIX`: services sharing one
+    /// server keep apart by prefix.
+    ///
+    /// ```
+    /// let options = memo_core::stores::StoreOptions::default().key_prefix("billing");
+    /// assert_eq!(options.get_key_prefix(), "billing");
+    /// ```
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// The key prefix.
+    ///
+    /// ```
+    /// assert_eq!(memo_core::stores::StoreOptions::default().get_key_prefix(), "memo");
+    /// ```
+    pub fn get_key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// How long the store is skipped after an outage begins (default 1 s); each failed retry
+    /// doubles it, up to [`max_retry_after`](StoreOptions::max_retry_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = memo_core::stores::StoreOptions::default().retry_after(Duration::from_secs(2));
+    /// # let _ = options;
+    /// ```
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// The longest wait between retries during an outage (default 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = memo_core::stores::StoreOptions::default().max_retry_after(Duration::from_secs(5));
+    /// # let _ = options;
+    /// ```
+    pub fn max_retry_after(mut self, wait: Duration) -> Self {
+        self.max_retry_after = wait;
+        self
+    }
+}
+
+/// A registered store with its options and its breaker.
+pub(crate) struct Registered {
+    pub name: String,
+    pub format: Format,
+    pub key_prefix: String,
+    store: Box<dyn Store>,
+    breaker: Breaker,
+}
+
+impl Registered {
+    /// Runs `op` on the store unless an outage is under way; `None` if skipped or failed (the
+    /// failure is counted, and logged once per outage).
+    pub fn call<T>(&self, op: impl FnOnce(&dyn Store) -> Result<T, StoreError>) -> Option<T> {
+        if !self.breaker.allow() {
+            return None;
+        }
+        match op(&*self.store) {
+            Ok(value) => {
+                self.breaker.on_success(&self.name);
+                Some(value)
+            }
+            Err(error) => {
+                self.breaker.on_error(&self.name, &error);
+                None
+            }
+        }
+    }
+}
+
+static STORES: LazyLock<RwLock<HashMap<String, Arc<Registered>>>> = LazyLock::new(Default::default);
+static WARNED_MISSING: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// Registers `store` under `name` with the default [`StoreOptions`]; call it once at start-up,
+/// before the first call of a function that uses the name. Registering a name again replaces
+/// the store for functions not yet called.
+///
+/// ```
+/// use memo_core::stores::{self, StoreCache};
+/// # #[cfg(feature = "persistent")] {
+/// let path = std::env::temp_dir().join(format!("memo-doc-register-{}.sqlite", std::process::id()));
+/// stores::register("doc-local", stores::PersistentStore::open(&path)?);
+/// assert!(stores::is_registered("doc-local"));
+/// let cache: StoreCache<String, usize> = StoreCache::new("doc-local", "doc::len");
+/// cache.insert("four".to_string(), 4);
+/// assert_eq!(cache.get("four"), Some(4));
+/// # drop(cache); let _ = std::fs::remove_file(&path);
+/// # }
+/// # Ok::<(), stores::StoreError>(())
+/// ```
+pub fn register(name: impl Into<String>, store: impl Store) {
+    register_with(name, store, StoreOptions::default());
+}
+
+/// Registers `store` under `name` with `options`.
+///
+/// ```
+/// use memo_core::stores::{self, Codec, StoreOptions};
+/// # #[cfg(feature = "redis")] {
+/// let options = StoreOptions::default().codec(Codec::Json).key_prefix("billing");
+/// stores::register_with("doc-billing", stores::RedisStore::connect("redis://127.0.0.1:1")?, options);
+/// assert!(stores::is_registered("doc-billing"));
+/// # }
+/// # Ok::<(), stores::StoreError>(())
+/// ```
+pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreOptions) {
+    let name = name.into();
+    let registered = Registered {
+        name: name.clone(),
+        format: options.format,
+        key_prefix: options.key_prefix,
+        store: Box::new(store),
+        breaker: Breaker::new(options.retry_after, options.max_retry_after),
+    };
+    STORES.write().insert(name, Arc::new(registered));
+}
+
+/// Whether a store is registered under `name`.
+///
+/// ```
+/// assert!(!memo_core::stores::is_registered("never-registered"));
+/// ```
+pub fn is_registered(name: &str) -> bool {
+    STORES.read().contains_key(name)
+}
+
+/// The health of the store registered under `name`: whether it is up, and how many outages,
+/// errors and skipped calls it has had.
+///
+/// ```
+/// assert_eq!(memo_core::stores::health("never-registered"), None);
+/// ```
+pub fn health(name: &str) -> Option<StoreHealth> {
+    STORES.read().get(name).map(|r| r.breaker.health())
+}
+
+/// The store registered under `name`; `None`, with one warning per name, if there is none.
+pub(crate) fn lookup(name: &str) -> Option<Arc<Registered>> {
+    if let Some(found) = STORES.read().get(name) {
+        return Some(Arc::clone(found));
+    }
+    if WARNED_MISSING.lock().insert(name.to_string()) {
+        tracing::warn!(
+            store = name,
+            "no store is registered as `{name}`; functions using it cache in memory \
+             (register it at start-up with memo::stores::register)"
+        );
+    }
+    None
+}

@@ -1,0 +1,215 @@
+//! Faults of real servers never fail the caller: a server killed mid-run, hung (SIGSTOP), down at
+//! start-up. The function runs instead, one outage is counted (one warning), and hits resume once
+//! the server is back. Latencies seen during the outage are printed (`--nocapture`), not asserted.
+#![cfg(all(feature = "redis", feature = "memcached"))]
+
+#[path = "support/servers.rs"]
+mod servers;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use memo::stores::{self, MemcachedStore, RedisStore, Store, StoreCache, StoreOptions};
+use servers::Server;
+
+const TIMEOUT: Duration = Duration::from_millis(100);
+
+fn options() -> StoreOptions {
+    StoreOptions::default()
+        .retry_after(Duration::from_millis(100))
+        .max_retry_after(Duration::from_millis(400))
+}
+
+fn redis_store(server: &Server) -> RedisStore {
+    RedisStore::connect(&server.redis_url())
+        .unwrap()
+        .with_timeouts(TIMEOUT, TIMEOUT)
+}
+
+fn memcached_store(server: &Server) -> MemcachedStore {
+    MemcachedStore::connect(&server.address())
+        .unwrap()
+        .with_timeouts(TIMEOUT, TIMEOUT)
+}
+
+/// A memoized `n * n` that counts how often its body runs.
+struct Square {
+    cache: StoreCache<(u64,), u64>,
+    runs: AtomicU64,
+}
+
+impl Square {
+    fn new(store: &str) -> Square {
+        Square {
+            cache: StoreCache::new(store, "faults::square"),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// What `#[memoize(store = ...)] fn square(n: u64) -> u64` expands to.
+    fn call(&self, n: u64) -> u64 {
+        if let Some(hit) = self.cache.get_by(&(&n,), |k| k.0 == n) {
+            return hit;
+        }
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let value = n * n;
+        self.cache.insert_if_absent((n,), value);
+        value
+    }
+
+    fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Calls 0..20 and returns the latency of each call.
+    fn sweep(&self) -> Vec<Duration> {
+        (0..20)
+            .map(|n| {
+                let start = Instant::now();
+                assert_eq!(self.call(n), n * n, "a wrong value for {n}");
+                start.elapsed()
+            })
+            .collect()
+    }
+}
+
+fn summary(latencies: &[Duration]) -> String {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    format!(
+        "first {:.1?}, median {:.1?}, max {:.1?}",
+        latencies[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
+}
+
+/// Calls `square(0)` until the store is in use again; panics after 10 s.
+fn wait_for_recovery(square: &Square, store: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stores::health(store).unwrap().up {
+        assert!(Instant::now() < deadline, "store `{store}` did not recover");
+        assert_eq!(square.call(0), 0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The server is killed mid-run, then restarted on its port (empty, as after a crash).
+fn killed_and_restarted(name: &str, server: &mut Server) {
+    let square = Square::new(name);
+    let before = square.sweep();
+    assert_eq!(square.runs(), 20);
+    let hits = square.sweep();
+    assert_eq!(square.runs(), 20, "every call of the second sweep hits");
+
+    server.stop();
+    let outage = square.sweep();
+    assert_eq!(square.runs(), 40, "while the server is down, the body runs");
+    let health = stores::health(name).unwrap();
+    assert!(!health.up);
+    assert_eq!(health.outages, 1, "one outage, one warning");
+
+    server.start();
+    wait_for_recovery(&square, name);
+    square.sweep();
+    let runs = square.runs();
+    let resumed = square.sweep();
+    assert_eq!(square.runs(), runs, "hits resume after the restart");
+    assert_eq!(stores::health(name).unwrap().outages, 1);
+    eprintln!(
+        "{name}: misses {}; hits {}; server killed: {}; back: {}",
+        summary(&before),
+        summary(&hits),
+        summary(&outage),
+        summary(&resumed)
+    );
+}
+
+#[test]
+fn redis_killed_mid_run_never_fails_the_caller_and_hits_resume_after_restart() {
+    let mut server = Server::redis();
+    stores::register_with("faults-redis-kill", redis_store(&server), options());
+    killed_and_restarted("faults-redis-kill", &mut server);
+}
+
+#[test]
+fn memcached_killed_mid_run_never_fails_the_caller_and_hits_resume_after_restart() {
+    let mut server = Server::memcached();
+    stores::register_with("faults-mc-kill", memcached_store(&server), options());
+    killed_and_restarted("faults-mc-kill", &mut server);
+}
+
+/// The server hangs (SIGSTOP): calls time out once, then skip it until it answers again.
+fn hung_then_thawed(name: &str, server: &Server) {
+    let square = Square::new(name);
+    square.sweep();
+    server.pause();
+    let hung = square.sweep();
+    assert_eq!(square.runs(), 40, "while the server hangs, the body runs");
+    assert_eq!(stores::health(name).unwrap().outages, 1);
+    // Bounded by the timeout: no call waits for the hung server much longer than that.
+    server.resume();
+    wait_for_recovery(&square, name);
+    let runs = square.runs();
+    let back = square.sweep();
+    assert_eq!(
+        square.runs(),
+        runs,
+        "what was stored before the hang is hit again"
+    );
+    eprintln!(
+        "{name}: server hung: {}; thawed: {}",
+        summary(&hung),
+        summary(&back)
+    );
+}
+
+#[test]
+fn hung_redis_times_out_then_is_used_again() {
+    let server = Server::redis();
+    stores::register_with("faults-redis-hang", redis_store(&server), options());
+    hung_then_thawed("faults-redis-hang", &server);
+}
+
+#[test]
+fn hung_memcached_times_out_then_is_used_again() {
+    let server = Server::memcached();
+    stores::register_with("faults-mc-hang", memcached_store(&server), options());
+    hung_then_thawed("faults-mc-hang", &server);
+}
+
+#[test]
+fn a_server_down_at_start_up_is_an_outage_like_any_other() {
+    let mut server = Server::redis();
+    server.stop();
+    stores::register_with("faults-late", redis_store(&server), options());
+    let square = Square::new("faults-late");
+    let down = square.sweep();
+    assert_eq!(square.runs(), 20);
+    server.start();
+    wait_for_recovery(&square, "faults-late");
+    square.sweep();
+    let runs = square.runs();
+    square.sweep();
+    assert_eq!(square.runs(), runs);
+    eprintln!("faults-late: server not started: {}", summary(&down));
+}
+
+#[test]
+fn a_pooled_connection_to_a_restarted_server_is_replaced_without_an_outage() {
+    let mut server = Server::redis();
+    let store = redis_store(&server);
+    store.set("ns", "k", b"1", None).unwrap(); // leaves a connection in the pool
+    server.stop();
+    server.start();
+    store.set("ns", "k", b"2", None).unwrap();
+    assert_eq!(store.get("ns", "k").unwrap(), Some(b"2".to_vec()));
+
+    let mut server = Server::memcached();
+    let store = memcached_store(&server);
+    store.set("ns", "k", b"1", None).unwrap();
+    server.stop();
+    server.start();
+    store.set("ns", "k", b"2", None).unwrap();
+    assert_eq!(store.get("ns", "k").unwrap(), Some(b"2".to_vec()));
+}
