@@ -25,7 +25,9 @@
 //!   statistics, sharding.
 #![warn(missing_docs)]
 
-pub use memo_core::{BuildError, Cache, CacheBuilder, CacheInfo, Clock, ManualClock, Policy};
+pub use memo_core::{
+    BuildError, Cache, CacheBuilder, CacheInfo, Clock, InstanceCache, ManualClock, Policy,
+};
 
 /// Stores outside the process, chosen per function by name (features `redis`, `memcached`,
 /// `persistent`; codecs `msgpack`, `lz4`, `zstd`). See [`stores::register`].

@@ -312,10 +312,11 @@ fn calls_from_many_threads_return_correct_values() {
         }
     }
     let info = collatz_steps::cache_info();
-    assert_eq!(
-        info.hits + info.misses,
-        SHARED_CALLS.load(Ordering::SeqCst) as u64 + info.hits
-    );
+    // Single-flight: each key's body ran once, however many threads missed it at the same time
+    // (the cache is unbounded, so nothing was evicted and computed again).
+    assert_eq!(SHARED_CALLS.load(Ordering::SeqCst), info.currsize);
+    // A caller that waited for another's value counted a miss without running the body.
+    assert!(info.misses >= info.currsize as u64);
     assert!(info.hits > 0);
 }
 

@@ -3,11 +3,27 @@
 //! denied (`tests/ui/pass`).
 //!
 //! The `.stderr` files depend on the compiler's wording: after a toolchain update, regenerate them
-//! with `TRYBUILD=overwrite cargo test --test ui` and review the diff.
+//! with `TRYBUILD=overwrite cargo test --test ui` and review the diff. `MEMO_UI=name` runs only the
+//! cases whose file name contains `name`.
 
 #[test]
 fn ui() {
+    let only = std::env::var("MEMO_UI").unwrap_or_default();
     let t = trybuild::TestCases::new();
-    t.compile_fail("tests/ui/fail/*.rs");
-    t.pass("tests/ui/pass/*.rs");
+    for (folder, pass) in [("tests/ui/fail", false), ("tests/ui/pass", true)] {
+        let mut files: Vec<_> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+            .filter(|path| path.to_string_lossy().contains(&only))
+            .collect();
+        files.sort();
+        for file in files {
+            if pass {
+                t.pass(file);
+            } else {
+                t.compile_fail(file);
+            }
+        }
+    }
 }

@@ -1,13 +1,13 @@
-//! A typed model of the memoized function: its arguments (how each is passed, hence keyed) and the
-//! shape of its return type (what is cached). Built from any `fn` item; [`crate::valid`] decides
-//! which models this version can expand.
+//! A typed model of the memoized function: where it stands (free or in an `impl`), its receiver,
+//! its arguments (how each is passed, hence keyed) and the shape of its return type (what is
+//! cached). Built from any `fn` item; [`crate::valid`] decides which models can be expanded.
 
 use proc_macro2::Span;
 use quote::{format_ident, ToTokens};
-use syn::visit_mut::VisitMut;
+use syn::visit::Visit;
 use syn::{
-    Attribute, Block, FnArg, GenericArgument, ItemFn, Lifetime, Pat, PathArguments, ReturnType,
-    Signature, Type, TypePath, Visibility,
+    Attribute, Block, FnArg, GenericArgument, GenericParam, ItemFn, Pat, PathArguments, Receiver,
+    ReturnType, Signature, Type, TypePath, Visibility,
 };
 
 /// The function under `#[memoize]`.
@@ -18,9 +18,23 @@ pub(crate) struct Function {
     /// The signature as written: the body keeps it, patterns included.
     pub(crate) sig: Signature,
     pub(crate) block: Box<Block>,
+    /// `self`, `&self`, `&mut self` or `self: T`, if any.
+    pub(crate) receiver: Option<Receiver>,
     /// The arguments after the receiver, if any.
     pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
+    /// Where the function stands.
+    pub(crate) place: Place,
+}
+
+/// Where the function stands, as far as its tokens tell.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Place {
+    /// A free function: its companions go into a type of the same name beside it.
+    Free,
+    /// A method or associated function (it has a receiver, or names `Self`): its companions are
+    /// associated functions beside it.
+    Associated,
 }
 
 /// One argument, which becomes one element of the key tuple.
@@ -107,14 +121,68 @@ impl Function {
             .map(|(index, typed)| Arg::new(index, &typed.pat, &typed.ty))
             .collect();
         let output = Output::new(&sig.output);
+        let receiver = sig.receiver().cloned();
+        let mut finder = SelfFinder::default();
+        finder.visit_signature(&sig);
+        finder.visit_block(&block);
+        let place = match (&receiver, finder.found) {
+            (None, None) => Place::Free,
+            _ => Place::Associated,
+        };
         Function {
             attrs,
             vis,
             sig,
             block,
+            receiver,
             args,
             output,
+            place,
         }
+    }
+
+    /// The type and const parameters, in order: what a call spells in its turbofish.
+    pub(crate) fn turbofish_params(&self) -> Vec<&syn::Ident> {
+        self.sig
+            .generics
+            .params
+            .iter()
+            .filter_map(|param| match param {
+                GenericParam::Type(ty) => Some(&ty.ident),
+                GenericParam::Const(konst) => Some(&konst.ident),
+                GenericParam::Lifetime(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Finds `Self` in a signature or a body (not inside nested items, which have their own): the
+/// function is then associated with a type.
+#[derive(Default)]
+pub(crate) struct SelfFinder {
+    pub(crate) found: Option<Span>,
+}
+
+impl<'ast> Visit<'ast> for SelfFinder {
+    fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
+        if segment.ident == "Self" && self.found.is_none() {
+            self.found = Some(segment.ident.span());
+        }
+        syn::visit::visit_path_segment(self, segment);
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        // `Self` in a macro's tokens (`vec![Self::X]`) counts too.
+        let found = mac.tokens.clone().into_iter().find_map(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) if ident == "Self" => Some(ident.span()),
+            _ => None,
+        });
+        if self.found.is_none() {
+            self.found = found;
+        }
+        syn::visit::visit_macro(self, mac);
     }
 }
 
@@ -196,65 +264,6 @@ pub(crate) fn span_range(tokens: &impl ToTokens) -> (Span, Span) {
         .map_or_else(Span::call_site, |tree| tree.span());
     let last = trees.last().map_or(first, |tree| tree.span());
     (first, last)
-}
-
-/// `ty` as seen from the companion module, a child of the function's module: paths starting with
-/// `self::` or `super::` gain a `super::`, and `'_` (which a `static` cannot use) becomes
-/// `'static`, as elided lifetimes in a `static`'s type are.
-pub(crate) fn from_child_module(ty: &Type) -> Type {
-    let mut ty = ty.clone();
-    ToChildModule { in_fn_sugar: 0 }.visit_type_mut(&mut ty);
-    ty
-}
-
-/// A path or visibility `pub(in path)` as seen from the companion module.
-pub(crate) fn path_from_child_module(path: &syn::Path) -> syn::Path {
-    let mut path = path.clone();
-    ToChildModule { in_fn_sugar: 0 }.visit_path_mut(&mut path);
-    path
-}
-
-struct ToChildModule {
-    /// Inside `Fn(&T)` sugar or `fn(&T)` types, where `'_` is a fresh higher-ranked lifetime.
-    in_fn_sugar: usize,
-}
-
-impl VisitMut for ToChildModule {
-    fn visit_path_mut(&mut self, path: &mut syn::Path) {
-        if path.leading_colon.is_none() {
-            if let Some(first) = path.segments.first_mut() {
-                if first.ident == "self" {
-                    first.ident = syn::Ident::new("super", first.ident.span());
-                } else if first.ident == "super" {
-                    let span = first.ident.span();
-                    path.segments
-                        .insert(0, syn::Ident::new("super", span).into());
-                }
-            }
-        }
-        syn::visit_mut::visit_path_mut(self, path);
-    }
-
-    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
-        if self.in_fn_sugar == 0 && lifetime.ident == "_" {
-            *lifetime = Lifetime::new("'static", lifetime.span());
-        }
-    }
-
-    fn visit_parenthesized_generic_arguments_mut(
-        &mut self,
-        args: &mut syn::ParenthesizedGenericArguments,
-    ) {
-        self.in_fn_sugar += 1;
-        syn::visit_mut::visit_parenthesized_generic_arguments_mut(self, args);
-        self.in_fn_sugar -= 1;
-    }
-
-    fn visit_type_bare_fn_mut(&mut self, bare_fn: &mut syn::TypeBareFn) {
-        self.in_fn_sugar += 1;
-        syn::visit_mut::visit_type_bare_fn_mut(self, bare_fn);
-        self.in_fn_sugar -= 1;
-    }
 }
 
 #[cfg(test)]
@@ -387,26 +396,62 @@ mod tests {
     }
 
     #[test]
-    fn types_are_rewritten_for_the_child_module() {
-        let cases: [(Type, &str); 6] = [
-            (parse_quote!(self::Point), "super :: Point"),
-            (
-                parse_quote!(super::a::Point),
-                "super :: super :: a :: Point",
-            ),
-            (parse_quote!(crate::Point), "crate :: Point"),
-            (
-                parse_quote!(::std::vec::Vec<self::P>),
-                ":: std :: vec :: Vec < super :: P >",
-            ),
-            (parse_quote!(Cow<'_, str>), "Cow < 'static , str >"),
-            (
-                parse_quote!(Box<dyn Fn(&'_ str) -> u8>),
-                "Box < dyn Fn (& '_ str) -> u8 >",
-            ),
-        ];
-        for (ty, expected) in cases {
-            assert_eq!(type_to_string(&from_child_module(&ty)), expected);
-        }
+    fn place_is_associated_when_self_is_named() {
+        let place = |item: ItemFn| function(item).place;
+        assert_eq!(
+            place(parse_quote!(
+                fn f(x: u8) -> u8 {
+                    x
+                }
+            )),
+            Place::Free
+        );
+        assert_eq!(
+            place(parse_quote!(
+                fn f(&self) -> u8 {
+                    1
+                }
+            )),
+            Place::Associated
+        );
+        assert_eq!(
+            place(parse_quote!(
+                fn f() -> Self {
+                    todo!()
+                }
+            )),
+            Place::Associated
+        );
+        assert_eq!(
+            place(parse_quote!(
+                fn f() -> u8 {
+                    Self::X
+                }
+            )),
+            Place::Associated
+        );
+        assert_eq!(
+            place(parse_quote!(
+                fn f() -> u8 {
+                    vec![Self::X].len() as u8
+                }
+            )),
+            Place::Associated
+        );
+        // A nested impl has its own `Self`.
+        assert_eq!(
+            place(parse_quote!(
+                fn f() -> u8 {
+                    struct A;
+                    impl A {
+                        fn g() -> Self {
+                            A
+                        }
+                    }
+                    1
+                }
+            )),
+            Place::Free
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
@@ -17,7 +17,26 @@ use syn::{Expr, ExprLit, Lit, LitInt, Path};
 use crate::error::Errors;
 
 /// Every option, in the order error messages list them.
-const OPTION_NAMES: &[&str] = &["maxsize", "ttl"];
+const OPTION_NAMES: &[&str] = &[
+    "maxsize",
+    "ttl",
+    "policy",
+    "key",
+    "ignore",
+    "single_flight",
+    "cache_field",
+    "crate",
+];
+
+/// The names `policy = "..."` accepts, with the `memo::Policy` variant each one names: the names
+/// of `memo_core::Policy::name()` (this crate cannot depend on memo-core to ask it).
+pub(crate) const POLICIES: &[(&str, &str)] = &[
+    ("lru", "Lru"),
+    ("fifo", "Fifo"),
+    ("lfu", "Lfu"),
+    ("mru", "Mru"),
+    ("adaptive", "Adaptive"),
+];
 
 /// The bound used when `maxsize` is not given: `functools.lru_cache`'s.
 pub(crate) const DEFAULT_MAXSIZE: usize = 128;
@@ -44,12 +63,40 @@ pub(crate) struct Options {
     pub(crate) maxsize: Option<Spanned<Maxsize>>,
     /// `ttl = "30s"`, never zero; `None` here means not given (no expiry).
     pub(crate) ttl: Option<Spanned<Duration>>,
+    /// `policy = "lru"`: the `Policy` variant's name.
+    pub(crate) policy: Option<Spanned<&'static str>>,
+    /// `key = <expr>`: the key computed from the arguments.
+    pub(crate) key: Option<Spanned<Expr>>,
+    /// `ignore = [a, self]`: arguments left out of the key.
+    pub(crate) ignore: Option<Spanned<Vec<Ident>>>,
+    /// `single_flight = false`; on when not given.
+    pub(crate) single_flight: Option<Spanned<bool>>,
+    /// `cache_field = name`: the `InstanceCache` field of `self` that holds a method's cache.
+    pub(crate) cache_field: Option<Spanned<Ident>>,
+    /// `crate = "my_memo"`: the path of the facade when it is renamed.
+    pub(crate) krate: Option<Spanned<Path>>,
 }
 
 impl Options {
     /// The path of the facade crate that every generated path starts with.
     pub(crate) fn crate_path(&self) -> Path {
-        syn::parse_quote!(::memo)
+        match &self.krate {
+            Some(path) => path.value.clone(),
+            None => syn::parse_quote!(::memo),
+        }
+    }
+
+    /// The `Policy` variant, `Lru` when not given.
+    pub(crate) fn policy_variant(&self) -> Ident {
+        match &self.policy {
+            Some(policy) => Ident::new(policy.value, policy.span),
+            None => Ident::new("Lru", Span::call_site()),
+        }
+    }
+
+    /// Whether concurrent misses of one key run the function once.
+    pub(crate) fn single_flight(&self) -> bool {
+        self.single_flight.as_ref().is_none_or(|on| on.value)
     }
 
     /// The bound on the number of entries, the default when not given.
@@ -67,11 +114,9 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
     if let Err(error) = parsed {
         parser.errors.push(error);
     }
-    parser.errors.finish()?;
-    Ok(Options {
-        maxsize: parser.maxsize.value,
-        ttl: parser.ttl.value,
-    })
+    let errors = std::mem::take(&mut parser.errors);
+    errors.finish()?;
+    Ok(parser.into_options())
 }
 
 /// One option's value, set at most once.
@@ -111,6 +156,12 @@ impl<T> Setting<T> {
 struct OptionParser {
     maxsize: Setting<Maxsize>,
     ttl: Setting<Duration>,
+    policy: Setting<&'static str>,
+    key: Setting<Expr>,
+    ignore: Setting<Vec<Ident>>,
+    single_flight: Setting<bool>,
+    cache_field: Setting<Ident>,
+    krate: Setting<Path>,
     errors: Errors,
 }
 
@@ -119,8 +170,28 @@ impl Default for OptionParser {
         OptionParser {
             maxsize: Setting::new("maxsize"),
             ttl: Setting::new("ttl"),
+            policy: Setting::new("policy"),
+            key: Setting::new("key"),
+            ignore: Setting::new("ignore"),
+            single_flight: Setting::new("single_flight"),
+            cache_field: Setting::new("cache_field"),
+            krate: Setting::new("crate"),
             errors: Errors::default(),
         }
+    }
+}
+
+/// An example of each option, for the message when its value is missing.
+fn example(name: &str) -> &'static str {
+    match name {
+        "maxsize" => "`maxsize = 128` or `maxsize = None`",
+        "ttl" => "`ttl = \"30s\"`",
+        "policy" => "`policy = \"lru\"`",
+        "key" => "`key = city.to_lowercase()`",
+        "ignore" => "`ignore = [client]`",
+        "single_flight" => "`single_flight = false`",
+        "cache_field" => "`cache_field = lookups`",
+        _ => "`crate = \"my_memo\"`",
     }
 }
 
@@ -128,32 +199,62 @@ impl OptionParser {
     /// Parses one `name = value`; records its errors and goes on with the next option.
     fn option(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
         let name = meta.path.get_ident().map(ToString::to_string);
-        let (name, example) = match name.as_deref() {
-            Some("maxsize") => ("maxsize", "`maxsize = 128` or `maxsize = None`"),
-            Some("ttl") => ("ttl", "`ttl = \"30s\"`"),
-            _ => {
-                self.errors.push(unknown_option(&meta.path));
-                return skip_value(&meta);
-            }
+        let Some(name) = OPTION_NAMES
+            .iter()
+            .find(|known| name.as_deref() == Some(**known))
+        else {
+            self.errors.push(unknown_option(&meta.path));
+            return skip_value(&meta);
         };
         let value = if meta.input.peek(syn::Token![=]) {
             meta.value()?.parse::<Expr>()
         } else {
             skip_value(&meta)?;
-            let message = format!("memoize option `{name}` needs a value, e.g. {example}");
+            let message = format!(
+                "memoize option `{name}` needs a value, e.g. {}",
+                example(name)
+            );
             Err(syn::Error::new_spanned(&meta.path, message))
         };
-        match name {
-            "maxsize" => {
-                let value = value.and_then(|expr| maxsize_value(&expr));
-                self.maxsize.set(&mut self.errors, &meta.path, value);
+        let (errors, key) = (&mut self.errors, &meta.path);
+        match *name {
+            "maxsize" => self
+                .maxsize
+                .set(errors, key, value.and_then(|e| maxsize_value(&e))),
+            "ttl" => self.ttl.set(errors, key, value.and_then(|e| ttl_value(&e))),
+            "policy" => self
+                .policy
+                .set(errors, key, value.and_then(|e| policy_value(&e))),
+            "key" => self.key.set(errors, key, value.map(key_value)),
+            "ignore" => self
+                .ignore
+                .set(errors, key, value.and_then(|e| ignore_value(&e))),
+            "single_flight" => {
+                let value = value.and_then(|e| bool_value(&e, "single_flight"));
+                self.single_flight.set(errors, key, value);
             }
-            _ => {
-                let value = value.and_then(|expr| ttl_value(&expr));
-                self.ttl.set(&mut self.errors, &meta.path, value);
+            "cache_field" => {
+                let value = value.and_then(|e| cache_field_value(&e));
+                self.cache_field.set(errors, key, value);
             }
+            _ => self
+                .krate
+                .set(errors, key, value.and_then(|e| crate_value(&e))),
         }
         Ok(())
+    }
+
+    fn into_options(self) -> Options {
+        Options {
+            maxsize: self.maxsize.value,
+            ttl: self.ttl.value,
+            policy: self.policy.value,
+            key: self.key.value,
+            ignore: self.ignore.value,
+            single_flight: self.single_flight.value,
+            cache_field: self.cache_field.value,
+            krate: self.krate.value,
+        }
     }
 }
 
@@ -267,6 +368,161 @@ fn not_a_string(expr: &Expr, examples: &str) -> syn::Error {
     syn::Error::new_spanned(expr, message)
 }
 
+fn policy_names() -> String {
+    let names: Vec<String> = POLICIES
+        .iter()
+        .map(|(name, _)| format!("`\"{name}\"`"))
+        .collect();
+    names.join(", ")
+}
+
+/// `policy = "lru"`: one of [`POLICIES`].
+fn policy_value(expr: &Expr) -> syn::Result<Spanned<&'static str>> {
+    let lit = match ungroup(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit),
+            attrs,
+        }) if attrs.is_empty() => lit,
+        other => {
+            let message = format!("`policy` must be a string, one of {}", policy_names());
+            return Err(syn::Error::new_spanned(other, message));
+        }
+    };
+    let text = lit.value();
+    match POLICIES.iter().find(|(name, _)| *name == text) {
+        Some((_, variant)) => Ok(Spanned {
+            value: variant,
+            span: lit.span(),
+        }),
+        None => {
+            let message = format!(
+                "unknown policy {text:?}; expected one of {}",
+                policy_names()
+            );
+            Err(syn::Error::new(lit.span(), message))
+        }
+    }
+}
+
+/// `key = <expr>`: any expression; the compiler checks its type.
+fn key_value(expr: Expr) -> Spanned<Expr> {
+    Spanned {
+        span: expr.span(),
+        value: expr,
+    }
+}
+
+/// A single identifier (`self` included), as `ignore` and `cache_field` take.
+fn ident_of(expr: &Expr) -> Option<Ident> {
+    match ungroup(expr) {
+        Expr::Path(path) if path.attrs.is_empty() && path.qself.is_none() => {
+            path.path.get_ident().cloned()
+        }
+        _ => None,
+    }
+}
+
+/// `ignore = [client, self]`: argument names, each once.
+fn ignore_value(expr: &Expr) -> syn::Result<Spanned<Vec<Ident>>> {
+    let wrong = |tokens: &dyn ToTokens| {
+        syn::Error::new_spanned(
+            tokens,
+            "`ignore` takes a list of argument names, e.g. `ignore = [client]` or `ignore = [self]`",
+        )
+    };
+    let Expr::Array(array) = ungroup(expr) else {
+        return Err(wrong(expr));
+    };
+    let mut names: Vec<Ident> = Vec::new();
+    let mut errors = Errors::default();
+    for elem in &array.elems {
+        match ident_of(elem) {
+            Some(name) if names.contains(&name) => errors.push(syn::Error::new_spanned(
+                &name,
+                format!("`{name}` is ignored twice; name each argument once"),
+            )),
+            Some(name) => names.push(name),
+            None => errors.push(wrong(elem)),
+        }
+    }
+    errors.finish()?;
+    Ok(Spanned {
+        value: names,
+        span: array.span(),
+    })
+}
+
+/// `single_flight = true` or `false`.
+fn bool_value(expr: &Expr, name: &str) -> syn::Result<Spanned<bool>> {
+    match ungroup(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(lit),
+            attrs,
+        }) if attrs.is_empty() => Ok(Spanned {
+            value: lit.value,
+            span: lit.span(),
+        }),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{name}` must be `true` or `false`"),
+        )),
+    }
+}
+
+/// `cache_field = lookups`: a field name of `self`.
+fn cache_field_value(expr: &Expr) -> syn::Result<Spanned<Ident>> {
+    match ident_of(expr) {
+        Some(name) if name != "self" => Ok(Spanned {
+            span: name.span(),
+            value: name,
+        }),
+        _ => Err(syn::Error::new_spanned(
+            expr,
+            "`cache_field` must name a field of `self` whose type is `memo::InstanceCache`, \
+             e.g. `cache_field = lookups`",
+        )),
+    }
+}
+
+/// `crate = "my_memo"` or `crate = my_memo`: the path the facade is known by.
+fn crate_value(expr: &Expr) -> syn::Result<Spanned<Path>> {
+    let wrong = |tokens: &dyn ToTokens| {
+        syn::Error::new_spanned(
+            tokens,
+            "`crate` must be the path of the `memo` crate as renamed, e.g. `crate = \"my_memo\"`",
+        )
+    };
+    match ungroup(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit),
+            attrs,
+        }) if attrs.is_empty() => {
+            let path: Path = lit.parse().map_err(|_| wrong(lit))?;
+            let span = lit.span();
+            let path = respan(path, span);
+            Ok(Spanned { value: path, span })
+        }
+        Expr::Path(path) if path.attrs.is_empty() && path.qself.is_none() => Ok(Spanned {
+            span: path.span(),
+            value: path.path.clone(),
+        }),
+        other => Err(wrong(other)),
+    }
+}
+
+/// `path` with every token at `span`.
+fn respan(path: Path, span: Span) -> Path {
+    let tokens: TokenStream = path
+        .to_token_stream()
+        .into_iter()
+        .map(|mut tree| {
+            tree.set_span(span);
+            tree
+        })
+        .collect();
+    syn::parse2(tokens).unwrap_or(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,12 +598,14 @@ mod tests {
         let found = errors(quote!(maxsise = 3));
         assert_eq!(
             found,
-            ["unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`"]
+            ["unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
+              `ignore`, `single_flight`, `cache_field`, `crate`"]
         );
         let found = errors(quote!(a::b(c, d), maxsize = 3));
         assert_eq!(
             found,
-            ["unknown memoize option `a::b`; expected one of `maxsize`, `ttl`"]
+            ["unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
+              `ignore`, `single_flight`, `cache_field`, `crate`"]
         );
     }
 
@@ -376,5 +634,79 @@ mod tests {
             found,
             ["memoize option `maxsize` needs a value, e.g. `maxsize = 128` or `maxsize = None`"]
         );
+    }
+
+    #[test]
+    fn policy_names_a_variant() {
+        for (name, variant) in POLICIES {
+            let options = parse(quote!(policy = #name)).unwrap();
+            assert_eq!(options.policy_variant(), *variant);
+        }
+        assert_eq!(parse(TokenStream::new()).unwrap().policy_variant(), "Lru");
+        let found = errors(quote!(policy = "lfru"));
+        assert_eq!(
+            found,
+            [
+                "unknown policy \"lfru\"; expected one of `\"lru\"`, `\"fifo\"`, `\"lfu\"`, \
+              `\"mru\"`, `\"adaptive\"`"
+            ]
+        );
+        assert!(errors(quote!(policy = Lru))[0].starts_with("`policy` must be a string"));
+    }
+
+    #[test]
+    fn key_ignore_and_flags() {
+        let options = parse(quote!(key = city.to_lowercase(), single_flight = false)).unwrap();
+        assert!(options.key.is_some());
+        assert!(!options.single_flight());
+        assert!(parse(TokenStream::new()).unwrap().single_flight());
+        let options = parse(quote!(ignore = [client, self], cache_field = lookups)).unwrap();
+        let ignored: Vec<String> = options
+            .ignore
+            .unwrap()
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ignored, ["client", "self"]);
+        assert_eq!(options.cache_field.unwrap().value, "lookups");
+        assert_eq!(
+            errors(quote!(ignore = [a, a])),
+            ["`a` is ignored twice; name each argument once"]
+        );
+        assert!(
+            errors(quote!(ignore = a))[0].starts_with("`ignore` takes a list of argument names")
+        );
+        assert!(errors(quote!(ignore = [a.b]))[0].starts_with("`ignore` takes a list"));
+        assert_eq!(
+            errors(quote!(single_flight = 1)),
+            ["`single_flight` must be `true` or `false`"]
+        );
+        assert!(
+            errors(quote!(cache_field = self))[0].starts_with("`cache_field` must name a field")
+        );
+    }
+
+    #[test]
+    fn crate_takes_a_string_or_a_path() {
+        let options = parse(quote!(crate = "my_memo")).unwrap();
+        assert_eq!(
+            options.crate_path().to_token_stream().to_string(),
+            "my_memo"
+        );
+        let options = parse(quote!(crate = ::renamed::memo)).unwrap();
+        assert_eq!(
+            options.crate_path().to_token_stream().to_string(),
+            ":: renamed :: memo"
+        );
+        assert_eq!(
+            parse(TokenStream::new())
+                .unwrap()
+                .crate_path()
+                .to_token_stream()
+                .to_string(),
+            ":: memo"
+        );
+        assert!(errors(quote!(crate = "not a path"))[0].starts_with("`crate` must be the path"));
     }
 }

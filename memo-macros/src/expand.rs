@@ -1,34 +1,42 @@
-//! Code generation from the checked model: the wrapper that looks the arguments up before running
-//! the body, and the companion module that owns the cache.
+//! Code generation from the checked model: the wrapper that looks the key up before running the
+//! body, and the companions that own the cache ([`crate::companions`]).
 //!
 //! ```text
-//! fn f(city: &str, day: u32) -> Result<f64, E> {        // the user's attributes, visibility
-//!     fn __memo_body(city: &str, day: u32) -> Result<f64, E> { /* the user's body */ }
-//!     let cache = &*f::__MEMO_CACHE;
-//!     if let Some(v) = cache.get_by(&(city, &day), |k| /* k == (city, day) */) { return Ok(v); }
-//!     let key = (city.to_owned(), day.clone());
-//!     let ret = __memo_body(city, day);
-//!     if let Ok(v) = &ret { cache.insert_if_absent(key, v.clone()); }
+//! fn f(city: &str, day: u32) -> Result<f64, E> {          // the user's attributes, visibility
+//!     let memo = f::__memo_cache();                         // &'static Memo<(String, u32), f64>
+//!     if let Some(v) = memo.cache.get_by(&(city, &day), |k| /* k == (city, day) */) { return Ok(v); }
+//!     let leader = match memo.flights.join(&memo.cache, &(city, &day), ..) {
+//!         Joined::Ready(v) => return Ok(v),                 // another caller computed it meanwhile
+//!         Joined::Lead(leader) => leader,
+//!     };
+//!     let ret = leader.call(|| f::uncached(city, day));    // the user's body
+//!     if let Ok(v) = &ret { leader.complete(&memo.cache, v.clone()); }
 //!     ret
 //! }
-//! mod f { static __MEMO_CACHE: LazyLock<Cache<(String, u32), f64>>; fn cache_info(); fn cache_clear(); }
+//! enum f {}                                                 // the companions' namespace
+//! impl f { fn uncached(..); fn cache_info(); fn cache_clear(); fn cache_invalidate(..);
+//!          fn cache_prime(.., value); fn __memo_cache() -> &'static Memo<..> }
 //! ```
 //!
+//! A method's companions are associated functions beside it (`Self::f_cache_info()`), its body is
+//! `Self::f_uncached(self, ..)`, and its caches are kept one per `Self` type (an `impl` may be
+//! generic without the attribute seeing it), or in a field of the instance (`cache_field`).
+//!
 //! Every bound the cache needs (`Hash + Eq + Send` keys, `Clone + Send` values) is required by
-//! one blanket impl per side, `__MemoKey` and `__MemoValue`, and every use of an argument's or of
-//! the return type goes through `<T as __MemoKey>::...` spanned at that type. When a bound fails,
-//! rustc reports it once at the type and normalizes the projection to an error type, which
-//! silences every later use: one mistake, one error.
+//! one blanket impl per side, `memo::__private::MemoKey` and `MemoValue`, whose
+//! `#[diagnostic::on_unimplemented]` says what to write, and every use of an argument's or of the
+//! return type goes through `<T as MemoKey>::...` spanned at that type: rustc reports a failed
+//! bound once, at the type.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
-use syn::{Attribute, Item, Type, Visibility};
+use syn::{Expr, Item, Path, Type};
 
-use crate::ast::{self, Function, Output, Passing};
+use crate::ast::{self, Arg, Function, Output, Passing, Place};
 use crate::attr::{self, Maxsize, Options};
 use crate::error::Errors;
-use crate::{fallback, valid};
+use crate::{companions, fallback, valid};
 
 /// The whole expansion: options, model, checks, code, and every error found on the way.
 pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -53,10 +61,15 @@ pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let function = Function::from_item(item);
     let expanded = match valid::check(&options, &function) {
-        Ok(()) => expand(&options, &function),
+        Ok(()) => expand(&Plan::new(&options, &function)),
         Err(error) => {
             errors.push(error);
-            fallback::expand(&options, &function)
+            // Expand what the options allow, so call sites and companions keep resolving.
+            let defaults = Options {
+                krate: options.krate,
+                ..Options::default()
+            };
+            fallback::expand(&defaults, &function)
         }
     };
     with_errors(expanded, &errors)
@@ -89,332 +102,574 @@ fn not_a_function(item: &Item) -> syn::Error {
     syn::Error::new_spanned(tokens, message)
 }
 
-/// The wrapper and its companion module.
-pub(crate) fn expand(options: &Options, function: &Function) -> TokenStream {
-    let wrapper = wrapper(options, function);
-    let cache_type = cache_type(options, function, None);
-    let module = companions(options, function, &cache_type, bound_traits());
-    quote!(#wrapper #module)
+/// Where a function's memo lives.
+pub(crate) enum Storage {
+    /// One `static` of a named type: a free function that is not generic, keyed by arguments.
+    Static,
+    /// One memo per instantiation (per `Self` type for a method), found by `TypeId`.
+    ByType,
+    /// A field of `self` of type `InstanceCache`.
+    Field(Ident),
 }
 
-/// `Cache<(<A as __MemoKey>::Key, ...), <V as __MemoValue>::Value>`, as named in the companion
-/// module (`module` is `None`: types seen from the child module) or beside the function.
-fn cache_type(options: &Options, function: &Function, module: Option<&Ident>) -> TokenStream {
-    let seen = |ty: &Type| match module {
-        Some(_) => ty.clone(),
-        None => ast::from_child_module(ty),
-    };
-    let keys = function
-        .args
-        .iter()
-        .map(|arg| projection(&seen(arg.keyed_type()), module, "__MemoKey", "Key"));
-    let value = seen(function.output.cached_type());
-    let value = projection(&value, module, "__MemoValue", "Value");
-    let memo = options.crate_path();
-    quote!(#memo::__private::Cache<(#(#keys,)*), #value>)
+/// Everything the generated code depends on, decided once from the options and the model.
+pub(crate) struct Plan<'a> {
+    pub(crate) options: &'a Options,
+    pub(crate) function: &'a Function,
+    pub(crate) memo: Path,
+    pub(crate) storage: Storage,
+    /// Whether `self` is part of the key.
+    pub(crate) self_keyed: bool,
+    /// The arguments that form the key, in order (none with `key = ...`).
+    pub(crate) keyed: Vec<&'a Arg>,
+    pub(crate) key_expr: Option<&'a Expr>,
+    pub(crate) single_flight: bool,
 }
 
-/// `<ty as module::Trait>::item`, spanned over `ty` so that rustc reports a failed bound at the
-/// whole of the user's type.
-fn projection(ty: &Type, module: Option<&Ident>, trait_name: &str, item: &str) -> TokenStream {
+impl<'a> Plan<'a> {
+    pub(crate) fn new(options: &'a Options, function: &'a Function) -> Self {
+        let ignored = |name: &Ident| {
+            options
+                .ignore
+                .as_ref()
+                .is_some_and(|ignore| ignore.value.iter().any(|i| i == name))
+        };
+        let key_expr = options.key.as_ref().map(|key| &key.value);
+        let storage = match (&options.cache_field, function.place) {
+            (Some(field), _) if function.receiver.is_some() => Storage::Field(field.value.clone()),
+            (_, Place::Free) if key_expr.is_none() && function.sig.generics.params.is_empty() => {
+                Storage::Static
+            }
+            _ => Storage::ByType,
+        };
+        let self_ident = Ident::new("self", Span::call_site());
+        let self_keyed = function.receiver.is_some()
+            && key_expr.is_none()
+            && !matches!(storage, Storage::Field(_))
+            && !ignored(&self_ident);
+        let keyed = match key_expr {
+            Some(_) => Vec::new(),
+            None => function.args.iter().filter(|a| !ignored(&a.name)).collect(),
+        };
+        Plan {
+            options,
+            function,
+            memo: options.crate_path(),
+            storage,
+            self_keyed,
+            keyed,
+            key_expr,
+            single_flight: options.single_flight(),
+        }
+    }
+
+    /// A companion's name: `base` itself beside a free function (`f::cache_info`), prefixed by
+    /// the method's name beside a method (`Self::next_cache_info`).
+    pub(crate) fn companion(&self, base: &str) -> Ident {
+        let ident = &self.function.sig.ident;
+        match self.function.place {
+            Place::Free => Ident::new(base, ident.span()),
+            Place::Associated => format_ident!("{}_{}", ident.unraw(), base, span = ident.span()),
+        }
+    }
+
+    /// A hidden companion's name.
+    pub(crate) fn hidden(&self, base: &str) -> Ident {
+        let ident = &self.function.sig.ident;
+        match self.function.place {
+            Place::Free => Ident::new(base, Span::call_site()),
+            Place::Associated => format_ident!("{}_{}", base, ident.unraw()),
+        }
+    }
+
+    /// What the companions are reached through: the companion type or `Self`.
+    pub(crate) fn owner(&self) -> TokenStream {
+        match self.function.place {
+            Place::Free => self.function.sig.ident.to_token_stream(),
+            Place::Associated => quote!(Self),
+        }
+    }
+
+    /// `::<T, N>` for a generic function, else nothing.
+    pub(crate) fn turbofish(&self) -> TokenStream {
+        let params = self.function.turbofish_params();
+        if params.is_empty() {
+            TokenStream::new()
+        } else {
+            quote!(::<#(#params),*>)
+        }
+    }
+
+    /// The key type: `(<Self as SelfKey>::Key, <A as MemoKey>::Key, ...)`.
+    pub(crate) fn key_type(&self) -> TokenStream {
+        let memo = &self.memo;
+        let this = self.receiver_self().map(|span| {
+            let self_type: Type = syn::parse_quote_spanned!(span=> Self);
+            projection(&self_type, quote!(#memo::__private::SelfKey), "Key")
+        });
+        let args = self
+            .keyed
+            .iter()
+            .map(|arg| projection(arg.keyed_type(), quote!(#memo::__private::MemoKey), "Key"));
+        let parts = this.into_iter().chain(args);
+        quote!((#(#parts,)*))
+    }
+
+    /// The cached value's type: `<T as MemoValue>::Value`.
+    pub(crate) fn value_type(&self) -> TokenStream {
+        let memo = &self.memo;
+        let ty = self.function.output.cached_type();
+        projection(ty, quote!(#memo::__private::MemoValue), "Value")
+    }
+
+    /// The function's `where` clause, plus `Self: SelfKey` (spanned at `&self`) when `self` is
+    /// part of the key: a method whose `Self` cannot be keyed is one error at its receiver, with
+    /// the trait's message, and every body that relies on it type-checks.
+    pub(crate) fn where_clause(&self) -> TokenStream {
+        let memo = &self.memo;
+        let existing = &self.function.sig.generics.where_clause;
+        let Some(span) = self.receiver_self() else {
+            return quote!(#existing);
+        };
+        let path = respan(quote!(#memo::__private::SelfKey), span);
+        let bound = quote_spanned!(span=> Self: #path);
+        match existing {
+            Some(clause) => {
+                let predicates = &clause.predicates;
+                let comma = (!predicates.empty_or_trailing()).then(|| quote!(,));
+                quote!(where #predicates #comma #bound)
+            }
+            None => quote!(where #bound),
+        }
+    }
+
+    /// The receiver's tokens when `self` is part of the key.
+    fn receiver_self(&self) -> Option<Span> {
+        let receiver = self.function.receiver.as_ref()?;
+        self.self_keyed.then(|| {
+            let (first, _) = ast::span_range(receiver);
+            first
+        })
+    }
+
+    /// `Params { maxsize, ttl, policy }`.
+    pub(crate) fn params(&self) -> TokenStream {
+        let memo = &self.memo;
+        let (maxsize, ttl) = (maxsize_tokens(self.options), ttl_tokens(self.options));
+        let policy = self.options.policy_variant();
+        quote! {
+            #memo::__private::Params {
+                maxsize: #maxsize,
+                ttl: #ttl,
+                policy: #memo::__private::Policy::#policy,
+            }
+        }
+    }
+
+    /// The function's name as the recursion panic gives it: `module::f` or `Type::method`.
+    pub(crate) fn name(&self) -> TokenStream {
+        let name = self.function.sig.ident.unraw().to_string();
+        match self.function.place {
+            Place::Free => quote!(::core::concat!(::core::module_path!(), "::", #name)),
+            Place::Associated => quote!(::std::format!(
+                "{}::{}",
+                ::core::any::type_name::<Self>(),
+                #name
+            )),
+        }
+    }
+
+    /// `&Memo<K, V>` written with the projections, for a local's annotation; with `key = ...` the
+    /// key type is inferred.
+    pub(crate) fn memo_type(&self) -> TokenStream {
+        let memo = &self.memo;
+        let key = match self.key_expr {
+            Some(_) => quote!(_),
+            None => self.key_type(),
+        };
+        let value = self.value_type();
+        quote!(&#memo::__private::Memo<#key, #value>)
+    }
+
+    /// The hidden `static` that holds the memo of a [`Storage::Static`] function, beside it.
+    pub(crate) fn static_ident(&self) -> Ident {
+        format_ident!("__memo_cache_{}", self.function.sig.ident.unraw())
+    }
+
+    /// `let memo: &Memo<K, V> = ...;`, `key` being the computed key's name with `key = ...`.
+    /// A static's type that fails a bound becomes an error type, which silences every later use
+    /// (one mistake, one error); the other storages go through a typed accessor.
+    pub(crate) fn memo_binding(&self, memo: &Ident, key: Option<&Ident>) -> TokenStream {
+        if let Storage::Static = self.storage {
+            let name = self.static_ident();
+            return quote!(let #memo = &*#name;);
+        }
+        let owner = self.owner();
+        let accessor = self.hidden("__memo_cache");
+        let params = self.function.turbofish_params();
+        let turbofish = match (key, params.is_empty()) {
+            (Some(_), false) => quote!(::<#(#params,)* _>),
+            _ => self.turbofish(),
+        };
+        let this = matches!(self.storage, Storage::Field(_)).then(|| quote!(self,));
+        let key = key.map(|key| {
+            let span = self
+                .options
+                .key
+                .as_ref()
+                .map_or_else(Span::call_site, |k| k.span);
+            quote_spanned!(span=> &#key)
+        });
+        let memo_type = self.memo_type();
+        quote!(let #memo: #memo_type = #owner::#accessor #turbofish(#this #key);)
+    }
+
+    /// The call of the body: `f::uncached(a, b)` or `Self::m_uncached(self, a, b)`.
+    pub(crate) fn body_call(&self) -> TokenStream {
+        let owner = self.owner();
+        let uncached = self.companion("uncached");
+        let turbofish = self.turbofish();
+        let this = self.function.receiver.as_ref().map(|_| quote!(self,));
+        let names = self.function.args.iter().map(|arg| &arg.name);
+        quote!(#owner::#uncached #turbofish(#this #(#names),*))
+    }
+
+    /// Each keyed argument as a reference to its keyed type, `self` first when keyed.
+    pub(crate) fn borrowed_keys(&self) -> Vec<TokenStream> {
+        // Hashed as its key, so that only `Self: SelfKey` is required of `Self`.
+        let memo = &self.memo;
+        let this = self
+            .self_keyed
+            .then(|| quote!(<Self as #memo::__private::SelfKey>::as_key(self)));
+        let args = self.keyed.iter().map(|arg| {
+            let name = &arg.name;
+            match arg.passing {
+                Passing::Shared { .. } => quote!(#name),
+                Passing::ByValue | Passing::Exclusive => quote!(&#name),
+            }
+        });
+        this.into_iter().chain(args).collect()
+    }
+
+    /// `(<A as MemoKey>::to_key(a), ...)`: the owned key, made from the borrowed arguments.
+    pub(crate) fn owned_key(&self) -> TokenStream {
+        let memo = &self.memo;
+        let borrowed = self.borrowed_keys();
+        let types = self.keyed_types();
+        let parts = types
+            .iter()
+            .zip(&borrowed)
+            .map(|((ty, trait_name), borrowed)| {
+                trait_call(
+                    ty,
+                    quote!(#memo::__private::#trait_name),
+                    "to_key",
+                    borrowed.clone(),
+                )
+            });
+        quote!((#(#parts,)*))
+    }
+
+    /// `|k| <A as MemoKey>::key_eq(&k.0, a) && ...`: compares a stored key with the arguments.
+    pub(crate) fn is_match(&self) -> TokenStream {
+        let memo = &self.memo;
+        let stored = Ident::new("__memo_k", Span::mixed_site());
+        let borrowed = self.borrowed_keys();
+        if borrowed.is_empty() {
+            return quote!(|_| true);
+        }
+        let types = self.keyed_types();
+        let compares =
+            types
+                .iter()
+                .zip(&borrowed)
+                .enumerate()
+                .map(|(i, ((ty, trait_name), borrowed))| {
+                    let index = syn::Index::from(i);
+                    let args = quote!(&#stored.#index, #borrowed);
+                    trait_call(ty, quote!(#memo::__private::#trait_name), "key_eq", args)
+                });
+        quote!(|#stored| #(#compares)&&*)
+    }
+
+    /// The type and trait of each part of the key.
+    fn keyed_types(&self) -> Vec<(Type, Ident)> {
+        let this = self.receiver_self().map(|span| {
+            let ty: Type = syn::parse_quote_spanned!(span=> Self);
+            (ty, Ident::new("SelfKey", span))
+        });
+        let args = self.keyed.iter().map(|arg| {
+            (
+                arg.keyed_type().clone(),
+                Ident::new("MemoKey", Span::call_site()),
+            )
+        });
+        this.into_iter().chain(args).collect()
+    }
+
+    /// The expression a hit returns: the value, `Ok(value)` or `Some(value)`.
+    pub(crate) fn hit(&self, found: &Ident) -> TokenStream {
+        match self.function.output {
+            Output::Plain { .. } => quote!(#found),
+            Output::Result { .. } => quote!(::core::result::Result::Ok(#found)),
+            Output::Option { .. } => quote!(::core::option::Option::Some(#found)),
+        }
+    }
+
+    /// `if let Ok(stored) = &ret { then }`, or the like for the return's shape.
+    pub(crate) fn if_cacheable(
+        &self,
+        ret: &Ident,
+        stored: &Ident,
+        then: TokenStream,
+    ) -> TokenStream {
+        match self.function.output {
+            Output::Plain { .. } => quote!({ let #stored = &#ret; #then }),
+            Output::Result { .. } => {
+                quote!(if let ::core::result::Result::Ok(#stored) = &#ret { #then })
+            }
+            Output::Option { .. } => {
+                quote!(if let ::core::option::Option::Some(#stored) = &#ret { #then })
+            }
+        }
+    }
+
+    /// A clone of the cached value `stored`, through `MemoValue` spanned at the return type.
+    pub(crate) fn clone_value(&self, stored: &Ident) -> TokenStream {
+        let memo = &self.memo;
+        let ty = self.function.output.cached_type();
+        trait_call(
+            ty,
+            quote!(#memo::__private::MemoValue),
+            "clone_value",
+            quote!(#stored),
+        )
+    }
+}
+
+/// `<ty as Trait>::item`, spanned over `ty` so that rustc reports a failed bound at the whole of
+/// the user's type.
+pub(crate) fn projection(ty: &Type, trait_path: TokenStream, item: &str) -> TokenStream {
     let (first, last) = ast::span_range(ty);
-    let trait_ident = Ident::new(trait_name, last);
     let item = Ident::new(item, last);
     let open = quote_spanned!(first=> <);
-    let module = module.map(|module| quote_spanned!(last=> #module::));
-    let close = quote_spanned!(last=> as #module #trait_ident>::#item);
+    let trait_path = respan(trait_path, last);
+    let close = quote_spanned!(last=> as #trait_path>::#item);
     quote!(#open #ty #close)
 }
 
-/// `<ty as module::Trait>::method(args)`, the call spanned over `ty` as in [`projection`]: its
+/// `<ty as Trait>::method(args)`, the call spanned over `ty` as in [`projection`]: its
 /// parentheses too, or rustc reports a failed bound at the attribute instead.
-fn trait_call(
+pub(crate) fn trait_call(
     ty: &Type,
-    module: &Ident,
-    trait_name: &str,
+    trait_path: TokenStream,
     method: &str,
     args: TokenStream,
 ) -> TokenStream {
-    let path = projection(ty, Some(module), trait_name, method);
+    let path = projection(ty, trait_path, method);
     let (_, last) = ast::span_range(ty);
     quote_spanned!(last=> #path(#args))
 }
 
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut new =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                new.set_span(span);
+                return proc_macro2::TokenTree::Group(new);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
+}
+
+/// The wrapper and its companions.
+pub(crate) fn expand(plan: &Plan<'_>) -> TokenStream {
+    let wrapper = wrapper(plan);
+    let companions = companions::expand(plan);
+    quote!(#wrapper #companions)
+}
+
 /// The hygienic names of the wrapper's locals, which no user identifier can capture.
-struct Locals {
-    body: Ident,
-    cache: Ident,
-    found: Ident,
-    stored_key: Ident,
-    key: Ident,
-    ret: Ident,
-    stored: Ident,
+pub(crate) struct Locals {
+    pub(crate) memo: Ident,
+    pub(crate) found: Ident,
+    pub(crate) key: Ident,
+    pub(crate) leader: Ident,
+    pub(crate) ret: Ident,
+    pub(crate) stored: Ident,
 }
 
 impl Locals {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let local = |name: &str| Ident::new(name, Span::mixed_site());
         Locals {
-            body: local("__memo_body"),
-            cache: local("__memo_cache"),
+            memo: local("__memo"),
             found: local("__memo_found"),
-            stored_key: local("__memo_k"),
             key: local("__memo_key"),
+            leader: local("__memo_leader"),
             ret: local("__memo_ret"),
             stored: local("__memo_stored"),
         }
     }
 }
 
-/// The function itself: the user's body as an inner function, behind a lookup.
-fn wrapper(options: &Options, function: &Function) -> TokenStream {
+/// The function itself: a lookup in front of its body, which moved to `uncached`.
+fn wrapper(plan: &Plan<'_>) -> TokenStream {
+    let function = plan.function;
     let Function {
-        attrs,
-        vis,
-        sig,
-        block,
-        args,
-        ..
+        attrs, vis, sig, ..
     } = function;
     let locals = Locals::new();
-    let Locals {
-        body,
-        cache,
-        key,
-        ret,
-        ..
-    } = &locals;
-    let module = &sig.ident;
-    let params = args.iter().map(|arg| {
+    let receiver = function
+        .receiver
+        .as_ref()
+        .map(|receiver| quote!(#receiver,));
+    let params = function.args.iter().map(|arg| {
         let (name, ty) = (&arg.name, &arg.ty);
         quote!(#name: #ty)
     });
-    let borrowed = borrowed_args(function);
-    let lookup = lookup(function, &borrowed, &locals);
-    let to_keys = args.iter().zip(&borrowed).map(|(arg, borrowed)| {
-        let to_key = borrowed.clone();
-        trait_call(arg.keyed_type(), module, "__MemoKey", "to_key", to_key)
-    });
-    let names = args.iter().map(|arg| &arg.name);
-    let store = store(function, &locals);
-    let (abi, ident, inputs, output) = (&sig.abi, &sig.ident, &sig.inputs, &sig.output);
-    let cache_type = cache_type(options, function, Some(module));
+    let (asyncness, abi, ident, output) = (&sig.asyncness, &sig.abi, &sig.ident, &sig.output);
+    let (generics, where_clause) = (&sig.generics, plan.where_clause());
+    let body = if plan.single_flight {
+        single_flight_body(plan, &locals)
+    } else {
+        plain_body(plan, &locals)
+    };
     quote! {
         #(#attrs)*
-        #vis #abi fn #ident(#(#params),*) #output {
-            fn #body(#inputs) #output #block
-            // Typed first: the first use of each bound, hence the one rustc reports, is spanned
-            // at the user's type.
-            let #cache: &#cache_type = &*#module::__MEMO_CACHE;
-            #lookup
-            let #key = (#(#to_keys,)*);
-            let #ret = #body(#(#names),*);
-            #store
-            #ret
+        #vis #asyncness #abi fn #ident #generics(#receiver #(#params),*) #output #where_clause {
+            #body
         }
     }
 }
 
-/// Each argument as a reference to its keyed type: `city` for `city: &str`, `&day` for `day: u32`.
-fn borrowed_args(function: &Function) -> Vec<TokenStream> {
-    let borrow = |arg: &ast::Arg| {
-        let name = &arg.name;
-        match arg.passing {
-            Passing::Shared { .. } => quote!(#name),
-            Passing::ByValue | Passing::Exclusive => quote!(&#name),
-        }
-    };
-    function.args.iter().map(borrow).collect()
-}
-
-/// Returns early with the cached value, if any; hashes the borrowed arguments, allocates nothing.
-fn lookup(function: &Function, borrowed: &[TokenStream], locals: &Locals) -> TokenStream {
+/// `let memo = ...;` and the early return of a hit.
+fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let Locals {
-        cache,
-        found,
-        stored_key,
-        ..
+        memo, found, key, ..
     } = locals;
-    let module = &function.sig.ident;
-    let is_match = if function.args.is_empty() {
-        quote!(|_| true)
-    } else {
-        let compares =
-            function
-                .args
-                .iter()
-                .zip(borrowed)
-                .enumerate()
-                .map(|(i, (arg, borrowed))| {
-                    let index = syn::Index::from(i);
-                    let args = quote!(&#stored_key.#index, #borrowed);
-                    trait_call(arg.keyed_type(), module, "__MemoKey", "key_eq", args)
-                });
-        quote!(|#stored_key| #(#compares)&&*)
-    };
-    let hit = match function.output {
-        Output::Plain { .. } => quote!(#found),
-        Output::Result { .. } => quote!(::core::result::Result::Ok(#found)),
-        Output::Option { .. } => quote!(::core::option::Option::Some(#found)),
-    };
-    quote! {
-        if let ::core::option::Option::Some(#found) = #cache.get_by(&(#(#borrowed,)*), #is_match) {
-            return #hit;
+    let hit = plan.hit(found);
+    match plan.key_expr {
+        Some(expr) => {
+            let get_memo = plan.memo_binding(memo, Some(key));
+            quote! {
+                let #key = #expr;
+                #get_memo
+                if let ::core::option::Option::Some(#found) = #memo.cache.get(&#key) {
+                    return #hit;
+                }
+            }
+        }
+        None => {
+            let get_memo = plan.memo_binding(memo, None);
+            let borrowed = plan.borrowed_keys();
+            let is_match = plan.is_match();
+            quote! {
+                #get_memo
+                if let ::core::option::Option::Some(#found) =
+                    #memo.cache.get_by(&(#(#borrowed,)*), #is_match)
+                {
+                    return #hit;
+                }
+            }
         }
     }
 }
 
-/// Stores a clone of the returned value: all of it, its `Ok` or its `Some`.
-fn store(function: &Function, locals: &Locals) -> TokenStream {
+/// Without single-flight: every caller that misses runs the body.
+fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let Locals {
-        cache,
+        memo,
         key,
         ret,
         stored,
         ..
     } = locals;
-    let module = &function.sig.ident;
-    let value_type = function.output.cached_type();
-    let clone = trait_call(
-        value_type,
-        module,
-        "__MemoValue",
-        "clone_value",
-        quote!(#stored),
-    );
-    let insert = quote!(#cache.insert_if_absent(#key, #clone););
-    match function.output {
-        Output::Plain { .. } => quote!(let #stored = &#ret; #insert),
-        Output::Result { .. } => {
-            quote!(if let ::core::result::Result::Ok(#stored) = &#ret { #insert })
-        }
-        Output::Option { .. } => {
-            quote!(if let ::core::option::Option::Some(#stored) = &#ret { #insert })
-        }
-    }
-}
-
-/// The traits whose blanket impls carry every bound the cache puts on keys and values.
-fn bound_traits() -> TokenStream {
-    quote! {
-        #[doc(hidden)]
-        #[allow(dead_code)]
-        pub(super) trait __MemoKey {
-            type Key;
-            fn key_eq(key: &Self::Key, arg: &Self) -> bool;
-            fn to_key(&self) -> Self::Key;
-        }
-        impl<T> __MemoKey for T
-        where
-            T: ?::core::marker::Sized + ::std::borrow::ToOwned + ::core::cmp::PartialEq,
-            <T as ::std::borrow::ToOwned>::Owned:
-                ::core::hash::Hash + ::core::cmp::Eq + ::core::marker::Send,
-        {
-            type Key = <T as ::std::borrow::ToOwned>::Owned;
-            #[inline]
-            fn key_eq(key: &Self::Key, arg: &Self) -> bool {
-                ::core::borrow::Borrow::<T>::borrow(key) == arg
-            }
-            #[inline]
-            fn to_key(&self) -> Self::Key {
-                ::std::borrow::ToOwned::to_owned(self)
-            }
-        }
-        #[doc(hidden)]
-        #[allow(dead_code)]
-        pub(super) trait __MemoValue {
-            type Value;
-            fn clone_value(&self) -> Self::Value;
-        }
-        impl<T: ::core::clone::Clone + ::core::marker::Send> __MemoValue for T {
-            type Value = T;
-            #[inline]
-            fn clone_value(&self) -> T {
-                ::core::clone::Clone::clone(self)
-            }
-        }
-    }
-}
-
-/// The module beside the function: the cache, `cache_info()` and `cache_clear()`.
-pub(crate) fn companions(
-    options: &Options,
-    function: &Function,
-    cache_type: &TokenStream,
-    support: TokenStream,
-) -> TokenStream {
-    let memo = options.crate_path();
-    let ident = &function.sig.ident;
-    let name = ident.unraw();
-    let vis = &function.vis;
-    let inner_vis = companion_visibility(vis);
-    let attrs = function.attrs.iter().filter(|attr| kept_on_module(attr));
-    let (maxsize, ttl) = (maxsize_tokens(options), ttl_tokens(options));
-    let module_doc = format!(" Cache companions of the memoized function `{name}`.");
-    let info_doc = format!(
-        " The statistics of the cache of `{name}`: hits, misses, maxsize and current size, \
-         as `functools`' `cache_info()`."
-    );
-    let clear_doc = format!(
-        " Empties the cache of `{name}` and zeroes its statistics, as `functools`' \
-         `cache_clear()`."
+    let lookup = lookup(plan, locals);
+    let owned_key = plan.key_expr.is_none().then(|| {
+        let owned = plan.owned_key();
+        quote!(let #key = #owned;)
+    });
+    let call = plan.body_call();
+    let call = match plan.function.sig.asyncness {
+        Some(_) => quote!(#call.await),
+        None => call,
+    };
+    let clone = plan.clone_value(stored);
+    let store = plan.if_cacheable(
+        ret,
+        stored,
+        quote!(#memo.cache.insert_if_absent(#key, #clone);),
     );
     quote! {
-        #(#attrs)*
-        #[doc = #module_doc]
-        #vis mod #ident {
-            #[allow(unused_imports)]
-            use super::*;
-            #support
-            #[doc(hidden)]
-            #[allow(dead_code)]
-            pub(super) static __MEMO_CACHE: #memo::__private::LazyLock<#cache_type> =
-                #memo::__private::LazyLock::new(|| #memo::__private::memo_cache(#maxsize, #ttl));
-            #[doc = #info_doc]
-            #[must_use]
-            #[allow(dead_code)]
-            #inner_vis fn cache_info() -> #memo::__private::CacheInfo {
-                __MEMO_CACHE.info()
-            }
-            #[doc = #clear_doc]
-            #[allow(dead_code)]
-            #inner_vis fn cache_clear() {
-                __MEMO_CACHE.reset();
-            }
-        }
+        #lookup
+        #owned_key
+        let #ret = #call;
+        #store
+        #ret
     }
 }
 
-/// The function's attributes that the module shares: `cfg`, lint `allow`s and `doc(hidden)`.
-fn kept_on_module(attr: &Attribute) -> bool {
-    let path = attr.path();
-    if path.is_ident("cfg") || path.is_ident("allow") {
-        return true;
-    }
-    match &attr.meta {
-        syn::Meta::List(list) if list.path.is_ident("doc") => {
-            list.tokens.to_string().trim() == "hidden"
+/// With single-flight: the first caller to miss a key runs the body, the others wait for it.
+fn single_flight_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
+    let Locals {
+        memo,
+        found,
+        key,
+        leader,
+        ret,
+        stored,
+    } = locals;
+    let memo_path = &plan.memo;
+    let lookup = lookup(plan, locals);
+    let is_async = plan.function.sig.asyncness.is_some();
+    let join = match (plan.key_expr, is_async) {
+        (Some(_), false) => quote!(#memo.flights.join_owned(&#memo.cache, #key)),
+        (Some(_), true) => quote!(#memo.flights.join_owned_async(&#memo.cache, #key).await),
+        (None, _) => {
+            let borrowed = plan.borrowed_keys();
+            let is_match = plan.is_match();
+            let owned = plan.owned_key();
+            let join = if is_async {
+                quote!(join_async)
+            } else {
+                quote!(join)
+            };
+            let wait = is_async.then(|| quote!(.await));
+            quote!(#memo.flights.#join(&#memo.cache, &(#(#borrowed,)*), #is_match, || #owned) #wait)
         }
-        _ => false,
+    };
+    let call = plan.body_call();
+    let run = if is_async {
+        quote!(#leader.run(#memo_path::__private::pin!(#call)).await)
+    } else {
+        quote!(#leader.call(|| #call))
+    };
+    let hit = plan.hit(found);
+    let clone = plan.clone_value(stored);
+    let store = plan.if_cacheable(
+        ret,
+        stored,
+        quote!(#memo.flights.complete(#leader, &#memo.cache, #clone);),
+    );
+    quote! {
+        #lookup
+        let #leader = match #join {
+            #memo_path::__private::Joined::Ready(#found) => return #hit,
+            #memo_path::__private::Joined::Lead(#leader) => #leader,
+        };
+        let #ret = #run;
+        #store
+        #ret
     }
 }
 
-/// The visibility, inside the companion module, that gives its functions the function's own.
-fn companion_visibility(vis: &Visibility) -> TokenStream {
-    match vis {
-        Visibility::Public(token) => quote!(#token),
-        Visibility::Inherited => quote!(pub(super)),
-        Visibility::Restricted(restricted) if restricted.path.is_ident("crate") => {
-            quote!(pub(crate))
-        }
-        Visibility::Restricted(restricted) => {
-            let path = ast::path_from_child_module(&restricted.path);
-            quote!(pub(in #path))
-        }
-    }
-}
-
-fn maxsize_tokens(options: &Options) -> TokenStream {
+pub(crate) fn maxsize_tokens(options: &Options) -> TokenStream {
     let span = options
         .maxsize
         .as_ref()
@@ -428,7 +683,7 @@ fn maxsize_tokens(options: &Options) -> TokenStream {
     }
 }
 
-fn ttl_tokens(options: &Options) -> TokenStream {
+pub(crate) fn ttl_tokens(options: &Options) -> TokenStream {
     let memo = options.crate_path();
     match &options.ttl {
         Some(ttl) => {
@@ -449,7 +704,7 @@ mod tests {
     }
 
     #[test]
-    fn expansion_is_a_wrapper_and_its_companion_module() {
+    fn expansion_is_a_wrapper_its_companion_type_and_their_impl() {
         let out = memoize(
             quote!(maxsize = 4),
             quote!(
@@ -464,18 +719,60 @@ mod tests {
             .iter()
             .map(|item| match item {
                 Item::Fn(_) => "fn",
-                Item::Mod(_) => "mod",
+                Item::Enum(_) => "enum",
+                Item::Impl(_) => "impl",
                 _ => "other",
             })
             .collect();
-        assert_eq!(kinds, ["fn", "mod"]);
+        assert_eq!(kinds, ["fn", "other", "enum", "impl"]);
         let text = quote!(#file).to_string();
         assert!(text.contains("Some (4)"), "{text}");
         assert!(
-            text.contains("fn __memo_body (x : & str) -> u8 { 1 }"),
+            text.contains("fn uncached (x : & str) -> u8 { 1 }"),
             "{text}"
         );
+        assert!(text.contains("static __memo_cache_f"), "{text}");
+        assert!(text.contains("join ("), "{text}");
         assert!(!text.contains("compile_error"), "{text}");
+    }
+
+    #[test]
+    fn single_flight_can_be_turned_off() {
+        let text = expand_to_string(
+            quote!(single_flight = false),
+            quote!(
+                fn f(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(!text.contains("flights"), "{text}");
+        assert!(text.contains("insert_if_absent"), "{text}");
+    }
+
+    #[test]
+    fn methods_get_prefixed_associated_companions() {
+        let text = expand_to_string(
+            TokenStream::new(),
+            quote!(
+                fn next(&self, n: u32) -> u32 {
+                    n
+                }
+            ),
+        );
+        for name in [
+            "fn next (",
+            "fn next_uncached (& self , n : u32)",
+            "fn next_cache_info ()",
+            "fn next_cache_clear ()",
+            "fn next_cache_invalidate (& self , n : u32 ,)",
+            "fn next_cache_prime (& self , n : u32 ,",
+            "fn __memo_cache_next ()",
+        ] {
+            assert!(text.contains(name), "{name} in {text}");
+        }
+        assert!(!text.contains("enum"), "{text}");
+        assert!(text.contains("SelfKey"), "{text}");
     }
 
     #[test]
@@ -488,21 +785,22 @@ mod tests {
                 }
             ),
         );
-        assert!(text.contains("fn __memo_body"), "{text}");
-        assert!(text.contains("mod f"), "{text}");
+        assert!(text.contains("fn uncached"), "{text}");
+        assert!(text.contains("enum f"), "{text}");
         assert!(text.contains("Some (128)"), "{text}");
         assert_eq!(text.matches("compile_error").count(), 1, "{text}");
     }
 
     #[test]
-    fn ttl_is_emitted_as_an_exact_duration() {
+    fn ttl_and_policy_are_emitted_exactly() {
         let text = expand_to_string(
-            quote!(ttl = "1h 1ns"),
+            quote!(ttl = "1h 1ns", policy = "mru"),
             quote!(
                 fn f() {}
             ),
         );
         assert!(text.contains("Duration :: new (3600 , 1)"), "{text}");
+        assert!(text.contains("Policy :: Mru"), "{text}");
     }
 
     #[test]
@@ -522,43 +820,42 @@ mod tests {
         let text = expand_to_string(
             TokenStream::new(),
             quote!(
-                async fn f(x: u8) -> u8 {
+                const fn f(x: u8) -> u8 {
                     x
                 }
             ),
         );
         assert!(
-            text.starts_with("async fn f (x : u8) -> u8 { x }"),
+            text.starts_with("const fn f (x : u8) -> u8 { x }"),
             "{text}"
         );
-        assert!(text.contains("mod f"), "{text}");
-        assert!(!text.contains("__memo_body"), "{text}");
+        assert!(text.contains("enum f"), "{text}");
+        assert!(!text.contains("fn uncached"), "{text}");
         assert_eq!(text.matches("compile_error").count(), 1, "{text}");
-        // A method: no module can stand in an `impl` block.
+        // A method: its companions are associated functions.
         let text = expand_to_string(
             TokenStream::new(),
             quote!(
-                fn f(&self) -> u8 {
+                fn f(&mut self) -> u8 {
                     1
                 }
             ),
         );
-        assert!(!text.contains("mod f"), "{text}");
+        assert!(!text.contains("enum"), "{text}");
+        assert!(text.contains("fn f_cache_info"), "{text}");
     }
 
     #[test]
-    fn companion_visibility_matches_the_function() {
-        let cases = [
-            (quote!(), "pub (super)"),
-            (quote!(pub), "pub"),
-            (quote!(pub(crate)), "pub (crate)"),
-            (quote!(pub(super)), "pub (in super :: super)"),
-            (quote!(pub(in crate::a)), "pub (in crate :: a)"),
-            (quote!(pub(self)), "pub (in super)"),
-        ];
-        for (vis, expected) in cases {
-            let vis: Visibility = syn::parse2(vis).unwrap();
-            assert_eq!(companion_visibility(&vis).to_string(), expected);
-        }
+    fn crate_option_replaces_every_path_to_the_facade() {
+        let text = expand_to_string(
+            quote!(crate = "my_memo"),
+            quote!(
+                fn f(x: &str) -> u8 {
+                    1
+                }
+            ),
+        );
+        assert!(text.contains("my_memo :: __private"), "{text}");
+        assert!(!text.contains(":: memo ::"), "{text}");
     }
 }

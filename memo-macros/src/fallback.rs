@@ -1,15 +1,15 @@
-//! The expansion of a function this version cannot memoize: the function unchanged, so its call
-//! sites keep compiling, plus companions over an empty cache, so `f::cache_info()` keeps
-//! resolving. The only errors the user sees are the ones that explain what is unsupported.
+//! The expansion of a function that cannot be memoized as written: the function unchanged, so its
+//! call sites keep compiling, plus `cache_info()` and `cache_clear()` over an empty cache, so they
+//! keep resolving. The only errors the user sees are the ones that explain what is wrong.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::ast::Function;
 use crate::attr::Options;
-use crate::{expand, valid};
+use crate::companions;
 
-/// The untouched function, and its companions where a module may stand.
+/// The untouched function and its minimal companions.
 pub(crate) fn expand(options: &Options, function: &Function) -> TokenStream {
     let Function {
         attrs,
@@ -18,12 +18,6 @@ pub(crate) fn expand(options: &Options, function: &Function) -> TokenStream {
         block,
         ..
     } = function;
-    let original = quote!(#(#attrs)* #vis #sig #block);
-    if valid::may_be_associated(function) {
-        return original;
-    }
-    let memo = options.crate_path();
-    let cache_type = quote!(#memo::__private::Cache<(), ()>);
-    let companions = expand::companions(options, function, &cache_type, TokenStream::new());
-    quote!(#original #companions)
+    let companions = companions::fallback(options, function);
+    quote!(#(#attrs)* #vis #sig #block #companions)
 }

@@ -1,5 +1,5 @@
-//! What this version can expand: checks the model (and, as options grow, the options against each
-//! other and against the model). Every problem is reported at its token, all of them at once.
+//! What can be expanded: checks the model, the options against each other and against the model.
+//! Every problem is reported at its token, all of them at once.
 
 use syn::visit::Visit;
 use syn::{Lifetime, Type};
@@ -9,45 +9,27 @@ use crate::attr::Options;
 use crate::error::Errors;
 
 /// `Ok` when [`crate::expand`] can expand `function` with `options`.
-pub(crate) fn check(_options: &Options, function: &Function) -> syn::Result<()> {
+pub(crate) fn check(options: &Options, function: &Function) -> syn::Result<()> {
     let mut errors = Errors::default();
     check_signature(function, &mut errors);
+    check_receiver(function, &mut errors);
+    let ignored = |arg: &Arg| {
+        options.key.is_some()
+            || options
+                .ignore
+                .as_ref()
+                .is_some_and(|ignore| ignore.value.contains(&arg.name))
+    };
     for arg in &function.args {
-        check_argument(arg, &mut errors);
+        check_argument(arg, ignored(arg), &mut errors);
     }
     check_output(function, &mut errors);
+    check_options(options, function, &mut errors);
     errors.finish()
-}
-
-/// Whether the function may sit in an `impl` or `trait` block, where no module can be emitted.
-pub(crate) fn may_be_associated(function: &Function) -> bool {
-    let mut finder = SelfFinder::default();
-    finder.visit_signature(&function.sig);
-    function.sig.receiver().is_some() || finder.found.is_some()
 }
 
 fn check_signature(function: &Function, errors: &mut Errors) {
     let sig = &function.sig;
-    if let Some(receiver) = sig.receiver() {
-        errors.push(syn::Error::new_spanned(
-            receiver,
-            "methods are not supported yet; `#[memoize]` applies to free functions",
-        ));
-    }
-    let mut finder = SelfFinder::default();
-    finder.visit_signature(sig);
-    if let (Some(found), None) = (finder.found, sig.receiver()) {
-        errors.push(syn::Error::new(
-            found,
-            "associated functions are not supported yet; `#[memoize]` applies to free functions",
-        ));
-    }
-    if let Some(token) = &sig.asyncness {
-        errors.push(syn::Error::new_spanned(
-            token,
-            "`async fn` is not supported yet; memoize a synchronous function",
-        ));
-    }
     if let Some(token) = &sig.constness {
         errors.push(syn::Error::new_spanned(
             token,
@@ -57,7 +39,7 @@ fn check_signature(function: &Function, errors: &mut Errors) {
     if let Some(token) = &sig.unsafety {
         errors.push(syn::Error::new_spanned(
             token,
-            "`unsafe fn` is not supported yet; memoize a safe function that wraps the unsafe call",
+            "`unsafe fn` cannot be memoized; memoize a safe function that wraps the unsafe call",
         ));
     }
     if let Some(variadic) = &sig.variadic {
@@ -66,27 +48,107 @@ fn check_signature(function: &Function, errors: &mut Errors) {
             "variadic functions cannot be memoized; take a slice `&[T]` instead",
         ));
     }
-    if !sig.generics.params.is_empty() {
+    if let (Some(asyncness), Some(abi)) = (&sig.asyncness, &sig.abi) {
         errors.push(syn::Error::new_spanned(
-            &sig.generics,
-            "generic functions are not supported yet; use concrete types in the signature",
-        ));
-    }
-    if let Some(where_clause) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(
-            where_clause,
-            "`where` clauses are not supported yet; use concrete types in the signature",
+            quote::quote!(#asyncness #abi),
+            "an `async fn` cannot have an `extern` ABI",
         ));
     }
 }
 
-fn check_argument(arg: &Arg, errors: &mut Errors) {
+/// `&self` is supported; the other receivers are reported with what to write instead.
+fn check_receiver(function: &Function, errors: &mut Errors) {
+    let Some(receiver) = &function.receiver else {
+        return;
+    };
+    let message = if receiver.colon_token.is_some() {
+        "a memoized method takes `&self`; typed receivers such as `self: Arc<Self>` are not \
+         supported, take `&self`"
+    } else if receiver.reference.is_none() {
+        "a memoized method takes `&self`, not `self`: the key would have to be cloned before \
+         the method consumes it; take `&self`"
+    } else if receiver.mutability.is_some() {
+        "a memoized method cannot take `&mut self`, as a cached call would skip the mutation; \
+         take `&self`"
+    } else {
+        return;
+    };
+    errors.push(syn::Error::new_spanned(receiver, message));
+}
+
+fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
+    if let (Some(_), Some(ignore)) = (&options.key, &options.ignore) {
+        errors.push(syn::Error::new(
+            ignore.span,
+            "`ignore` has no effect with `key`: the key is the `key` expression alone; remove \
+             `ignore`",
+        ));
+    }
+    if let Some(ignore) = &options.ignore {
+        for name in &ignore.value {
+            check_ignored_name(function, name, errors);
+        }
+    }
+    if let Some(field) = &options.cache_field {
+        if function.receiver.is_none() {
+            errors.push(syn::Error::new(
+                field.span,
+                "`cache_field` keeps a method's cache in a field of `self`; this function has no \
+                 `self`: remove `cache_field` for one cache shared by every call",
+            ));
+        } else if !function.turbofish_params().is_empty() {
+            errors.push(syn::Error::new_spanned(
+                &function.sig.generics.params,
+                "a generic method cannot keep its cache in a field: each instantiation needs a \
+                 cache of its own and the field holds one; remove `cache_field` for one cache \
+                 per instantiation",
+            ));
+        }
+    }
+}
+
+fn check_ignored_name(function: &Function, name: &syn::Ident, errors: &mut Errors) {
+    if name == "self" {
+        if function.receiver.is_none() {
+            errors.push(syn::Error::new_spanned(
+                name,
+                "`ignore = [self]` applies to methods; this function has no `self`",
+            ));
+        }
+        return;
+    }
+    if function.args.iter().any(|arg| arg.name == *name) {
+        return;
+    }
+    let names: Vec<String> = function
+        .args
+        .iter()
+        .filter(|arg| !arg.name.to_string().starts_with("__memo_arg"))
+        .map(|arg| format!("`{}`", arg.name))
+        .collect();
+    let message = if names.is_empty() {
+        format!("`ignore` names `{name}`, which is not an argument of this function")
+    } else {
+        format!(
+            "`ignore` names `{name}`, which is not an argument of this function; its arguments \
+             are {}",
+            names.join(", ")
+        )
+    };
+    errors.push(syn::Error::new_spanned(name, message));
+}
+
+fn check_argument(arg: &Arg, ignored: bool, errors: &mut Errors) {
     if let Passing::Exclusive = arg.passing {
         errors.push(syn::Error::new_spanned(
             &arg.ty,
             "`&mut` arguments cannot be memoized, as a cached call would skip the mutation; \
              take the argument by value or by `&`",
         ));
+        return;
+    }
+    if ignored {
+        // Not part of the key: any type the function can take will do.
         return;
     }
     let mut finder = ProblemFinder::new(Position::Argument, errors);
@@ -145,7 +207,8 @@ impl<'ast> Visit<'ast> for ProblemFinder<'_> {
     fn visit_type_impl_trait(&mut self, ty: &'ast syn::TypeImplTrait) {
         let message = match self.position {
             Position::Argument => {
-                "`impl Trait` arguments cannot be memoized; use a concrete type that is `Hash + Eq`"
+                "`impl Trait` arguments cannot be memoized, as the cache needs a type to store; \
+                 name a type parameter instead: `fn f<T: Hash + Eq + Clone + Send + 'static>(x: T)`"
             }
             Position::Return => {
                 "`impl Trait` return types cannot be memoized; return a concrete type that is `Clone`"
@@ -210,23 +273,6 @@ impl<'ast> Visit<'ast> for ProblemFinder<'_> {
     }
 }
 
-/// Finds `Self` in a signature: the function is then associated with a type.
-#[derive(Default)]
-struct SelfFinder {
-    found: Option<proc_macro2::Span>,
-}
-
-impl<'ast> Visit<'ast> for SelfFinder {
-    fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
-        if segment.ident == "Self" && self.found.is_none() {
-            self.found = Some(segment.ident.span());
-        }
-        syn::visit::visit_path_segment(self, segment);
-    }
-
-    fn visit_block(&mut self, _: &'ast syn::Block) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,34 +324,147 @@ mod tests {
         }
     }
 
+    fn errors_with(options: proc_macro2::TokenStream, item: ItemFn) -> Vec<String> {
+        let options = crate::attr::parse(options).unwrap();
+        let function = Function::from_item(item);
+        match check(&options, &function) {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn methods_async_and_generic_functions_are_supported() {
+        let supported: [ItemFn; 4] = [
+            parse_quote!(
+                async fn f<T: Clone>(x: T) -> T
+                where
+                    T: Copy,
+                {
+                    x
+                }
+            ),
+            parse_quote!(
+                fn f(&self, n: u8) -> Self {
+                    todo!()
+                }
+            ),
+            parse_quote!(
+                fn f<'a>(&'a self, n: &'a str) -> usize {
+                    n.len()
+                }
+            ),
+            parse_quote!(
+                fn f<const N: usize>(x: [u8; N]) -> usize {
+                    N
+                }
+            ),
+        ];
+        for item in supported {
+            let name = quote::quote!(#item).to_string();
+            assert_eq!(errors(item), Vec::<String>::new(), "{name}");
+        }
+    }
+
     #[test]
     fn unsupported_signatures_are_reported_each_once() {
-        let found = errors(parse_quote!(
-            async fn f<T>(x: T)
-            where
-                T: Copy,
-            {
-            }
-        ));
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].starts_with("`async fn` is not supported yet"));
-        assert!(found[1].starts_with("generic functions are not supported yet"));
-        assert!(found[2].starts_with("`where` clauses are not supported yet"));
-        let found = errors(parse_quote!(
-            fn f(&self) -> Self {}
-        ));
-        assert_eq!(
-            found,
-            ["methods are not supported yet; `#[memoize]` applies to free functions"]
-        );
-        let found = errors(parse_quote!(
-            fn f(x: u8) -> Self {}
-        ));
-        assert!(found[0].starts_with("associated functions are not supported yet"));
+        for (item, start) in [
+            (
+                parse_quote!(
+                    fn f(&mut self) {}
+                ),
+                "a memoized method cannot take `&mut self`",
+            ),
+            (
+                parse_quote!(
+                    fn f(self) {}
+                ),
+                "a memoized method takes `&self`, not `self`",
+            ),
+            (
+                parse_quote!(
+                    fn f(self: Arc<Self>) {}
+                ),
+                "a memoized method takes `&self`; typed",
+            ),
+        ] {
+            let found = errors(item);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].starts_with(start), "{found:?}");
+        }
         let found = errors(parse_quote!(
             const unsafe fn f() {}
         ));
         assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn options_are_checked_against_the_signature() {
+        let found = errors_with(
+            quote::quote!(ignore = [clinet]),
+            parse_quote!(
+                fn f(client: u8, city: &str) {}
+            ),
+        );
+        assert_eq!(
+            found,
+            ["`ignore` names `clinet`, which is not an argument of this function; its arguments are `client`, `city`"]
+        );
+        let found = errors_with(
+            quote::quote!(ignore = [self]),
+            parse_quote!(
+                fn f(x: u8) {}
+            ),
+        );
+        assert_eq!(
+            found,
+            ["`ignore = [self]` applies to methods; this function has no `self`"]
+        );
+        let found = errors_with(
+            quote::quote!(key = x, ignore = [x]),
+            parse_quote!(
+                fn f(x: u8) {}
+            ),
+        );
+        assert!(
+            found[0].starts_with("`ignore` has no effect with `key`"),
+            "{found:?}"
+        );
+        let found = errors_with(
+            quote::quote!(cache_field = c),
+            parse_quote!(
+                fn f(x: u8) {}
+            ),
+        );
+        assert!(
+            found[0].starts_with("`cache_field` keeps a method's cache in a field"),
+            "{found:?}"
+        );
+        let found = errors_with(
+            quote::quote!(cache_field = c),
+            parse_quote!(
+                fn f<T>(&self, x: T) {}
+            ),
+        );
+        assert!(
+            found[0].starts_with("a generic method cannot keep its cache in a field"),
+            "{found:?}"
+        );
+        // An ignored argument need not be keyable.
+        let found = errors_with(
+            quote::quote!(ignore = [log]),
+            parse_quote!(
+                fn f(log: &mut Vec<u8>, x: u8) {}
+            ),
+        );
+        assert_eq!(found.len(), 1, "{found:?}"); // `&mut` is still refused
+        let found = errors_with(
+            quote::quote!(ignore = [client]),
+            parse_quote!(
+                fn f(client: Cow<'_, str>, x: u8) {}
+            ),
+        );
+        assert_eq!(found, Vec::<String>::new());
     }
 
     #[test]

@@ -1,3 +1,5 @@
+// `self` is part of a method's key by default; a type that is not `Hash + Eq + Clone` is told to
+// use `ignore = [self]`, `key = ...` or `cache_field`.
 use memo::memoize;
 
 struct Counter {

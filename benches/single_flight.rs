@@ -1,0 +1,126 @@
+//! The cost of single-flight, with and without it in the same group so the ratio is read from one
+//! run. Single-flight touches only the miss path: a hit never sees the table of keys in flight.
+//!
+//! - `hit_path`: a warm key of a `(&str, u64)` function, plain call as the floor.
+//! - `miss_path`: `maxsize = 0`, so every call misses, runs a trivial body and stores nothing:
+//!   the whole overhead of the miss path with a body that costs nothing. With single-flight a
+//!   miss also hashes the key for the table, inserts its flight, checks the cache again and
+//!   removes the flight.
+//! - `miss_then_hit_1k_keys`: 1,000 distinct keys into an empty cache (misses that store), then
+//!   the same keys again (hits): the realistic mix of a cold start.
+//!
+//! `cargo bench --bench single_flight -- --warm-up-time 1 --measurement-time 2` for a quick look.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented pub fn"
+)]
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use memo::memoize;
+
+fn plain(city: &str, day: u64) -> u64 {
+    city.len() as u64 + day
+}
+
+#[memoize]
+fn with_flight(city: &str, day: u64) -> u64 {
+    city.len() as u64 + day
+}
+
+#[memoize(single_flight = false)]
+fn without_flight(city: &str, day: u64) -> u64 {
+    city.len() as u64 + day
+}
+
+#[memoize(maxsize = 0)]
+fn miss_with_flight(city: &str, day: u64) -> u64 {
+    city.len() as u64 + day
+}
+
+#[memoize(maxsize = 0, single_flight = false)]
+fn miss_without_flight(city: &str, day: u64) -> u64 {
+    city.len() as u64 + day
+}
+
+#[memoize(maxsize = 2048)]
+fn cold_with_flight(day: u64) -> u64 {
+    day * 2
+}
+
+#[memoize(maxsize = 2048, single_flight = false)]
+fn cold_without_flight(day: u64) -> u64 {
+    day * 2
+}
+
+fn hit_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hit_path");
+    assert_eq!(with_flight("Lyon", 3), 7);
+    assert_eq!(without_flight("Lyon", 3), 7);
+    group.bench_function("plain", |b| {
+        b.iter(|| plain(black_box("Lyon"), black_box(3)))
+    });
+    group.bench_function("single_flight", |b| {
+        b.iter(|| with_flight(black_box("Lyon"), black_box(3)))
+    });
+    group.bench_function("no_single_flight", |b| {
+        b.iter(|| without_flight(black_box("Lyon"), black_box(3)))
+    });
+    group.finish();
+    assert_eq!(with_flight::cache_info().misses, 1);
+}
+
+fn miss_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("miss_path");
+    group.bench_function("plain", |b| {
+        b.iter(|| plain(black_box("Lyon"), black_box(3)))
+    });
+    group.bench_function("single_flight", |b| {
+        b.iter(|| miss_with_flight(black_box("Lyon"), black_box(3)))
+    });
+    group.bench_function("no_single_flight", |b| {
+        b.iter(|| miss_without_flight(black_box("Lyon"), black_box(3)))
+    });
+    group.finish();
+    assert_eq!(miss_with_flight::cache_info().hits, 0);
+}
+
+fn miss_then_hit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("miss_then_hit_1k_keys");
+    group.bench_function("single_flight", |b| {
+        b.iter_batched(
+            cold_with_flight::cache_clear,
+            |()| {
+                for _ in 0..2 {
+                    for day in 0..1_000 {
+                        black_box(cold_with_flight(black_box(day)));
+                    }
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("no_single_flight", |b| {
+        b.iter_batched(
+            cold_without_flight::cache_clear,
+            |()| {
+                for _ in 0..2 {
+                    for day in 0..1_000 {
+                        black_box(cold_without_flight(black_box(day)));
+                    }
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    let info = cold_with_flight::cache_info();
+    assert_eq!(
+        (info.hits, info.misses),
+        (1_000, 1_000),
+        "the last run: {info}"
+    );
+}
+
+criterion_group!(benches, hit_path, miss_path, miss_then_hit);
+criterion_main!(benches);

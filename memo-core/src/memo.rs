@@ -1,0 +1,361 @@
+//! What a `#[memoize]` function keeps: its cache and its single-flight table ([`Memo`]), held in a
+//! static, in one static per instantiation ([`TypeCaches`], for generic functions and methods), or
+//! in a field of each instance ([`InstanceCache`]).
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::hash::Hash;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::flight::Flights;
+use crate::{Cache, CacheInfo, Policy};
+
+/// The options of one `#[memoize]`, as the macro checked them.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// The bound on the number of entries; `None` is unbounded.
+    pub maxsize: Option<usize>,
+    /// How long an entry lives; `None` is forever.
+    pub ttl: Option<Duration>,
+    /// The eviction policy.
+    pub policy: Policy,
+}
+
+/// The cache of one memoized function (of one instantiation of a generic one) and the keys it is
+/// computing right now.
+pub struct Memo<K, V> {
+    /// The values.
+    pub cache: Cache<K, V>,
+    /// The keys being computed, for single-flight.
+    pub flights: Flights<K, V>,
+}
+
+impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+    /// The cache of the function called `name`, with the options the macro checked.
+    pub fn new(name: impl Into<Box<str>>, params: Params) -> Self {
+        let built = Cache::builder()
+            .maxsize(params.maxsize)
+            .ttl(params.ttl)
+            .policy(params.policy)
+            .build();
+        let cache =
+            built.unwrap_or_else(|e| panic!("#[memoize] options rejected by the store: {e}"));
+        Memo {
+            cache,
+            flights: Flights::new(name),
+        }
+    }
+}
+
+/// A [`Memo`] whose key and value types are forgotten: what a function's statistics need.
+pub trait ErasedMemo: Send + Sync {
+    /// This memo as `Any`, to get its types back.
+    fn as_any(&self) -> &dyn Any;
+    /// The statistics of its cache.
+    fn info(&self) -> CacheInfo;
+    /// Empties its cache and zeroes the statistics.
+    fn reset(&self);
+}
+
+impl<K, V> ErasedMemo for Memo<K, V>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn info(&self) -> CacheInfo {
+        self.cache.info()
+    }
+    fn reset(&self) {
+        self.cache.reset();
+    }
+}
+
+fn downcast<M: 'static>(memo: &dyn ErasedMemo) -> &M {
+    match memo.as_any().downcast_ref::<M>() {
+        Some(memo) => memo,
+        None => unreachable!("memos are stored under their own TypeId"),
+    }
+}
+
+/// One [`Memo`] per instantiation of a generic function or method, created on first use and
+/// kept for the program's life, as a static would be.
+pub struct TypeCaches {
+    params: Params,
+    /// The first instantiation: found with one atomic load and a compare.
+    first: OnceLock<(TypeId, &'static dyn ErasedMemo)>,
+    /// The others, and the lock under which every instantiation is created.
+    rest: Mutex<Vec<(TypeId, &'static dyn ErasedMemo)>>,
+}
+
+impl TypeCaches {
+    /// No instantiation yet; each will be made with `params`.
+    pub fn new(params: Params) -> Self {
+        TypeCaches {
+            params,
+            first: OnceLock::new(),
+            rest: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The options every instantiation is made with.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// The memo of type `M`, made by `init` on first use.
+    #[inline]
+    pub fn get<M: ErasedMemo + 'static>(&self, init: impl FnOnce(Params) -> M) -> &'static M {
+        let id = TypeId::of::<M>();
+        match self.first.get() {
+            Some((first, memo)) if *first == id => downcast(*memo),
+            _ => self.get_slow(id, init),
+        }
+    }
+
+    #[cold]
+    fn get_slow<M: ErasedMemo + 'static>(
+        &self,
+        id: TypeId,
+        init: impl FnOnce(Params) -> M,
+    ) -> &'static M {
+        let mut rest = self.rest.lock();
+        if let Some((_, memo)) = self
+            .first
+            .get()
+            .into_iter()
+            .chain(rest.iter())
+            .find(|(t, _)| *t == id)
+        {
+            return downcast(*memo);
+        }
+        let memo: &'static M = Box::leak(Box::new(init(self.params)));
+        // Only this lock's holder sets `first`, so the set fails only when `first` is taken.
+        if self.first.set((id, memo)).is_err() {
+            rest.push((id, memo));
+        }
+        memo
+    }
+
+    /// The statistics summed over every instantiation (`maxsize` is each one's bound).
+    pub fn info(&self) -> CacheInfo {
+        let mut info = empty_info(self.params);
+        for memo in self.all() {
+            let one = memo.info();
+            info.hits += one.hits;
+            info.misses += one.misses;
+            info.currsize += one.currsize;
+            info.evictions += one.evictions;
+            info.expirations += one.expirations;
+        }
+        info
+    }
+
+    /// Empties every instantiation's cache and zeroes the statistics.
+    pub fn reset(&self) {
+        for memo in self.all() {
+            memo.reset();
+        }
+    }
+
+    fn all(&self) -> Vec<&'static dyn ErasedMemo> {
+        let rest = self.rest.lock();
+        self.first
+            .get()
+            .iter()
+            .map(|(_, memo)| *memo)
+            .chain(rest.iter().map(|(_, memo)| *memo))
+            .collect()
+    }
+}
+
+fn empty_info(params: Params) -> CacheInfo {
+    CacheInfo {
+        hits: 0,
+        misses: 0,
+        maxsize: params.maxsize,
+        currsize: 0,
+        evictions: 0,
+        expirations: 0,
+        policy: params.policy,
+        ttl: params.ttl,
+    }
+}
+
+/// The cache of one memoized method, kept in a field of each instance and dropped with it:
+/// `#[memoize(cache_field = name)]` on the method. Give each memoized method its own field.
+///
+/// ```text
+/// #[derive(Default)]
+/// struct Client {
+///     base: String,
+///     fetches: memo::InstanceCache,
+/// }
+///
+/// impl Client {
+///     #[memoize(cache_field = fetches)]
+///     fn fetch(&self, path: &str) -> String {
+///         format!("{}/{path}", self.base)
+///     }
+/// }
+/// ```
+///
+/// The method makes the cache on its first call; until then it is empty. Cloning an instance
+/// gives the clone an empty cache.
+///
+/// ```
+/// let cache = memo_core::InstanceCache::new();
+/// assert_eq!(cache.info(), None); // the method was not called yet
+/// assert!(cache.clone().info().is_none());
+/// ```
+#[derive(Default)]
+pub struct InstanceCache {
+    /// The method that owns this field (a type of its own) and its memo.
+    memo: OnceLock<(TypeId, Box<dyn ErasedMemo>)>,
+}
+
+impl InstanceCache {
+    /// An empty cache; the method makes it on first use with its own options.
+    ///
+    /// ```
+    /// let cache = memo_core::InstanceCache::new();
+    /// assert_eq!(cache.info(), None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The statistics, or `None` before the method's first call.
+    ///
+    /// ```
+    /// assert!(memo_core::InstanceCache::new().info().is_none());
+    /// ```
+    pub fn info(&self) -> Option<CacheInfo> {
+        self.memo.get().map(|(_, memo)| memo.info())
+    }
+
+    /// Empties the cache and zeroes its statistics.
+    ///
+    /// ```
+    /// memo_core::InstanceCache::new().clear();
+    /// ```
+    pub fn clear(&self) {
+        if let Some((_, memo)) = self.memo.get() {
+            memo.reset();
+        }
+    }
+
+    /// The memo of the method marked by `Owner`, made by `init` on first use; `name` names the
+    /// method when the field turns out to belong to another one.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __memo<Owner: 'static, M: ErasedMemo + 'static, S: fmt::Display>(
+        &self,
+        init: impl FnOnce() -> M,
+        name: impl FnOnce() -> S,
+    ) -> &M {
+        let (owner, memo) = self
+            .memo
+            .get_or_init(|| (TypeId::of::<Owner>(), Box::new(init())));
+        if *owner != TypeId::of::<Owner>() {
+            panic!(
+                "`{}` keeps its cache in a field that another memoized method uses already; \
+                 give each memoized method its own `InstanceCache` field",
+                name()
+            );
+        }
+        downcast(&**memo)
+    }
+
+    /// The statistics for `cache_info()`: zeros with `params` before the first call.
+    #[doc(hidden)]
+    pub fn __info(&self, params: Params) -> CacheInfo {
+        self.info().unwrap_or_else(|| empty_info(params))
+    }
+}
+
+impl Clone for InstanceCache {
+    /// An empty cache: a clone computes its own values.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for InstanceCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstanceCache")
+            .field("info", &self.info())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARAMS: Params = Params {
+        maxsize: Some(4),
+        ttl: None,
+        policy: Policy::Fifo,
+    };
+
+    #[test]
+    fn type_caches_keep_one_memo_per_type_and_sum_their_statistics() {
+        let caches: &'static TypeCaches = Box::leak(Box::new(TypeCaches::new(PARAMS)));
+        assert_eq!(caches.info().maxsize, Some(4));
+        let a = caches.get(|p| Memo::<u8, u8>::new("a", p));
+        let b = caches.get(|p| Memo::<u16, u8>::new("b", p));
+        assert!(std::ptr::eq(a, caches.get(|_| unreachable!())));
+        assert!(std::ptr::eq(
+            b,
+            caches.get::<Memo<u16, u8>>(|_| unreachable!())
+        ));
+        assert_eq!(a.cache.policy(), Policy::Fifo);
+        a.cache.insert(1, 1);
+        b.cache.insert(1, 1);
+        assert_eq!(a.cache.get(&1), Some(1));
+        assert_eq!(b.cache.get(&2), None);
+        let info = caches.info();
+        assert_eq!((info.hits, info.misses, info.currsize), (1, 1, 2));
+        caches.reset();
+        assert_eq!(caches.info().currsize, 0);
+    }
+
+    #[test]
+    fn type_caches_are_created_once_under_contention() {
+        let caches: &'static TypeCaches = Box::leak(Box::new(TypeCaches::new(PARAMS)));
+        let found: Vec<usize> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| caches.get(|p| Memo::<u32, u32>::new("c", p)) as *const _ as usize)
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(found.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn instance_cache_belongs_to_one_method() {
+        struct First;
+        struct Second;
+        let field = InstanceCache::new();
+        assert_eq!(field.__info(PARAMS).maxsize, Some(4));
+        let memo = field.__memo::<First, _, _>(|| Memo::<u8, u8>::new("first", PARAMS), || "first");
+        memo.cache.insert(1, 2);
+        assert_eq!(field.info().map(|i| i.currsize), Some(1));
+        assert!(field.clone().info().is_none());
+        let shared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            field.__memo::<Second, _, _>(|| Memo::<u8, u8>::new("second", PARAMS), || "second");
+        }));
+        let message = shared.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.starts_with("`second` keeps its cache in a field that another"));
+        field.clear();
+        assert_eq!(field.info().map(|i| i.currsize), Some(0));
+    }
+}

@@ -1,0 +1,416 @@
+//! The companions of a memoized function, typed with its own arguments: `uncached` (the body),
+//! `cache_info`, `cache_clear`, `cache_invalidate`, `cache_prime`, and the hidden accessor of its
+//! memo. Beside a free function `f` they are associated functions of an uninhabited `enum f {}`
+//! (types and functions live in different namespaces, so `f::cache_info()` reads as Python's
+//! `f.cache_info()`); unlike a module, an `impl` sees everything the function sees, items local
+//! to a block included, with the same paths, so nothing is rewritten. Beside a method `m` they
+//! are associated functions `m_cache_info`, ... of `Self`.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::{Attribute, GenericParam, Generics};
+
+use crate::ast::{Function, Place};
+use crate::attr::Options;
+use crate::expand::{self, Plan, Storage};
+
+/// Every companion of `plan`'s function, in the place its function stands.
+pub(crate) fn expand(plan: &Plan<'_>) -> TokenStream {
+    let items = [
+        storage(plan),
+        uncached(plan),
+        info_and_clear(plan),
+        invalidate(plan),
+        prime(plan),
+    ];
+    let beside = static_memo(plan);
+    let placed = place(plan.function, quote!(#(#items)*));
+    quote!(#beside #placed)
+}
+
+/// The `static` beside a [`Storage::Static`] function that holds its memo.
+fn static_memo(plan: &Plan<'_>) -> TokenStream {
+    let Storage::Static = plan.storage else {
+        return TokenStream::new();
+    };
+    let memo = &plan.memo;
+    let name = plan.static_ident();
+    let (key, value) = (plan.key_type(), plan.value_type());
+    let memo_type = quote!(#memo::__private::Memo<#key, #value>);
+    let (params, function_name) = (plan.params(), plan.name());
+    let cfgs = plan
+        .function
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"));
+    quote! {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, clippy::type_complexity)]
+        static #name: #memo::__private::LazyLock<#memo_type> =
+            #memo::__private::LazyLock::new(|| #memo::__private::Memo::new(#function_name, #params));
+    }
+}
+
+/// The companions of a function that cannot be memoized as written: `cache_info()` and
+/// `cache_clear()` over a cache that stays empty, so that their call sites keep resolving.
+pub(crate) fn fallback(options: &Options, function: &Function) -> TokenStream {
+    let plan = Plan::new(options, function);
+    let memo = &plan.memo;
+    let hidden = plan.hidden("__memo_cache");
+    let (info, clear) = (plan.companion("cache_info"), plan.companion("cache_clear"));
+    let name = function.sig.ident.to_string();
+    let vis = &function.vis;
+    let attrs: Vec<&Attribute> = kept_attrs(&function.attrs).collect();
+    let params = plan.params();
+    let items = quote! {
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        #(#attrs)*
+        fn #hidden() -> &'static #memo::__private::Memo<(), ()> {
+            static __MEMO: #memo::__private::LazyLock<#memo::__private::Memo<(), ()>> =
+                #memo::__private::LazyLock::new(|| #memo::__private::Memo::new(#name, #params));
+            &__MEMO
+        }
+        #[doc = " The statistics of the cache (empty: the function could not be memoized)."]
+        #[must_use]
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis fn #info() -> #memo::__private::CacheInfo {
+            Self::#hidden().cache.info()
+        }
+        #[doc = " Empties the cache (empty: the function could not be memoized)."]
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis fn #clear() {
+            Self::#hidden().cache.reset();
+        }
+    };
+    place(function, items)
+}
+
+/// `items` beside a method, or in the `impl` of a companion type beside a free function.
+fn place(function: &Function, items: TokenStream) -> TokenStream {
+    match function.place {
+        Place::Associated => items,
+        Place::Free => {
+            let ident = &function.sig.ident;
+            let vis = &function.vis;
+            let attrs = kept_attrs(&function.attrs);
+            let doc = format!(
+                " Cache companions of the memoized function [`{0}`](fn@{0}): `{0}::cache_info()`, \
+                 `{0}::cache_clear()`, `{0}::cache_invalidate(..)`, `{0}::cache_prime(.., value)` \
+                 and `{0}::uncached(..)`.",
+                syn::ext::IdentExt::unraw(ident)
+            );
+            let cfgs = function
+                .attrs
+                .iter()
+                .filter(|attr| attr.path().is_ident("cfg"));
+            quote! {
+                #(#attrs)*
+                #[doc = #doc]
+                #[allow(non_camel_case_types)]
+                #vis enum #ident {}
+                #(#cfgs)*
+                impl #ident {
+                    #items
+                }
+            }
+        }
+    }
+}
+
+/// The function's attributes that its companions share: `cfg`, lint levels and `doc(hidden)`.
+fn kept_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
+    attrs.iter().filter(|attr| {
+        let path = attr.path();
+        if ["cfg", "allow", "warn", "deny", "forbid"]
+            .iter()
+            .any(|name| path.is_ident(name))
+        {
+            return true;
+        }
+        match &attr.meta {
+            syn::Meta::List(list) if list.path.is_ident("doc") => {
+                list.tokens.to_string().trim() == "hidden"
+            }
+            _ => false,
+        }
+    })
+}
+
+/// The hidden accessors of the memo: a `static` of its type, or a `TypeCaches` per function
+/// and a typed accessor over it, or a field of `self`.
+fn storage(plan: &Plan<'_>) -> TokenStream {
+    let memo = &plan.memo;
+    let accessor = plan.hidden("__memo_cache");
+    let caches = plan.hidden("__memo_caches");
+    let (params, name) = (plan.params(), plan.name());
+    let value = plan.value_type();
+    let (key_param, key_type) = key_generic(plan);
+    let generics = with_param(&plan.function.sig.generics, key_param.as_ref(), &plan.memo);
+    let where_clause = plan.where_clause();
+    let key_arg = key_param.as_ref().map(|param| {
+        let key = Ident::new("__memo_key", Span::mixed_site());
+        quote!(#key: &#param)
+    });
+    let memo_type = quote!(#memo::__private::Memo<#key_type, #value>);
+    let attrs = quote!(#[doc(hidden)] #[allow(dead_code, clippy::type_complexity)]);
+    let kept = kept_attrs(&plan.function.attrs);
+    let attrs = quote!(#attrs #(#kept)*);
+    match &plan.storage {
+        Storage::Static => TokenStream::new(),
+        Storage::ByType => {
+            let get = match &key_param {
+                Some(_) => {
+                    let key = Ident::new("__memo_key", Span::mixed_site());
+                    quote!(#memo::__private::memo_for_key(Self::#caches(), #key, || #name))
+                }
+                None => quote!(Self::#caches().get::<#memo_type>(|__memo_params| {
+                    #memo::__private::Memo::new(#name, __memo_params)
+                })),
+            };
+            quote! {
+                #attrs
+                fn #caches() -> &'static #memo::__private::TypeCaches {
+                    static __MEMO_CACHES: #memo::__private::LazyLock<#memo::__private::TypeCaches> =
+                        #memo::__private::LazyLock::new(|| #memo::__private::TypeCaches::new(#params));
+                    &__MEMO_CACHES
+                }
+                #attrs
+                fn #accessor #generics(#key_arg) -> &'static #memo_type #where_clause {
+                    #get
+                }
+            }
+        }
+        Storage::Field(field) => {
+            let field_accessor = plan.hidden("__memo_field");
+            let field_ref = quote!(Self::#field_accessor(self));
+            let field_span = quote_spanned!(field.span()=> &self.#field);
+            let get = match &key_param {
+                Some(param) => {
+                    let key = Ident::new("__memo_key", Span::mixed_site());
+                    quote!(#memo::__private::instance_memo_for_key::<__MemoOwner, #param, #value, _>(
+                        #field_ref, #key, || #name, #params,
+                    ))
+                }
+                None => {
+                    quote!(#memo::__private::InstanceCache::__memo::<__MemoOwner, #memo_type, _>(
+                        #field_ref,
+                        || #memo::__private::Memo::new(#name, #params),
+                        || #name,
+                    ))
+                }
+            };
+            quote! {
+                #attrs
+                fn #field_accessor(&self) -> &#memo::__private::InstanceCache {
+                    #field_span
+                }
+                #attrs
+                fn #accessor #generics(&self, #key_arg) -> &#memo_type #where_clause {
+                    struct __MemoOwner;
+                    #get
+                }
+            }
+        }
+    }
+}
+
+/// With `key = ...`, the accessor's extra type parameter (the key's type, inferred from the
+/// expression) and the key type either way.
+fn key_generic(plan: &Plan<'_>) -> (Option<Ident>, TokenStream) {
+    match plan.key_expr {
+        Some(_) => {
+            let param = Ident::new("__MemoKeyType", Span::call_site());
+            (Some(param.clone()), quote!(#param))
+        }
+        None => (None, plan.key_type()),
+    }
+}
+
+/// `generics` with one more type parameter, `P: KeyType + 'static`.
+fn with_param(generics: &Generics, param: Option<&Ident>, memo: &syn::Path) -> TokenStream {
+    let Some(param) = param else {
+        return quote!(#generics);
+    };
+    let mut generics = generics.clone();
+    generics.params.push(GenericParam::Type(syn::parse_quote!(
+        #param: #memo::__private::KeyType + 'static
+    )));
+    let (params, _, _) = generics.split_for_impl();
+    quote!(#params)
+}
+
+/// `uncached`: the user's body under the user's signature.
+fn uncached(plan: &Plan<'_>) -> TokenStream {
+    let function = plan.function;
+    let sig = &function.sig;
+    let name = plan.companion("uncached");
+    let vis = &function.vis;
+    let attrs = kept_attrs(&function.attrs);
+    let (asyncness, generics, inputs, output) =
+        (&sig.asyncness, &sig.generics, &sig.inputs, &sig.output);
+    let where_clause = &sig.generics.where_clause;
+    let block = &function.block;
+    let doc = format!(
+        " Calls the body of `{}` without looking at its cache or storing in it, as `functools`' \
+         `__wrapped__`.",
+        syn::ext::IdentExt::unraw(&sig.ident)
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis #asyncness fn #name #generics(#inputs) #output #where_clause #block
+    }
+}
+
+/// `cache_info()` and `cache_clear()`.
+fn info_and_clear(plan: &Plan<'_>) -> TokenStream {
+    let memo = &plan.memo;
+    let vis = &plan.function.vis;
+    let attrs: Vec<&Attribute> = kept_attrs(&plan.function.attrs).collect();
+    let (info, clear) = (plan.companion("cache_info"), plan.companion("cache_clear"));
+    let caches = plan.hidden("__memo_caches");
+    let (this, info_body, clear_body) = match &plan.storage {
+        Storage::Static => {
+            let name = plan.static_ident();
+            (
+                None,
+                quote!(#name.cache.info()),
+                quote!(#name.cache.reset()),
+            )
+        }
+        Storage::ByType => (
+            None,
+            quote!(Self::#caches().info()),
+            quote!(Self::#caches().reset()),
+        ),
+        Storage::Field(_) => {
+            let params = plan.params();
+            let field_accessor = plan.hidden("__memo_field");
+            let field_ref = quote!(Self::#field_accessor(self));
+            (
+                Some(quote!(&self)),
+                quote!(#memo::__private::InstanceCache::__info(#field_ref, #params)),
+                quote!(#memo::__private::InstanceCache::clear(#field_ref)),
+            )
+        }
+    };
+    let name = syn::ext::IdentExt::unraw(&plan.function.sig.ident);
+    let per_type = match plan.storage {
+        Storage::ByType => {
+            " Summed over every instantiation (every `Self` type and type argument)."
+        }
+        _ => "",
+    };
+    let info_doc = format!(
+        " The statistics of the cache of `{name}`: hits, misses, maxsize, current size, policy \
+         and ttl, as `functools`' `cache_info()`.{per_type}"
+    );
+    let clear_doc = format!(
+        " Empties the cache of `{name}` and zeroes its statistics, as `functools`' `cache_clear()`."
+    );
+    quote! {
+        #[doc = #info_doc]
+        #[must_use]
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis fn #info(#this) -> #memo::__private::CacheInfo {
+            #info_body
+        }
+        #[doc = #clear_doc]
+        #[allow(dead_code)]
+        #(#attrs)*
+        #vis fn #clear(#this) {
+            #clear_body
+        }
+    }
+}
+
+/// The signature parts shared by `cache_invalidate` and `cache_prime`: generics, the receiver
+/// and the arguments as the wrapper binds them.
+fn typed_params(plan: &Plan<'_>) -> (TokenStream, TokenStream) {
+    let function = plan.function;
+    let receiver = function
+        .receiver
+        .as_ref()
+        .map(|receiver| quote!(#receiver,));
+    let params = function.args.iter().map(|arg| {
+        let (name, ty) = (&arg.name, &arg.ty);
+        quote!(#name: #ty)
+    });
+    let generics = &function.sig.generics;
+    (quote!(#generics), quote!(#receiver #(#params,)*))
+}
+
+/// `let memo = ...;` and the owned key, for the companions that take the arguments.
+fn memo_and_key(plan: &Plan<'_>) -> (TokenStream, Ident) {
+    let locals = expand::Locals::new();
+    let (memo, key) = (locals.memo, locals.key);
+    let tokens = match plan.key_expr {
+        Some(expr) => {
+            let get = plan.memo_binding(&memo, Some(&key));
+            quote!(let #key = #expr; #get)
+        }
+        None => {
+            let get = plan.memo_binding(&memo, None);
+            let owned = plan.owned_key();
+            quote!(#get let #key = #owned;)
+        }
+    };
+    (tokens, memo)
+}
+
+/// `cache_invalidate(args) -> bool`: removes the entry of these arguments.
+fn invalidate(plan: &Plan<'_>) -> TokenStream {
+    let vis = &plan.function.vis;
+    let attrs = kept_attrs(&plan.function.attrs);
+    let name = plan.companion("cache_invalidate");
+    let (generics, params) = typed_params(plan);
+    let where_clause = plan.where_clause();
+    let (lookup, memo) = memo_and_key(plan);
+    let key = expand::Locals::new().key;
+    let doc = format!(
+        " Removes the cached value of `{}` for these arguments; `true` when there was one.",
+        syn::ext::IdentExt::unraw(&plan.function.sig.ident)
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code, unused_variables)]
+        #(#attrs)*
+        #vis fn #name #generics(#params) -> bool #where_clause {
+            #lookup
+            #memo.cache.remove(&#key).is_some()
+        }
+    }
+}
+
+/// `cache_prime(args, value)`: stores `value` as the result of these arguments.
+fn prime(plan: &Plan<'_>) -> TokenStream {
+    let vis = &plan.function.vis;
+    let attrs = kept_attrs(&plan.function.attrs);
+    let name = plan.companion("cache_prime");
+    let (generics, params) = typed_params(plan);
+    let where_clause = plan.where_clause();
+    let (lookup, memo) = memo_and_key(plan);
+    let key = expand::Locals::new().key;
+    let value = Ident::new("value", Span::mixed_site());
+    let value_type = plan.function.output.cached_type();
+    let doc = format!(
+        " Stores `value` as the result of `{}` for these arguments (replacing any), e.g. to warm \
+         the cache at start-up.",
+        syn::ext::IdentExt::unraw(&plan.function.sig.ident)
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code, unused_variables)]
+        #(#attrs)*
+        #vis fn #name #generics(#params #value: #value_type) #where_clause {
+            #lookup
+            #memo.cache.insert(#key, #value);
+        }
+    }
+}

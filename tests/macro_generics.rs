@@ -1,0 +1,69 @@
+//! Generic functions: one cache per instantiation.
+
+use std::fmt::Display;
+use std::hash::Hash;
+
+use memo::memoize;
+
+#[memoize]
+fn describe<T: Display + Hash + Eq + Clone + Send + 'static>(value: T) -> String {
+    format!("<{value}>")
+}
+
+#[test]
+fn each_instantiation_has_its_own_cache() {
+    assert_eq!(describe(1u8), "<1>");
+    assert_eq!(describe(1u64), "<1>");
+    assert_eq!(describe(1u8), "<1>");
+    assert_eq!(describe("one"), "<one>");
+    let info = describe::cache_info(); // summed over every instantiation
+    assert_eq!((info.hits, info.misses, info.currsize), (1, 3, 3));
+    assert!(describe::cache_invalidate(1u64));
+    assert!(!describe::cache_invalidate(2u64));
+    describe::cache_prime(9i32, "nine".to_owned());
+    assert_eq!(describe(9i32), "nine");
+    describe::cache_clear();
+    assert_eq!(describe::cache_info().currsize, 0);
+}
+
+#[memoize]
+fn parse<T>(text: &str) -> Option<T>
+where
+    T: std::str::FromStr + Clone + Send + 'static,
+{
+    text.parse().ok()
+}
+
+#[test]
+fn a_type_parameter_only_in_the_return_type() {
+    assert_eq!(parse::<u8>("7"), Some(7));
+    assert_eq!(parse::<i64>("7"), Some(7));
+    assert_eq!(parse::<u8>("300"), None); // not cached
+    assert_eq!(parse::<u8>("7"), Some(7));
+    let info = parse::cache_info();
+    assert_eq!((info.hits, info.misses, info.currsize), (1, 3, 2));
+}
+
+#[memoize]
+fn sum<const N: usize>(values: [u32; N]) -> u32 {
+    values.iter().sum()
+}
+
+#[test]
+fn const_generics() {
+    assert_eq!(sum([1, 2]), 3);
+    assert_eq!(sum([1, 2, 3]), 6);
+    assert_eq!(sum([1, 2]), 3);
+    assert_eq!(sum::cache_info().hits, 1);
+}
+
+#[memoize(key = text.len())]
+fn first_of_length<'a, T: From<&'a str> + Clone + Send + 'static>(text: &'a str) -> T {
+    T::from(text)
+}
+
+#[test]
+fn lifetimes_and_key_expressions_in_generic_functions() {
+    assert_eq!(first_of_length::<String>("abc"), "abc");
+    assert_eq!(first_of_length::<String>("xyz"), "abc"); // same length: same key
+}

@@ -1,0 +1,160 @@
+//! Single-flight through the facade: concurrent misses of one key run the body once, recursion on
+//! the same key panics with the function's name, a panicking body releases its waiters.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Barrier;
+
+use memo::memoize;
+
+const THREADS: usize = 6;
+
+static SLOW_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Returns once every caller has missed: the others are waiting for this one (or will find its
+/// value in the cache), so any second run of the body would show in `SLOW_RUNS`.
+#[memoize]
+fn slow(n: u32) -> String {
+    SLOW_RUNS.fetch_add(1, Ordering::SeqCst);
+    while slow::cache_info().misses < THREADS as u64 {
+        std::thread::yield_now();
+    }
+    format!("value {n}")
+}
+
+#[test]
+fn concurrent_misses_of_one_key_run_the_body_once() {
+    let start = Barrier::new(THREADS);
+    let values: Vec<String> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    slow(7)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(values.iter().all(|v| v == "value 7"));
+    assert_eq!(SLOW_RUNS.load(Ordering::SeqCst), 1);
+    let info = slow::cache_info();
+    assert_eq!((info.misses, info.hits), (THREADS as u64, 0));
+}
+
+static UNSHARED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The same, without single-flight: every caller that missed runs the body.
+#[memoize(single_flight = false)]
+fn unshared(n: u32) -> u32 {
+    UNSHARED_RUNS.fetch_add(1, Ordering::SeqCst);
+    while unshared::cache_info().misses < THREADS as u64 {
+        std::thread::yield_now();
+    }
+    n
+}
+
+#[test]
+fn without_single_flight_every_miss_runs_the_body() {
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| unshared(1));
+        }
+    });
+    assert_eq!(UNSHARED_RUNS.load(Ordering::SeqCst), THREADS);
+}
+
+#[memoize]
+fn looping(n: u32) -> u32 {
+    if n == 3 {
+        looping(3) // the same key, on the same thread
+    } else {
+        n
+    }
+}
+
+#[test]
+fn recursion_on_the_same_key_panics_naming_the_function() {
+    let panic = std::panic::catch_unwind(|| looping(3)).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.starts_with(
+            "`macro_single_flight::looping` called itself with the arguments it is computing"
+        ),
+        "{message}"
+    );
+    // Nothing was cached or left in flight: other keys, and the same key, still work.
+    assert_eq!(looping(4), 4);
+    assert!(std::panic::catch_unwind(|| looping(3)).is_err());
+    assert_eq!(looping::cache_info().currsize, 1);
+}
+
+#[memoize(maxsize = None)]
+fn fib(n: u64) -> u128 {
+    if n < 2 {
+        n.into()
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
+#[test]
+fn recursion_on_other_keys_is_fine_from_many_threads() {
+    let values: Vec<u128> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4).map(|_| s.spawn(|| fib(120))).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(values
+        .iter()
+        .all(|v| *v == 5_358_359_254_990_966_640_871_840));
+    assert_eq!(fib::cache_info().currsize, 121);
+}
+
+static FLAKY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The first run waits until every caller missed, then panics; the waiters retry.
+#[memoize]
+fn flaky(n: u32) -> u32 {
+    if FLAKY_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        while flaky::cache_info().misses < 3 {
+            std::thread::yield_now();
+        }
+        panic!("the first run fails");
+    }
+    n * 10
+}
+
+#[test]
+fn a_panicking_body_reaches_its_caller_and_releases_the_waiters() {
+    let results: Vec<std::thread::Result<u32>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..3).map(|_| s.spawn(|| flaky(4))).collect();
+        threads.into_iter().map(|t| t.join()).collect()
+    });
+    let panicked = results.iter().filter(|r| r.is_err()).count();
+    let values: Vec<u32> = results.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(panicked, 1);
+    assert_eq!(values, [40, 40]);
+    // The panicking run, then one run shared by the two waiters.
+    assert_eq!(FLAKY_RUNS.load(Ordering::SeqCst), 2);
+}
+
+/// `gate` is no key: a `&Barrier` is not `Hash`, so it is ignored.
+#[memoize(ignore = [gate])]
+fn blocked(n: u32, gate: &Barrier) -> u32 {
+    gate.wait(); // until the other thread computed another key of this function
+    n
+}
+
+#[test]
+fn other_keys_proceed_while_one_is_computed() {
+    let gate = Barrier::new(2);
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| blocked(1, &gate));
+        // Key 2 of the same function completes while key 1 is being computed.
+        while blocked::cache_info().misses < 1 {
+            std::thread::yield_now();
+        }
+        assert_eq!(blocked(2, &Barrier::new(1)), 2);
+        gate.wait();
+        assert_eq!(waiting.join().unwrap(), 1);
+    });
+}
