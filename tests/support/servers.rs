@@ -120,6 +120,7 @@ impl Server {
             Kind::Redis => "redis-server",
             Kind::Memcached => "memcached",
         };
+        install_servers_if_missing(binary);
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -128,7 +129,7 @@ impl Server {
             .map_err(|e| {
                 format!(
                     "cannot run `{binary}` ({e}); install it with \
-                     `apt-get install -y redis-server memcached` (.ci/run does)"
+                     `apt-get install -y redis-server memcached` (the tests try when run as root)"
                 )
             })?;
         self.child = Some(child);
@@ -287,4 +288,35 @@ impl Drop for Server {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
     listener.local_addr().unwrap().port()
+}
+
+/// On a fresh machine the servers may be missing: as root, install them with apt-get once per
+/// process (apt waits for a lock held by another test process installing them too).
+fn install_servers_if_missing(binary: &str) {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let found = |b: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if found(binary) {
+        return;
+    }
+    let mut tried = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *tried || found(binary) {
+        return;
+    }
+    *tried = true;
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            "[ \"$(id -u)\" = 0 ] && export DEBIAN_FRONTEND=noninteractive && \
+             apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+             apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server memcached",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
