@@ -70,20 +70,6 @@ pub mod __private {
 
     use std::hash::Hash;
 
-    /// Builds the cache of a `#[memoize]` function, whose options the macro already checked.
-    pub fn memo_cache<K: Hash + Eq, V: Clone>(
-        maxsize: Option<usize>,
-        ttl: Option<Duration>,
-        policy: Policy,
-    ) -> Cache<K, V> {
-        let built = Cache::builder()
-            .maxsize(maxsize)
-            .ttl(ttl)
-            .policy(policy)
-            .build();
-        built.unwrap_or_else(|e| panic!("#[memoize] options rejected by the store: {e}"))
-    }
-
     /// The memo of a `key = ...` function, whose key type is inferred from `key`.
     #[inline]
     pub fn memo_for_key<K, V, S>(
@@ -239,12 +225,6 @@ pub mod __private {
             .with_maxsize(maxsize)
             .with_ttl(ttl)
     }
-
-    /// Fails to compile, at the argument's span, unless `K` can be part of a key.
-    pub fn assert_key<K: Hash + Eq>() {}
-
-    /// Fails to compile, at the return type's span, unless `V` can be cached.
-    pub fn assert_value<V: Clone>() {}
 }
 
 #[cfg(test)]
