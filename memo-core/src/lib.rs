@@ -68,40 +68,8 @@ pub mod __private {
     pub use crate::memo::{ErasedMemo, Memo, Params, TypeCaches};
     pub use crate::{Cache, CacheInfo, InstanceCache, Policy};
 
+    use core::marker::PhantomData;
     use std::hash::Hash;
-
-    /// The memo of a `key = ...` function, whose key type is inferred from `key`.
-    #[inline]
-    pub fn memo_for_key<K, V, S>(
-        caches: &TypeCaches,
-        key: &K,
-        name: impl FnOnce() -> S,
-    ) -> &'static Memo<K, V>
-    where
-        K: KeyType + 'static,
-        V: Clone + Send + 'static,
-        S: Into<Box<str>>,
-    {
-        let _ = key;
-        caches.get(|params| Memo::new(name(), params))
-    }
-
-    /// The memo of a `key = ...` method whose cache is a field of the instance.
-    #[inline]
-    pub fn instance_memo_for_key<'a, Owner: 'static, K, V, S>(
-        field: &'a InstanceCache,
-        key: &K,
-        name: impl Fn() -> S,
-        params: Params,
-    ) -> &'a Memo<K, V>
-    where
-        K: KeyType + 'static,
-        V: Clone + Send + 'static,
-        S: Into<Box<str>> + std::fmt::Display,
-    {
-        let _ = key;
-        field.__memo::<Owner, _, _>(|| Memo::new(name(), params), &name)
-    }
 
     /// An argument's part of the key: its owned form (`String` for `str`), compared borrowed.
     #[diagnostic::on_unimplemented(
@@ -136,51 +104,6 @@ pub mod __private {
         }
     }
 
-    /// `self` as part of a method's key.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` is part of the key of this memoized method, so it must be `Hash + Eq + Clone + Send + 'static`",
-        label = "`self` is part of the key",
-        note = "leave `self` out of the key with `#[memoize(ignore = [self])]`, give a key with \
-                `#[memoize(key = ...)]`, or keep one cache per instance with \
-                `#[memoize(cache_field = field)]`"
-    )]
-    pub trait SelfKey {
-        /// The stored form.
-        type Key: Hash + Eq + Send + 'static;
-        /// `self` as the key it is stored as, to hash and compare a lookup.
-        fn as_key(&self) -> &Self::Key;
-        /// Whether two keys are equal.
-        fn key_eq(key: &Self::Key, arg: &Self::Key) -> bool;
-        /// An owned copy of a key.
-        fn to_key(key: &Self::Key) -> Self::Key;
-    }
-
-    impl<T: Clone + Hash + Eq + Send + 'static> SelfKey for T {
-        type Key = T;
-        #[inline]
-        fn as_key(&self) -> &T {
-            self
-        }
-        #[inline]
-        fn key_eq(key: &T, arg: &T) -> bool {
-            key == arg
-        }
-        #[inline]
-        fn to_key(key: &T) -> T {
-            key.clone()
-        }
-    }
-
-    /// The type of a `key = ...` expression.
-    #[diagnostic::on_unimplemented(
-        message = "the `key` expression's type `{Self}` cannot key a memoized function",
-        label = "this key is `{Self}`",
-        note = "a key must be `Hash + Eq + Send` and own its data, e.g. `key = city.to_lowercase()`"
-    )]
-    pub trait KeyType: Hash + Eq + Send {}
-
-    impl<T: Hash + Eq + Send> KeyType for T {}
-
     /// A cached value.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be cached as the value of a memoized function",
@@ -200,6 +123,271 @@ pub mod __private {
         fn clone_value(&self) -> T {
             self.clone()
         }
+    }
+
+    /// The parameter of a checked trait ([`ArgKey`], [`SelfKey`], [`KeyExpr`], [`CachedValue`])
+    /// that selects its real impl, whose bounds are what the cache needs.
+    ///
+    /// Each checked trait has a second impl, selected by [`Unmet`], that no type can use, and the
+    /// generated code leaves the parameter to inference (`<T as ArgKey<_>>::to_key(..)`): rustc
+    /// then weighs both impls, and when neither applies it reports the trait itself, once, at the
+    /// user's token, with the trait's message, instead of one error per missing bound. The key
+    /// and value types it would have given stay unknown, so nothing downstream reports again.
+    pub enum Met {}
+
+    /// The parameter of the impl of a checked trait that no type can use (see [`Met`]).
+    pub enum Unmet {}
+
+    /// Implemented by no type: the bound of the [`Unmet`] impls.
+    pub trait Unsatisfiable {
+        /// Never returns: no type implements this trait.
+        fn absurd(&self) -> !;
+    }
+
+    /// An argument's part of the key of a memoized function whose cache is not a typed static.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be part of the key of a memoized function",
+        label = "this argument is part of the key",
+        note = "a key is stored owned (`&str` as `String`, `&T` as `T`) and must be `Hash + Eq + \
+                Send` and cloneable; a type parameter needs these bounds \
+                (`T: Hash + Eq + Clone + Send + 'static`); leave an argument out with \
+                `#[memoize(ignore = [name])]`, or give a key with `#[memoize(key = ...)]`"
+    )]
+    pub trait ArgKey<M> {
+        /// The stored form.
+        type Key;
+        /// What a lookup hashes: hashes as [`ArgKey::Key`] does.
+        type Probe: ?Sized;
+        /// The argument as a lookup hashes it.
+        fn probe(&self) -> &Self::Probe;
+        /// Whether a stored key equals the argument.
+        fn key_eq(key: &Self::Key, arg: &Self) -> bool;
+        /// The stored form of the argument.
+        fn to_key(&self) -> Self::Key;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T> ArgKey<Met> for T
+    where
+        T: ?Sized + ToOwned + PartialEq + Hash,
+        <T as ToOwned>::Owned: Hash + Eq + Send,
+    {
+        type Key = <T as ToOwned>::Owned;
+        type Probe = T;
+        #[inline]
+        fn probe(&self) -> &T {
+            self
+        }
+        #[inline]
+        fn key_eq(key: &Self::Key, arg: &Self) -> bool {
+            core::borrow::Borrow::<T>::borrow(key) == arg
+        }
+        #[inline]
+        fn to_key(&self) -> Self::Key {
+            self.to_owned()
+        }
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: ?Sized + Unsatisfiable> ArgKey<Unmet> for T {
+        type Key = core::convert::Infallible;
+        type Probe = ();
+        fn probe(&self) -> &() {
+            self.absurd()
+        }
+        fn key_eq(key: &Self::Key, _: &Self) -> bool {
+            match *key {}
+        }
+        fn to_key(&self) -> Self::Key {
+            self.absurd()
+        }
+    }
+
+    /// `self` as part of a method's key.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is part of the key of this memoized method, so it must be `Hash + Eq + Clone + Send + 'static`",
+        label = "`self` is part of the key",
+        note = "leave `self` out of the key with `#[memoize(ignore = [self])]`, give a key with \
+                `#[memoize(key = ...)]`, or keep one cache per instance with \
+                `#[memoize(cache_field = field)]`"
+    )]
+    pub trait SelfKey<M> {
+        /// The stored form.
+        type Key;
+        /// `self` as the key it is stored as, to hash and compare a lookup.
+        fn as_key(&self) -> &Self::Key;
+        /// Whether two keys are equal.
+        fn key_eq(key: &Self::Key, arg: &Self::Key) -> bool;
+        /// An owned copy of a key.
+        fn to_key(key: &Self::Key) -> Self::Key;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Clone + Hash + Eq + Send + 'static> SelfKey<Met> for T {
+        type Key = T;
+        #[inline]
+        fn as_key(&self) -> &T {
+            self
+        }
+        #[inline]
+        fn key_eq(key: &T, arg: &T) -> bool {
+            key == arg
+        }
+        #[inline]
+        fn to_key(key: &T) -> T {
+            key.clone()
+        }
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: ?Sized + Unsatisfiable> SelfKey<Unmet> for T {
+        type Key = core::convert::Infallible;
+        fn as_key(&self) -> &Self::Key {
+            self.absurd()
+        }
+        fn key_eq(key: &Self::Key, _: &Self::Key) -> bool {
+            match *key {}
+        }
+        fn to_key(key: &Self::Key) -> Self::Key {
+            *key
+        }
+    }
+
+    /// The value of a `key = ...` expression.
+    #[diagnostic::on_unimplemented(
+        message = "the `key` expression's type `{Self}` cannot key a memoized function",
+        label = "this key is `{Self}`",
+        note = "a key must be `Hash + Eq + Send + 'static` and own its data, e.g. \
+                `key = city.to_lowercase()`"
+    )]
+    pub trait KeyExpr<M> {
+        /// `Self`.
+        type Key;
+        /// The key, as it is stored.
+        fn into_key(self) -> Self::Key;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Hash + Eq + Send + 'static> KeyExpr<Met> for T {
+        type Key = T;
+        #[inline]
+        fn into_key(self) -> T {
+            self
+        }
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Unsatisfiable> KeyExpr<Unmet> for T {
+        type Key = core::convert::Infallible;
+        fn into_key(self) -> Self::Key {
+            self.absurd()
+        }
+    }
+
+    /// A cached value of a function whose cache is not a typed static.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be cached as the value of a memoized function",
+        label = "the cached value",
+        note = "a cached value must be `Clone + Send`; return an `Arc<T>` to share one that is \
+                not `Clone`; a type parameter needs these bounds (`T: Clone + Send + 'static`)"
+    )]
+    pub trait CachedValue<M>: Sized {
+        /// The stored form: `Self`.
+        type Value;
+        /// A clone of the value, to store.
+        fn clone_value(&self) -> Self::Value;
+        /// The value, to store.
+        fn into_value(self) -> Self::Value;
+        /// A stored value, to return.
+        fn from_value(value: Self::Value) -> Self;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Clone + Send> CachedValue<Met> for T {
+        type Value = T;
+        #[inline]
+        fn clone_value(&self) -> T {
+            self.clone()
+        }
+        #[inline]
+        fn into_value(self) -> T {
+            self
+        }
+        #[inline]
+        fn from_value(value: T) -> T {
+            value
+        }
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Unsatisfiable> CachedValue<Unmet> for T {
+        type Value = core::convert::Infallible;
+        fn clone_value(&self) -> Self::Value {
+            self.absurd()
+        }
+        fn into_value(self) -> Self::Value {
+            self.absurd()
+        }
+        fn from_value(value: Self::Value) -> Self {
+            match value {}
+        }
+    }
+
+    /// The key type of a memo, read from a closure that makes the key (never called), so that
+    /// it is inferred from the checked traits.
+    #[inline]
+    pub fn key_witness<K>(make_key: impl FnOnce() -> K) -> PhantomData<K> {
+        let _ = make_key;
+        PhantomData
+    }
+
+    /// The key type of a memo, read from a key.
+    #[inline]
+    pub fn witness_of<K>(key: &K) -> PhantomData<K> {
+        let _ = key;
+        PhantomData
+    }
+
+    /// The value type of a memo, read from the function that clones a returned value.
+    #[inline]
+    pub fn value_witness<T, V>(clone: impl FnOnce(&T) -> V) -> PhantomData<V> {
+        let _ = clone;
+        PhantomData
+    }
+
+    /// The memo of type `Memo<K, V>` kept for one function in `caches`.
+    #[inline]
+    pub fn memo_by_type<K, V, S>(
+        caches: &TypeCaches,
+        name: impl FnOnce() -> S,
+        key: PhantomData<K>,
+        value: PhantomData<V>,
+    ) -> &'static Memo<K, V>
+    where
+        K: Hash + Eq + Send + 'static,
+        V: Clone + Send + 'static,
+        S: Into<Box<str>>,
+    {
+        let _ = (key, value);
+        caches.get(|params| Memo::new(name(), params))
+    }
+
+    /// The memo of type `Memo<K, V>` of one method, kept in a field of the instance.
+    #[inline]
+    pub fn memo_in_field<'a, Owner: 'static, K, V, S>(
+        field: &'a InstanceCache,
+        name: impl Fn() -> S,
+        params: Params,
+        key: PhantomData<K>,
+        value: PhantomData<V>,
+    ) -> &'a Memo<K, V>
+    where
+        K: Hash + Eq + Send + 'static,
+        V: Clone + Send + 'static,
+        S: Into<Box<str>> + std::fmt::Display,
+    {
+        let _ = (key, value);
+        field.__memo::<Owner, _, _>(|| Memo::new(name(), params), &name)
     }
 
     #[cfg(feature = "stores")]

@@ -140,104 +140,79 @@ fn kept_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
     })
 }
 
-/// The hidden accessors of the memo: a `static` of its type, or a `TypeCaches` per function
-/// and a typed accessor over it, or a field of `self`.
+/// The hidden accessors of the memo: nothing beside a `static`, else a `TypeCaches` per
+/// function or a field of `self`, and an accessor over it whose key and value types are inferred
+/// at its call from witnesses (see [`Plan::checked`]), with the bounds the cache needs.
 fn storage(plan: &Plan<'_>) -> TokenStream {
     let memo = &plan.memo;
     let accessor = plan.hidden("__memo_cache");
     let caches = plan.hidden("__memo_caches");
     let (params, name) = (plan.params(), plan.name());
-    let value = plan.value_type();
-    let (key_param, key_type) = key_generic(plan);
-    let generics = with_param(&plan.function.sig.generics, key_param.as_ref(), &plan.memo);
+    let (key, value) = (
+        Ident::new("__MemoKey", Span::call_site()),
+        Ident::new("__MemoValue", Span::call_site()),
+    );
+    let generics = with_key_and_value(&plan.function.sig.generics, &key, &value);
     let where_clause = plan.where_clause();
-    let key_arg = key_param.as_ref().map(|param| {
-        let key = Ident::new("__memo_key", Span::mixed_site());
-        quote!(#key: &#param)
-    });
-    let memo_type = quote!(#memo::__private::Memo<#key_type, #value>);
+    let witnesses = {
+        let (k, v) = (
+            Ident::new("__memo_key", Span::mixed_site()),
+            Ident::new("__memo_value", Span::mixed_site()),
+        );
+        let phantom = quote!(::core::marker::PhantomData);
+        (
+            quote!(#k: #phantom<#key>, #v: #phantom<#value>),
+            quote!(#k, #v),
+        )
+    };
+    let (witness_params, witness_args) = witnesses;
+    let memo_type = quote!(#memo::__private::Memo<#key, #value>);
     let attrs = quote!(#[doc(hidden)] #[allow(dead_code, clippy::type_complexity)]);
     let kept = kept_attrs(&plan.function.attrs);
     let attrs = quote!(#attrs #(#kept)*);
     match &plan.storage {
         Storage::Static => TokenStream::new(),
-        Storage::ByType => {
-            let get = match &key_param {
-                Some(_) => {
-                    let key = Ident::new("__memo_key", Span::mixed_site());
-                    quote!(#memo::__private::memo_for_key(Self::#caches(), #key, || #name))
-                }
-                None => quote!(Self::#caches().get::<#memo_type>(|__memo_params| {
-                    #memo::__private::Memo::new(#name, __memo_params)
-                })),
-            };
-            quote! {
-                #attrs
-                fn #caches() -> &'static #memo::__private::TypeCaches {
-                    static __MEMO_CACHES: #memo::__private::LazyLock<#memo::__private::TypeCaches> =
-                        #memo::__private::LazyLock::new(|| #memo::__private::TypeCaches::new(#params));
-                    &__MEMO_CACHES
-                }
-                #attrs
-                fn #accessor #generics(#key_arg) -> &'static #memo_type #where_clause {
-                    #get
-                }
+        Storage::ByType => quote! {
+            #attrs
+            fn #caches() -> &'static #memo::__private::TypeCaches {
+                static __MEMO_CACHES: #memo::__private::LazyLock<#memo::__private::TypeCaches> =
+                    #memo::__private::LazyLock::new(|| #memo::__private::TypeCaches::new(#params));
+                &__MEMO_CACHES
             }
-        }
+            #attrs
+            fn #accessor #generics(#witness_params) -> &'static #memo_type #where_clause {
+                #memo::__private::memo_by_type(Self::#caches(), || #name, #witness_args)
+            }
+        },
         Storage::Field(field) => {
             let field_accessor = plan.hidden("__memo_field");
-            let field_ref = quote!(Self::#field_accessor(self));
             let field_span = quote_spanned!(field.span()=> &self.#field);
-            let get = match &key_param {
-                Some(param) => {
-                    let key = Ident::new("__memo_key", Span::mixed_site());
-                    quote!(#memo::__private::instance_memo_for_key::<__MemoOwner, #param, #value, _>(
-                        #field_ref, #key, || #name, #params,
-                    ))
-                }
-                None => {
-                    quote!(#memo::__private::InstanceCache::__memo::<__MemoOwner, #memo_type, _>(
-                        #field_ref,
-                        || #memo::__private::Memo::new(#name, #params),
-                        || #name,
-                    ))
-                }
-            };
             quote! {
                 #attrs
                 fn #field_accessor(&self) -> &#memo::__private::InstanceCache {
                     #field_span
                 }
                 #attrs
-                fn #accessor #generics(&self, #key_arg) -> &#memo_type #where_clause {
+                fn #accessor #generics(&self, #witness_params) -> &#memo_type #where_clause {
                     struct __MemoOwner;
-                    #get
+                    #memo::__private::memo_in_field::<__MemoOwner, _, _, _>(
+                        Self::#field_accessor(self), || #name, #params, #witness_args,
+                    )
                 }
             }
         }
     }
 }
 
-/// With `key = ...`, the accessor's extra type parameter (the key's type, inferred from the
-/// expression) and the key type either way.
-fn key_generic(plan: &Plan<'_>) -> (Option<Ident>, TokenStream) {
-    match plan.key_expr {
-        Some(_) => {
-            let param = Ident::new("__MemoKeyType", Span::call_site());
-            (Some(param.clone()), quote!(#param))
-        }
-        None => (None, plan.key_type()),
-    }
-}
-
-/// `generics` with one more type parameter, `P: KeyType + 'static`.
-fn with_param(generics: &Generics, param: Option<&Ident>, memo: &syn::Path) -> TokenStream {
-    let Some(param) = param else {
-        return quote!(#generics);
-    };
+/// `generics` with the memo's key and value types as two more type parameters, bounded as the
+/// cache needs them.
+fn with_key_and_value(generics: &Generics, key: &Ident, value: &Ident) -> TokenStream {
     let mut generics = generics.clone();
     generics.params.push(GenericParam::Type(syn::parse_quote!(
-        #param: #memo::__private::KeyType + 'static
+        #key: ::core::hash::Hash + ::core::cmp::Eq + ::core::marker::Send + 'static
+    )));
+    generics.params.push(GenericParam::Type(syn::parse_quote!(
+        #value: ::core::clone::Clone + ::core::marker::Send + 'static
     )));
     let (params, _, _) = generics.split_for_impl();
     quote!(#params)
@@ -353,7 +328,8 @@ fn memo_and_key(plan: &Plan<'_>) -> (TokenStream, Ident) {
     let tokens = match plan.key_expr {
         Some(expr) => {
             let get = plan.memo_binding(&memo, Some(&key));
-            quote!(let #key = #expr; #get)
+            let value = plan.key_expr_value(expr);
+            quote!(let #key = #value; #get)
         }
         None => {
             let get = plan.memo_binding(&memo, None);
@@ -399,6 +375,7 @@ fn prime(plan: &Plan<'_>) -> TokenStream {
     let key = expand::Locals::new().key;
     let value = Ident::new("value", Span::mixed_site());
     let value_type = plan.function.output.cached_type();
+    let primed = plan.primed_value(&value);
     let doc = format!(
         " Stores `value` as the result of `{}` for these arguments (replacing any), e.g. to warm \
          the cache at start-up.",
@@ -410,7 +387,7 @@ fn prime(plan: &Plan<'_>) -> TokenStream {
         #(#attrs)*
         #vis fn #name #generics(#params #value: #value_type) #where_clause {
             #lookup
-            #memo.cache.insert(#key, #value);
+            #memo.cache.insert(#key, #primed);
         }
     }
 }

@@ -200,47 +200,54 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The key type: `(<Self as SelfKey>::Key, <A as MemoKey>::Key, ...)`.
+    /// The key type of a [`Storage::Static`] memo: `(<A as MemoKey>::Key, ...)` (the other
+    /// storages infer it from the checked traits, see [`Plan::checked`]).
     pub(crate) fn key_type(&self) -> TokenStream {
         let memo = &self.memo;
-        let this = self.receiver_self().map(|span| {
-            let self_type: Type = syn::parse_quote_spanned!(span=> Self);
-            projection(&self_type, quote!(#memo::__private::SelfKey), "Key")
-        });
         let args = self
             .keyed
             .iter()
             .map(|arg| projection(arg.keyed_type(), quote!(#memo::__private::MemoKey), "Key"));
-        let parts = this.into_iter().chain(args);
-        quote!((#(#parts,)*))
+        quote!((#(#args,)*))
     }
 
-    /// The cached value's type: `<T as MemoValue>::Value`.
+    /// The cached value's type of a [`Storage::Static`] memo: `<T as MemoValue>::Value`.
     pub(crate) fn value_type(&self) -> TokenStream {
         let memo = &self.memo;
         let ty = self.function.output.cached_type();
         projection(ty, quote!(#memo::__private::MemoValue), "Value")
     }
 
-    /// The function's `where` clause, plus `Self: SelfKey` (spanned at `&self`) when `self` is
-    /// part of the key: a method whose `Self` cannot be keyed is one error at its receiver, with
-    /// the trait's message, and every body that relies on it type-checks.
-    pub(crate) fn where_clause(&self) -> TokenStream {
-        let memo = &self.memo;
-        let existing = &self.function.sig.generics.where_clause;
-        let Some(span) = self.receiver_self() else {
-            return quote!(#existing);
-        };
-        let path = respan(quote!(#memo::__private::SelfKey), span);
-        let bound = quote_spanned!(span=> Self: #path);
-        match existing {
-            Some(clause) => {
-                let predicates = &clause.predicates;
-                let comma = (!predicates.empty_or_trailing()).then(|| quote!(,));
-                quote!(where #predicates #comma #bound)
-            }
-            None => quote!(where #bound),
+    /// `<ty as Trait>::method(args)`: a [`checked_call`] when [`Plan::checked`], else a
+    /// [`trait_call`].
+    fn call(
+        &self,
+        ty: &Type,
+        trait_path: TokenStream,
+        method: &str,
+        args: TokenStream,
+    ) -> TokenStream {
+        if self.checked() {
+            checked_call(ty, trait_path, method, args)
+        } else {
+            trait_call(ty, trait_path, method, args)
         }
+    }
+
+    /// Whether the key and value types are inferred through the checked traits
+    /// (`memo::__private::ArgKey<_>`, `SelfKey<_>`, `KeyExpr<_>`, `CachedValue<_>`) rather than
+    /// written: every storage but a static, whose type must be written. A bound that fails is
+    /// then one error at the user's token, and the types it would have given stay unknown, so
+    /// that neither the wrapper, nor the companions, nor the call sites report it again.
+    pub(crate) fn checked(&self) -> bool {
+        !matches!(self.storage, Storage::Static)
+    }
+
+    /// The function's own `where` clause: nothing is added, so that call sites never see a bound
+    /// of the cache.
+    pub(crate) fn where_clause(&self) -> TokenStream {
+        let existing = &self.function.sig.generics.where_clause;
+        quote!(#existing)
     }
 
     /// The receiver's tokens when `self` is part of the key.
@@ -279,49 +286,61 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// `&Memo<K, V>` written with the projections, for a local's annotation; with `key = ...` the
-    /// key type is inferred.
-    pub(crate) fn memo_type(&self) -> TokenStream {
-        let memo = &self.memo;
-        let key = match self.key_expr {
-            Some(_) => quote!(_),
-            None => self.key_type(),
-        };
-        let value = self.value_type();
-        quote!(&#memo::__private::Memo<#key, #value>)
-    }
-
     /// The hidden `static` that holds the memo of a [`Storage::Static`] function, beside it.
     pub(crate) fn static_ident(&self) -> Ident {
         format_ident!("__memo_cache_{}", self.function.sig.ident.unraw())
     }
 
-    /// `let memo: &Memo<K, V> = ...;`, `key` being the computed key's name with `key = ...`.
+    /// `let memo = ...;`, `key` being the computed key's name with `key = ...`.
     /// A static's type that fails a bound becomes an error type, which silences every later use
-    /// (one mistake, one error); the other storages go through a typed accessor.
+    /// (one mistake, one error); the other storages go through an accessor whose key and value
+    /// types are inferred from witnesses of the checked traits ([`Plan::checked`]).
     pub(crate) fn memo_binding(&self, memo: &Ident, key: Option<&Ident>) -> TokenStream {
         if let Storage::Static = self.storage {
             let name = self.static_ident();
             return quote!(let #memo = &*#name;);
         }
+        let path = &self.memo;
         let owner = self.owner();
         let accessor = self.hidden("__memo_cache");
         let params = self.function.turbofish_params();
-        let turbofish = match (key, params.is_empty()) {
-            (Some(_), false) => quote!(::<#(#params,)* _>),
-            _ => self.turbofish(),
-        };
+        let turbofish = (!params.is_empty()).then(|| quote!(::<#(#params,)* _, _>));
         let this = matches!(self.storage, Storage::Field(_)).then(|| quote!(self,));
-        let key = key.map(|key| {
-            let span = self
-                .options
-                .key
-                .as_ref()
-                .map_or_else(Span::call_site, |k| k.span);
-            quote_spanned!(span=> &#key)
-        });
-        let memo_type = self.memo_type();
-        quote!(let #memo: #memo_type = #owner::#accessor #turbofish(#this #key);)
+        let key_witness = match key {
+            Some(key) => {
+                let span = self
+                    .options
+                    .key
+                    .as_ref()
+                    .map_or_else(Span::call_site, |k| k.span);
+                quote_spanned!(span=> #path::__private::witness_of(&#key))
+            }
+            None => {
+                let owned = self.owned_key();
+                quote!(#path::__private::key_witness(|| #owned))
+            }
+        };
+        let ty = self.function.output.cached_type();
+        let stored = Ident::new("__memo_stored", Span::mixed_site());
+        let clone = self.call(
+            ty,
+            quote!(#path::__private::CachedValue<_>),
+            "clone_value",
+            quote!(#stored),
+        );
+        let value_witness = quote!(#path::__private::value_witness(|#stored: &#ty| #clone));
+        quote!(let #memo = #owner::#accessor #turbofish(#this #key_witness, #value_witness);)
+    }
+
+    /// `key = expr` as the stored key, through `KeyExpr<_>` spanned at the expression.
+    pub(crate) fn key_expr_value(&self, expr: &Expr) -> TokenStream {
+        let memo = &self.memo;
+        let (first, last) = ast::span_range(expr);
+        let path = respan(quote!(#memo::__private::KeyExpr<_>), last);
+        let open = quote_spanned!(first=> <);
+        let call = quote_spanned!(last=> _ as #path>::into_key);
+        let args = quote_spanned!(last=> (#expr));
+        quote!(#open #call #args)
     }
 
     /// The call of the body: `f::uncached(a, b)` or `Self::m_uncached(self, a, b)`.
@@ -334,13 +353,38 @@ impl<'a> Plan<'a> {
         quote!(#owner::#uncached #turbofish(#this #(#names),*))
     }
 
-    /// Each keyed argument as a reference to its keyed type, `self` first when keyed.
+    /// Each keyed argument as a reference to what a lookup hashes, `self` first when keyed:
+    /// `self` is hashed as its key, so that only `Self: SelfKey<_>` is required of `Self`.
     pub(crate) fn borrowed_keys(&self) -> Vec<TokenStream> {
-        // Hashed as its key, so that only `Self: SelfKey` is required of `Self`.
+        if !self.checked() {
+            return self.key_args();
+        }
         let memo = &self.memo;
-        let this = self
-            .self_keyed
-            .then(|| quote!(<Self as #memo::__private::SelfKey>::as_key(self)));
+        let probe = quote!(#memo::__private::ArgKey<_>);
+        let skip = usize::from(self.self_keyed);
+        let args = self
+            .keyed
+            .iter()
+            .zip(self.key_args().into_iter().skip(skip));
+        let args = args
+            .map(|(arg, borrowed)| self.call(arg.keyed_type(), probe.clone(), "probe", borrowed));
+        let this = self.key_args().into_iter().take(skip);
+        this.chain(args).collect()
+    }
+
+    /// Each keyed argument as a reference to its keyed type, `self` first when keyed: what
+    /// `to_key` and `key_eq` take.
+    fn key_args(&self) -> Vec<TokenStream> {
+        let memo = &self.memo;
+        let this = self.receiver_self().map(|span| {
+            let ty: Type = syn::parse_quote_spanned!(span=> Self);
+            self.call(
+                &ty,
+                quote!(#memo::__private::SelfKey<_>),
+                "as_key",
+                quote!(self),
+            )
+        });
         let args = self.keyed.iter().map(|arg| {
             let name = &arg.name;
             match arg.passing {
@@ -353,28 +397,21 @@ impl<'a> Plan<'a> {
 
     /// `(<A as MemoKey>::to_key(a), ...)`: the owned key, made from the borrowed arguments.
     pub(crate) fn owned_key(&self) -> TokenStream {
-        let memo = &self.memo;
-        let borrowed = self.borrowed_keys();
+        let borrowed = self.key_args();
         let types = self.keyed_types();
         let parts = types
             .iter()
             .zip(&borrowed)
             .map(|((ty, trait_name), borrowed)| {
-                trait_call(
-                    ty,
-                    quote!(#memo::__private::#trait_name),
-                    "to_key",
-                    borrowed.clone(),
-                )
+                self.call(ty, trait_name.clone(), "to_key", borrowed.clone())
             });
         quote!((#(#parts,)*))
     }
 
     /// `|k| <A as MemoKey>::key_eq(&k.0, a) && ...`: compares a stored key with the arguments.
     pub(crate) fn is_match(&self) -> TokenStream {
-        let memo = &self.memo;
         let stored = Ident::new("__memo_k", Span::mixed_site());
-        let borrowed = self.borrowed_keys();
+        let borrowed = self.key_args();
         if borrowed.is_empty() {
             return quote!(|_| true);
         }
@@ -387,28 +424,57 @@ impl<'a> Plan<'a> {
                 .map(|(i, ((ty, trait_name), borrowed))| {
                     let index = syn::Index::from(i);
                     let args = quote!(&#stored.#index, #borrowed);
-                    trait_call(ty, quote!(#memo::__private::#trait_name), "key_eq", args)
+                    self.call(ty, trait_name.clone(), "key_eq", args)
                 });
         quote!(|#stored| #(#compares)&&*)
     }
 
     /// The type and trait of each part of the key.
-    fn keyed_types(&self) -> Vec<(Type, Ident)> {
+    fn keyed_types(&self) -> Vec<(Type, TokenStream)> {
+        let memo = &self.memo;
         let this = self.receiver_self().map(|span| {
             let ty: Type = syn::parse_quote_spanned!(span=> Self);
-            (ty, Ident::new("SelfKey", span))
+            (ty, quote!(#memo::__private::SelfKey<_>))
         });
-        let args = self.keyed.iter().map(|arg| {
-            (
-                arg.keyed_type().clone(),
-                Ident::new("MemoKey", Span::call_site()),
-            )
-        });
+        let arg_trait = if self.checked() {
+            quote!(#memo::__private::ArgKey<_>)
+        } else {
+            quote!(#memo::__private::MemoKey)
+        };
+        let args = self
+            .keyed
+            .iter()
+            .map(|arg| (arg.keyed_type().clone(), arg_trait.clone()));
         this.into_iter().chain(args).collect()
+    }
+
+    /// The trait every use of the cached value goes through.
+    fn value_trait(&self) -> TokenStream {
+        let memo = &self.memo;
+        if self.checked() {
+            quote!(#memo::__private::CachedValue<_>)
+        } else {
+            quote!(#memo::__private::MemoValue)
+        }
+    }
+
+    /// A value given to `cache_prime`, as the cache stores it.
+    pub(crate) fn primed_value(&self, value: &Ident) -> TokenStream {
+        if !self.checked() {
+            return quote!(#value);
+        }
+        let ty = self.function.output.cached_type();
+        self.call(ty, self.value_trait(), "into_value", quote!(#value))
     }
 
     /// The expression a hit returns: the value, `Ok(value)` or `Some(value)`.
     pub(crate) fn hit(&self, found: &Ident) -> TokenStream {
+        let found = if self.checked() {
+            let ty = self.function.output.cached_type();
+            self.call(ty, self.value_trait(), "from_value", quote!(#found))
+        } else {
+            quote!(#found)
+        };
         match self.function.output {
             Output::Plain { .. } => quote!(#found),
             Output::Result { .. } => quote!(::core::result::Result::Ok(#found)),
@@ -434,16 +500,11 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// A clone of the cached value `stored`, through `MemoValue` spanned at the return type.
+    /// A clone of the cached value `stored`, through `MemoValue` (or `CachedValue<_>`) spanned
+    /// at the return type.
     pub(crate) fn clone_value(&self, stored: &Ident) -> TokenStream {
-        let memo = &self.memo;
         let ty = self.function.output.cached_type();
-        trait_call(
-            ty,
-            quote!(#memo::__private::MemoValue),
-            "clone_value",
-            quote!(#stored),
-        )
+        self.call(ty, self.value_trait(), "clone_value", quote!(#stored))
     }
 }
 
@@ -469,6 +530,40 @@ pub(crate) fn trait_call(
     let path = projection(ty, trait_path, method);
     let (_, last) = ast::span_range(ty);
     quote_spanned!(last=> #path(#args))
+}
+
+/// `<ty as Trait<_>>::method(args)` for a checked trait ([`Plan::checked`]), spanned as
+/// [`trait_call`] but with the macro's hygiene on every token, the user's type included (its
+/// names still resolve where the user wrote them): rustc then reports the trait's failure
+/// identically wherever it arises, so the duplicates fold into one error, and does not take the
+/// call for a user's expression that borrowing would fix.
+pub(crate) fn checked_call(
+    ty: &Type,
+    trait_path: TokenStream,
+    method: &str,
+    args: TokenStream,
+) -> TokenStream {
+    let ty: Type = syn::parse2(located(ty.to_token_stream())).unwrap_or_else(|_| ty.clone());
+    let (_, last) = ast::span_range(&ty);
+    let path = located(projection(&ty, trait_path, method));
+    quote_spanned!(last=> #path(#args))
+}
+
+/// `tokens`, each with the macro's (mixed-site) hygiene at its own location.
+fn located(tokens: TokenStream) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            let span = Span::mixed_site().located_at(tree.span());
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut new = proc_macro2::Group::new(group.delimiter(), located(group.stream()));
+                new.set_span(span);
+                return proc_macro2::TokenTree::Group(new);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }
 
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
@@ -557,8 +652,9 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     match plan.key_expr {
         Some(expr) => {
             let get_memo = plan.memo_binding(memo, Some(key));
+            let value = plan.key_expr_value(expr);
             quote! {
-                let #key = #expr;
+                let #key = #value;
                 #get_memo
                 if let ::core::option::Option::Some(#found) = #memo.cache.get(&#key) {
                     return #hit;
@@ -767,7 +863,7 @@ mod tests {
             "fn next_cache_clear ()",
             "fn next_cache_invalidate (& self , n : u32 ,)",
             "fn next_cache_prime (& self , n : u32 ,",
-            "fn __memo_cache_next ()",
+            "fn __memo_cache_next < __MemoKey",
         ] {
             assert!(text.contains(name), "{name} in {text}");
         }

@@ -1,5 +1,6 @@
 // `self` is part of a method's key by default; a type that is not `Hash + Eq + Clone` is told to
-// use `ignore = [self]`, `key = ...` or `cache_field`.
+// use `ignore = [self]`, `key = ...` or `cache_field`, once, at `&self`: not again at the call
+// site or in the companions.
 use memo::memoize;
 
 struct Counter {
@@ -14,5 +15,9 @@ impl Counter {
 }
 
 fn main() {
-    let _ = Counter { step: 1 }.next(1);
+    let counter = Counter { step: 1 };
+    let _ = counter.next(1);
+    let _ = counter.next_cache_invalidate(1);
+    counter.next_cache_prime(1, 2);
+    let _ = Counter::next_cache_info();
 }
