@@ -374,13 +374,13 @@ pub mod __private {
 
     /// The memo of type `Memo<K, V>` of one method, kept in a field of the instance.
     #[inline]
-    pub fn memo_in_field<'a, Owner: 'static, K, V, S>(
-        field: &'a InstanceCache,
+    pub fn memo_in_field<Owner: 'static, K, V, S>(
+        field: &InstanceCache,
         name: impl Fn() -> S,
         params: Params,
         key: PhantomData<K>,
         value: PhantomData<V>,
-    ) -> &'a Memo<K, V>
+    ) -> &Memo<K, V>
     where
         K: Hash + Eq + Send + 'static,
         V: Clone + Send + 'static,

@@ -22,11 +22,13 @@
 //! `Self::f_uncached(self, ..)`, and its caches are kept one per `Self` type (an `impl` may be
 //! generic without the attribute seeing it), or in a field of the instance (`cache_field`).
 //!
-//! Every bound the cache needs (`Hash + Eq + Send` keys, `Clone + Send` values) is required by
-//! one blanket impl per side, `memo::__private::MemoKey` and `MemoValue`, whose
-//! `#[diagnostic::on_unimplemented]` says what to write, and every use of an argument's or of the
-//! return type goes through `<T as MemoKey>::...` spanned at that type: rustc reports a failed
-//! bound once, at the type.
+//! Every bound the cache needs (`Hash + Eq + Send` keys, `Clone + Send` values) is checked once,
+//! at the user's token. A static's memo is typed with `<T as MemoKey>::Key` and
+//! `<T as MemoValue>::Value` projections spanned at each argument's or the return type, so a
+//! failed bound is reported at the type and makes the static's type an error. Every other memo
+//! (generic functions, methods, `key = ...`) takes its types from the checked traits
+//! `ArgKey<_>`, `SelfKey<_>`, `KeyExpr<_>` and `CachedValue<_>` (see `Plan::checked`): one error
+//! per mistake, and no bound on the wrapper that its call sites would have to meet.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
