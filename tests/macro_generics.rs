@@ -2,6 +2,7 @@
 
 use std::fmt::Display;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use memo::memoize;
 
@@ -66,4 +67,27 @@ fn first_of_length<'a, T: From<&'a str> + Clone + Send + 'static>(text: &'a str)
 fn lifetimes_and_key_expressions_in_generic_functions() {
     assert_eq!(first_of_length::<String>("abc"), "abc");
     assert_eq!(first_of_length::<String>("xyz"), "abc"); // same length: same key
+}
+
+static SIZES: AtomicUsize = AtomicUsize::new(0);
+
+/// `T` is in neither the key nor the value: its instantiations still keep a cache each.
+#[memoize]
+fn bytes_for<T: 'static>(count: u32) -> usize {
+    SIZES.fetch_add(1, Ordering::SeqCst);
+    std::mem::size_of::<T>() * count as usize
+}
+
+#[test]
+fn a_type_parameter_in_neither_key_nor_value_keeps_a_cache_per_instantiation() {
+    assert_eq!(bytes_for::<u8>(4), 4);
+    assert_eq!(bytes_for::<u64>(4), 32);
+    assert_eq!(bytes_for::<u8>(4), 4);
+    assert_eq!(bytes_for::<u64>(4), 32);
+    assert_eq!(SIZES.load(Ordering::SeqCst), 2);
+    let info = bytes_for::cache_info();
+    assert_eq!((info.hits, info.misses), (2, 2));
+    assert!(bytes_for::cache_invalidate::<u64>(4));
+    assert_eq!(bytes_for::<u8>(4), 4); // still cached
+    assert_eq!(SIZES.load(Ordering::SeqCst), 2);
 }

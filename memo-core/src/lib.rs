@@ -355,21 +355,55 @@ pub mod __private {
         PhantomData
     }
 
-    /// The memo of type `Memo<K, V>` kept for one function in `caches`.
+    /// The memo of type `Memo<K, V>` kept for one function in `caches`, one per `Tag`: the
+    /// type of the function's body instantiated, for a generic function or a function of a
+    /// generic `impl` (whose key and value types need not tell instantiations apart), else `()`.
     #[inline]
-    pub fn memo_by_type<K, V, S>(
+    pub fn memo_by_type<Tag, K, V, S>(
         caches: &TypeCaches,
         name: impl FnOnce() -> S,
+        tag: PhantomData<Tag>,
         key: PhantomData<K>,
         value: PhantomData<V>,
     ) -> &'static Memo<K, V>
     where
+        Tag: 'static,
         K: Hash + Eq + Send + 'static,
         V: Clone + Send + 'static,
         S: Into<Box<str>>,
     {
-        let _ = (key, value);
-        caches.get(|params| Memo::new(name(), params))
+        let _ = (tag, key, value);
+        let tagged = caches.get(|params| Tagged {
+            memo: Memo::new(name(), params),
+            tag: PhantomData::<fn() -> Tag>,
+        });
+        &tagged.memo
+    }
+
+    /// The type of `value`, as a tag for [`memo_by_type`].
+    #[inline]
+    pub fn tag_of<T>(value: T) -> PhantomData<T> {
+        let _ = value;
+        PhantomData
+    }
+
+    /// A memo kept under the `TypeId` of its tag and its types.
+    struct Tagged<Tag, M> {
+        memo: M,
+        tag: PhantomData<fn() -> Tag>,
+    }
+
+    impl<Tag: 'static, M: ErasedMemo + 'static> ErasedMemo for Tagged<Tag, M> {
+        fn as_any(&self) -> &dyn core::any::Any {
+            let _ = self.tag;
+            self
+        }
+        fn info(&self) -> CacheInfo {
+            self.memo.info()
+        }
+        fn reset(&self) {
+            self.memo.reset();
+        }
     }
 
     /// The memo of type `Memo<K, V>` of one method, kept in a field of the instance.

@@ -25,6 +25,8 @@ pub(crate) struct Function {
     pub(crate) output: Output,
     /// Where the function stands.
     pub(crate) place: Place,
+    /// `Self` has type or const parameters (known when `#[memoize]` is on the `impl` block).
+    pub(crate) generic_self: bool,
 }
 
 /// Where the function stands, as far as its tokens tell.
@@ -138,6 +140,7 @@ impl Function {
             args,
             output,
             place,
+            generic_self: false,
         }
     }
 

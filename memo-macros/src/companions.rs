@@ -167,6 +167,7 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
     };
     let (witness_params, witness_args) = witnesses;
     let memo_type = quote!(#memo::__private::Memo<#key, #value>);
+    let tag = plan.tag();
     let attrs = quote!(#[doc(hidden)] #[allow(dead_code, clippy::type_complexity)]);
     let kept = kept_attrs(&plan.function.attrs);
     let attrs = quote!(#attrs #(#kept)*);
@@ -181,7 +182,7 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
             }
             #attrs
             fn #accessor #generics(#witness_params) -> &'static #memo_type #where_clause {
-                #memo::__private::memo_by_type(Self::#caches(), || #name, #witness_args)
+                #memo::__private::memo_by_type(Self::#caches(), || #name, #tag, #witness_args)
             }
         },
         Storage::Field(field) => {

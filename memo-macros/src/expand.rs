@@ -38,30 +38,59 @@ use syn::{Expr, Item, Path, Type};
 use crate::ast::{self, Arg, Function, Output, Passing, Place};
 use crate::attr::{self, Maxsize, Options};
 use crate::error::Errors;
-use crate::{companions, fallback, valid};
+use crate::{companions, fallback, impl_block, valid};
 
 /// The whole expansion: options, model, checks, code, and every error found on the way.
 pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> TokenStream {
+    match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(item)) => function(args, item, &Context::default()),
+        Ok(Item::Impl(item)) => impl_block::expand(args, item),
+        parsed => {
+            let mut errors = Errors::default();
+            if let Err(error) = attr::parse(args) {
+                errors.push(error);
+            }
+            errors.push(match parsed {
+                Ok(other) => not_a_function(&other),
+                Err(_) => syn::Error::new(
+                    Span::call_site(),
+                    "`#[memoize]` can only be applied to a function or an `impl` block",
+                ),
+            });
+            with_errors(item, &errors)
+        }
+    }
+}
+
+/// What the attribute knows of a function beyond its tokens.
+#[derive(Default)]
+pub(crate) struct Context {
+    /// The function is an item of an `impl` block (`#[memoize]` on the block said so).
+    pub(crate) in_impl: bool,
+    /// The block has type or const parameters.
+    pub(crate) generic_impl: bool,
+    /// The block's `crate = "..."`, for the functions that do not give their own.
+    pub(crate) krate: Option<Path>,
+}
+
+/// The expansion of one function under `#[memoize(args)]`.
+pub(crate) fn function(args: TokenStream, item: syn::ItemFn, context: &Context) -> TokenStream {
     let mut errors = Errors::default();
-    let options = attr::parse(args).unwrap_or_else(|error| {
+    let mut options = attr::parse(args).unwrap_or_else(|error| {
         errors.push(error);
         Options::default()
     });
-    let item = match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(item)) => item,
-        Ok(other) => {
-            errors.push(not_a_function(&other));
-            return with_errors(item, &errors);
-        }
-        Err(_) => {
-            errors.push(syn::Error::new(
-                Span::call_site(),
-                "`#[memoize]` can only be applied to a function",
-            ));
-            return with_errors(item, &errors);
-        }
-    };
-    let function = Function::from_item(item);
+    if let (None, Some(krate)) = (&options.krate, &context.krate) {
+        options.krate = Some(attr::Spanned {
+            value: krate.clone(),
+            span: Span::call_site(),
+        });
+    }
+    let mut function = Function::from_item(item);
+    if context.in_impl {
+        function.place = Place::Associated;
+        function.generic_self = context.generic_impl;
+    }
     let expanded = match valid::check(&options, &function) {
         Ok(()) => expand(&Plan::new(&options, &function)),
         Err(error) => {
@@ -91,7 +120,6 @@ fn not_a_function(item: &Item) -> syn::Error {
         Item::Enum(item) => ("an enum", keyword(&item.enum_token, &item.ident)),
         Item::Union(item) => ("a union", keyword(&item.union_token, &item.ident)),
         Item::Trait(item) => ("a trait", keyword(&item.trait_token, &item.ident)),
-        Item::Impl(item) => ("an impl block", item.impl_token.to_token_stream()),
         Item::Mod(item) => ("a module", keyword(&item.mod_token, &item.ident)),
         Item::Const(item) => ("a constant", keyword(&item.const_token, &item.ident)),
         Item::Static(item) => ("a static", keyword(&item.static_token, &item.ident)),
@@ -100,7 +128,7 @@ fn not_a_function(item: &Item) -> syn::Error {
         _ => ("this item", item.to_token_stream()),
     };
     let message =
-        format!("`#[memoize]` can only be applied to a function with a body, not to {kind}");
+        format!("`#[memoize]` can only be applied to a function or an `impl` block, not to {kind}");
     syn::Error::new_spanned(tokens, message)
 }
 
@@ -190,6 +218,23 @@ impl<'a> Plan<'a> {
             Place::Free => self.function.sig.ident.to_token_stream(),
             Place::Associated => quote!(Self),
         }
+    }
+
+    /// What tells the instantiations of a generic function (or of a function of a generic
+    /// `impl`) apart when their key and value types do not: the type of its body, instantiated
+    /// (`f::uncached::<T>`); `()` for the others. A method keyed by `self` is told apart by its
+    /// key already, and the function's attribute alone cannot see that an `impl` is generic.
+    pub(crate) fn tag(&self) -> TokenStream {
+        let memo = &self.memo;
+        let generic = !self.function.turbofish_params().is_empty();
+        let generic_self = self.function.generic_self && !self.self_keyed;
+        if !generic && !generic_self {
+            return quote!(::core::marker::PhantomData::<()>);
+        }
+        let owner = self.owner();
+        let uncached = self.companion("uncached");
+        let turbofish = self.turbofish();
+        quote!(#memo::__private::tag_of(#owner::#uncached #turbofish))
     }
 
     /// `::<T, N>` for a generic function, else nothing.
