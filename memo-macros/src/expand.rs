@@ -19,8 +19,9 @@
 //! ```
 //!
 //! A method's companions are associated functions beside it (`Self::f_cache_info()`), its body is
-//! `Self::f_uncached(self, ..)`, and its caches are kept one per `Self` type (an `impl` may be
-//! generic without the attribute seeing it), or in a field of the instance (`cache_field`).
+//! `Self::f_uncached(self, ..)`, and its caches are kept by type (one per key and value types,
+//! and per instantiation of a generic function or, under `#[memoize]` on the block, of a
+//! generic `impl`: see `Plan::tag`), or in a field of the instance (`cache_field`).
 //!
 //! Every bound the cache needs (`Hash + Eq + Send` keys, `Clone + Send` values) is checked once,
 //! at the user's token. A static's memo is typed with `<T as MemoKey>::Key` and

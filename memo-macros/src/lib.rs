@@ -89,19 +89,49 @@ use proc_macro::TokenStream;
 /// - `&self` methods and associated functions in inherent `impl` blocks (generic ones too). By
 ///   default `self` is part of the key, which needs `Self: Hash + Eq + Clone + Send + 'static`;
 ///   otherwise write `ignore = [self]`, `key = ...`, or `cache_field = field` for a cache per
-///   instance that is dropped with it. A method's caches are kept one per `Self` type.
+///   instance that is dropped with it.
+/// - `#[memoize]` on an inherent `impl` block, with no options (but `crate = "..."`): it expands
+///   every function of the block that carries its own `#[memoize(...)]` (or
+///   `#[memo::memoize(...)]`) as an item of the `impl`. This is what an associated function that
+///   never names `Self` needs (see below), and what keeps one cache per `Self` type for the
+///   functions of a generic `impl` that are not keyed by `self`.
 /// - `async fn`, free or method: the memoized function is an `async fn` that runs on any
 ///   executor (tokio, `futures::executor::block_on`, ...); concurrent awaits of a key run the
 ///   body once.
 /// - Generic functions (type, const and lifetime parameters, `where` clauses): one cache per
 ///   instantiation, found by `TypeId`, so type parameters must be `'static`.
 ///
+/// ```
+/// use memo::memoize;
+///
+/// struct Stats;
+///
+/// #[memoize]                              // on the block: its functions are associated items
+/// impl Stats {
+///     #[memoize(maxsize = 16)]
+///     fn mean(xs: &[u64]) -> u64 {        // never names `Self`
+///         xs.iter().sum::<u64>() / xs.len() as u64
+///     }
+/// }
+///
+/// assert_eq!(Stats::mean(&[1, 2, 3]), 2);
+/// assert_eq!(Stats::mean(&[1, 2, 3]), 2);
+/// assert_eq!(Stats::mean_cache_info().hits, 1);
+/// ```
+///
 /// Not supported, each reported at the offending token: `&mut self`, `self` by value and typed
 /// receivers, `&mut` and `impl Trait` arguments, borrowed return types, `const fn`, `unsafe fn`,
-/// trait `impl` blocks (the companions would not be trait items). An associated function that
-/// never names `Self`, neither in its signature nor in its body, looks free to the attribute,
-/// which then emits a companion type that an `impl` block rejects; name `Self` (`Self::f(..)`)
-/// or move the function out of the `impl`.
+/// trait `impl` blocks (the companions would not be trait items). A bound that a key, `self` or
+/// the value misses is one error at that argument, `&self`, the `key` expression or the return
+/// type, never at the call sites.
+///
+/// On a function alone, the attribute sees only that function's tokens, not the `impl` around
+/// it. An associated function that never names `Self`, neither in its signature nor in its body,
+/// then looks free, and the companion type emitted for a free function is rejected by the `impl`
+/// (rustc: "enum is not supported in `trait`s or `impl`s"): put `#[memoize]` on the `impl` block
+/// as well. Nor can it see that an `impl` is generic: there, a function that is not keyed by
+/// `self` (an associated function, `ignore = [self]`, `key = ...`) shares one cache between the
+/// `Self` types whose key and value types are the same, unless the block carries `#[memoize]`.
 ///
 /// # Companions
 ///
