@@ -881,6 +881,59 @@ mod tests {
     }
 
     #[test]
+    fn generic_functions_keep_a_memo_per_instantiation_of_their_body() {
+        let text = expand_to_string(
+            TokenStream::new(),
+            quote!(
+                fn f<T: 'static, const N: usize>(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(
+            text.contains("tag_of (f :: uncached :: < T , N >)"),
+            "{text}"
+        );
+        // Keyed by `self`, or not generic: the key and value types tell the memos apart.
+        let text = expand_to_string(
+            TokenStream::new(),
+            quote!(
+                fn m(&self, x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(!text.contains("tag_of"), "{text}");
+        assert!(text.contains("PhantomData :: < () >"), "{text}");
+    }
+
+    #[test]
+    fn checked_storages_infer_their_types_and_bound_no_caller() {
+        let text = expand_to_string(
+            quote!(key = x % 2),
+            quote!(
+                fn m(&self, x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(text.contains("KeyExpr < _ >"), "{text}");
+        assert!(text.contains("CachedValue < _ >"), "{text}");
+        assert!(!text.contains("where"), "{text}");
+        let text = expand_to_string(
+            TokenStream::new(),
+            quote!(
+                fn m(&self, x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(text.contains("SelfKey < _ >"), "{text}");
+        assert!(text.contains("ArgKey < _ >"), "{text}");
+        assert!(!text.contains("where Self"), "{text}");
+    }
+
+    #[test]
     fn single_flight_can_be_turned_off() {
         let text = expand_to_string(
             quote!(single_flight = false),
