@@ -122,8 +122,8 @@ use proc_macro::TokenStream;
 /// Not supported, each reported at the offending token: `&mut self`, `self` by value and typed
 /// receivers, `&mut` and `impl Trait` arguments, borrowed return types, `const fn`, `unsafe fn`,
 /// trait `impl` blocks (the companions would not be trait items). A bound that a key, `self` or
-/// the value misses is one error at that argument, `&self`, the `key` expression or the return
-/// type, never at the call sites.
+/// the value misses is reported at that argument, `&self`, the `key` expression or the return
+/// type, and not again at the call sites or in the companions.
 ///
 /// On a function alone, the attribute sees only that function's tokens, not the `impl` around
 /// it. An associated function that never names `Self`, neither in its signature nor in its body,
