@@ -127,9 +127,9 @@ use proc_macro::TokenStream;
 ///
 /// On a function alone, the attribute sees only that function's tokens, not the `impl` around
 /// it. An associated function that never names `Self`, neither in its signature nor in its body,
-/// then looks free, and the companion type emitted for a free function is rejected by the `impl`
-/// (rustc: "enum is not supported in `trait`s or `impl`s"): put `#[memoize]` on the `impl` block
-/// as well. Nor can it see that an `impl` is generic: there, a function that is not keyed by
+/// then looks free, and the hidden `static` and companion type emitted for a free function are
+/// rejected by the `impl` (rustc: "associated `static` items are not allowed", "enum is not
+/// supported in `trait`s or `impl`s"): put `#[memoize]` on the `impl` block as well. Nor can it see that an `impl` is generic: there, a function that is not keyed by
 /// `self` (an associated function, `ignore = [self]`, `key = ...`) shares one cache between the
 /// `Self` types whose key and value types are the same, unless the block carries `#[memoize]`.
 ///
