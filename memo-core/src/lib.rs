@@ -39,12 +39,16 @@ mod links;
 mod memo;
 mod options;
 mod policy;
+mod segments;
 mod shard;
 mod stats;
 mod store;
 #[cfg(feature = "stores")]
 #[path = "backend/mod.rs"]
 pub mod stores;
+mod stripe;
+mod sync;
+mod table;
 
 pub use clock::{Clock, ManualClock};
 pub use error::BuildError;
@@ -79,7 +83,7 @@ pub mod __private {
     ) -> &'static Memo<K, V>
     where
         K: KeyType + 'static,
-        V: Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
         S: Into<Box<str>>,
     {
         let _ = key;
@@ -96,7 +100,7 @@ pub mod __private {
     ) -> &'a Memo<K, V>
     where
         K: KeyType + 'static,
-        V: Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
         S: Into<Box<str>> + std::fmt::Display,
     {
         let _ = key;
@@ -107,7 +111,7 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be part of the key of a memoized function",
         label = "this argument is part of the key",
-        note = "a key is stored owned (`&str` as `String`, `&T` as `T`) and must be `Hash + Eq + Send`; \
+        note = "a key is stored owned (`&str` as `String`, `&T` as `T`) and must be `Hash + Eq + Send + Sync`; \
                 leave an argument out with `#[memoize(ignore = [name])]`, or give a key with \
                 `#[memoize(key = ...)]`"
     )]
@@ -123,7 +127,7 @@ pub mod __private {
     impl<T> MemoKey for T
     where
         T: ?Sized + ToOwned + PartialEq,
-        <T as ToOwned>::Owned: Hash + Eq + Send,
+        <T as ToOwned>::Owned: Hash + Eq + Send + Sync,
     {
         type Key = <T as ToOwned>::Owned;
         #[inline]
@@ -138,7 +142,7 @@ pub mod __private {
 
     /// `self` as part of a method's key.
     #[diagnostic::on_unimplemented(
-        message = "`{Self}` is part of the key of this memoized method, so it must be `Hash + Eq + Clone + Send + 'static`",
+        message = "`{Self}` is part of the key of this memoized method, so it must be `Hash + Eq + Clone + Send + Sync + 'static`",
         label = "`self` is part of the key",
         note = "leave `self` out of the key with `#[memoize(ignore = [self])]`, give a key with \
                 `#[memoize(key = ...)]`, or keep one cache per instance with \
@@ -146,7 +150,7 @@ pub mod __private {
     )]
     pub trait SelfKey {
         /// The stored form.
-        type Key: Hash + Eq + Send + 'static;
+        type Key: Hash + Eq + Send + Sync + 'static;
         /// `self` as the key it is stored as, to hash and compare a lookup.
         fn as_key(&self) -> &Self::Key;
         /// Whether two keys are equal.
@@ -155,7 +159,7 @@ pub mod __private {
         fn to_key(key: &Self::Key) -> Self::Key;
     }
 
-    impl<T: Clone + Hash + Eq + Send + 'static> SelfKey for T {
+    impl<T: Clone + Hash + Eq + Send + Sync + 'static> SelfKey for T {
         type Key = T;
         #[inline]
         fn as_key(&self) -> &T {
@@ -175,17 +179,17 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "the `key` expression's type `{Self}` cannot key a memoized function",
         label = "this key is `{Self}`",
-        note = "a key must be `Hash + Eq + Send` and own its data, e.g. `key = city.to_lowercase()`"
+        note = "a key must be `Hash + Eq + Send + Sync` and own its data, e.g. `key = city.to_lowercase()`"
     )]
-    pub trait KeyType: Hash + Eq + Send {}
+    pub trait KeyType: Hash + Eq + Send + Sync {}
 
-    impl<T: Hash + Eq + Send> KeyType for T {}
+    impl<T: Hash + Eq + Send + Sync> KeyType for T {}
 
     /// A cached value.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be cached as the value of a memoized function",
         label = "the cached value",
-        note = "a cached value must be `Clone + Send`; return an `Arc<T>` to share one that is not `Clone`"
+        note = "a cached value must be `Clone + Send + Sync`; return an `Arc<T>` to share one that is not `Clone`"
     )]
     pub trait MemoValue {
         /// `Self`.
@@ -194,7 +198,7 @@ pub mod __private {
         fn clone_value(&self) -> Self::Value;
     }
 
-    impl<T: Clone + Send> MemoValue for T {
+    impl<T: Clone + Send + Sync> MemoValue for T {
         type Value = T;
         #[inline]
         fn clone_value(&self) -> T {

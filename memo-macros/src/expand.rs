@@ -22,7 +22,7 @@
 //! `Self::f_uncached(self, ..)`, and its caches are kept one per `Self` type (an `impl` may be
 //! generic without the attribute seeing it), or in a field of the instance (`cache_field`).
 //!
-//! Every bound the cache needs (`Hash + Eq + Send` keys, `Clone + Send` values) is required by
+//! Every bound the cache needs (`Hash + Eq + Send + Sync` keys, `Clone + Send + Sync` values) is required by
 //! one blanket impl per side, `memo::__private::MemoKey` and `MemoValue`, whose
 //! `#[diagnostic::on_unimplemented]` says what to write, and every use of an argument's or of the
 //! return type goes through `<T as MemoKey>::...` spanned at that type: rustc reports a failed
