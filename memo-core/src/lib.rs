@@ -8,10 +8,15 @@
 //!   literature its mean gap to Belady's optimum is 7.9 points against LRU's 16.4).
 //! - **Expiry**: a ttl per cache; an expired entry is a miss. Time comes from a [`Clock`], which
 //!   tests replace by a [`ManualClock`] so they never sleep.
-//! - **Thread safety**: `Cache` is `Send + Sync`; it is split into shards, each behind a
-//!   `parking_lot` mutex held only for the map and list work of one call, never while user code
-//!   other than `Hash`, `Eq` and `Clone` runs. A bounded cache has one shard by default, so its
-//!   policy is exact; [`CacheBuilder::shards`] trades exactness for parallel writers.
+//! - **Thread safety**: `Cache` is `Send + Sync` (keys and values must be `Send + Sync`). A
+//!   lookup takes no lock and writes no memory another thread uses: it probes a lock-free index
+//!   of slots that never move, inside a per-thread read stripe (one uncontended CAS), and records
+//!   the hit in that stripe's buffer. Writes take their shard's `parking_lot` mutex, first replay
+//!   the buffers into the policy in order (so single-threaded use stays exact), and reuse a
+//!   removed entry's slot only once no reader that could see it is still inside. No lock is held
+//!   while user code other than `Hash`, `Eq` and `Clone` runs. A bounded cache has one shard by
+//!   default, so its policy is exact; [`CacheBuilder::shards`] trades exactness for parallel
+//!   writers. The concurrent core is checked under shuttle's scheduler (`src/tests/shuttle.rs`).
 //! - **Statistics**: [`Cache::info`] returns a [`CacheInfo`] (hits, misses, maxsize, currsize,
 //!   evictions, expirations).
 //! - **Memory**: a `u64 -> u64` entry costs about 36 bytes with LRU at 1M entries (a 24-byte

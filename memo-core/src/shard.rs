@@ -80,6 +80,8 @@ pub(crate) struct Writer {
     waiting: VecDeque<(Snapshot, Vec<u32>)>,
     /// Replaced index tables waiting likewise.
     old_tables: Vec<(Snapshot, Box<Table>)>,
+    /// Per stripe, the hits and misses its holders had counted when last added to `counters`.
+    seen: Vec<(u64, u64)>,
 }
 
 impl Writer {
@@ -104,6 +106,9 @@ impl Writer {
 }
 
 pub(crate) struct Shard<K, V> {
+    /// Whether the policy needs to see each hit (all but FIFO) and each miss (adaptive).
+    hit_events: bool,
+    miss_events: bool,
     table: AtomicPtr<Table>,
     slots: Segments<Slot<K, V>>,
     deadlines: Option<Segments<AtomicU64>>,
@@ -131,14 +136,19 @@ enum Lookup {
 impl<K, V> Shard<K, V> {
     pub(crate) fn new(capacity: usize, policy: Policy, ttl_nanos: Option<u64>) -> Self {
         let first = capacity.saturating_add(RESERVE).min(64);
+        let stripes = Stripes::new();
+        let stripe_count = stripes.len();
         Shard {
+            hit_events: policy != Policy::Fifo,
+            miss_events: policy == Policy::Adaptive,
             table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_capacity(
                 capacity.min(48),
             )))),
             slots: Segments::new(first),
             deadlines: ttl_nanos.map(|_| Segments::new(first)),
-            stripes: Stripes::new(),
+            stripes,
             writer: Padded(Mutex::new(Writer {
+                seen: vec![(0, 0); stripe_count],
                 len: 0,
                 capacity,
                 policy: PolicyState::new(policy),
@@ -231,8 +241,9 @@ impl<K, V> Shard<K, V> {
             return;
         }
         if self.stripes.all_idle() {
-            let retired = std::mem::take(&mut w.retired);
-            self.free_slots(w, retired, dropped);
+            let mut retired = std::mem::take(&mut w.retired);
+            self.free_slots(w, retired.drain(..), dropped);
+            w.retired = retired; // keeps its buffer
             while let Some((_, ids)) = w.waiting.pop_front() {
                 self.free_slots(w, ids, dropped);
             }
@@ -256,12 +267,20 @@ impl<K, V> Shard<K, V> {
             .retain(|(snapshot, _)| !self.stripes.passed(snapshot));
     }
 
-    fn free_slots(&self, w: &mut Writer, ids: Vec<u32>, dropped: &mut Dropped<K, V>) {
+    fn free_slots(
+        &self,
+        w: &mut Writer,
+        ids: impl IntoIterator<Item = u32>,
+        dropped: &mut Dropped<K, V>,
+    ) {
         for id in ids {
-            // SAFETY: `id` was retired, so it holds an entry no reader can reach any more
-            // (checked by the caller), and the lock gives us the only access to it.
-            let entry = unsafe { (*self.slots.get(id).get()).assume_init_read() };
-            dropped.push(entry);
+            if std::mem::needs_drop::<(K, V)>() {
+                // SAFETY: `id` was retired, so it holds an entry no reader can reach any more
+                // (checked by the caller), and the lock gives us the only access to it.
+                let entry = unsafe { (*self.slots.get(id).get()).assume_init_read() };
+                dropped.push(entry);
+            }
+            // (An entry without drop glue is simply overwritten later.)
             w.free.push(id);
         }
     }
@@ -311,6 +330,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         now: u64,
         own: Option<&mut Held<'_>>,
     ) {
+        for (seen, (hits, misses)) in w.seen.iter_mut().zip(self.stripes.counts()) {
+            w.counters.hits += hits - seen.0;
+            w.counters.misses += misses - seen.1;
+            *seen = (hits, misses);
+        }
         self.stripes
             .drain_all(own, |event| self.apply(w, hasher, now, event));
     }
@@ -319,17 +343,14 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     #[inline]
     fn apply<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64, event: Event) {
         match event {
+            // Counted by the stripe: only the policy needs to hear of it.
             Event::Hit(id) => {
-                w.counters.hits += 1;
                 // A slot retired (or even reused) since the hit gets no credit.
                 if w.is_live(id) {
                     w.policy.on_hit(id);
                 }
             }
-            Event::Miss(hash) => {
-                w.counters.misses += 1;
-                w.policy.on_miss(hash);
-            }
+            Event::Miss(hash) => w.policy.on_miss(hash),
             Event::Expired(id) => {
                 // Still the expired entry the reader saw, unless replaced or reused since.
                 if w.is_live(id) && self.is_expired(id, now) {
@@ -347,6 +368,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut w = self.writer.0.lock();
         let w = &mut *w;
         own.drain(|event| self.apply(w, hasher, now, event));
+        // The counts are the stripes': `drain` adds them up whenever it runs.
     }
 
     /// How many entries are stored.
@@ -441,15 +463,18 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             Lookup::Found(id) => {
                 // SAFETY: found in the index while inside the stripe.
                 let value = unsafe { &self.entry(id).1 }.clone();
-                held.push(Event::Hit(id));
+                held.count_hit();
+                if self.hit_events {
+                    held.push(Event::Hit(id));
+                }
                 Some(value)
             }
             Lookup::Absent => {
-                held.push(Event::Miss(hash));
+                self.miss(&mut held, hash);
                 None
             }
             Lookup::Expired(id) => {
-                held.push(Event::Miss(hash));
+                self.miss(&mut held, hash);
                 held.push(Event::Expired(id));
                 None
             }
@@ -457,6 +482,14 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 drop(held);
                 self.get_locked(hasher, hash, is_match, now)
             }
+        }
+    }
+
+    #[inline]
+    fn miss(&self, held: &mut Held<'_>, hash: u64) {
+        held.count_miss();
+        if self.miss_events {
+            held.push(Event::Miss(hash));
         }
     }
 

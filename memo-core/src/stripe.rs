@@ -43,6 +43,10 @@ struct Buffer {
 pub(crate) struct Stripe {
     /// Odd while someone holds the stripe.
     seq: AtomicU64,
+    /// Hits and misses counted by the stripe's holders (only a holder writes them, so an
+    /// increment is a plain load and store); writers add up what changed since they last looked.
+    hits: AtomicU64,
+    misses: AtomicU64,
     /// Buffered events; written by the holder only, read by anyone as a hint.
     len: AtomicU32,
     buffer: UnsafeCell<Buffer>,
@@ -56,6 +60,8 @@ impl Stripe {
     fn new() -> Self {
         Stripe {
             seq: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             len: AtomicU32::new(0),
             buffer: UnsafeCell::new(Buffer {
                 hits: 0,
@@ -87,6 +93,20 @@ pub(crate) struct Held<'a> {
 }
 
 impl Held<'_> {
+    /// Counts a hit (no event: for policies that ignore hits).
+    #[inline]
+    pub(crate) fn count_hit(&mut self) {
+        let hits = &self.stripe.hits;
+        hits.store(hits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Counts a miss (no event: for policies that ignore misses).
+    #[inline]
+    pub(crate) fn count_miss(&mut self) {
+        let misses = &self.stripe.misses;
+        misses.store(misses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
     /// Whether the buffer lacks room for the two events one lookup may record.
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
@@ -163,8 +183,11 @@ impl Stripes {
     /// Twice as many stripes as cores (a power of two, at most 64): threads created one after
     /// the other take distinct stripes.
     pub(crate) fn new() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let n = (cores * 2).next_power_of_two().clamp(2, 64);
+        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let n = *COUNT.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores * 2).next_power_of_two().clamp(2, 64)
+        });
         Stripes {
             stripes: (0..n).map(|_| Stripe::new()).collect(),
         }
@@ -192,6 +215,21 @@ impl Stripes {
                 held.drain(&mut apply);
             }
         }
+    }
+
+    /// The hits and misses counted by each stripe's holders so far.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.stripes.iter().map(|s| {
+            (
+                s.hits.load(Ordering::Relaxed),
+                s.misses.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// How many stripes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.stripes.len()
     }
 
     /// Which stripes are held now. The fence orders every bucket the caller unlinked before
