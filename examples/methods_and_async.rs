@@ -45,7 +45,7 @@ async fn fetch(id: u32) -> Result<String, String> {
 
 /// One cache per instantiation.
 #[memoize]
-fn describe<T: std::fmt::Debug + std::hash::Hash + Eq + Clone + Send + 'static>(
+fn describe<T: std::fmt::Debug + std::hash::Hash + Eq + Clone + Send + Sync + 'static>(
     value: T,
 ) -> String {
     format!("{value:?}")

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use memo::memoize;
 
 #[memoize]
-fn describe<T: Display + Hash + Eq + Clone + Send + 'static>(value: T) -> String {
+fn describe<T: Display + Hash + Eq + Clone + Send + Sync + 'static>(value: T) -> String {
     format!("<{value}>")
 }
 
@@ -30,7 +30,7 @@ fn each_instantiation_has_its_own_cache() {
 #[memoize]
 fn parse<T>(text: &str) -> Option<T>
 where
-    T: std::str::FromStr + Clone + Send + 'static,
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
 {
     text.parse().ok()
 }
@@ -59,7 +59,7 @@ fn const_generics() {
 }
 
 #[memoize(key = text.len())]
-fn first_of_length<'a, T: From<&'a str> + Clone + Send + 'static>(text: &'a str) -> T {
+fn first_of_length<'a, T: From<&'a str> + Clone + Send + Sync + 'static>(text: &'a str) -> T {
     T::from(text)
 }
 

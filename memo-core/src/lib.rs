@@ -8,10 +8,15 @@
 //!   literature its mean gap to Belady's optimum is 7.9 points against LRU's 16.4).
 //! - **Expiry**: a ttl per cache; an expired entry is a miss. Time comes from a [`Clock`], which
 //!   tests replace by a [`ManualClock`] so they never sleep.
-//! - **Thread safety**: `Cache` is `Send + Sync`; it is split into shards, each behind a
-//!   `parking_lot` mutex held only for the map and list work of one call, never while user code
-//!   other than `Hash`, `Eq` and `Clone` runs. A bounded cache has one shard by default, so its
-//!   policy is exact; [`CacheBuilder::shards`] trades exactness for parallel writers.
+//! - **Thread safety**: `Cache` is `Send + Sync` (keys and values must be `Send + Sync`). A
+//!   lookup takes no lock and writes no memory another thread uses: it probes a lock-free index
+//!   of slots that never move, inside a per-thread read stripe (one uncontended CAS), and records
+//!   the hit in that stripe's buffer. Writes take their shard's `parking_lot` mutex, first replay
+//!   the buffers into the policy in order (so single-threaded use stays exact), and reuse a
+//!   removed entry's slot only once no reader that could see it is still inside. No lock is held
+//!   while user code other than `Hash`, `Eq` and `Clone` runs. A bounded cache has one shard by
+//!   default, so its policy is exact; [`CacheBuilder::shards`] trades exactness for parallel
+//!   writers. The concurrent core is checked under shuttle's scheduler (`src/tests/shuttle.rs`).
 //! - **Statistics**: [`Cache::info`] returns a [`CacheInfo`] (hits, misses, maxsize, currsize,
 //!   evictions, expirations).
 //! - **Memory**: a `u64 -> u64` entry costs about 36 bytes with LRU at 1M entries (a 24-byte
@@ -39,12 +44,16 @@ mod links;
 mod memo;
 mod options;
 mod policy;
+mod segments;
 mod shard;
 mod stats;
 mod store;
 #[cfg(feature = "stores")]
 #[path = "backend/mod.rs"]
 pub mod stores;
+mod stripe;
+mod sync;
+mod table;
 
 pub use clock::{Clock, ManualClock};
 pub use error::BuildError;
@@ -75,7 +84,7 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be part of the key of a memoized function",
         label = "this argument is part of the key",
-        note = "a key is stored owned (`&str` as `String`, `&T` as `T`) and must be `Hash + Eq + Send`; \
+        note = "a key is stored owned (`&str` as `String`, `&T` as `T`) and must be `Hash + Eq + Send + Sync`; \
                 leave an argument out with `#[memoize(ignore = [name])]`, or give a key with \
                 `#[memoize(key = ...)]`"
     )]
@@ -91,7 +100,7 @@ pub mod __private {
     impl<T> MemoKey for T
     where
         T: ?Sized + ToOwned + PartialEq,
-        <T as ToOwned>::Owned: Hash + Eq + Send,
+        <T as ToOwned>::Owned: Hash + Eq + Send + Sync,
     {
         type Key = <T as ToOwned>::Owned;
         #[inline]
@@ -108,7 +117,7 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be cached as the value of a memoized function",
         label = "the cached value",
-        note = "a cached value must be `Clone + Send`; return an `Arc<T>` to share one that is not `Clone`"
+        note = "a cached value must be `Clone + Send + Sync`; return an `Arc<T>` to share one that is not `Clone`"
     )]
     pub trait MemoValue {
         /// `Self`.
@@ -117,7 +126,7 @@ pub mod __private {
         fn clone_value(&self) -> Self::Value;
     }
 
-    impl<T: Clone + Send> MemoValue for T {
+    impl<T: Clone + Send + Sync> MemoValue for T {
         type Value = T;
         #[inline]
         fn clone_value(&self) -> T {
@@ -149,8 +158,8 @@ pub mod __private {
         message = "`{Self}` cannot be part of the key of a memoized function",
         label = "this argument is part of the key",
         note = "a key is stored owned (`&str` as `String`, `&T` as `T`) and must be `Hash + Eq + \
-                Send` and cloneable; a type parameter needs these bounds \
-                (`T: Hash + Eq + Clone + Send + 'static`); leave an argument out with \
+                Send + Sync` and cloneable; a type parameter needs these bounds \
+                (`T: Hash + Eq + Clone + Send + Sync + 'static`); leave an argument out with \
                 `#[memoize(ignore = [name])]`, or give a key with `#[memoize(key = ...)]`"
     )]
     pub trait ArgKey<M> {
@@ -170,7 +179,7 @@ pub mod __private {
     impl<T> ArgKey<Met> for T
     where
         T: ?Sized + ToOwned + PartialEq + Hash,
-        <T as ToOwned>::Owned: Hash + Eq + Send,
+        <T as ToOwned>::Owned: Hash + Eq + Send + Sync,
     {
         type Key = <T as ToOwned>::Owned;
         type Probe = T;
@@ -205,7 +214,7 @@ pub mod __private {
 
     /// `self` as part of a method's key.
     #[diagnostic::on_unimplemented(
-        message = "`{Self}` is part of the key of this memoized method, so it must be `Hash + Eq + Clone + Send + 'static`",
+        message = "`{Self}` is part of the key of this memoized method, so it must be `Hash + Eq + Clone + Send + Sync + 'static`",
         label = "`self` is part of the key",
         note = "leave `self` out of the key with `#[memoize(ignore = [self])]`, give a key with \
                 `#[memoize(key = ...)]`, or keep one cache per instance with \
@@ -223,7 +232,7 @@ pub mod __private {
     }
 
     #[diagnostic::do_not_recommend]
-    impl<T: Clone + Hash + Eq + Send + 'static> SelfKey<Met> for T {
+    impl<T: Clone + Hash + Eq + Send + Sync + 'static> SelfKey<Met> for T {
         type Key = T;
         #[inline]
         fn as_key(&self) -> &T {
@@ -257,7 +266,7 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "the `key` expression's type `{Self}` cannot key a memoized function",
         label = "this key is `{Self}`",
-        note = "a key must be `Hash + Eq + Send + 'static` and own its data, e.g. \
+        note = "a key must be `Hash + Eq + Send + Sync + 'static` and own its data, e.g. \
                 `key = city.to_lowercase()`"
     )]
     pub trait KeyExpr<M> {
@@ -268,7 +277,7 @@ pub mod __private {
     }
 
     #[diagnostic::do_not_recommend]
-    impl<T: Hash + Eq + Send + 'static> KeyExpr<Met> for T {
+    impl<T: Hash + Eq + Send + Sync + 'static> KeyExpr<Met> for T {
         type Key = T;
         #[inline]
         fn into_key(self) -> T {
@@ -288,8 +297,8 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be cached as the value of a memoized function",
         label = "the cached value",
-        note = "a cached value must be `Clone + Send`; return an `Arc<T>` to share one that is \
-                not `Clone`; a type parameter needs these bounds (`T: Clone + Send + 'static`)"
+        note = "a cached value must be `Clone + Send + Sync`; return an `Arc<T>` to share one that is \
+                not `Clone`; a type parameter needs these bounds (`T: Clone + Send + Sync + 'static`)"
     )]
     pub trait CachedValue<M>: Sized {
         /// The stored form: `Self`.
@@ -303,7 +312,7 @@ pub mod __private {
     }
 
     #[diagnostic::do_not_recommend]
-    impl<T: Clone + Send> CachedValue<Met> for T {
+    impl<T: Clone + Send + Sync> CachedValue<Met> for T {
         type Value = T;
         #[inline]
         fn clone_value(&self) -> T {
@@ -368,8 +377,8 @@ pub mod __private {
     ) -> &'static Memo<K, V>
     where
         Tag: 'static,
-        K: Hash + Eq + Send + 'static,
-        V: Clone + Send + 'static,
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
         S: Into<Box<str>>,
     {
         let _ = (tag, key, value);
@@ -416,8 +425,8 @@ pub mod __private {
         value: PhantomData<V>,
     ) -> &Memo<K, V>
     where
-        K: Hash + Eq + Send + 'static,
-        V: Clone + Send + 'static,
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
         S: Into<Box<str>> + std::fmt::Display,
     {
         let _ = (key, value);

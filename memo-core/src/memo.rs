@@ -62,8 +62,8 @@ pub trait ErasedMemo: Send + Sync {
 
 impl<K, V> ErasedMemo for Memo<K, V>
 where
-    K: Hash + Eq + Send + 'static,
-    V: Clone + Send + 'static,
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     fn as_any(&self) -> &dyn Any {
         self

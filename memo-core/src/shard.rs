@@ -1,32 +1,45 @@
-//! One single-threaded shard: a dense slab of entries, a `HashTable` of slot numbers into it, the
-//! eviction policy's metadata, and the expiry order. The thread-safe cache locks one shard per
-//! operation; everything here runs under that lock and never calls user code other than
-//! `Hash`, `Eq` and `Clone` of keys and values.
+//! One shard: readers find entries without a lock; writers take the shard's lock.
+//!
+//! The shared side is a lock-free index ([`Table`]) of slot ids into storage that never moves
+//! ([`Segments`]), an optional deadline per slot, and the read [`Stripes`]. A reader holds its
+//! thread's stripe while it probes the index, compares keys and clones the value, then records
+//! the hit or miss in that stripe's buffer: it writes no memory that another thread uses.
+//!
+//! The writer side, behind the lock, owns everything else: the policy's metadata, the expiry
+//! order, the statistics, and the slot allocator. A slot taken out of the index is *retired*:
+//! its entry stays in place until no reader that might have found it is still inside a stripe,
+//! then it is dropped (outside the lock) and the slot reused. Every writer operation first
+//! replays the stripes' buffers, so the policy sees hits in the order they happened.
 
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
-
-use hashbrown::HashTable;
+use std::mem::MaybeUninit;
 
 use crate::links::{Links, Queue};
 use crate::policy::{EvictionPolicy, Policy, PolicyState};
+use crate::segments::Segments;
 use crate::stats::Counters;
+use crate::stripe::{Event, Held, Snapshot, Stripes};
+use crate::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
+use crate::table::{Probe, Table};
 
-pub(crate) struct Entry<K, V> {
-    pub(crate) key: K,
-    pub(crate) value: V,
-}
+/// What a writer pushed out of the cache, for the caller to drop after releasing the lock.
+pub(crate) type Dropped<K, V> = Vec<(K, V)>;
 
-/// Expiry bookkeeping, present only when the cache has a ttl. Every entry lives for the same ttl,
-/// so insertion order is expiry order: the queue's back is the next to expire.
-struct Expiry {
-    ttl: u64,
-    /// The latest time seen under the lock: callers read the clock before locking, so a
-    /// thread can arrive with an older time than one already used; deadlines must not go back.
-    high_water: u64,
-    deadline: Vec<u64>,
-    links: Links,
-    order: Queue,
-}
+type Slot<K, V> = UnsafeCell<MaybeUninit<(K, V)>>;
+
+/// Slot ids a shard may hand out beyond its capacity before it must reuse retired ones: readers
+/// get this much slack, and writers check for departed readers once per this many evictions.
+pub(crate) const RESERVE: usize = 16;
+
+/// Lock-free probes that find a removal shifting the index before the reader gives up and
+/// takes the lock.
+const RETRIES: usize = 16;
+
+/// Keeps what it holds on cache lines of its own.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
 
 /// What an insert should do when the key is already present and alive.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,283 +50,747 @@ pub(crate) enum OnPresent {
     Keep,
 }
 
-pub(crate) struct Shard<K, V> {
-    table: HashTable<u32>,
-    entries: Vec<Entry<K, V>>,
-    policy: PolicyState,
+/// Expiry bookkeeping, present only when the cache has a ttl. Every entry lives for the same ttl,
+/// so insertion order is expiry order: the queue's back is the next to expire.
+struct Expiry {
+    ttl: u64,
+    /// The latest time seen under the lock: callers read the clock before locking, so a
+    /// thread can arrive with an older time than one already used; deadlines must not go back.
+    high_water: u64,
+    links: Links,
+    order: Queue,
+}
+
+/// Everything behind the shard's lock.
+pub(crate) struct Writer {
+    len: usize,
     capacity: usize,
+    policy: PolicyState,
     expiry: Option<Expiry>,
     pub(crate) counters: Counters,
+    /// Bit per slot id: holds a live, indexed entry.
+    live: Vec<u64>,
+    /// Slot ids handed out so far: `0..next_id`.
+    next_id: u32,
+    /// Empty slots.
+    free: Vec<u32>,
+    /// Slots taken out of the index since the last snapshot; they still hold their entries.
+    retired: Vec<u32>,
+    /// Retired slots waiting for the readers inside at their snapshot to leave.
+    waiting: VecDeque<(Snapshot, Vec<u32>)>,
+    /// Replaced index tables waiting likewise.
+    old_tables: Vec<(Snapshot, Box<Table>)>,
+    /// Per stripe, the hits and misses its holders had counted when last added to `counters`.
+    seen: Vec<(u64, u64)>,
+}
+
+impl Writer {
+    #[inline]
+    fn is_live(&self, id: u32) -> bool {
+        self.live
+            .get(id as usize / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    fn set_live(&mut self, id: u32, live: bool) {
+        let word = id as usize / 64;
+        if self.live.len() <= word {
+            self.live.resize(word + 1, 0);
+        }
+        if live {
+            self.live[word] |= 1 << (id % 64);
+        } else {
+            self.live[word] &= !(1 << (id % 64));
+        }
+    }
+}
+
+pub(crate) struct Shard<K, V> {
+    /// Whether the policy needs to see each hit (all but FIFO) and each miss (adaptive).
+    hit_events: bool,
+    miss_events: bool,
+    table: AtomicPtr<Table>,
+    slots: Segments<Slot<K, V>>,
+    deadlines: Option<Segments<AtomicU64>>,
+    stripes: Stripes,
+    writer: Padded<Mutex<Writer>>,
+}
+
+// SAFETY: readers on any thread get `&K` and `&V` out of the slots (so both must be `Sync`), and
+// entries are dropped or moved out on whichever thread holds the lock (so both must be `Send`).
+// Everything else shared is atomics, or behind the mutex, or the stripes (which are `Sync`).
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Shard<K, V> {}
+// SAFETY: as above, a shard owns its entries.
+unsafe impl<K: Send, V: Send> Send for Shard<K, V> {}
+
+/// What a lock-free lookup concluded.
+enum Lookup {
+    Found(u32),
+    Absent,
+    /// Found, but past its deadline.
+    Expired(u32),
+    /// Removals kept shifting the index: take the lock instead.
+    Busy,
 }
 
 impl<K, V> Shard<K, V> {
     pub(crate) fn new(capacity: usize, policy: Policy, ttl_nanos: Option<u64>) -> Self {
+        let first = capacity.saturating_add(RESERVE).min(64);
+        let stripes = Stripes::new();
+        let stripe_count = stripes.len();
         Shard {
-            table: HashTable::new(),
-            entries: Vec::new(),
-            policy: PolicyState::new(policy),
-            capacity,
-            expiry: ttl_nanos.map(|ttl| Expiry {
-                ttl,
-                high_water: 0,
-                deadline: Vec::new(),
-                links: Links::default(),
-                order: Queue::default(),
-            }),
-            counters: Counters::default(),
+            hit_events: policy != Policy::Fifo,
+            miss_events: policy == Policy::Adaptive,
+            table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_capacity(
+                capacity.min(48),
+            )))),
+            slots: Segments::new(first),
+            deadlines: ttl_nanos.map(|_| Segments::new(first)),
+            stripes,
+            writer: Padded(Mutex::new(Writer {
+                seen: vec![(0, 0); stripe_count],
+                len: 0,
+                capacity,
+                policy: PolicyState::new(policy),
+                expiry: ttl_nanos.map(|ttl| Expiry {
+                    ttl,
+                    high_water: 0,
+                    links: Links::default(),
+                    order: Queue::default(),
+                }),
+                counters: Counters::default(),
+                live: Vec::new(),
+                next_id: 0,
+                free: Vec::new(),
+                retired: Vec::new(),
+                waiting: VecDeque::new(),
+                old_tables: Vec::new(),
+            })),
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+    /// The current index.
+    #[inline]
+    fn table(&self) -> &Table {
+        // SAFETY: the pointer is always a live `Box<Table>`: a replaced table is freed only
+        // after every reader inside a stripe at the replacement has left, and callers are either
+        // inside a stripe or hold the lock (under which no table is freed but by themselves).
+        unsafe { &*self.table.load(Ordering::SeqCst) }
     }
 
-    /// Drops every entry, keeping the counters. Returns the entries so the caller drops them
-    /// after releasing the lock.
-    pub(crate) fn take_all(&mut self) -> Vec<Entry<K, V>> {
-        self.table.clear();
-        self.policy.clear();
-        if let Some(e) = &mut self.expiry {
-            e.deadline.clear();
-            e.links.clear();
-            e.order = Queue::default();
+    /// The entry in slot `id`.
+    ///
+    /// # Safety
+    /// `id` was found in the index by a reader still inside its stripe, or the caller holds the
+    /// lock and `id` is live or retired (not free).
+    #[inline]
+    unsafe fn entry(&self, id: u32) -> &(K, V) {
+        // SAFETY: the slot was allocated before its id entered the index (or under the lock),
+        // and it holds an initialized entry until reclaimed, which waits for such readers.
+        unsafe { (*self.slots.get(id).get()).assume_init_ref() }
+    }
+
+    #[inline]
+    fn is_expired(&self, id: u32, now: u64) -> bool {
+        self.deadlines.is_some() && self.deadline(id) <= now
+    }
+
+    /// When the entry in slot `id` expires (`u64::MAX` without a ttl).
+    #[inline]
+    fn deadline(&self, id: u32) -> u64 {
+        match &self.deadlines {
+            // SAFETY: deadlines are allocated alongside slots, and callers only pass ids of
+            // allocated slots (found in the index, or handed out under the lock).
+            Some(d) => unsafe { d.get(id) }.load(Ordering::Relaxed),
+            None => u64::MAX,
         }
-        std::mem::take(&mut self.entries)
+    }
+
+    fn set_deadline(&self, id: u32, deadline: u64) {
+        if let Some(d) = &self.deadlines {
+            // SAFETY: deadlines are allocated alongside slots, under the lock.
+            unsafe { d.get(id) }.store(deadline, Ordering::Relaxed);
+        }
+    }
+
+    /// A slot for a new entry: a free one, else a reclaimed one, else a new one.
+    fn alloc(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) -> u32 {
+        if w.free.is_empty()
+            && (w.next_id as usize >= w.capacity.saturating_add(RESERVE)
+                || w.retired.len() >= RESERVE)
+        {
+            self.reclaim(w, dropped);
+        }
+        if let Some(id) = w.free.pop() {
+            return id;
+        }
+        let id = w.next_id;
+        assert!(id < u32::MAX - 1, "a shard holds at most 2^32 - 2 slots");
+        w.next_id += 1;
+        self.slots
+            .ensure(id, || UnsafeCell::new(MaybeUninit::uninit()));
+        if let Some(d) = &self.deadlines {
+            d.ensure(id, || AtomicU64::new(0));
+        }
+        id
+    }
+
+    /// Frees the retired slots (and old tables) that no reader can be looking at any more.
+    fn reclaim(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
+        if w.retired.is_empty() && w.waiting.is_empty() && w.old_tables.is_empty() {
+            return;
+        }
+        if self.stripes.all_idle() {
+            let mut retired = std::mem::take(&mut w.retired);
+            self.free_slots(w, retired.drain(..), dropped);
+            w.retired = retired; // keeps its buffer
+            while let Some((_, ids)) = w.waiting.pop_front() {
+                self.free_slots(w, ids, dropped);
+            }
+            w.old_tables.clear();
+            return;
+        }
+        if !w.retired.is_empty() {
+            let ids = std::mem::take(&mut w.retired);
+            w.waiting.push_back((self.stripes.snapshot(), ids));
+        }
+        while w
+            .waiting
+            .front()
+            .is_some_and(|(snapshot, _)| self.stripes.passed(snapshot))
+        {
+            if let Some((_, ids)) = w.waiting.pop_front() {
+                self.free_slots(w, ids, dropped);
+            }
+        }
+        w.old_tables
+            .retain(|(snapshot, _)| !self.stripes.passed(snapshot));
+    }
+
+    fn free_slots(
+        &self,
+        w: &mut Writer,
+        ids: impl IntoIterator<Item = u32>,
+        dropped: &mut Dropped<K, V>,
+    ) {
+        for id in ids {
+            if std::mem::needs_drop::<(K, V)>() {
+                // SAFETY: `id` was retired, so it holds an entry no reader can reach any more
+                // (checked by the caller), and the lock gives us the only access to it.
+                let entry = unsafe { (*self.slots.get(id).get()).assume_init_read() };
+                dropped.push(entry);
+            }
+            // (An entry without drop glue is simply overwritten later.)
+            w.free.push(id);
+        }
+    }
+
+    /// Takes `id` out of the index and the expiry order and marks it retired (not the policy).
+    fn unindex(&self, w: &mut Writer, hash: u64, id: u32) {
+        self.table().remove(hash, id);
+        w.set_live(id, false);
+        w.len -= 1;
+        w.retired.push(id);
+        if let Some(e) = &mut w.expiry {
+            e.order.unlink(&mut e.links, id);
+        }
+    }
+
+    /// Publishes `table` as the index; the old one is freed once no reader can be in it.
+    fn swap_table(&self, w: &mut Writer, table: Table) {
+        let old = self
+            .table
+            .swap(Box::into_raw(Box::new(table)), Ordering::SeqCst);
+        // SAFETY: `old` came from `Box::into_raw` (in `new` or here) and is no longer reachable
+        // from the shard; readers that loaded it before the swap are covered by the snapshot.
+        let old = unsafe { Box::from_raw(old) };
+        w.old_tables.push((self.stripes.snapshot(), old));
     }
 }
 
 impl<K: Hash + Eq, V> Shard<K, V> {
-    /// Looks up the entry for `hash` matching `is_match`; counts a hit or a miss.
+    /// Locks the writer side, replays the stripes, and runs `f`.
+    #[inline]
+    fn write<S: BuildHasher, R>(
+        &self,
+        hasher: &S,
+        now: u64,
+        f: impl FnOnce(&Self, &mut Writer) -> R,
+    ) -> R {
+        let mut w = self.writer.0.lock();
+        self.drain(&mut w, hasher, now, None);
+        f(self, &mut w)
+    }
+
+    /// Replays the stripes' buffers into the statistics and the policy.
+    fn drain<S: BuildHasher>(
+        &self,
+        w: &mut Writer,
+        hasher: &S,
+        now: u64,
+        own: Option<&mut Held<'_>>,
+    ) {
+        for (seen, (hits, misses)) in w.seen.iter_mut().zip(self.stripes.counts()) {
+            w.counters.hits += hits - seen.0;
+            w.counters.misses += misses - seen.1;
+            *seen = (hits, misses);
+        }
+        self.stripes
+            .drain_all(own, |event| self.apply(w, hasher, now, event));
+    }
+
+    /// Applies one buffered lookup to the statistics and the policy.
+    #[inline]
+    fn apply<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64, event: Event) {
+        match event {
+            // Counted by the stripe: only the policy needs to hear of it.
+            Event::Hit(id) => {
+                // A slot retired (or even reused) since the hit gets no credit.
+                if w.is_live(id) {
+                    w.policy.on_hit(id);
+                }
+            }
+            Event::Miss(hash) => w.policy.on_miss(hash),
+            Event::Expired(id) => {
+                // Still the expired entry the reader saw, unless replaced or reused since.
+                if w.is_live(id) && self.is_expired(id, now) {
+                    self.remove_id(w, hasher, id);
+                    w.counters.expirations += 1;
+                }
+            }
+        }
+    }
+
+    /// Replays the caller's own full buffer (only: the other threads' buffers are left to
+    /// them, so two readers never take each other's stripes).
+    #[cold]
+    fn drain_own<S: BuildHasher>(&self, own: &mut Held<'_>, hasher: &S, now: u64) {
+        let mut w = self.writer.0.lock();
+        let w = &mut *w;
+        own.drain(|event| self.apply(w, hasher, now, event));
+        // The counts are the stripes': `drain` adds them up whenever it runs.
+    }
+
+    /// How many entries are stored.
+    pub(crate) fn len<S: BuildHasher>(&self, hasher: &S, now: u64) -> usize {
+        let mut dropped = Vec::new();
+        let len = self.write(hasher, now, |shard, w| {
+            shard.reclaim(w, &mut dropped);
+            w.len
+        });
+        drop(dropped);
+        len
+    }
+
+    /// Empties the shard, optionally zeroing its statistics; returns what to drop.
+    pub(crate) fn clear<S: BuildHasher>(
+        &self,
+        hasher: &S,
+        now: u64,
+        reset_counters: bool,
+    ) -> Dropped<K, V> {
+        self.write(hasher, now, |shard, w| {
+            if reset_counters {
+                w.counters = Counters::default();
+            }
+            shard.take_all(w)
+        })
+    }
+
+    /// Drops every entry, keeping the counters. Returns the entries that could be taken out
+    /// right away (no reader inside), for the caller to drop after releasing the lock.
+    fn take_all(&self, w: &mut Writer) -> Dropped<K, V> {
+        let mut dropped = Vec::new();
+        let capacity = w.capacity.min(48);
+        self.swap_table(w, Table::with_capacity(capacity));
+        for word in 0..w.live.len() {
+            let mut bits = std::mem::take(&mut w.live[word]);
+            while bits != 0 {
+                w.retired.push((word * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        w.len = 0;
+        w.policy.clear();
+        if let Some(e) = &mut w.expiry {
+            e.links.clear();
+            e.order = Queue::default();
+        }
+        self.reclaim(w, &mut dropped);
+        dropped
+    }
+
+    /// Finds `hash`/`is_match` without a lock; the caller is inside a stripe.
+    #[inline]
+    fn lookup(&self, hash: u64, is_match: &mut impl FnMut(&K) -> bool, now: u64) -> Lookup {
+        let table = self.table();
+        for _ in 0..RETRIES {
+            let probe = table.probe(hash, |id| {
+                // SAFETY: ids in the index name slots holding entries, which are kept while we
+                // are inside the stripe.
+                is_match(unsafe { &self.entry(id).0 })
+            });
+            match probe {
+                Probe::Found(id) if self.is_expired(id, now) => return Lookup::Expired(id),
+                Probe::Found(id) => return Lookup::Found(id),
+                Probe::Absent => return Lookup::Absent,
+                Probe::Retry => std::hint::spin_loop(),
+            }
+        }
+        Lookup::Busy
+    }
+
+    /// Looks up the entry for `hash` matching `is_match` and clones its value; counts a hit or
+    /// a miss. Lock-free unless this thread's stripe is busy or its buffer full.
     #[inline]
     pub(crate) fn get<S: BuildHasher>(
-        &mut self,
+        &self,
         hasher: &S,
         hash: u64,
         mut is_match: impl FnMut(&K) -> bool,
         now: u64,
-    ) -> Option<&V> {
-        let entries = &self.entries;
-        let Some(&slot) = self
-            .table
-            .find(hash, |&i| is_match(&entries[i as usize].key))
-        else {
-            self.counters.misses += 1;
-            self.policy.on_miss(hash);
-            return None;
+    ) -> Option<V>
+    where
+        V: Clone,
+    {
+        let Some(mut held) = self.stripes.enter() else {
+            return self.get_locked(hasher, hash, is_match, now);
         };
-        if self.is_expired(slot, now) {
-            drop(self.remove_slot(hasher, slot));
-            self.counters.expirations += 1;
-            self.counters.misses += 1;
-            self.policy.on_miss(hash);
-            return None;
+        if held.is_full() {
+            self.drain_own(&mut held, hasher, now);
         }
-        self.counters.hits += 1;
-        self.policy.on_hit(slot);
-        Some(&self.entries[slot as usize].value)
+        match self.lookup(hash, &mut is_match, now) {
+            Lookup::Found(id) => {
+                // SAFETY: found in the index while inside the stripe.
+                let value = unsafe { &self.entry(id).1 }.clone();
+                held.count_hit();
+                if self.hit_events {
+                    held.push(Event::Hit(id));
+                }
+                Some(value)
+            }
+            Lookup::Absent => {
+                self.miss(&mut held, hash);
+                None
+            }
+            Lookup::Expired(id) => {
+                self.miss(&mut held, hash);
+                held.push(Event::Expired(id));
+                None
+            }
+            Lookup::Busy => {
+                drop(held);
+                self.get_locked(hasher, hash, is_match, now)
+            }
+        }
+    }
+
+    #[inline]
+    fn miss(&self, held: &mut Held<'_>, hash: u64) {
+        held.count_miss();
+        if self.miss_events {
+            held.push(Event::Miss(hash));
+        }
+    }
+
+    /// `get` under the lock: for re-entrant calls and readers that lost their stripe.
+    #[cold]
+    fn get_locked<S: BuildHasher>(
+        &self,
+        hasher: &S,
+        hash: u64,
+        mut is_match: impl FnMut(&K) -> bool,
+        now: u64,
+    ) -> Option<V>
+    where
+        V: Clone,
+    {
+        let mut dropped = Vec::new();
+        let value = self.write(hasher, now, |shard, w| {
+            // SAFETY: under the lock, indexed ids hold entries.
+            let found = shard
+                .table()
+                .find(hash, |id| is_match(unsafe { &shard.entry(id).0 }));
+            match found {
+                Some(id) if !shard.is_expired(id, now) => {
+                    w.counters.hits += 1;
+                    w.policy.on_hit(id);
+                    // SAFETY: as above.
+                    Some(unsafe { &shard.entry(id).1 }.clone())
+                }
+                found => {
+                    if let Some(id) = found {
+                        shard.remove_id(w, hasher, id);
+                        w.counters.expirations += 1;
+                        shard.reclaim(w, &mut dropped);
+                    }
+                    w.counters.misses += 1;
+                    w.policy.on_miss(hash);
+                    None
+                }
+            }
+        });
+        drop(dropped);
+        value
     }
 
     /// Looks up without counting or reordering; expired entries are not returned.
-    pub(crate) fn peek(
+    pub(crate) fn peek<R>(
         &self,
         hash: u64,
         mut is_match: impl FnMut(&K) -> bool,
         now: u64,
-    ) -> Option<&V> {
-        let entries = &self.entries;
-        let &slot = self
-            .table
-            .find(hash, |&i| is_match(&entries[i as usize].key))?;
-        (!self.is_expired(slot, now)).then(|| &self.entries[slot as usize].value)
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
+        if let Some(held) = self.stripes.enter() {
+            match self.lookup(hash, &mut is_match, now) {
+                // SAFETY: found in the index while inside the stripe.
+                Lookup::Found(id) => return Some(read(unsafe { &self.entry(id).1 })),
+                Lookup::Absent | Lookup::Expired(_) => return None,
+                Lookup::Busy => drop(held),
+            }
+        }
+        let _w = self.writer.0.lock();
+        // SAFETY: under the lock, indexed ids hold entries.
+        let id = self
+            .table()
+            .find(hash, |id| is_match(unsafe { &self.entry(id).0 }))?;
+        // SAFETY: as above.
+        (!self.is_expired(id, now)).then(|| read(unsafe { &self.entry(id).1 }))
     }
 
-    #[inline]
-    fn is_expired(&self, slot: u32, now: u64) -> bool {
-        self.expiry
-            .as_ref()
-            .is_some_and(|e| e.deadline[slot as usize] <= now)
+    /// Removes the live entry `id` from the index, the policy and the expiry order; it is
+    /// retired, to be dropped once no reader can see it.
+    fn remove_id<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, id: u32) {
+        // SAFETY: `id` is live.
+        let hash = hasher.hash_one(&unsafe { self.entry(id) }.0);
+        self.unindex(w, hash, id);
+        w.policy.on_remove(id);
     }
 
-    /// Stores `key -> value`. Returns what was pushed out (an evicted, expired or replaced
-    /// entry, or the rejected input), for the caller to drop outside the lock.
+    /// Stores `key -> value`. Returns what was pushed out (evicted, expired or replaced
+    /// entries whose readers have left, or the rejected input), to drop outside the lock.
     pub(crate) fn insert<S: BuildHasher>(
-        &mut self,
+        &self,
         hasher: &S,
         hash: u64,
         key: K,
         value: V,
         now: u64,
         on_present: OnPresent,
-    ) -> Vec<Entry<K, V>> {
+    ) -> Dropped<K, V> {
         let mut dropped = Vec::new();
-        let now = match &mut self.expiry {
+        self.write(hasher, now, |shard, w| {
+            shard.insert_locked(w, hasher, hash, key, value, now, on_present, &mut dropped)
+        });
+        dropped
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_locked<S: BuildHasher>(
+        &self,
+        w: &mut Writer,
+        hasher: &S,
+        hash: u64,
+        key: K,
+        value: V,
+        now: u64,
+        on_present: OnPresent,
+        dropped: &mut Dropped<K, V>,
+    ) {
+        let now = match &mut w.expiry {
             Some(e) => {
                 e.high_water = e.high_water.max(now);
                 e.high_water
             }
             None => now,
         };
-        if self.capacity == 0 {
-            dropped.push(Entry { key, value });
-            return dropped;
+        if w.capacity == 0 {
+            dropped.push((key, value));
+            return;
         }
-        let entries = &self.entries;
-        if let Some(&slot) = self.table.find(hash, |&i| entries[i as usize].key == key) {
-            if self.is_expired(slot, now) {
-                dropped.push(self.remove_slot(hasher, slot));
-                self.counters.expirations += 1;
+        // SAFETY: under the lock, indexed ids hold entries.
+        let found = self
+            .table()
+            .find(hash, |id| unsafe { self.entry(id) }.0 == key);
+        if let Some(old) = found {
+            if self.is_expired(old, now) {
+                self.remove_id(w, hasher, old);
+                w.counters.expirations += 1;
             } else {
                 if on_present == OnPresent::Replace {
-                    let old = std::mem::replace(&mut self.entries[slot as usize].value, value);
-                    self.policy.on_hit(slot);
-                    self.restart_ttl(slot, now);
-                    dropped.push(Entry { key, value: old });
+                    // Readers may be cloning the old value: the new one goes to a new slot.
+                    let id = self.alloc(w, dropped);
+                    self.write_slot(id, key, value);
+                    self.table().replace(hash, old, id);
+                    w.set_live(old, false);
+                    w.set_live(id, true);
+                    w.retired.push(old);
+                    w.policy.on_move(old, id);
+                    w.policy.on_hit(id);
+                    if let Some(e) = &mut w.expiry {
+                        e.order.relocate(&mut e.links, old, id);
+                        e.order.move_to_front(&mut e.links, id);
+                        self.set_deadline(id, now.saturating_add(e.ttl));
+                    }
                 } else {
-                    dropped.push(Entry { key, value });
+                    dropped.push((key, value));
                 }
-                return dropped;
+                return;
             }
         }
-        self.sweep_expired(hasher, now, &mut dropped);
-        let slot = if self.entries.len() >= self.capacity {
-            let victim = self.policy.evict(hash);
-            self.unindex(hasher, victim);
-            self.counters.evictions += 1;
-            dropped.push(std::mem::replace(
-                &mut self.entries[victim as usize],
-                Entry { key, value },
-            ));
-            victim
-        } else {
-            let slot = self.entries.len() as u32;
-            self.entries.push(Entry { key, value });
-            slot
-        };
-        let entries = &self.entries;
-        self.table
-            .insert_unique(hash, slot, |&i| hasher.hash_one(&entries[i as usize].key));
-        self.policy.on_insert(slot, hash);
-        if let Some(e) = &mut self.expiry {
-            let idx = slot as usize;
-            if e.deadline.len() <= idx {
-                e.deadline.resize(idx + 1, 0);
-            }
-            e.deadline[idx] = now.saturating_add(e.ttl);
-            e.order.push_front(&mut e.links, slot);
+        self.sweep_locked(w, hasher, now);
+        if w.len >= w.capacity {
+            let victim = w.policy.evict(hash);
+            // SAFETY: the policy's victim is live.
+            let victim_hash = hasher.hash_one(&unsafe { self.entry(victim) }.0);
+            self.unindex(w, victim_hash, victim);
+            w.counters.evictions += 1;
         }
-        dropped
+        let id = self.alloc(w, dropped);
+        self.write_slot(id, key, value);
+        if let Some(e) = &mut w.expiry {
+            self.set_deadline(id, now.saturating_add(e.ttl));
+            e.order.push_front(&mut e.links, id);
+        }
+        if w.len + 1 > self.table().limit() {
+            let grown = self.table().grown((w.len + 1) * 2);
+            self.swap_table(w, grown);
+        }
+        self.table().insert(hash, id);
+        w.set_live(id, true);
+        w.len += 1;
+        w.policy.on_insert(id, hash);
     }
 
-    /// Removes the entry matching `is_match`, returning it and whether it was still alive (an
-    /// expired one counts as an expiration).
+    /// Moves `key, value` into the free slot `id` (not yet reachable by readers).
+    fn write_slot(&self, id: u32, key: K, value: V) {
+        // SAFETY: `id` is free (just allocated) and we hold the lock: nobody else accesses it.
+        unsafe { (*self.slots.get(id).get()).write((key, value)) };
+    }
+
+    /// Removes the entry matching `is_match`, returning a clone of its value if it was alive
+    /// (an expired one counts as an expiration).
     pub(crate) fn remove<S: BuildHasher>(
-        &mut self,
+        &self,
         hasher: &S,
         hash: u64,
         mut is_match: impl FnMut(&K) -> bool,
         now: u64,
-    ) -> Option<(Entry<K, V>, bool)> {
-        let entries = &self.entries;
-        let &slot = self
-            .table
-            .find(hash, |&i| is_match(&entries[i as usize].key))?;
-        let alive = !self.is_expired(slot, now);
-        if !alive {
-            self.counters.expirations += 1;
-        }
-        Some((self.remove_slot(hasher, slot), alive))
+    ) -> (Option<V>, Dropped<K, V>)
+    where
+        V: Clone,
+    {
+        let mut dropped = Vec::new();
+        let value = self.write(hasher, now, |shard, w| {
+            // SAFETY: under the lock, indexed ids hold entries.
+            let id = shard
+                .table()
+                .find(hash, |id| is_match(unsafe { &shard.entry(id).0 }))?;
+            let alive = !shard.is_expired(id, now);
+            // SAFETY: as above.
+            let value = alive.then(|| unsafe { &shard.entry(id).1 }.clone());
+            if !alive {
+                w.counters.expirations += 1;
+            }
+            shard.remove_id(w, hasher, id);
+            shard.reclaim(w, &mut dropped);
+            value
+        });
+        (value, dropped)
+    }
+
+    /// Removes every expired entry and reports the statistics and the size.
+    pub(crate) fn info<S: BuildHasher>(&self, hasher: &S, now: u64) -> (Counters, usize) {
+        let mut dropped = Vec::new();
+        let info = self.write(hasher, now, |shard, w| {
+            shard.sweep_locked(w, hasher, now);
+            shard.reclaim(w, &mut dropped);
+            (w.counters, w.len)
+        });
+        drop(dropped);
+        info
     }
 
     /// Removes every expired entry; the expiry order makes this touch only expired entries.
-    pub(crate) fn sweep_expired<S: BuildHasher>(
-        &mut self,
-        hasher: &S,
-        now: u64,
-        dropped: &mut Vec<Entry<K, V>>,
-    ) {
-        while let Some(e) = &self.expiry {
+    fn sweep_locked<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
+        while let Some(e) = &w.expiry {
             match e.order.back() {
-                Some(slot) if e.deadline[slot as usize] <= now => {
-                    dropped.push(self.remove_slot(hasher, slot));
-                    self.counters.expirations += 1;
+                Some(id) if self.is_expired(id, now) => {
+                    self.remove_id(w, hasher, id);
+                    w.counters.expirations += 1;
                 }
                 _ => break,
             }
         }
     }
 
-    fn restart_ttl(&mut self, slot: u32, now: u64) {
-        if let Some(e) = &mut self.expiry {
-            e.deadline[slot as usize] = now.saturating_add(e.ttl);
-            e.order.move_to_front(&mut e.links, slot);
-        }
-    }
-
-    /// Takes the entry at `slot` out of the table and the expiry order (not the policy).
-    fn unindex<S: BuildHasher>(&mut self, hasher: &S, slot: u32) {
-        let hash = hasher.hash_one(&self.entries[slot as usize].key);
-        match self.table.find_entry(hash, |&i| i == slot) {
-            Ok(found) => {
-                found.remove();
-            }
-            Err(_) => unreachable!("every stored entry is indexed"),
-        }
-        if let Some(e) = &mut self.expiry {
-            e.order.unlink(&mut e.links, slot);
-        }
-    }
-
-    /// Removes the entry at `slot`, moving the last entry into its place to keep slots dense.
-    fn remove_slot<S: BuildHasher>(&mut self, hasher: &S, slot: u32) -> Entry<K, V> {
-        self.unindex(hasher, slot);
-        self.policy.on_remove(slot);
-        let last = (self.entries.len() - 1) as u32;
-        let removed = self.entries.swap_remove(slot as usize);
-        if slot != last {
-            let hash = hasher.hash_one(&self.entries[slot as usize].key);
-            match self.table.find_mut(hash, |&i| i == last) {
-                Some(index) => *index = slot,
-                None => unreachable!("the moved entry is indexed"),
-            }
-            self.policy.on_move(last, slot);
-            if let Some(e) = &mut self.expiry {
-                e.order.relocate(&mut e.links, last, slot);
-                e.deadline[slot as usize] = e.deadline[last as usize];
-            }
-        }
-        if let Some(e) = &mut self.expiry {
-            e.deadline.truncate(self.entries.len());
-        }
-        removed
-    }
-
     /// Recounts everything and checks the invariants (tests and fuzzing only).
     #[cfg(test)]
     pub(crate) fn validate<S: BuildHasher>(&self, hasher: &S) {
-        let len = self.entries.len();
+        let w = self.writer.0.lock();
         assert!(
-            len <= self.capacity,
-            "{len} entries over capacity {}",
-            self.capacity
+            w.len <= w.capacity,
+            "{} entries over capacity {}",
+            w.len,
+            w.capacity
         );
-        assert_eq!(self.table.len(), len, "table and slab disagree");
-        for (slot, entry) in self.entries.iter().enumerate() {
-            let hash = hasher.hash_one(&entry.key);
+        let table = self.table();
+        let indexed: Vec<u32> = table.entries().map(|(_, id)| id).collect();
+        assert_eq!(indexed.len(), w.len, "index and size disagree");
+        for (hash32, id) in table.entries() {
+            assert!(w.is_live(id), "indexed slot {id} is not live");
+            // SAFETY: live ids hold entries.
+            let hash = hasher.hash_one(&unsafe { self.entry(id) }.0);
             assert_eq!(
-                self.table.find(hash, |&i| i as usize == slot).copied(),
-                Some(slot as u32),
-                "entry {slot} is not indexed under its hash"
+                hash32,
+                hash & 0xFFFF_FFFF,
+                "slot {id} indexed under another hash"
             );
         }
-        self.policy.validate(len);
-        if let Some(e) = &self.expiry {
+        let live: usize = w.live.iter().map(|x| x.count_ones() as usize).sum();
+        assert_eq!(live, w.len, "live bits and size disagree");
+        let mut seen = vec![false; w.next_id as usize];
+        let waiting = w.waiting.iter().flat_map(|(_, ids)| ids.iter());
+        for &id in w.free.iter().chain(w.retired.iter()).chain(waiting) {
+            assert!(!w.is_live(id), "free or retired slot {id} is live");
+            assert!(
+                !std::mem::replace(&mut seen[id as usize], true),
+                "slot {id} twice"
+            );
+        }
+        w.policy.validate(w.len);
+        if let Some(e) = &w.expiry {
             let order = e.order.validate(&e.links);
-            assert_eq!(order.len(), len, "expiry order holds every entry");
-            let deadlines: Vec<u64> = order.iter().map(|&s| e.deadline[s as usize]).collect();
+            assert_eq!(order.len(), w.len, "expiry order holds every entry");
+            let deadlines: Vec<u64> = order.iter().map(|&id| self.deadline(id)).collect();
             assert!(
                 deadlines.windows(2).all(|w| w[0] >= w[1]),
                 "expiry order is sorted by deadline"
             );
         }
+    }
+}
+
+impl<K, V> Drop for Shard<K, V> {
+    fn drop(&mut self) {
+        let w = self.writer.0.get_mut();
+        let waiting = w.waiting.drain(..).flat_map(|(_, ids)| ids);
+        let mut held: Vec<u32> = w.retired.drain(..).chain(waiting).collect();
+        for (word, &bits) in w.live.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                held.push((word * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        for id in held {
+            // SAFETY: live and retired slots hold initialized entries, each listed once, and
+            // `&mut self` means no reader can see them.
+            unsafe { (*self.slots.get(id).get()).assume_init_drop() };
+        }
+        // SAFETY: the table pointer always comes from `Box::into_raw`, and nothing can reach it
+        // after the shard is gone.
+        drop(unsafe { Box::from_raw(self.table.load(Ordering::Relaxed)) });
     }
 }

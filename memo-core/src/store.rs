@@ -6,19 +6,11 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
-use parking_lot::Mutex;
 
 use crate::options::CacheBuilder;
 use crate::shard::{OnPresent, Shard};
 use crate::stats::Counters;
 use crate::{CacheInfo, Clock, Policy};
-
-/// Keeps a shard's lock word on a cache line of its own, so that two shards never false-share.
-#[repr(align(128))]
-struct Padded<T>(T);
-
-/// One shard behind its lock, alone on its cache line.
-type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
 
 /// A concurrent, bounded, optionally expiring map from keys to cloneable values.
 ///
@@ -26,6 +18,11 @@ type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
 /// equal those of Python's `functools.lru_cache` on the same sequence. It can be shared between
 /// threads (`&Cache` is `Sync`), values are returned by clone (wrap large values in an `Arc`),
 /// and no lock is held while user code other than `Hash`, `Eq` and `Clone` runs.
+///
+/// Lookups take no lock and write no memory that another thread uses: they find the entry
+/// through a lock-free index and record the hit in a per-thread buffer, which writers replay
+/// into the policy (in order) before they evict. Entries removed while a reader may be looking
+/// at them are dropped a little later, once it has left (at most a few evictions later).
 ///
 /// ```
 /// use memo_core::Cache;
@@ -39,7 +36,7 @@ type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
 /// assert_eq!(cache.len(), 2);
 /// ```
 pub struct Cache<K, V, S = DefaultHashBuilder> {
-    shards: Box<[LockedShard<K, V>]>,
+    shards: Box<[Shard<K, V>]>,
     mask: usize,
     hasher: S,
     clock: Clock,
@@ -97,7 +94,7 @@ impl<K, V, S> Cache<K, V, S> {
                     Some(n) => n / shards + usize::from(i < n % shards),
                     None => usize::MAX,
                 };
-                Padded(Mutex::new(Shard::new(capacity, b.policy, ttl_nanos)))
+                Shard::new(capacity, b.policy, ttl_nanos)
             })
             .collect();
         Cache {
@@ -151,7 +148,25 @@ impl<K, V, S> Cache<K, V, S> {
         self.shards.len()
     }
 
-    /// How many entries are stored (expired entries count until they are swept).
+    #[inline]
+    fn now(&self) -> u64 {
+        if self.ttl.is_some() {
+            self.clock.now_nanos()
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        // A shard's index uses the low 32 bits of the hash: pick the shard with the high ones.
+        &self.shards[(hash >> 32) as usize & self.mask]
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
+    /// How many entries are stored (an expired entry counts until a write or `info` sweeps it,
+    /// or a lookup finds it expired).
     ///
     /// ```
     /// let cache = memo_core::Cache::new(3);
@@ -159,7 +174,8 @@ impl<K, V, S> Cache<K, V, S> {
     /// assert_eq!(cache.len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
+        let now = self.now();
+        self.shards.iter().map(|s| s.len(&self.hasher, now)).sum()
     }
 
     /// Whether no entry is stored.
@@ -180,9 +196,9 @@ impl<K, V, S> Cache<K, V, S> {
     /// assert!(cache.is_empty());
     /// ```
     pub fn clear(&self) {
+        let now = self.now();
         for shard in self.shards.iter() {
-            let entries = shard.0.lock().take_all();
-            drop(entries); // after the lock is released
+            drop(shard.clear(&self.hasher, now, false)); // after the lock is released
         }
     }
 
@@ -196,33 +212,12 @@ impl<K, V, S> Cache<K, V, S> {
     /// assert_eq!((cache.info().hits, cache.info().currsize), (0, 0));
     /// ```
     pub fn reset(&self) {
+        let now = self.now();
         for shard in self.shards.iter() {
-            let entries = {
-                let mut shard = shard.0.lock();
-                shard.counters = Counters::default();
-                shard.take_all()
-            };
-            drop(entries);
+            drop(shard.clear(&self.hasher, now, true)); // after the lock is released
         }
     }
 
-    #[inline]
-    fn now(&self) -> u64 {
-        if self.ttl.is_some() {
-            self.clock.now_nanos()
-        } else {
-            0
-        }
-    }
-
-    #[inline]
-    fn shard(&self, hash: u64) -> &Mutex<Shard<K, V>> {
-        // hashbrown indexes buckets by the low bits and tags them with the top 7: use the middle.
-        &self.shards[(hash >> 32) as usize & self.mask].0
-    }
-}
-
-impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// The value for `key`, if stored and alive. Counts a hit or a miss.
     ///
     /// ```
@@ -258,8 +253,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     {
         let hash = self.hasher.hash_one(probe);
         let now = self.now();
-        let mut shard = self.shard(hash).lock();
-        shard.get(&self.hasher, hash, is_match, now).cloned()
+        self.shard(hash).get(&self.hasher, hash, is_match, now)
     }
 
     /// The value for `key` without counting a hit or a miss and without touching the policy.
@@ -278,8 +272,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     {
         let hash = self.hasher.hash_one(key);
         let now = self.now();
-        let shard = self.shard(hash).lock();
-        shard.peek(hash, |k| k.borrow() == key, now).cloned()
+        self.shard(hash)
+            .peek(hash, |k| k.borrow() == key, now, V::clone)
     }
 
     /// Whether `key` is stored and alive (counts nothing).
@@ -296,8 +290,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     {
         let hash = self.hasher.hash_one(key);
         let now = self.now();
-        let shard = self.shard(hash).lock();
-        shard.peek(hash, |k| k.borrow() == key, now).is_some()
+        self.shard(hash)
+            .peek(hash, |k| k.borrow() == key, now, |_| ())
+            .is_some()
     }
 
     /// Stores `value` under `key`, replacing any value stored there (which counts as a use of
@@ -332,10 +327,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     fn insert_with(&self, key: K, value: V, on_present: OnPresent) {
         let hash = self.hasher.hash_one(&key);
         let now = self.now();
-        let dropped = {
-            let mut shard = self.shard(hash).lock();
-            shard.insert(&self.hasher, hash, key, value, now, on_present)
-        };
+        let dropped = self
+            .shard(hash)
+            .insert(&self.hasher, hash, key, value, now, on_present);
         drop(dropped); // user Drop code runs without the lock
     }
 
@@ -359,7 +353,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         value
     }
 
-    /// Removes `key`, returning its value if it was stored and alive.
+    /// Removes `key`, returning (a clone of) its value if it was stored and alive.
     ///
     /// ```
     /// let cache = memo_core::Cache::new(3);
@@ -371,14 +365,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
+        V: Clone,
     {
         let hash = self.hasher.hash_one(key);
         let now = self.now();
-        let removed = {
-            let mut shard = self.shard(hash).lock();
-            shard.remove(&self.hasher, hash, |k| k.borrow() == key, now)
-        };
-        removed.and_then(|(entry, alive)| alive.then_some(entry.value))
+        let (value, dropped) =
+            self.shard(hash)
+                .remove(&self.hasher, hash, |k| k.borrow() == key, now);
+        drop(dropped); // user Drop code runs without the lock
+        value
     }
 
     /// The statistics, summed over the shards. Expired entries are swept first, so `currsize`
@@ -395,14 +390,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         let mut counters = Counters::default();
         let mut currsize = 0;
         for shard in self.shards.iter() {
-            let mut dropped = Vec::new();
-            {
-                let mut shard = shard.0.lock();
-                shard.sweep_expired(&self.hasher, now, &mut dropped);
-                counters += shard.counters;
-                currsize += shard.len();
-            }
-            drop(dropped);
+            let (shard_counters, len) = shard.info(&self.hasher, now);
+            counters += shard_counters;
+            currsize += len;
         }
         CacheInfo {
             hits: counters.hits,
@@ -420,7 +410,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     #[cfg(test)]
     pub(crate) fn validate(&self) {
         for shard in self.shards.iter() {
-            shard.0.lock().validate(&self.hasher);
+            shard.validate(&self.hasher);
         }
         if let Some(max) = self.maxsize {
             assert!(self.len() <= max);

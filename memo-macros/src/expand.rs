@@ -23,7 +23,7 @@
 //! and per instantiation of a generic function or, under `#[memoize]` on the block, of a
 //! generic `impl`: see `Plan::tag`), or in a field of the instance (`cache_field`).
 //!
-//! Every bound the cache needs (`Hash + Eq + Send` keys, `Clone + Send` values) is checked once,
+//! Every bound the cache needs (`Hash + Eq + Send + Sync` keys, `Clone + Send + Sync` values) is checked once,
 //! at the user's token. A static's memo is typed with `<T as MemoKey>::Key` and
 //! `<T as MemoValue>::Value` projections spanned at each argument's or the return type, so a
 //! failed bound is reported at the type and makes the static's type an error. Every other memo

@@ -63,12 +63,12 @@ use proc_macro::TokenStream;
 /// The key is the tuple of the arguments (and of `self`, for a method), owned: a `&str` argument
 /// is stored as a `String`, a `&[T]` as a `Vec<T>`, a `&T` as a `T`, an argument taken by value
 /// as a clone of it. Lookups hash the borrowed arguments, so a hit allocates nothing. Every key
-/// type must be `Hash + Eq + Send` and cloneable (`ToOwned` for the referent of a `&` argument);
-/// the return type must be `Clone + Send` (return an `Arc<T>` for large values). A function
+/// type must be `Hash + Eq + Send + Sync` and cloneable (`ToOwned` for the referent of a `&` argument);
+/// the return type must be `Clone + Send + Sync` (return an `Arc<T>` for large values). A function
 /// returning `Result<T, E>` (any type whose last path segment is `Result`, such as
 /// `io::Result<T>`) caches only `Ok` values; one returning `Option<T>` caches only `Some`.
 ///
-/// With `key = <expr>`, the key is the expression's value instead (any `Hash + Eq + Send +
+/// With `key = <expr>`, the key is the expression's value instead (any `Hash + Eq + Send + Sync +
 /// 'static` type, computed on every call); `ignore = [a, b]` leaves arguments out of the key, so
 /// they need not be `Hash` (a client handle, a logger).
 ///
@@ -87,7 +87,7 @@ use proc_macro::TokenStream;
 /// - Free functions, `pub` or not, nested in blocks, with any argument patterns, raw identifiers
 ///   and an `extern` ABI.
 /// - `&self` methods and associated functions in inherent `impl` blocks (generic ones too). By
-///   default `self` is part of the key, which needs `Self: Hash + Eq + Clone + Send + 'static`;
+///   default `self` is part of the key, which needs `Self: Hash + Eq + Clone + Send + Sync + 'static`;
 ///   otherwise write `ignore = [self]`, `key = ...`, or `cache_field = field` for a cache per
 ///   instance that is dropped with it.
 /// - `#[memoize]` on an inherent `impl` block, with no options (but `crate = "..."`): it expands

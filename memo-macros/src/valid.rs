@@ -208,7 +208,7 @@ impl<'ast> Visit<'ast> for ProblemFinder<'_> {
         let message = match self.position {
             Position::Argument => {
                 "`impl Trait` arguments cannot be memoized, as the cache needs a type to store; \
-                 name a type parameter instead: `fn f<T: Hash + Eq + Clone + Send + 'static>(x: T)`"
+                 name a type parameter instead: `fn f<T: Hash + Eq + Clone + Send + Sync + 'static>(x: T)`"
             }
             Position::Return => {
                 "`impl Trait` return types cannot be memoized; return a concrete type that is `Clone`"

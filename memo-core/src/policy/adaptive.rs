@@ -283,6 +283,9 @@ impl EvictionPolicy for AdaptivePolicy {
         let mut queue = *self.queue_mut(region);
         queue.relocate(&mut self.links, from, to);
         *self.queue_mut(region) = queue;
+        if self.meta.len() <= to as usize {
+            self.meta.resize(to as usize + 1, 0);
+        }
         self.meta[to as usize] = self.meta[from as usize];
     }
 

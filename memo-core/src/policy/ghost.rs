@@ -2,8 +2,15 @@
 //! generations of a Bloom filter. A fingerprint is remembered for between `3 * horizon / 4` and
 //! `horizon` later insertions; a false positive now and then only nudges an estimate.
 
-/// Bits per remembered fingerprint; with five probes the false positive rate is about 0.2%.
-const BITS_PER_ENTRY: usize = 16;
+/// Bits per remembered fingerprint; with five probes a generation's false positive rate is
+/// about 0.01%. False positives are not random noise: a workload that cycles meets the same
+/// ones every cycle, so at 16 bits (0.2%) they steered the window all the way to LRU on a loop
+/// for 7 hash seeds in 1000 (0 hits instead of 3400). At 32 bits: none in 1000, and the traces'
+/// mean gap to OPT moves from 7.85 to 7.88.
+const BITS_PER_ENTRY: usize = 32;
+
+/// Bit positions probed per fingerprint.
+const PROBES: usize = 5;
 
 /// Recently evicted fingerprints.
 pub(crate) struct Ghost {
@@ -21,9 +28,9 @@ pub(crate) struct Ghost {
 /// How many filters share the horizon: a hit also tells roughly how long ago the key left.
 pub(crate) const GENERATIONS: usize = 4;
 
-/// Five bit positions of `fingerprint` (mixed differently from the frequency sketch's).
+/// `PROBES` bit positions of `fingerprint` (mixed differently from the frequency sketch's).
 #[inline]
-fn probes(fingerprint: u32, mask: u64) -> [u64; 5] {
+fn probes(fingerprint: u32, mask: u64) -> [u64; PROBES] {
     let mut z = u64::from(fingerprint) ^ 0xd6e8_feb8_6659_fd93;
     z = (z ^ (z >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
     z = (z ^ (z >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);

@@ -132,6 +132,9 @@ impl EvictionPolicy for LfuPolicy {
         self.buckets[b as usize]
             .entries
             .relocate(&mut self.links, from, to);
+        if self.bucket_of.len() <= to as usize {
+            self.bucket_of.resize(to as usize + 1, NIL);
+        }
         self.bucket_of[to as usize] = b;
         self.bucket_of[from as usize] = NIL;
     }

@@ -91,10 +91,9 @@ impl std::str::FromStr for Policy {
     }
 }
 
-/// The interface between a shard and its policy. Slots are dense indices `0..len`.
+/// The interface between a shard and its policy. Slots are small ids, not necessarily dense.
 pub(crate) trait EvictionPolicy: Send {
-    /// A new entry was stored at `slot` (either `len` before the push, or a slot just vacated by
-    /// `evict`).
+    /// A new entry was stored at `slot` (a free slot id).
     fn on_insert(&mut self, slot: u32, hash: u64);
     /// A lookup found the entry at `slot`.
     fn on_hit(&mut self, slot: u32);
@@ -102,7 +101,7 @@ pub(crate) trait EvictionPolicy: Send {
     fn on_miss(&mut self, _hash: u64) {}
     /// The entry at `slot` was removed (explicitly or by expiry); it is unlinked.
     fn on_remove(&mut self, slot: u32);
-    /// The entry at slot `from` (the last one) moved to slot `to`, which is free.
+    /// The entry at slot `from` moved to slot `to`, which is free (its value was replaced).
     fn on_move(&mut self, from: u32, to: u32);
     /// The cache is full and an entry with `incoming_hash` is about to be stored: unlink the
     /// victim and return its slot. Only called when at least one entry is stored.

@@ -2,4 +2,6 @@
 
 mod model;
 mod policies;
+#[cfg(memo_shuttle)]
+mod shuttle;
 mod stress;

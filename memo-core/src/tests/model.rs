@@ -427,15 +427,32 @@ fn builder_rejects_bad_configuration() {
     assert_eq!(e, BuildError::MaxsizeTooLarge(usize::MAX));
 }
 
+/// Evicted values are dropped in batches (a slot is reused once no lock-free reader can be
+/// looking at it, checked once per `RESERVE` evictions): never more than `maxsize + RESERVE`
+/// values are alive, and `clear` drops everything at once when no reader is inside.
 #[test]
-fn values_are_dropped_when_evicted() {
+fn values_are_dropped_soon_after_eviction_and_at_clear() {
     use std::sync::Arc;
-    let value = Arc::new(());
-    let cache = Cache::new(1);
-    cache.insert(1, Arc::clone(&value));
-    assert_eq!(Arc::strong_count(&value), 2);
-    cache.insert(2, Arc::new(()));
-    assert_eq!(Arc::strong_count(&value), 1);
+    let reserve = crate::shard::RESERVE;
+    let values: Vec<Arc<()>> = (0..200).map(|_| Arc::new(())).collect();
+    let alive = |values: &[Arc<()>]| values.iter().filter(|v| Arc::strong_count(v) > 1).count();
+    for maxsize in [1, 4, 50] {
+        let cache = Cache::new(maxsize);
+        for (k, v) in values.iter().enumerate() {
+            cache.insert(k, Arc::clone(v));
+            let n = alive(&values);
+            assert!(
+                n <= maxsize + reserve,
+                "{n} values alive at maxsize {maxsize}"
+            );
+        }
+        assert!(alive(&values) >= maxsize);
+        cache.clear();
+        assert_eq!(alive(&values), 0, "clear drops every value");
+        cache.insert(0, Arc::clone(&values[0]));
+        drop(cache);
+        assert_eq!(alive(&values), 0, "dropping the cache drops its values");
+    }
 }
 
 #[test]

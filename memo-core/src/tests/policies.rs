@@ -117,13 +117,47 @@ fn adaptive_hits_like_lru_on_short_lived_keys() {
     assert!(adaptive * 10 > lru * 9, "adaptive {adaptive} vs LRU {lru}");
 }
 
+/// A hasher seeded by hand, so that a test can try many seeds in one run.
+#[derive(Clone)]
+struct Seeded(u64);
+
+impl std::hash::BuildHasher for Seeded {
+    type Hasher = std::hash::DefaultHasher;
+    fn build_hasher(&self) -> Self::Hasher {
+        use std::hash::Hasher;
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write_u64(self.0);
+        hasher
+    }
+}
+
+/// A loop of 500 keys through 100 entries: LRU never hits; OPT would hit 3960 times in 20000,
+/// adaptive about 3400. Whatever the hash seed: the sketch's and the ghosts' false positives
+/// depend on it, and they once steered the window to LRU for 7 seeds in 1000.
 #[test]
-fn adaptive_beats_lru_on_a_loop_larger_than_the_cache() {
+fn adaptive_beats_lru_on_a_loop_larger_than_the_cache_for_every_seed() {
     let keys = (0..20_000u64).map(|i| i % 500);
     let lru = replay(&cache(Policy::Lru, 100), keys.clone());
-    let adaptive = replay(&cache(Policy::Adaptive, 100), keys);
     assert_eq!(lru, 0, "a loop larger than the cache defeats LRU");
-    assert!(adaptive > 2_000, "adaptive hit {adaptive} of 20000");
+    for seed in 0..128 {
+        let cache = Cache::builder()
+            .maxsize(100)
+            .policy(Policy::Adaptive)
+            .hasher(Seeded(seed))
+            .build()
+            .unwrap();
+        let hits = keys
+            .clone()
+            .filter(|&k| {
+                let hit = cache.get(&k).is_some();
+                if !hit {
+                    cache.insert(k, k);
+                }
+                hit
+            })
+            .count();
+        assert!(hits > 3_000, "seed {seed}: adaptive hit {hits} of 20000");
+    }
 }
 
 #[test]

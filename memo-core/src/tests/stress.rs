@@ -84,3 +84,43 @@ fn threads_mixing_every_operation_keep_the_invariants() {
         hammer(policy, 64, 4, true);
     }
 }
+
+/// Heap-owning keys and values under lock-free readers: a slot reused while a reader still looks
+/// at it would show up as a value of another key, a torn string, or a crash.
+#[test]
+fn lock_free_readers_see_only_whole_values_of_their_key() {
+    for &policy in &[Policy::Lru, Policy::Fifo, Policy::Adaptive] {
+        let cache: Arc<Cache<String, Arc<String>>> =
+            Arc::new(Cache::builder().maxsize(32).policy(policy).build().unwrap());
+        let value_of = |k: u32| Arc::new(format!("value of {k} ").repeat(k as usize % 7 + 1));
+        let workers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(t + 100);
+                    for _ in 0..30_000 {
+                        let k = rng.gen_range(0..100u32);
+                        let key = format!("key {k}");
+                        match rng.gen_range(0..10) {
+                            0..=6 => match cache.get(key.as_str()) {
+                                Some(v) => assert_eq!(*v, *value_of(k), "value of {key}"),
+                                None => cache.insert(key, value_of(k)),
+                            },
+                            7 | 8 => cache.insert(key, value_of(k)),
+                            _ => {
+                                if let Some(v) = cache.remove(key.as_str()) {
+                                    assert_eq!(*v, *value_of(k));
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        cache.validate();
+        assert!(cache.len() <= 32);
+    }
+}

@@ -52,7 +52,7 @@ impl Client {
 #[memoize(ttl = "1m")]
 pub fn pair<T>(value: T) -> (T, T)
 where
-    T: Hash + Eq + Clone + Send + 'static,
+    T: Hash + Eq + Clone + Send + Sync + 'static,
 {
     (value.clone(), value)
 }

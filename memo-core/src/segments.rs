@@ -1,0 +1,136 @@
+//! Storage whose elements never move: segment `k` holds `first << k` elements, so element `id`
+//! is found with two shifts, and growing adds a segment instead of reallocating. Readers that
+//! hold no lock can therefore keep a reference to an element while a writer grows the storage.
+
+use std::ptr;
+
+use crate::sync::{AtomicPtr, Ordering};
+
+/// Enough segments for `u32` ids with any first segment of at least one element.
+const SEGMENTS: usize = 33;
+
+pub(crate) struct Segments<T> {
+    /// log2 of the first segment's length.
+    first_shift: u32,
+    /// Segment `k` (null until allocated) points at `first << k` elements.
+    segments: [AtomicPtr<T>; SEGMENTS],
+}
+
+impl<T> Segments<T> {
+    /// Empty storage whose first segment will hold `first` (rounded up to a power of two)
+    /// elements.
+    pub(crate) fn new(first: usize) -> Self {
+        let first = first.clamp(1, 1 << 20).next_power_of_two();
+        Segments {
+            first_shift: first.trailing_zeros(),
+            segments: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+        }
+    }
+
+    /// The segment of `id` and the offset in it.
+    #[inline]
+    fn locate(&self, id: u32) -> (usize, usize) {
+        let x = id as usize + (1 << self.first_shift);
+        let k = (usize::BITS - 1 - x.leading_zeros() - self.first_shift) as usize;
+        (k, x - ((1 << self.first_shift) << k))
+    }
+
+    fn segment_len(&self, k: usize) -> usize {
+        (1 << self.first_shift) << k
+    }
+
+    /// The element `id`.
+    ///
+    /// # Safety
+    /// `ensure(id, ..)` returned before this call, and the ordering between them is a
+    /// happens-before (the caller holds the writers' lock, or learned `id` through an
+    /// acquire load of a value published after `ensure`).
+    #[inline]
+    pub(crate) unsafe fn get(&self, id: u32) -> &T {
+        let (k, offset) = self.locate(id);
+        let segment = self.segments[k].load(Ordering::Acquire);
+        debug_assert!(!segment.is_null(), "element {id} was never allocated");
+        // SAFETY: the caller guarantees segment `k` was allocated (non-null, `segment_len(k)`
+        // elements), and `offset < segment_len(k)` by construction of `locate`. Segments are
+        // freed only by `Drop`, which has `&mut self`.
+        unsafe { &*segment.add(offset) }
+    }
+
+    /// Makes element `id` exist, allocating its segment with `init` if needed. Writers only (one
+    /// at a time: the caller holds the writers' lock).
+    pub(crate) fn ensure(&self, id: u32, init: impl Fn() -> T) {
+        let (k, _) = self.locate(id);
+        if self.segments[k].load(Ordering::Acquire).is_null() {
+            let segment: Box<[T]> = (0..self.segment_len(k)).map(|_| init()).collect();
+            let segment = Box::into_raw(segment).cast::<T>();
+            self.segments[k].store(segment, Ordering::Release);
+        }
+    }
+
+    /// How many elements the allocated segments hold.
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        (0..SEGMENTS)
+            .filter(|&k| !self.segments[k].load(Ordering::Relaxed).is_null())
+            .map(|k| self.segment_len(k))
+            .sum()
+    }
+}
+
+impl<T> Drop for Segments<T> {
+    fn drop(&mut self) {
+        for k in 0..SEGMENTS {
+            let segment = self.segments[k].load(Ordering::Relaxed);
+            if !segment.is_null() {
+                let len = self.segment_len(k);
+                // SAFETY: `segment` came from `Box::<[T]>::into_raw` of exactly `len` elements
+                // in `ensure`, and `&mut self` means no reader holds a reference into it.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(segment, len)) });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elements_keep_their_address_while_segments_are_added() {
+        let s: Segments<u64> = Segments::new(4);
+        s.ensure(0, || 7);
+        // SAFETY: `ensure(0)` ran on this thread.
+        let first: *const u64 = unsafe { s.get(0) };
+        for id in 0..1000 {
+            s.ensure(id, || 7);
+        }
+        // SAFETY: every id below 1000 was ensured on this thread.
+        assert!(ptr::eq(first, unsafe { s.get(0) }));
+        assert_eq!(s.allocated(), 4 * (1 + 2 + 4 + 8 + 16 + 32 + 64 + 128));
+        for id in 0..1000 {
+            // SAFETY: as above.
+            assert_eq!(unsafe { *s.get(id) }, 7);
+        }
+    }
+
+    #[test]
+    fn ids_map_to_distinct_elements() {
+        let s: Segments<crate::sync::AtomicU64> = Segments::new(3);
+        for id in 0..300 {
+            s.ensure(id, || crate::sync::AtomicU64::new(0));
+            // SAFETY: just ensured.
+            unsafe { s.get(id) }.store(u64::from(id), Ordering::Relaxed);
+        }
+        for id in 0..300 {
+            // SAFETY: ensured above.
+            assert_eq!(unsafe { s.get(id) }.load(Ordering::Relaxed), u64::from(id));
+        }
+    }
+
+    #[test]
+    fn the_largest_id_has_a_segment() {
+        let s: Segments<u8> = Segments::new(1);
+        let (k, offset) = s.locate(u32::MAX);
+        assert!(k < SEGMENTS && offset < s.segment_len(k));
+    }
+}

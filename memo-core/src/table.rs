@@ -1,0 +1,250 @@
+//! The index of a shard: an open-addressing table of atomic buckets, each holding the low 32 bits
+//! of a key's hash and the id of its slot. One writer at a time (under the shard's lock) inserts
+//! and removes; any number of readers probe it without a lock.
+//!
+//! Removal shifts later buckets of the probe run back (no tombstones, so the table never needs
+//! rebuilding for churn). A reader racing with a shift could step over the entry it looks for,
+//! so removals bump `version` around the shift, seqlock style, and a reader that found nothing
+//! retries if the version moved. A reader that finds its key needs no check: the bucket it read
+//! pointed at that key's slot at that moment.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// An empty bucket; occupied ones hold `hash32 << 32 | (id + 1)`, never zero.
+const EMPTY: u64 = 0;
+
+#[inline]
+fn pack(hash: u64, id: u32) -> u64 {
+    (u64::from(hash as u32) << 32) | (u64::from(id) + 1)
+}
+
+#[inline]
+fn id_of(bucket: u64) -> u32 {
+    (bucket as u32).wrapping_sub(1)
+}
+
+pub(crate) struct Table {
+    mask: usize,
+    buckets: Box<[AtomicU64]>,
+    /// Even when no removal is shifting buckets, odd while one is.
+    version: AtomicU64,
+}
+
+/// What a lock-free probe concluded.
+pub(crate) enum Probe {
+    Found(u32),
+    Absent,
+    /// A removal moved buckets during the probe: look again.
+    Retry,
+}
+
+impl Table {
+    /// A table with room for `entries` at a load factor of at most 3/4.
+    pub(crate) fn with_capacity(entries: usize) -> Self {
+        let buckets = (entries.saturating_mul(4) / 3 + 1)
+            .next_power_of_two()
+            .max(8);
+        Table {
+            mask: buckets - 1,
+            buckets: (0..buckets).map(|_| AtomicU64::new(EMPTY)).collect(),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    /// How many entries fit before the table must grow.
+    pub(crate) fn limit(&self) -> usize {
+        self.buckets.len() / 4 * 3
+    }
+
+    /// The slot id stored under `hash` for which `is_match` holds. Lock-free; `is_match` may be
+    /// called for slots of other keys with the same 32 hash bits.
+    #[inline]
+    pub(crate) fn probe(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Probe {
+        let version = self.version.load(Ordering::Acquire);
+        if version & 1 == 1 {
+            return Probe::Retry;
+        }
+        let tag = u64::from(hash as u32);
+        let mut i = hash as usize & self.mask;
+        for _ in 0..self.buckets.len() {
+            // SeqCst pairs with the fence a writer issues before reusing slots (see stripe.rs).
+            let bucket = self.buckets[i].load(Ordering::SeqCst);
+            if bucket == EMPTY {
+                break;
+            }
+            if bucket >> 32 == tag && is_match(id_of(bucket)) {
+                return Probe::Found(id_of(bucket));
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Absent, unless a removal shifted the run under us.
+        if self.version.load(Ordering::SeqCst) == version {
+            Probe::Absent
+        } else {
+            Probe::Retry
+        }
+    }
+
+    /// The id stored under `hash` matching `is_match`. Writers only (no concurrent removal).
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.position(hash, |bucket| is_match(id_of(bucket)))
+            .map(|i| id_of(self.buckets[i].load(Ordering::Relaxed)))
+    }
+
+    fn position(&self, hash: u64, mut is_match: impl FnMut(u64) -> bool) -> Option<usize> {
+        let tag = u64::from(hash as u32);
+        let mut i = hash as usize & self.mask;
+        loop {
+            let bucket = self.buckets[i].load(Ordering::Relaxed);
+            if bucket == EMPTY {
+                return None;
+            }
+            if bucket >> 32 == tag && is_match(bucket) {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Adds `id` under `hash` (not present yet). Writers only; the caller keeps the load under
+    /// `limit()`. The release store publishes the slot's contents written before.
+    pub(crate) fn insert(&self, hash: u64, id: u32) {
+        let mut i = hash as usize & self.mask;
+        while self.buckets[i].load(Ordering::Relaxed) != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.buckets[i].store(pack(hash, id), Ordering::Release);
+    }
+
+    /// Points the bucket of `old` (stored under `hash`) at `new`: an atomic swap of the entry
+    /// readers find for that key. Writers only.
+    pub(crate) fn replace(&self, hash: u64, old: u32, new: u32) {
+        let target = pack(hash, old);
+        match self.position(hash, |bucket| bucket == target) {
+            Some(i) => self.buckets[i].store(pack(hash, new), Ordering::Release),
+            None => unreachable!("replace of an id that is not indexed"),
+        }
+    }
+
+    /// Removes `id` (stored under `hash`), shifting the rest of its probe run back. Writers only.
+    pub(crate) fn remove(&self, hash: u64, id: u32) {
+        let target = pack(hash, id);
+        let Some(mut hole) = self.position(hash, |bucket| bucket == target) else {
+            unreachable!("remove of an id that is not indexed")
+        };
+        let version = self.version.load(Ordering::Relaxed);
+        self.version.store(version + 1, Ordering::Relaxed);
+        // Readers that see a bucket moved below must also see the odd version.
+        crate::sync::fence(Ordering::Release);
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask;
+            let bucket = self.buckets[j].load(Ordering::Relaxed);
+            if bucket == EMPTY {
+                break;
+            }
+            let home = (bucket >> 32) as usize & self.mask;
+            // Move `j` into the hole unless its home lies cyclically in (hole, j].
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.buckets[hole].store(bucket, Ordering::Release);
+                hole = j;
+            }
+        }
+        self.buckets[hole].store(EMPTY, Ordering::Release);
+        self.version.store(version + 2, Ordering::Release);
+    }
+
+    /// Every stored id with its hash bits, in bucket order (growth and tests).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.buckets.iter().filter_map(|b| {
+            let bucket = b.load(Ordering::Relaxed);
+            (bucket != EMPTY).then(|| (bucket >> 32, id_of(bucket)))
+        })
+    }
+
+    /// A copy with room for `entries`, holding the same ids. Writers only.
+    pub(crate) fn grown(&self, entries: usize) -> Table {
+        let table = Table::with_capacity(entries);
+        for (hash32, id) in self.entries() {
+            table.insert(hash32, id);
+        }
+        table
+    }
+
+    /// How many entries the table holds (tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn found(table: &Table, hash: u64, id: u32) -> bool {
+        matches!(table.probe(hash, |i| i == id), Probe::Found(i) if i == id)
+    }
+
+    /// Random inserts and removals with colliding hashes against a HashMap model.
+    #[test]
+    fn removal_keeps_every_other_entry_reachable() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let table = Table::with_capacity(48);
+        let mut model: HashMap<u32, u64> = HashMap::new();
+        let mut next = 0u32;
+        for _ in 0..20_000 {
+            if model.len() < 48 && rng.gen_bool(0.55) {
+                // Few distinct low bits: long probe runs that wrap around the end.
+                let hash = rng.gen_range(0..16u64) * 4 + 60 + (rng.gen::<u64>() << 32);
+                table.insert(hash, next);
+                model.insert(next, hash);
+                next += 1;
+            } else if let Some(&id) = model.keys().nth(rng.gen_range(0..model.len().max(1))) {
+                let hash = model.remove(&id).unwrap();
+                table.remove(hash, id);
+                assert!(!found(&table, hash, id));
+            }
+            for (&id, &hash) in &model {
+                assert!(found(&table, hash, id), "id {id} lost");
+            }
+            assert_eq!(table.len(), model.len());
+        }
+    }
+
+    #[test]
+    fn replace_swaps_the_id_in_place_and_growth_keeps_everything() {
+        let table = Table::with_capacity(4);
+        for id in 0..6u32 {
+            table.insert(u64::from(id) * 0x9E37_79B9, id);
+        }
+        table.replace(0x9E37_79B9, 1, 100);
+        assert!(found(&table, 0x9E37_79B9, 100) && !found(&table, 0x9E37_79B9, 1));
+        let grown = table.grown(1000);
+        assert!(grown.limit() >= 1000);
+        assert!(found(&grown, 0x9E37_79B9, 100));
+        for id in [0, 2, 3, 4, 5u32] {
+            assert!(found(&grown, u64::from(id) * 0x9E37_79B9, id));
+        }
+    }
+
+    #[test]
+    fn a_probe_during_a_removal_asks_for_a_retry() {
+        let table = Table::with_capacity(8);
+        table.insert(3, 0);
+        table.version.store(1, Ordering::Relaxed); // as if a removal were shifting
+        assert!(matches!(table.probe(3, |_| true), Probe::Retry));
+        table.version.store(2, Ordering::Relaxed);
+        assert!(matches!(table.probe(3, |_| true), Probe::Found(0)));
+        assert!(matches!(table.probe(4, |_| true), Probe::Absent));
+    }
+}
