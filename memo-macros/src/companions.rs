@@ -210,10 +210,10 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
 fn with_key_and_value(generics: &Generics, key: &Ident, value: &Ident) -> TokenStream {
     let mut generics = generics.clone();
     generics.params.push(GenericParam::Type(syn::parse_quote!(
-        #key: ::core::hash::Hash + ::core::cmp::Eq + ::core::marker::Send + 'static
+        #key: ::core::hash::Hash + ::core::cmp::Eq + ::core::marker::Send + ::core::marker::Sync + 'static
     )));
     generics.params.push(GenericParam::Type(syn::parse_quote!(
-        #value: ::core::clone::Clone + ::core::marker::Send + 'static
+        #value: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static
     )));
     let (params, _, _) = generics.split_for_impl();
     quote!(#params)
