@@ -62,3 +62,26 @@ pub use memo_macros::memoize;
 pub mod __private {
     pub use memo_core::__private::*;
 }
+
+/// What `#[memoize(store = "...")]` expands to first: nothing, as the `stores` feature is on.
+#[cfg(feature = "stores")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __memoize_store_enabled {
+    () => {};
+}
+
+/// What `#[memoize(store = "...")]` expands to first: the one error saying to enable the
+/// `stores` feature (the function then compiles with an in-memory cache, so nothing else fails).
+#[cfg(not(feature = "stores"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __memoize_store_enabled {
+    () => {
+        ::core::compile_error!(
+            "`store = ...` needs a store feature of `memo`: enable `redis`, `memcached`, \
+             `persistent` or `stores` in Cargo.toml, e.g. `memo = { version = \"0.1\", \
+             features = [\"redis\"] }`"
+        );
+    };
+}

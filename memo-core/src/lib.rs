@@ -42,6 +42,7 @@ mod policy;
 mod shard;
 mod stats;
 mod store;
+mod stored;
 #[cfg(feature = "stores")]
 #[path = "backend/mod.rs"]
 pub mod stores;
@@ -65,7 +66,10 @@ pub mod __private {
     pub use std::sync::LazyLock;
 
     pub use crate::flight::{Flights, Joined, Leader, Running};
-    pub use crate::memo::{ErasedMemo, Memo, Params, TypeCaches};
+    pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
+    pub use crate::stored::{
+        store_memo, store_memo_for_key, StoreKey, StoreKeyType, StoreMemo, StoreSelfKey, StoreValue,
+    };
     pub use crate::{Cache, CacheInfo, InstanceCache, Policy};
 
     use std::hash::Hash;
@@ -206,25 +210,6 @@ pub mod __private {
     pub use crate::stores::StoreCache;
     #[cfg(feature = "stores")]
     pub use serde;
-
-    /// Builds the cache of a `#[memoize(store = "...")]` function: `path` is
-    /// `module_path!()::function`, `signature` a hash of its argument and return types, and the
-    /// store named `store` is looked up on first use.
-    #[cfg(feature = "stores")]
-    pub fn store_cache<K, V>(
-        store: &'static str,
-        path: &'static str,
-        signature: u64,
-        version: Option<u32>,
-        maxsize: Option<usize>,
-        ttl: Option<Duration>,
-    ) -> StoreCache<K, V> {
-        StoreCache::new(store, path)
-            .with_signature(signature)
-            .with_version(version.unwrap_or(1))
-            .with_maxsize(maxsize)
-            .with_ttl(ttl)
-    }
 }
 
 #[cfg(test)]

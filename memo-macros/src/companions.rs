@@ -36,8 +36,8 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let memo = &plan.memo;
     let name = plan.static_ident();
     let (key, value) = (plan.key_type(), plan.value_type());
-    let memo_type = quote!(#memo::__private::Memo<#key, #value>);
-    let (params, function_name) = (plan.params(), plan.name());
+    let memo_type = plan.memo_of(&key, &value);
+    let new_memo = plan.new_memo(plan.params());
     let cfgs = plan
         .function
         .attrs
@@ -48,7 +48,7 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::type_complexity)]
         static #name: #memo::__private::LazyLock<#memo_type> =
-            #memo::__private::LazyLock::new(|| #memo::__private::Memo::new(#function_name, #params));
+            #memo::__private::LazyLock::new(|| #new_memo);
     }
 }
 
@@ -149,26 +149,37 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
     let (params, name) = (plan.params(), plan.name());
     let value = plan.value_type();
     let (key_param, key_type) = key_generic(plan);
-    let generics = with_param(&plan.function.sig.generics, key_param.as_ref(), &plan.memo);
+    let generics = with_param(
+        &plan.function.sig.generics,
+        key_param.as_ref(),
+        &plan.bound_trait("KeyType"),
+    );
     let where_clause = plan.where_clause();
     let key_arg = key_param.as_ref().map(|param| {
         let key = Ident::new("__memo_key", Span::mixed_site());
         quote!(#key: &#param)
     });
-    let memo_type = quote!(#memo::__private::Memo<#key_type, #value>);
+    let memo_type = plan.memo_of(&key_type, &value);
     let attrs = quote!(#[doc(hidden)] #[allow(dead_code, clippy::type_complexity)]);
     let kept = kept_attrs(&plan.function.attrs);
     let attrs = quote!(#attrs #(#kept)*);
     match &plan.storage {
         Storage::Static => TokenStream::new(),
         Storage::ByType => {
+            let new_memo = plan.new_memo(quote!(__memo_params));
             let get = match &key_param {
+                Some(_) if plan.options.store.is_some() => {
+                    let key = Ident::new("__memo_key", Span::mixed_site());
+                    quote!(#memo::__private::store_memo_for_key(Self::#caches(), #key, |__memo_params| {
+                        #new_memo
+                    }))
+                }
                 Some(_) => {
                     let key = Ident::new("__memo_key", Span::mixed_site());
                     quote!(#memo::__private::memo_for_key(Self::#caches(), #key, || #name))
                 }
                 None => quote!(Self::#caches().get::<#memo_type>(|__memo_params| {
-                    #memo::__private::Memo::new(#name, __memo_params)
+                    #new_memo
                 })),
             };
             quote! {
@@ -230,14 +241,14 @@ fn key_generic(plan: &Plan<'_>) -> (Option<Ident>, TokenStream) {
     }
 }
 
-/// `generics` with one more type parameter, `P: KeyType + 'static`.
-fn with_param(generics: &Generics, param: Option<&Ident>, memo: &syn::Path) -> TokenStream {
+/// `generics` with one more type parameter, `P: KeyType + 'static` (`StoreKeyType` with a store).
+fn with_param(generics: &Generics, param: Option<&Ident>, key_type: &TokenStream) -> TokenStream {
     let Some(param) = param else {
         return quote!(#generics);
     };
     let mut generics = generics.clone();
     generics.params.push(GenericParam::Type(syn::parse_quote!(
-        #param: #memo::__private::KeyType + 'static
+        #param: #key_type + 'static
     )));
     let (params, _, _) = generics.split_for_impl();
     quote!(#params)
@@ -373,6 +384,7 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
     let where_clause = plan.where_clause();
     let (lookup, memo) = memo_and_key(plan);
     let key = expand::Locals::new().key;
+    let memo_path = &plan.memo;
     let doc = format!(
         " Removes the cached value of `{}` for these arguments; `true` when there was one.",
         syn::ext::IdentExt::unraw(&plan.function.sig.ident)
@@ -383,7 +395,7 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
         #(#attrs)*
         #vis fn #name #generics(#params) -> bool #where_clause {
             #lookup
-            #memo.cache.remove(&#key).is_some()
+            #memo_path::__private::FunctionCache::remove(&#memo.cache, &#key)
         }
     }
 }

@@ -202,36 +202,34 @@ impl<'a> Plan<'a> {
 
     /// The key type: `(<Self as SelfKey>::Key, <A as MemoKey>::Key, ...)`.
     pub(crate) fn key_type(&self) -> TokenStream {
-        let memo = &self.memo;
         let this = self.receiver_self().map(|span| {
             let self_type: Type = syn::parse_quote_spanned!(span=> Self);
-            projection(&self_type, quote!(#memo::__private::SelfKey), "Key")
+            projection(&self_type, self.bound_trait("SelfKey"), "Key")
         });
+        let memo_key = self.bound_trait("MemoKey");
         let args = self
             .keyed
             .iter()
-            .map(|arg| projection(arg.keyed_type(), quote!(#memo::__private::MemoKey), "Key"));
+            .map(|arg| projection(arg.keyed_type(), memo_key.clone(), "Key"));
         let parts = this.into_iter().chain(args);
         quote!((#(#parts,)*))
     }
 
     /// The cached value's type: `<T as MemoValue>::Value`.
     pub(crate) fn value_type(&self) -> TokenStream {
-        let memo = &self.memo;
         let ty = self.function.output.cached_type();
-        projection(ty, quote!(#memo::__private::MemoValue), "Value")
+        projection(ty, self.bound_trait("MemoValue"), "Value")
     }
 
     /// The function's `where` clause, plus `Self: SelfKey` (spanned at `&self`) when `self` is
     /// part of the key: a method whose `Self` cannot be keyed is one error at its receiver, with
     /// the trait's message, and every body that relies on it type-checks.
     pub(crate) fn where_clause(&self) -> TokenStream {
-        let memo = &self.memo;
         let existing = &self.function.sig.generics.where_clause;
         let Some(span) = self.receiver_self() else {
             return quote!(#existing);
         };
-        let path = respan(quote!(#memo::__private::SelfKey), span);
+        let path = respan(self.bound_trait("SelfKey"), span);
         let bound = quote_spanned!(span=> Self: #path);
         match existing {
             Some(clause) => {
@@ -282,13 +280,13 @@ impl<'a> Plan<'a> {
     /// `&Memo<K, V>` written with the projections, for a local's annotation; with `key = ...` the
     /// key type is inferred.
     pub(crate) fn memo_type(&self) -> TokenStream {
-        let memo = &self.memo;
         let key = match self.key_expr {
             Some(_) => quote!(_),
             None => self.key_type(),
         };
         let value = self.value_type();
-        quote!(&#memo::__private::Memo<#key, #value>)
+        let memo_type = self.memo_of(&key, &value);
+        quote!(&#memo_type)
     }
 
     /// The hidden `static` that holds the memo of a [`Storage::Static`] function, beside it.
@@ -337,10 +335,10 @@ impl<'a> Plan<'a> {
     /// Each keyed argument as a reference to its keyed type, `self` first when keyed.
     pub(crate) fn borrowed_keys(&self) -> Vec<TokenStream> {
         // Hashed as its key, so that only `Self: SelfKey` is required of `Self`.
-        let memo = &self.memo;
+        let self_key = self.bound_trait("SelfKey");
         let this = self
             .self_keyed
-            .then(|| quote!(<Self as #memo::__private::SelfKey>::as_key(self)));
+            .then(|| quote!(<Self as #self_key>::as_key(self)));
         let args = self.keyed.iter().map(|arg| {
             let name = &arg.name;
             match arg.passing {
@@ -353,26 +351,19 @@ impl<'a> Plan<'a> {
 
     /// `(<A as MemoKey>::to_key(a), ...)`: the owned key, made from the borrowed arguments.
     pub(crate) fn owned_key(&self) -> TokenStream {
-        let memo = &self.memo;
         let borrowed = self.borrowed_keys();
         let types = self.keyed_types();
         let parts = types
             .iter()
             .zip(&borrowed)
             .map(|((ty, trait_name), borrowed)| {
-                trait_call(
-                    ty,
-                    quote!(#memo::__private::#trait_name),
-                    "to_key",
-                    borrowed.clone(),
-                )
+                trait_call(ty, self.bound_trait(trait_name), "to_key", borrowed.clone())
             });
         quote!((#(#parts,)*))
     }
 
     /// `|k| <A as MemoKey>::key_eq(&k.0, a) && ...`: compares a stored key with the arguments.
     pub(crate) fn is_match(&self) -> TokenStream {
-        let memo = &self.memo;
         let stored = Ident::new("__memo_k", Span::mixed_site());
         let borrowed = self.borrowed_keys();
         if borrowed.is_empty() {
@@ -387,23 +378,21 @@ impl<'a> Plan<'a> {
                 .map(|(i, ((ty, trait_name), borrowed))| {
                     let index = syn::Index::from(i);
                     let args = quote!(&#stored.#index, #borrowed);
-                    trait_call(ty, quote!(#memo::__private::#trait_name), "key_eq", args)
+                    trait_call(ty, self.bound_trait(trait_name), "key_eq", args)
                 });
         quote!(|#stored| #(#compares)&&*)
     }
 
     /// The type and trait of each part of the key.
-    fn keyed_types(&self) -> Vec<(Type, Ident)> {
+    fn keyed_types(&self) -> Vec<(Type, &'static str)> {
         let this = self.receiver_self().map(|span| {
             let ty: Type = syn::parse_quote_spanned!(span=> Self);
-            (ty, Ident::new("SelfKey", span))
+            (ty, "SelfKey")
         });
-        let args = self.keyed.iter().map(|arg| {
-            (
-                arg.keyed_type().clone(),
-                Ident::new("MemoKey", Span::call_site()),
-            )
-        });
+        let args = self
+            .keyed
+            .iter()
+            .map(|arg| (arg.keyed_type().clone(), "MemoKey"));
         this.into_iter().chain(args).collect()
     }
 
@@ -436,11 +425,10 @@ impl<'a> Plan<'a> {
 
     /// A clone of the cached value `stored`, through `MemoValue` spanned at the return type.
     pub(crate) fn clone_value(&self, stored: &Ident) -> TokenStream {
-        let memo = &self.memo;
         let ty = self.function.output.cached_type();
         trait_call(
             ty,
-            quote!(#memo::__private::MemoValue),
+            self.bound_trait("MemoValue"),
             "clone_value",
             quote!(#stored),
         )
@@ -540,9 +528,11 @@ fn wrapper(plan: &Plan<'_>) -> TokenStream {
     } else {
         plain_body(plan, &locals)
     };
+    let store_check = plan.store_feature_check();
     quote! {
         #(#attrs)*
         #vis #asyncness #abi fn #ident #generics(#receiver #(#params),*) #output #where_clause {
+            #store_check
             #body
         }
     }

@@ -16,6 +16,7 @@ mod companions;
 mod error;
 mod expand;
 mod fallback;
+mod store;
 mod valid;
 
 use proc_macro::TokenStream;
