@@ -131,6 +131,10 @@ where
 )]
 pub trait StoreSelfKey {
     /// The stored form.
+    #[cfg(feature = "stores")]
+    type Key: Hash + Eq + Send + Serialize + 'static;
+    /// The stored form.
+    #[cfg(not(feature = "stores"))]
     type Key: Hash + Eq + Send + 'static;
     /// `self` as the key it is stored as.
     fn as_key(&self) -> &Self::Key;

@@ -38,6 +38,7 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let (key, value) = (plan.key_type(), plan.value_type());
     let memo_type = plan.memo_of(&key, &value);
     let new_memo = plan.new_memo(plan.params());
+    let static_type = plan.static_type(&memo_type);
     let cfgs = plan
         .function
         .attrs
@@ -47,7 +48,7 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
         #(#cfgs)*
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::type_complexity)]
-        static #name: #memo::__private::LazyLock<#memo_type> =
+        static #name: #static_type =
             #memo::__private::LazyLock::new(|| #new_memo);
     }
 }
@@ -384,7 +385,15 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
     let where_clause = plan.where_clause();
     let (lookup, memo) = memo_and_key(plan);
     let key = expand::Locals::new().key;
-    let memo_path = &plan.memo;
+    // `Cache::remove` returns the value, `StoreCache::remove` whether there was one; with a store
+    // but without the feature, the cache is a `Cache`: the trait says which.
+    let removed = match plan.options.store {
+        Some(_) => {
+            let memo_path = &plan.memo;
+            quote!(#memo_path::__private::FunctionCache::remove(&#memo.cache, &#key))
+        }
+        None => quote!(#memo.cache.remove(&#key).is_some()),
+    };
     let doc = format!(
         " Removes the cached value of `{}` for these arguments; `true` when there was one.",
         syn::ext::IdentExt::unraw(&plan.function.sig.ident)
@@ -395,7 +404,7 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
         #(#attrs)*
         #vis fn #name #generics(#params) -> bool #where_clause {
             #lookup
-            #memo_path::__private::FunctionCache::remove(&#memo.cache, &#key)
+            #removed
         }
     }
 }

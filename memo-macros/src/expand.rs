@@ -41,10 +41,11 @@ use crate::{companions, fallback, valid};
 /// The whole expansion: options, model, checks, code, and every error found on the way.
 pub(crate) fn memoize(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let options = attr::parse(args).unwrap_or_else(|error| {
+    let mut options = attr::parse(args).unwrap_or_else(|error| {
         errors.push(error);
         Options::default()
     });
+    crate::store::check(&mut options, &mut errors);
     let item = match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(item)) => item,
         Ok(other) => {

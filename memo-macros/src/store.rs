@@ -19,7 +19,7 @@
 //! by `::<T, N>` with each type argument's `type_name` for a generic one.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::{Expr, ExprLit, GenericParam, Lit, LitStr};
 
@@ -97,23 +97,26 @@ fn ungroup(expr: &Expr) -> &Expr {
     }
 }
 
-/// The options that only make sense with a store, or not with one.
-pub(crate) fn check(options: &Options, errors: &mut Errors) {
-    match (&options.store, &options.version) {
-        (None, Some(version)) => errors.push(syn::Error::new(
-            version.span,
-            "`version` applies to keys in a store; add `store = \"name\"` or remove `version`",
-        )),
-        (Some(_), _) => {
-            if let Some(field) = &options.cache_field {
-                errors.push(syn::Error::new(
-                    field.span,
-                    "`cache_field` keeps a cache per instance, and a store is shared by every \
-                     instance and process; remove `cache_field` or `store`",
-                ));
-            }
+/// Reports the options that only make sense with a store, or not with one, and drops them:
+/// `version` without `store`, and `store` with `cache_field` (a store is shared by every
+/// instance). The function is then expanded without them, so the error is the only one.
+pub(crate) fn check(options: &mut Options, errors: &mut Errors) {
+    if options.store.is_none() {
+        if let Some(version) = options.version.take() {
+            errors.push(syn::Error::new(
+                version.span,
+                "`version` applies to keys in a store; add `store = \"name\"` or remove `version`",
+            ));
         }
-        (None, None) => {}
+    } else if options.cache_field.is_some() {
+        if let Some(store) = options.store.take() {
+            errors.push(syn::Error::new(
+                store.value.key,
+                "a store is shared by every instance and process, and `cache_field` keeps a \
+                 cache per instance; remove `store` or `cache_field`",
+            ));
+        }
+        options.version = None;
     }
 }
 
@@ -142,6 +145,21 @@ impl Plan<'_> {
         }
     }
 
+    /// The type of the static that holds a free function's memo: `LazyLock<memo_type>`. With a
+    /// store, `LazyLock<` and `>` are spanned at the return type: the static's `Sync` check then
+    /// reports a value that is not `DeserializeOwned` where the value's own use does, and rustc
+    /// shows the two as one error.
+    pub(crate) fn static_type(&self, memo_type: &TokenStream) -> TokenStream {
+        let memo = &self.memo;
+        if self.options.store.is_none() {
+            return quote!(#memo::__private::LazyLock<#memo_type>);
+        }
+        let (first, last) = crate::ast::span_range(self.function.output.cached_type());
+        let open = respan(quote!(#memo::__private::LazyLock<), first);
+        let close = respan(quote!(>), last);
+        quote!(#open #memo_type #close)
+    }
+
     /// An expression making the memo from `params` (a `Params` expression).
     pub(crate) fn new_memo(&self, params: TokenStream) -> TokenStream {
         let memo = &self.memo;
@@ -161,10 +179,8 @@ impl Plan<'_> {
     pub(crate) fn store_feature_check(&self) -> TokenStream {
         let memo = &self.memo;
         match &self.options.store {
-            Some(store) => {
-                let span = store.value.key;
-                quote_spanned!(span=> #memo::__memoize_store_enabled!();)
-            }
+            // Every token at `store`, the path too: rustc reports the error at the call.
+            Some(store) => respan(quote!(#memo::__memoize_store_enabled!();), store.value.key),
             None => TokenStream::new(),
         }
     }
@@ -205,6 +221,17 @@ impl Plan<'_> {
         }
         quote!(::std::format!(#format, #base, #(#generics),*))
     }
+}
+
+/// `tokens` with every token at `span` (groups are not respanned inside: callers pass none).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }
 
 /// A hash of what decides the meaning of a stored value: the argument and return types, the
@@ -251,9 +278,9 @@ mod tests {
 
     fn errors(args: TokenStream) -> Vec<String> {
         match attr::parse(args) {
-            Ok(options) => {
+            Ok(mut options) => {
                 let mut errors = Errors::default();
-                check(&options, &mut errors);
+                check(&mut options, &mut errors);
                 match errors.finish() {
                     Ok(()) => Vec::new(),
                     Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
@@ -303,7 +330,11 @@ mod tests {
             ["`version` applies to keys in a store; add `store = \"name\"` or remove `version`"]
         );
         assert!(errors(quote!(store = "s", cache_field = c))[0]
-            .starts_with("`cache_field` keeps a cache per instance"));
+            .starts_with("a store is shared by every instance and process"));
+        let mut options = attr::parse(quote!(store = "s", cache_field = c, version = 3)).unwrap();
+        check(&mut options, &mut Errors::default());
+        assert!(options.store.is_none() && options.version.is_none());
+        assert!(options.cache_field.is_some());
     }
 
     #[test]

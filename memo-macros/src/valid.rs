@@ -25,7 +25,6 @@ pub(crate) fn check(options: &Options, function: &Function) -> syn::Result<()> {
     }
     check_output(function, &mut errors);
     check_options(options, function, &mut errors);
-    crate::store::check(options, &mut errors);
     errors.finish()
 }
 
