@@ -76,7 +76,10 @@ fn worker() {
     }
     for n in 0..CALLS {
         assert_eq!(describe_in_redis(n), format!("{n} squared is {}", n * n));
-        assert_eq!(describe_in_memcached(n), format!("{n} squared is {}", n * n));
+        assert_eq!(
+            describe_in_memcached(n),
+            format!("{n} squared is {}", n * n)
+        );
     }
     for (store, info, runs) in [
         ("attr-redis", describe_in_redis::cache_info(), &REDIS_RUNS),
