@@ -488,6 +488,8 @@ mod tests {
     use std::sync::Barrier;
     use std::task::Wake;
 
+    use crate::CacheInfo;
+
     fn cache() -> Cache<u32, String> {
         Cache::new(16)
     }
@@ -640,6 +642,74 @@ mod tests {
             call(&flights, &cache, 6, || "six".to_owned()) + "+1"
         });
         assert_eq!(value, "six+1");
+    }
+
+    /// A cache outside the process, as single-flight sees one: never read under the table's
+    /// lock, written after the waiters are released.
+    struct Remote<'f> {
+        cache: Cache<u32, String>,
+        /// The table whose flights are counted when a value is stored.
+        flights: &'f Flights<u32, String>,
+        in_flight_at_insert: AtomicUsize,
+    }
+
+    impl FunctionCache<u32, String> for Remote<'_> {
+        const REMOTE: bool = true;
+        fn peek(&self, _: &u32) -> Option<String> {
+            unreachable!("a remote cache is not read again under the flights' lock")
+        }
+        fn insert_if_absent(&self, key: u32, value: String) {
+            // `in_flight` takes the table's lock: it would deadlock if the caller held it.
+            self.in_flight_at_insert
+                .store(self.flights.in_flight(), Ordering::SeqCst);
+            self.cache.insert_if_absent(key, value);
+        }
+        fn remove(&self, key: &u32) -> bool {
+            FunctionCache::remove(&self.cache, key)
+        }
+        fn info(&self) -> CacheInfo {
+            self.cache.info()
+        }
+        fn reset(&self) {
+            self.cache.reset();
+        }
+    }
+
+    #[test]
+    fn a_remote_cache_is_written_after_the_flight_is_released_and_never_peeked() {
+        let flights = Flights::new("f");
+        let remote = Remote {
+            cache: cache(),
+            flights: &flights,
+            in_flight_at_insert: AtomicUsize::new(usize::MAX),
+        };
+        let Joined::Lead(leader) = flights.join_owned(&remote, 3) else {
+            panic!("the first caller leads");
+        };
+        flights.complete(leader, &remote, "three".to_owned());
+        // The flight was gone when the store was written: no lock held across the round trip.
+        assert_eq!(remote.in_flight_at_insert.load(Ordering::SeqCst), 0);
+        assert_eq!(remote.cache.peek(&3).as_deref(), Some("three"));
+        // Concurrent misses still run the body once, the waiters taking the leader's value.
+        let runs = AtomicUsize::new(0);
+        let results: Vec<String> = std::thread::scope(|s| {
+            let callers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| match flights.join_owned(&remote, 9) {
+                        Joined::Ready(value) => value,
+                        Joined::Lead(leader) => {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            until_waiting(&flights, 3);
+                            flights.complete(leader, &remote, "nine".to_owned());
+                            "nine".to_owned()
+                        }
+                    })
+                })
+                .collect();
+            callers.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        assert_eq!(results, ["nine"; 4]);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[test]
