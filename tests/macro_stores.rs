@@ -143,9 +143,9 @@ mod memcached_backend {
 }
 
 /// The seconds left before memcached expires the key that contains every one of `parts` (`-1`:
-/// never), from its dump of the keys (percent-encoded).
+/// never), from its dump of the keys (percent-encoded; `hash` walks the hash table, every key).
 fn memcached_ttl(server: &Server, parts: &[&str]) -> i64 {
-    let dump = server.memcached_command("lru_crawler metadump all", None);
+    let dump = server.memcached_command("lru_crawler metadump hash", None);
     let line = dump
         .lines()
         .find(|line| parts.iter().all(|part| line.contains(part)))
@@ -385,6 +385,26 @@ async fn fetch(city: &str) -> Result<String, String> {
     Ok(city.to_uppercase())
 }
 
+static COUNTED: AtomicU64 = AtomicU64::new(0);
+
+/// A `key = ...` function: "Paris" and "PARIS" are one entry.
+#[memoize(store = "attr-async", key = city.to_lowercase())]
+fn population(city: &str) -> u64 {
+    COUNTED.fetch_add(1, Ordering::SeqCst);
+    city.len() as u64 * 1000
+}
+
+/// A method whose `self` is part of the key, stored as JSON.
+#[derive(Clone, Hash, PartialEq, Eq, serde::Serialize)]
+struct Poly(Vec<i64>);
+
+impl Poly {
+    #[memoize(store = "attr-async")]
+    fn at(&self, x: i64) -> i64 {
+        self.0.iter().rev().fold(0, |acc, c| acc * x + c)
+    }
+}
+
 /// A generic function: one namespace per instantiation.
 #[memoize(store = "attr-async")]
 fn parse<
@@ -414,6 +434,26 @@ fn async_and_generic_functions_use_the_store() {
     assert_eq!(parse::<f64>("7"), Some(7.0));
     let info = parse::cache_info();
     assert_eq!((info.hits, info.misses), (2, 2));
+}
+
+#[test]
+fn key_expressions_and_keyed_self_use_the_store() {
+    let server = Server::redis();
+    register_redis("attr-async", &server);
+    assert_eq!((population("Paris"), population("PARIS")), (5000, 5000));
+    assert_eq!(runs(&COUNTED), 1);
+    assert_eq!(redis_keys(&server, "population").len(), 1);
+    assert!(population::cache_invalidate("pArIs"));
+    population::cache_prime("Lyon", 7);
+    assert_eq!(population("LYON"), 7);
+    let square = Poly(vec![0, 0, 1]);
+    let cube = Poly(vec![0, 0, 0, 1]);
+    assert_eq!((square.at(3), square.at(3), cube.at(3)), (9, 9, 27));
+    let info = Poly::at_cache_info();
+    assert_eq!((info.hits, info.misses), (1, 2));
+    let keys = redis_keys(&server, "Poly::at");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(":[[0,0,1],3]")), "{keys:?}");
 }
 
 static FALLBACKS: AtomicU64 = AtomicU64::new(0);
