@@ -78,12 +78,13 @@ use proc_macro::TokenStream;
 ///
 /// With `store = "name"` the cache is the store registered under that name (Redis, Memcached, a
 /// SQLite file; features `redis`, `memcached`, `persistent` of `memo`), shared by every process
-/// that registers the same store. Stores are looked up on first call, so register them at
-/// start-up; a name never registered caches in memory, with one warning. Keys are the arguments
+/// that registers the same store. The store is looked up on the function's first call, so
+/// register it at start-up; a name not registered by then caches in memory, with one warning. Keys are the arguments
 /// as JSON, namespaced by the function's path (`module_path!()::f`, or the `Self` type's path for
 /// a method, plus each type argument of a generic function), a hash of its signature, and
 /// `version`. Keys must also be `serde::Serialize`, values `Serialize + DeserializeOwned`. The
-/// ttl is passed to the server; `maxsize` and `policy` bound only the in-memory fallback. A store
+/// ttl is passed to the server; `maxsize` bounds only the in-memory fallback, and `policy` has
+/// no effect (the store evicts by its own rules). A store
 /// that is down makes calls misses, never failures. Everything else is as in memory:
 /// single-flight within the process, only `Ok`/`Some` cached, the companions (`cache_clear()`
 /// removes this function's keys and no other's).
