@@ -399,9 +399,17 @@ fn population(city: &str) -> u64 {
 struct Poly(Vec<i64>);
 
 impl Poly {
+    const SCALE: i64 = 3;
+
     #[memoize(store = "attr-async")]
     fn at(&self, x: i64) -> i64 {
         self.0.iter().rev().fold(0, |acc, c| acc * x + c)
+    }
+
+    /// An associated function (it names `Self`).
+    #[memoize(store = "attr-async", version = 4)]
+    fn scaled(x: i64) -> i64 {
+        Self::SCALE * x
     }
 }
 
@@ -454,6 +462,14 @@ fn key_expressions_and_keyed_self_use_the_store() {
     let keys = redis_keys(&server, "Poly::at");
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().any(|k| k.ends_with(":[[0,0,1],3]")), "{keys:?}");
+    assert_eq!((Poly::scaled(2), Poly::scaled(2)), (6, 6));
+    assert_eq!(Poly::scaled_cache_info().hits, 1);
+    let keys = redis_keys(&server, "Poly::scaled");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].starts_with("memo:macro_stores::Poly::scaled:v4.") && keys[0].ends_with(":[2]"),
+        "{keys:?}"
+    );
 }
 
 static FALLBACKS: AtomicU64 = AtomicU64::new(0);
