@@ -3,7 +3,7 @@
 use memo::memoize;
 
 #[memoize]
-fn first<T: Clone + Send + 'static>(items: Vec<T>) -> Option<T> {
+fn first<T: Clone + Send + Sync + 'static>(items: Vec<T>) -> Option<T> {
     items.into_iter().next()
 }
 

@@ -4,7 +4,7 @@ use memo::memoize;
 use std::hash::Hash;
 
 #[memoize]
-fn first<T: Hash + Eq + Clone + Send>(items: Vec<T>) -> Option<T> {
+fn first<T: Hash + Eq + Clone + Send + Sync>(items: Vec<T>) -> Option<T> {
     items.into_iter().next()
 }
 

@@ -3,7 +3,7 @@
 use memo::memoize;
 
 #[memoize]
-fn pick<T: Send + 'static>(index: usize, items: fn() -> Vec<T>) -> Option<T> {
+fn pick<T: Send + Sync + 'static>(index: usize, items: fn() -> Vec<T>) -> Option<T> {
     items().into_iter().nth(index)
 }
 
