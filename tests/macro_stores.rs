@@ -538,3 +538,39 @@ fn a_killed_server_never_fails_the_caller() {
     assert_eq!(runs(&SURVIVED), 20);
     assert!(stores::health("attr-killed").unwrap().outages >= 1);
 }
+
+static LABELLED: AtomicU64 = AtomicU64::new(0);
+
+/// A generic `impl` under `#[memoize]`, whose function never names `Self` and is not keyed by
+/// `self`: one namespace per `Self` type, in the store and in the process.
+struct Labels<T>(std::marker::PhantomData<T>);
+
+#[memoize]
+impl<T: 'static> Labels<T> {
+    #[memoize(store = "attr-generic-impl")]
+    fn label(n: u32) -> String {
+        LABELLED.fetch_add(1, Ordering::SeqCst);
+        format!("{}:{n}", std::any::type_name::<T>())
+    }
+}
+
+#[test]
+fn functions_of_a_generic_impl_keep_a_namespace_per_self_type() {
+    let server = Server::redis();
+    register_redis("attr-generic-impl", &server);
+    assert_eq!(Labels::<u8>::label(1), "u8:1");
+    assert_eq!(Labels::<u8>::label(1), "u8:1");
+    assert_eq!(Labels::<u16>::label(1), "u16:1", "not the u8's entry");
+    assert_eq!(runs(&LABELLED), 2);
+    let info = Labels::<u8>::label_cache_info();
+    assert_eq!((info.hits, info.misses), (1, 2));
+    let keys = redis_keys(&server, "Labels<");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for self_type in ["Labels<u8>::label", "Labels<u16>::label"] {
+        assert!(keys.iter().any(|k| k.contains(self_type)), "{keys:?}");
+    }
+    // Cleared in the store: the next call runs the body again.
+    Labels::<u8>::label_cache_clear();
+    assert_eq!(Labels::<u8>::label(1), "u8:1");
+    assert_eq!(runs(&LABELLED), 3);
+}

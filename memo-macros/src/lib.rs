@@ -82,8 +82,10 @@ use proc_macro::TokenStream;
 /// that registers the same store. The store is looked up on the function's first call, so
 /// register it at start-up; a name not registered by then caches in memory, with one warning. Keys are the arguments
 /// as JSON, namespaced by the function's path (`module_path!()::f`, or the `Self` type's path for
-/// a method, plus each type argument of a generic function), a hash of its signature, and
-/// `version`. Keys must also be `serde::Serialize`, values `Serialize + DeserializeOwned`. The
+/// a method, with the type arguments of a generic `impl`, plus each type argument of a generic
+/// function), a hash of its signature, and `version`. Keys must also be `serde::Serialize`,
+/// values `Serialize + DeserializeOwned`; a missing one is one error at the argument, `&self`,
+/// the `key` expression or the return type. The
 /// ttl is passed to the server; `maxsize` bounds only the in-memory fallback, and `policy` has
 /// no effect (the store evicts by its own rules). A store
 /// that is down makes calls misses, never failures. Everything else is as in memory:

@@ -429,6 +429,65 @@ mod tests {
     }
 
     #[test]
+    fn a_store_swaps_every_bound_trait_and_the_memo() {
+        let expand =
+            |args: TokenStream, item: TokenStream| crate::expand::memoize(args, item).to_string();
+        // A static: the projections and the memo type.
+        let text = expand(
+            quote!(store = "s"),
+            quote!(
+                fn f(x: &str) -> u8 {
+                    1
+                }
+            ),
+        );
+        for part in ["StoreKey >", "StoreValue >", "StoreMemo <", "store_memo ("] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert!(!text.contains("MemoKey"), "{text}");
+        // A method, a generic function, a key expression: the checked traits, inferred.
+        let text = expand(
+            quote!(store = "s"),
+            quote!(
+                fn m(&self, x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        for part in [
+            "StoreSelfKey < _ >",
+            "StoreArgKey < _ >",
+            "StoreCachedValue < _ >",
+            "store_memo_by_type (",
+            "StoredKey",
+            "type_name :: < Self > ()",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert!(!text.contains("__private :: ArgKey"), "{text}");
+        assert!(!text.contains("__private :: memo_by_type"), "{text}");
+        let text = expand(
+            quote!(store = "s"),
+            quote!(
+                fn g<T: 'static>(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(text.contains("tag_of (g :: uncached :: < T >)"), "{text}");
+        assert!(text.contains("type_name :: < T > ()"), "{text}");
+        let text = expand(
+            quote!(store = "s", key = x % 2),
+            quote!(
+                fn k(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(text.contains("StoreKeyExpr < _ >"), "{text}");
+    }
+
+    #[test]
     fn fnv1a_matches_the_reference_vectors() {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
