@@ -8,31 +8,20 @@
 //! then runs itself twice as a worker. Each worker registers the store under the name `shared`
 //! and calls a slow function for the same ten inputs: the first worker computes them, the second
 //! gets every one from Redis.
-//!
-//! The function below spells out what `#[memoize(store = "shared", ttl = "5m")]` generates.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use memo::stores::{self, RedisStore, StoreCache};
+use memo::memoize;
+use memo::stores::{self, RedisStore};
 
-/// The cache of `slow_square`, in the store named `shared`, entries living five minutes.
-static SLOW_SQUARE: LazyLock<StoreCache<(u64,), u64>> = LazyLock::new(|| {
-    StoreCache::new("shared", concat!(module_path!(), "::slow_square"))
-        .with_ttl(Duration::from_secs(300))
-});
-
-/// A function worth caching: 20 ms per call.
+/// A function worth caching: 20 ms per call. Its results live in the store named `shared` for
+/// five minutes, under keys namespaced by this module and function.
+#[memoize(store = "shared", ttl = "5m")]
 fn slow_square(n: u64) -> u64 {
-    if let Some(hit) = SLOW_SQUARE.get_by(&(&n,), |k| k.0 == n) {
-        return hit;
-    }
     std::thread::sleep(Duration::from_millis(20));
-    let value = n * n;
-    SLOW_SQUARE.insert_if_absent((n,), value);
-    value
+    n * n
 }
 
 fn worker(id: &str, url: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -40,7 +29,7 @@ fn worker(id: &str, url: &str) -> Result<(), Box<dyn std::error::Error>> {
     stores::register("shared", RedisStore::connect(url)?);
     let start = Instant::now();
     let total: u64 = (1..=10).map(slow_square).sum();
-    let info = SLOW_SQUARE.info();
+    let info = slow_square::cache_info();
     println!(
         "worker {id} (pid {}): sum of squares {total} in {:>6.1?}: {} hits, {} misses",
         std::process::id(),

@@ -1,6 +1,6 @@
 //! Sharing across processes: two separate processes, one after the other, against one real
 //! `redis-server`, one real `memcached` and one SQLite file; the second gets hits for everything
-//! the first computed.
+//! the first computed, through a `StoreCache` and through `#[memoize(store = "...")]`.
 //!
 //! The test binary plays both parts: run normally, it starts the servers and runs itself twice as
 //! a worker (selected by an environment variable), then reads what each worker reports.
@@ -10,7 +10,9 @@
 mod servers;
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use memo::memoize;
 use memo::stores::{self, MemcachedStore, PersistentStore, RedisStore, StoreCache};
 use servers::Server;
 
@@ -18,8 +20,24 @@ const ROLE: &str = "MEMO_CROSS_PROCESS_WORKER";
 const TEST_NAME: &str = "second_process_hits_what_the_first_computed";
 const CALLS: u64 = 25;
 
+static REDIS_RUNS: AtomicU64 = AtomicU64::new(0);
+static MEMCACHED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[memoize(store = "shared-redis", ttl = "5m")]
+fn describe_in_redis(n: u64) -> String {
+    REDIS_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("{n} squared is {}", n * n)
+}
+
+#[memoize(store = "shared-mc", ttl = "5m")]
+fn describe_in_memcached(n: u64) -> String {
+    MEMCACHED_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("{n} squared is {}", n * n)
+}
+
 /// The worker: registers the three stores, calls a memoized function `CALLS` times on each, and
-/// prints one line per store: `worker: store <name> hits <h> misses <m> runs <r>`.
+/// prints one line per store: `worker: store <name> hits <h> misses <m> runs <r>`; then the same
+/// for the two functions memoized by the attribute (`attr-redis`, `attr-memcached`).
 fn worker() {
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set"));
     stores::register(
@@ -54,6 +72,28 @@ fn worker() {
         println!(
             "\nworker: store {store} hits {} misses {} runs {runs}",
             info.hits, info.misses
+        );
+    }
+    for n in 0..CALLS {
+        assert_eq!(describe_in_redis(n), format!("{n} squared is {}", n * n));
+        assert_eq!(
+            describe_in_memcached(n),
+            format!("{n} squared is {}", n * n)
+        );
+    }
+    for (store, info, runs) in [
+        ("attr-redis", describe_in_redis::cache_info(), &REDIS_RUNS),
+        (
+            "attr-memcached",
+            describe_in_memcached::cache_info(),
+            &MEMCACHED_RUNS,
+        ),
+    ] {
+        println!(
+            "\nworker: store {store} hits {} misses {} runs {}",
+            info.hits,
+            info.misses,
+            runs.load(Ordering::SeqCst)
         );
     }
 }
@@ -103,8 +143,8 @@ fn second_process_hits_what_the_first_computed() {
     let first = run_worker();
     let second = run_worker();
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(first.len(), 3, "{first:?}");
-    assert_eq!(second.len(), 3, "{second:?}");
+    assert_eq!(first.len(), 5, "{first:?}");
+    assert_eq!(second.len(), 5, "{second:?}");
     for (store, hits, misses, runs) in &first {
         assert_eq!(
             (*hits, *misses, *runs),

@@ -30,6 +30,8 @@ use std::task::{Context, Poll, Waker};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::memo::FunctionCache;
+#[cfg(test)]
 use crate::Cache;
 
 thread_local! {
@@ -165,9 +167,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Waits for the caller computing the key that `probe` borrows, or becomes that caller.
     /// `probe` must hash as the key does; `is_match` compares it with a stored key; `make_key`
     /// owns it. Call it after a cache miss: it checks the cache again before leading.
-    pub fn join<Q: Hash + ?Sized>(
+    pub fn join<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
         &self,
-        cache: &Cache<K, V>,
+        cache: &C,
         probe: &Q,
         is_match: impl FnMut(&K) -> bool,
         make_key: impl FnOnce() -> K,
@@ -177,15 +179,15 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     }
 
     /// [`join`](Flights::join) for an owned key.
-    pub fn join_owned(&self, cache: &Cache<K, V>, key: K) -> Joined<'_, K, V> {
+    pub fn join_owned<C: FunctionCache<K, V>>(&self, cache: &C, key: K) -> Joined<'_, K, V> {
         let hash = self.hasher.hash_one(&key);
         self.join_blocking(cache, hash, Owned(key))
     }
 
     /// [`join`](Flights::join) for an `async fn`: waits without blocking the thread.
-    pub async fn join_async<Q: Hash + ?Sized>(
+    pub async fn join_async<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
         &self,
-        cache: &Cache<K, V>,
+        cache: &C,
         probe: &Q,
         is_match: impl FnMut(&K) -> bool,
         make_key: impl FnOnce() -> K,
@@ -196,14 +198,18 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     }
 
     /// [`join_owned`](Flights::join_owned) for an `async fn`.
-    pub async fn join_owned_async(&self, cache: &Cache<K, V>, key: K) -> Joined<'_, K, V> {
+    pub async fn join_owned_async<C: FunctionCache<K, V>>(
+        &self,
+        cache: &C,
+        key: K,
+    ) -> Joined<'_, K, V> {
         let hash = self.hasher.hash_one(&key);
         self.join_waiting(cache, hash, Owned(key)).await
     }
 
-    fn join_blocking(
+    fn join_blocking<C: FunctionCache<K, V>>(
         &self,
-        cache: &Cache<K, V>,
+        cache: &C,
         hash: u64,
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
@@ -220,9 +226,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         }
     }
 
-    async fn join_waiting(
+    async fn join_waiting<C: FunctionCache<K, V>>(
         &self,
-        cache: &Cache<K, V>,
+        cache: &C,
         hash: u64,
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
@@ -244,9 +250,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     }
 
     /// Under the table's lock: the flight to wait for, or a new one that this caller leads.
-    fn step<P: Probe<K>>(
+    fn step<P: Probe<K>, C: FunctionCache<K, V>>(
         &self,
-        cache: &Cache<K, V>,
+        cache: &C,
         hash: u64,
         probe: &mut Option<P>,
     ) -> Step<'_, K, V> {
@@ -267,8 +273,10 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         };
         let key = probe.into_key();
         // A leader that finished between this caller's miss and now stored its value first.
-        if let Some(value) = cache.peek(&key) {
-            return Step::Joined(Joined::Ready(value));
+        if !C::REMOTE {
+            if let Some(value) = cache.peek(&key) {
+                return Step::Joined(Joined::Ready(value));
+            }
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
@@ -287,15 +295,29 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     }
 
     /// Stores the leader's `value` in `cache` and hands it to the waiters.
-    pub fn complete(&self, mut leader: Leader<'_, K, V>, cache: &Cache<K, V>, value: V) {
+    pub fn complete<C: FunctionCache<K, V>>(
+        &self,
+        mut leader: Leader<'_, K, V>,
+        cache: &C,
+        value: V,
+    ) {
         leader.finished = true;
         let (table, removed) = self.remove(leader.hash, leader.id);
         let Some((key, flight)) = removed else {
             return;
         };
+        let shared = flight.map(|flight| (flight, value.clone()));
+        if C::REMOTE {
+            // The waiters take the value from the flight; the store is written without the lock.
+            drop(table);
+            if let Some((flight, value)) = shared {
+                flight.finish(Outcome::Ready(value));
+            }
+            cache.insert_if_absent(key, value);
+            return;
+        }
         // Stored before the table's lock is released: a caller that misses the cache now and
         // finds no flight finds the value when it checks the cache again.
-        let shared = flight.map(|flight| (flight, value.clone()));
         cache.insert_if_absent(key, value);
         drop(table);
         if let Some((flight, value)) = shared {
@@ -466,6 +488,8 @@ mod tests {
     use std::sync::Barrier;
     use std::task::Wake;
 
+    use crate::CacheInfo;
+
     fn cache() -> Cache<u32, String> {
         Cache::new(16)
     }
@@ -618,6 +642,74 @@ mod tests {
             call(&flights, &cache, 6, || "six".to_owned()) + "+1"
         });
         assert_eq!(value, "six+1");
+    }
+
+    /// A cache outside the process, as single-flight sees one: never read under the table's
+    /// lock, written after the waiters are released.
+    struct Remote<'f> {
+        cache: Cache<u32, String>,
+        /// The table whose flights are counted when a value is stored.
+        flights: &'f Flights<u32, String>,
+        in_flight_at_insert: AtomicUsize,
+    }
+
+    impl FunctionCache<u32, String> for Remote<'_> {
+        const REMOTE: bool = true;
+        fn peek(&self, _: &u32) -> Option<String> {
+            unreachable!("a remote cache is not read again under the flights' lock")
+        }
+        fn insert_if_absent(&self, key: u32, value: String) {
+            // `in_flight` takes the table's lock: it would deadlock if the caller held it.
+            self.in_flight_at_insert
+                .store(self.flights.in_flight(), Ordering::SeqCst);
+            self.cache.insert_if_absent(key, value);
+        }
+        fn remove(&self, key: &u32) -> bool {
+            FunctionCache::remove(&self.cache, key)
+        }
+        fn info(&self) -> CacheInfo {
+            self.cache.info()
+        }
+        fn reset(&self) {
+            self.cache.reset();
+        }
+    }
+
+    #[test]
+    fn a_remote_cache_is_written_after_the_flight_is_released_and_never_peeked() {
+        let flights = Flights::new("f");
+        let remote = Remote {
+            cache: cache(),
+            flights: &flights,
+            in_flight_at_insert: AtomicUsize::new(usize::MAX),
+        };
+        let Joined::Lead(leader) = flights.join_owned(&remote, 3) else {
+            panic!("the first caller leads");
+        };
+        flights.complete(leader, &remote, "three".to_owned());
+        // The flight was gone when the store was written: no lock held across the round trip.
+        assert_eq!(remote.in_flight_at_insert.load(Ordering::SeqCst), 0);
+        assert_eq!(remote.cache.peek(&3).as_deref(), Some("three"));
+        // Concurrent misses still run the body once, the waiters taking the leader's value.
+        let runs = AtomicUsize::new(0);
+        let results: Vec<String> = std::thread::scope(|s| {
+            let callers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| match flights.join_owned(&remote, 9) {
+                        Joined::Ready(value) => value,
+                        Joined::Lead(leader) => {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            until_waiting(&flights, 3);
+                            flights.complete(leader, &remote, "nine".to_owned());
+                            "nine".to_owned()
+                        }
+                    })
+                })
+                .collect();
+            callers.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        assert_eq!(results, ["nine"; 4]);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[test]

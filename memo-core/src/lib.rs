@@ -48,6 +48,7 @@ mod segments;
 mod shard;
 mod stats;
 mod store;
+mod stored;
 #[cfg(feature = "stores")]
 #[path = "backend/mod.rs"]
 pub mod stores;
@@ -74,7 +75,11 @@ pub mod __private {
     pub use std::sync::LazyLock;
 
     pub use crate::flight::{Flights, Joined, Leader, Running};
-    pub use crate::memo::{ErasedMemo, Memo, Params, TypeCaches};
+    pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
+    pub use crate::stored::{
+        store_memo, store_memo_by_type, StoreArgKey, StoreCachedValue, StoreKey, StoreKeyExpr,
+        StoreMemo, StoreSelfKey, StoreValue, StoredKey, StoredValue,
+    };
     pub use crate::{Cache, CacheInfo, InstanceCache, Policy};
 
     use core::marker::PhantomData;
@@ -381,9 +386,20 @@ pub mod __private {
         V: Clone + Send + Sync + 'static,
         S: Into<Box<str>>,
     {
-        let _ = (tag, key, value);
+        let _ = (key, value);
+        tagged_memo(caches, |params| Memo::new(name(), params), tag)
+    }
+
+    /// The memo of type `M` kept in `caches` for `Tag`, made by `make` on first use.
+    #[inline]
+    pub(crate) fn tagged_memo<Tag: 'static, M: ErasedMemo + 'static>(
+        caches: &TypeCaches,
+        make: impl FnOnce(Params) -> M,
+        tag: PhantomData<Tag>,
+    ) -> &'static M {
+        let _ = tag;
         let tagged = caches.get(|params| Tagged {
-            memo: Memo::new(name(), params),
+            memo: make(params),
             tag: PhantomData::<fn() -> Tag>,
         });
         &tagged.memo
@@ -437,25 +453,6 @@ pub mod __private {
     pub use crate::stores::StoreCache;
     #[cfg(feature = "stores")]
     pub use serde;
-
-    /// Builds the cache of a `#[memoize(store = "...")]` function: `path` is
-    /// `module_path!()::function`, `signature` a hash of its argument and return types, and the
-    /// store named `store` is looked up on first use.
-    #[cfg(feature = "stores")]
-    pub fn store_cache<K, V>(
-        store: &'static str,
-        path: &'static str,
-        signature: u64,
-        version: Option<u32>,
-        maxsize: Option<usize>,
-        ttl: Option<Duration>,
-    ) -> StoreCache<K, V> {
-        StoreCache::new(store, path)
-            .with_signature(signature)
-            .with_version(version.unwrap_or(1))
-            .with_maxsize(maxsize)
-            .with_ttl(ttl)
-    }
 }
 
 #[cfg(test)]

@@ -24,13 +24,66 @@ pub struct Params {
     pub policy: Policy,
 }
 
+/// What a memoized function's cache does besides lookups, which the generated code calls on the
+/// concrete type (a hit never goes through this trait): what single-flight and the companions
+/// need. Implemented by the in-memory [`Cache`] and by `stores::StoreCache`; every use is
+/// monomorphized.
+pub trait FunctionCache<K, V> {
+    /// Whether the values live outside the process. Single-flight then neither reads the cache
+    /// again nor writes it while it holds its table's lock (a round trip there would stall every
+    /// other miss of the function), at the price of a rare second computation when a caller
+    /// misses just as a leader finishes.
+    const REMOTE: bool = false;
+    /// The value stored for `key`, without counting a hit or a miss.
+    fn peek(&self, key: &K) -> Option<V>;
+    /// Stores `value` for `key` after a miss.
+    fn insert_if_absent(&self, key: K, value: V);
+    /// Removes `key`; whether it was stored.
+    fn remove(&self, key: &K) -> bool;
+    /// The statistics.
+    fn info(&self) -> CacheInfo;
+    /// Empties the cache and zeroes the statistics.
+    fn reset(&self);
+}
+
+impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for Cache<K, V> {
+    #[inline]
+    fn peek(&self, key: &K) -> Option<V> {
+        Cache::peek(self, key)
+    }
+    #[inline]
+    fn insert_if_absent(&self, key: K, value: V) {
+        Cache::insert_if_absent(self, key, value);
+    }
+    #[inline]
+    fn remove(&self, key: &K) -> bool {
+        Cache::remove(self, key).is_some()
+    }
+    fn info(&self) -> CacheInfo {
+        Cache::info(self)
+    }
+    fn reset(&self) {
+        Cache::reset(self);
+    }
+}
+
 /// The cache of one memoized function (of one instantiation of a generic one) and the keys it is
-/// computing right now.
-pub struct Memo<K, V> {
+/// computing right now. The cache is in memory unless the function names a store.
+pub struct Memo<K, V, C = Cache<K, V>> {
     /// The values.
-    pub cache: Cache<K, V>,
+    pub cache: C,
     /// The keys being computed, for single-flight.
     pub flights: Flights<K, V>,
+}
+
+impl<K, V, C> Memo<K, V, C> {
+    /// The memo of the function called `name`, over `cache`.
+    pub fn with_cache(name: impl Into<Box<str>>, cache: C) -> Self {
+        Memo {
+            cache,
+            flights: Flights::new(name),
+        }
+    }
 }
 
 impl<K: Hash + Eq, V: Clone> Memo<K, V> {
@@ -60,10 +113,11 @@ pub trait ErasedMemo: Send + Sync {
     fn reset(&self);
 }
 
-impl<K, V> ErasedMemo for Memo<K, V>
+impl<K, V, C> ErasedMemo for Memo<K, V, C>
 where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    C: FunctionCache<K, V> + Send + Sync + 'static,
 {
     fn as_any(&self) -> &dyn Any {
         self

@@ -15,6 +15,7 @@ use syn::spanned::Spanned as _;
 use syn::{Expr, ExprLit, Lit, LitInt, Path};
 
 use crate::error::Errors;
+use crate::store::{self, StoreName};
 
 /// Every option, in the order error messages list them.
 const OPTION_NAMES: &[&str] = &[
@@ -25,6 +26,8 @@ const OPTION_NAMES: &[&str] = &[
     "ignore",
     "single_flight",
     "cache_field",
+    "store",
+    "version",
     "crate",
 ];
 
@@ -73,6 +76,10 @@ pub(crate) struct Options {
     pub(crate) single_flight: Option<Spanned<bool>>,
     /// `cache_field = name`: the `InstanceCache` field of `self` that holds a method's cache.
     pub(crate) cache_field: Option<Spanned<Ident>>,
+    /// `store = "shared"`: the named store that holds the cache ([`crate::store`]).
+    pub(crate) store: Option<Spanned<StoreName>>,
+    /// `version = 2`: part of the keys in the store.
+    pub(crate) version: Option<Spanned<u32>>,
     /// `crate = "my_memo"`: the path of the facade when it is renamed.
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -161,6 +168,8 @@ struct OptionParser {
     ignore: Setting<Vec<Ident>>,
     single_flight: Setting<bool>,
     cache_field: Setting<Ident>,
+    store: Setting<StoreName>,
+    version: Setting<u32>,
     krate: Setting<Path>,
     errors: Errors,
 }
@@ -175,6 +184,8 @@ impl Default for OptionParser {
             ignore: Setting::new("ignore"),
             single_flight: Setting::new("single_flight"),
             cache_field: Setting::new("cache_field"),
+            store: Setting::new("store"),
+            version: Setting::new("version"),
             krate: Setting::new("crate"),
             errors: Errors::default(),
         }
@@ -191,6 +202,8 @@ fn example(name: &str) -> &'static str {
         "ignore" => "`ignore = [client]`",
         "single_flight" => "`single_flight = false`",
         "cache_field" => "`cache_field = lookups`",
+        "store" => "`store = \"shared\"`",
+        "version" => "`version = 2`",
         _ => "`crate = \"my_memo\"`",
     }
 }
@@ -237,6 +250,14 @@ impl OptionParser {
                 let value = value.and_then(|e| cache_field_value(&e));
                 self.cache_field.set(errors, key, value);
             }
+            "store" => {
+                let value = value.and_then(|e| store::name_value(&e, key.span()));
+                self.store.set(errors, key, value);
+            }
+            "version" => {
+                let value = value.and_then(|e| store::version_value(&e));
+                self.version.set(errors, key, value);
+            }
             _ => self
                 .krate
                 .set(errors, key, value.and_then(|e| crate_value(&e))),
@@ -253,6 +274,8 @@ impl OptionParser {
             ignore: self.ignore.value,
             single_flight: self.single_flight.value,
             cache_field: self.cache_field.value,
+            store: self.store.value,
+            version: self.version.value,
             krate: self.krate.value,
         }
     }
@@ -599,13 +622,13 @@ mod tests {
         assert_eq!(
             found,
             ["unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `crate`"]
+              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `crate`"]
         );
         let found = errors(quote!(a::b(c, d), maxsize = 3));
         assert_eq!(
             found,
             ["unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `crate`"]
+              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `crate`"]
         );
     }
 

@@ -36,8 +36,9 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let memo = &plan.memo;
     let name = plan.static_ident();
     let (key, value) = (plan.key_type(), plan.value_type());
-    let memo_type = quote!(#memo::__private::Memo<#key, #value>);
-    let (params, function_name) = (plan.params(), plan.name());
+    let memo_type = plan.memo_of(&key, &value);
+    let new_memo = plan.new_memo(plan.params());
+    let static_type = plan.static_type(&memo_type);
     let cfgs = plan
         .function
         .attrs
@@ -47,8 +48,8 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
         #(#cfgs)*
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::type_complexity)]
-        static #name: #memo::__private::LazyLock<#memo_type> =
-            #memo::__private::LazyLock::new(|| #memo::__private::Memo::new(#function_name, #params));
+        static #name: #static_type =
+            #memo::__private::LazyLock::new(|| #new_memo);
     }
 }
 
@@ -152,7 +153,7 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
         Ident::new("__MemoKey", Span::call_site()),
         Ident::new("__MemoValue", Span::call_site()),
     );
-    let generics = with_key_and_value(&plan.function.sig.generics, &key, &value);
+    let generics = with_key_and_value(plan, &key, &value);
     let where_clause = plan.where_clause();
     let witnesses = {
         let (k, v) = (
@@ -166,8 +167,19 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
         )
     };
     let (witness_params, witness_args) = witnesses;
-    let memo_type = quote!(#memo::__private::Memo<#key, #value>);
+    let memo_type = plan.memo_of(&quote!(#key), &quote!(#value));
     let tag = plan.tag();
+    let by_type = match plan.options.store {
+        Some(_) => {
+            let new_memo = plan.new_memo(quote!(__memo_params));
+            quote!(#memo::__private::store_memo_by_type(
+                Self::#caches(), |__memo_params| #new_memo, #tag, #witness_args,
+            ))
+        }
+        None => {
+            quote!(#memo::__private::memo_by_type(Self::#caches(), || #name, #tag, #witness_args))
+        }
+    };
     let attrs = quote!(#[doc(hidden)] #[allow(dead_code, clippy::type_complexity)]);
     let kept = kept_attrs(&plan.function.attrs);
     let attrs = quote!(#attrs #(#kept)*);
@@ -182,7 +194,7 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
             }
             #attrs
             fn #accessor #generics(#witness_params) -> &'static #memo_type #where_clause {
-                #memo::__private::memo_by_type(Self::#caches(), || #name, #tag, #witness_args)
+                #by_type
             }
         },
         Storage::Field(field) => {
@@ -205,10 +217,22 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
     }
 }
 
-/// `generics` with the memo's key and value types as two more type parameters, bounded as the
-/// cache needs them.
-fn with_key_and_value(generics: &Generics, key: &Ident, value: &Ident) -> TokenStream {
-    let mut generics = generics.clone();
+/// The function's generics with the memo's key and value types as two more type parameters,
+/// bounded as the cache needs them (with a store, also as serde does: `StoredKey`,
+/// `StoredValue`).
+fn with_key_and_value(plan: &Plan<'_>, key: &Ident, value: &Ident) -> TokenStream {
+    let mut generics: Generics = plan.function.sig.generics.clone();
+    if plan.options.store.is_some() {
+        let memo = &plan.memo;
+        generics.params.push(GenericParam::Type(syn::parse_quote!(
+            #key: #memo::__private::StoredKey
+        )));
+        generics.params.push(GenericParam::Type(syn::parse_quote!(
+            #value: #memo::__private::StoredValue
+        )));
+        let (params, _, _) = generics.split_for_impl();
+        return quote!(#params);
+    }
     generics.params.push(GenericParam::Type(syn::parse_quote!(
         #key: ::core::hash::Hash + ::core::cmp::Eq + ::core::marker::Send + ::core::marker::Sync + 'static
     )));
@@ -350,6 +374,15 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
     let where_clause = plan.where_clause();
     let (lookup, memo) = memo_and_key(plan);
     let key = expand::Locals::new().key;
+    // `Cache::remove` returns the value, `StoreCache::remove` whether there was one; with a store
+    // but without the feature, the cache is a `Cache`: the trait says which.
+    let removed = match plan.options.store {
+        Some(_) => {
+            let memo_path = &plan.memo;
+            quote!(#memo_path::__private::FunctionCache::remove(&#memo.cache, &#key))
+        }
+        None => quote!(#memo.cache.remove(&#key).is_some()),
+    };
     let doc = format!(
         " Removes the cached value of `{}` for these arguments; `true` when there was one.",
         syn::ext::IdentExt::unraw(&plan.function.sig.ident)
@@ -360,7 +393,7 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
         #(#attrs)*
         #vis fn #name #generics(#params) -> bool #where_clause {
             #lookup
-            #memo.cache.remove(&#key).is_some()
+            #removed
         }
     }
 }

@@ -81,6 +81,7 @@ pub(crate) fn function(args: TokenStream, item: syn::ItemFn, context: &Context) 
         errors.push(error);
         Options::default()
     });
+    crate::store::check(&mut options, &mut errors);
     if let (None, Some(krate)) = (&options.krate, &context.krate) {
         options.krate = Some(attr::Spanned {
             value: krate.clone(),
@@ -251,19 +252,18 @@ impl<'a> Plan<'a> {
     /// The key type of a [`Storage::Static`] memo: `(<A as MemoKey>::Key, ...)` (the other
     /// storages infer it from the checked traits, see [`Plan::checked`]).
     pub(crate) fn key_type(&self) -> TokenStream {
-        let memo = &self.memo;
+        let memo_key = self.bound_trait("MemoKey");
         let args = self
             .keyed
             .iter()
-            .map(|arg| projection(arg.keyed_type(), quote!(#memo::__private::MemoKey), "Key"));
+            .map(|arg| projection(arg.keyed_type(), memo_key.clone(), "Key"));
         quote!((#(#args,)*))
     }
 
     /// The cached value's type of a [`Storage::Static`] memo: `<T as MemoValue>::Value`.
     pub(crate) fn value_type(&self) -> TokenStream {
-        let memo = &self.memo;
         let ty = self.function.output.cached_type();
-        projection(ty, quote!(#memo::__private::MemoValue), "Value")
+        projection(ty, self.bound_trait("MemoValue"), "Value")
     }
 
     /// `<ty as Trait>::method(args)`: a [`checked_call`] when [`Plan::checked`], else a
@@ -372,7 +372,7 @@ impl<'a> Plan<'a> {
         let stored = Ident::new("__memo_stored", Span::mixed_site());
         let clone = self.call(
             ty,
-            quote!(#path::__private::CachedValue<_>),
+            self.checked_trait("CachedValue"),
             "clone_value",
             quote!(#stored),
         );
@@ -382,9 +382,8 @@ impl<'a> Plan<'a> {
 
     /// `key = expr` as the stored key, through `KeyExpr<_>` spanned at the expression.
     pub(crate) fn key_expr_value(&self, expr: &Expr) -> TokenStream {
-        let memo = &self.memo;
         let (first, last) = ast::span_range(expr);
-        let path = respan(quote!(#memo::__private::KeyExpr<_>), last);
+        let path = respan(self.checked_trait("KeyExpr"), last);
         let open = quote_spanned!(first=> <);
         let call = quote_spanned!(last=> _ as #path>::into_key);
         let args = quote_spanned!(last=> (#expr));
@@ -407,8 +406,7 @@ impl<'a> Plan<'a> {
         if !self.checked() {
             return self.key_args();
         }
-        let memo = &self.memo;
-        let probe = quote!(#memo::__private::ArgKey<_>);
+        let probe = self.checked_trait("ArgKey");
         let skip = usize::from(self.self_keyed);
         let args = self
             .keyed
@@ -423,15 +421,9 @@ impl<'a> Plan<'a> {
     /// Each keyed argument as a reference to its keyed type, `self` first when keyed: what
     /// `to_key` and `key_eq` take.
     fn key_args(&self) -> Vec<TokenStream> {
-        let memo = &self.memo;
         let this = self.receiver_self().map(|span| {
             let ty: Type = syn::parse_quote_spanned!(span=> Self);
-            self.call(
-                &ty,
-                quote!(#memo::__private::SelfKey<_>),
-                "as_key",
-                quote!(self),
-            )
+            self.call(&ty, self.checked_trait("SelfKey"), "as_key", quote!(self))
         });
         let args = self.keyed.iter().map(|arg| {
             let name = &arg.name;
@@ -479,15 +471,14 @@ impl<'a> Plan<'a> {
 
     /// The type and trait of each part of the key.
     fn keyed_types(&self) -> Vec<(Type, TokenStream)> {
-        let memo = &self.memo;
         let this = self.receiver_self().map(|span| {
             let ty: Type = syn::parse_quote_spanned!(span=> Self);
-            (ty, quote!(#memo::__private::SelfKey<_>))
+            (ty, self.checked_trait("SelfKey"))
         });
         let arg_trait = if self.checked() {
-            quote!(#memo::__private::ArgKey<_>)
+            self.checked_trait("ArgKey")
         } else {
-            quote!(#memo::__private::MemoKey)
+            self.bound_trait("MemoKey")
         };
         let args = self
             .keyed
@@ -498,11 +489,10 @@ impl<'a> Plan<'a> {
 
     /// The trait every use of the cached value goes through.
     fn value_trait(&self) -> TokenStream {
-        let memo = &self.memo;
         if self.checked() {
-            quote!(#memo::__private::CachedValue<_>)
+            self.checked_trait("CachedValue")
         } else {
-            quote!(#memo::__private::MemoValue)
+            self.bound_trait("MemoValue")
         }
     }
 
@@ -683,9 +673,11 @@ fn wrapper(plan: &Plan<'_>) -> TokenStream {
     } else {
         plain_body(plan, &locals)
     };
+    let store_check = plan.store_feature_check();
     quote! {
         #(#attrs)*
         #vis #asyncness #abi fn #ident #generics(#receiver #(#params),*) #output #where_clause {
+            #store_check
             #body
         }
     }

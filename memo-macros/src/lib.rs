@@ -17,6 +17,7 @@ mod error;
 mod expand;
 mod fallback;
 mod impl_block;
+mod store;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -56,6 +57,8 @@ use proc_macro::TokenStream;
 /// | `ignore` | arguments left out of the key: `ignore = [client]`, `ignore = [self]` | none |
 /// | `single_flight` | `false` lets concurrent misses of one key each run the function | `true` |
 /// | `cache_field` | a method's cache lives in this `memo::InstanceCache` field of `self` | one cache for all instances |
+/// | `store` | the name of a store registered with `memo::stores::register`: `store = "shared"` (see [Stores](#stores)) | in memory |
+/// | `version` | with `store`, part of every key; bump it when results change meaning: `version = 2` | `1` |
 /// | `crate` | the facade's name when renamed in `Cargo.toml`: `crate = "my_memo"` | `memo` |
 ///
 /// # What is cached
@@ -71,6 +74,38 @@ use proc_macro::TokenStream;
 /// With `key = <expr>`, the key is the expression's value instead (any `Hash + Eq + Send + Sync +
 /// 'static` type, computed on every call); `ignore = [a, b]` leaves arguments out of the key, so
 /// they need not be `Hash` (a client handle, a logger).
+///
+/// # Stores
+///
+/// With `store = "name"` the cache is the store registered under that name (Redis, Memcached, a
+/// SQLite file; features `redis`, `memcached`, `persistent` of `memo`), shared by every process
+/// that registers the same store. The store is looked up on the function's first call, so
+/// register it at start-up; a name not registered by then caches in memory, with one warning. Keys are the arguments
+/// as JSON, namespaced by the function's path (`module_path!()::f`, or the `Self` type's path for
+/// a method, with the type arguments of a generic `impl`, plus each type argument of a generic
+/// function), a hash of its signature, and `version`. Keys must also be `serde::Serialize`,
+/// values `Serialize + DeserializeOwned`; a missing one is one error at the argument, `&self`,
+/// the `key` expression or the return type. The
+/// ttl is passed to the server; `maxsize` bounds only the in-memory fallback, and `policy` has
+/// no effect (the store evicts by its own rules). A store
+/// that is down makes calls misses, never failures. Everything else is as in memory:
+/// single-flight within the process, only `Ok`/`Some` cached, the companions (`cache_clear()`
+/// removes this function's keys and no other's).
+///
+/// ```
+/// use memo::memoize;
+///
+/// #[memoize(store = "rates", ttl = "5m", version = 2)]
+/// fn rate(from: &str, to: &str) -> Option<f64> {
+///     (from != to).then_some(1.08)
+/// }
+///
+/// // At start-up: memo::stores::register("rates", memo::stores::RedisStore::connect(url)?);
+/// // never registered here, so `rate` caches in memory (with one warning).
+/// assert_eq!(rate("EUR", "USD"), Some(1.08));
+/// assert_eq!(rate("EUR", "USD"), Some(1.08));
+/// assert_eq!((rate::cache_info().hits, rate::cache_info().misses), (1, 1));
+/// ```
 ///
 /// # Single-flight
 ///

@@ -427,6 +427,33 @@ where
     }
 }
 
+impl<K, V> crate::memo::FunctionCache<K, V> for StoreCache<K, V>
+where
+    K: Serialize + Hash + Eq,
+    V: Serialize + DeserializeOwned + Clone,
+{
+    const REMOTE: bool = true;
+
+    fn peek(&self, key: &K) -> Option<V> {
+        match self.backing() {
+            Backing::Memory(cache) => cache.peek(key),
+            Backing::Store { store, namespace } => self.fetch(store, namespace, key),
+        }
+    }
+    fn insert_if_absent(&self, key: K, value: V) {
+        StoreCache::insert_if_absent(self, key, value);
+    }
+    fn remove(&self, key: &K) -> bool {
+        StoreCache::remove(self, key)
+    }
+    fn info(&self) -> CacheInfo {
+        StoreCache::info(self)
+    }
+    fn reset(&self) {
+        StoreCache::reset(self);
+    }
+}
+
 impl<K, V> fmt::Debug for StoreCache<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreCache")
