@@ -16,8 +16,9 @@ use std::cell::UnsafeCell;
 
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
-/// Events a stripe buffers before its reader must replay them under the lock.
-pub(crate) const CAPACITY: usize = 32;
+/// Events a stripe buffers before its reader must replay them under the lock (a few under
+/// shuttle, so that its short tests fill buffers and take the replay paths).
+pub(crate) const CAPACITY: usize = if cfg!(memo_shuttle) { 4 } else { 32 };
 
 /// A recorded lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,6 +29,14 @@ impl<T> Mutex<T> {
         }
     }
 
+    pub(crate) fn try_lock(&self) -> Option<shuttle::sync::MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     pub(crate) fn get_mut(&mut self) -> &mut T {
         match self.0.get_mut() {
             Ok(value) => value,
