@@ -330,11 +330,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         now: u64,
         own: Option<&mut Held<'_>>,
     ) {
-        for (seen, (hits, misses)) in w.seen.iter_mut().zip(self.stripes.counts()) {
-            w.counters.hits += hits - seen.0;
-            w.counters.misses += misses - seen.1;
-            *seen = (hits, misses);
-        }
         self.stripes
             .drain_all(own, |event| self.apply(w, hasher, now, event));
     }
@@ -358,6 +353,16 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     w.counters.expirations += 1;
                 }
             }
+        }
+    }
+
+    /// Adds what the stripes counted since the last call to the statistics. Only for reports:
+    /// reading other threads' counters on every write would pull their cache lines over.
+    fn collect_counts(&self, w: &mut Writer) {
+        for (seen, (hits, misses)) in w.seen.iter_mut().zip(self.stripes.counts()) {
+            w.counters.hits += hits - seen.0;
+            w.counters.misses += misses - seen.1;
+            *seen = (hits, misses);
         }
     }
 
@@ -398,6 +403,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     ) -> Dropped<K, V> {
         self.write(hasher, now, |shard, w| {
             if reset_counters {
+                shard.collect_counts(w);
                 w.counters = Counters::default();
             }
             shard.take_all(w)
@@ -711,6 +717,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     pub(crate) fn info<S: BuildHasher>(&self, hasher: &S, now: u64) -> (Counters, usize) {
         let mut dropped = Vec::new();
         let info = self.write(hasher, now, |shard, w| {
+            shard.collect_counts(w);
             shard.sweep_locked(w, hasher, now);
             shard.reclaim(w, &mut dropped);
             (w.counters, w.len)

@@ -40,17 +40,30 @@ struct Buffer {
     events: [u64; CAPACITY],
 }
 
+/// Keeps what it holds on cache lines of its own.
 #[repr(align(128))]
-pub(crate) struct Stripe {
-    /// Odd while someone holds the stripe.
-    seq: AtomicU64,
-    /// Hits and misses counted by the stripe's holders (only a holder writes them, so an
-    /// increment is a plain load and store); writers add up what changed since they last looked.
+struct Line<T>(T);
+
+/// Hits and misses counted by a stripe's holders. Only a holder writes them, so an increment is
+/// a plain load and store; `info` adds up what changed since it last looked.
+struct Counts {
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// The event buffer, on lines of its own so that a writer checking `len` of a stripe whose
+/// reader only counts (misses under LRU) reads a line nobody is writing.
+struct Events {
     /// Buffered events; written by the holder only, read by anyone as a hint.
     len: AtomicU32,
     buffer: UnsafeCell<Buffer>,
+}
+
+pub(crate) struct Stripe {
+    /// Odd while someone holds the stripe.
+    seq: Line<AtomicU64>,
+    counts: Line<Counts>,
+    events: Line<Events>,
 }
 
 // SAFETY: `buffer` is only accessed by whoever holds the stripe (the CAS in `try_hold` is the
@@ -60,14 +73,18 @@ unsafe impl Sync for Stripe {}
 impl Stripe {
     fn new() -> Self {
         Stripe {
-            seq: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            len: AtomicU32::new(0),
-            buffer: UnsafeCell::new(Buffer {
-                hits: 0,
-                expired: 0,
-                events: [0; CAPACITY],
+            seq: Line(AtomicU64::new(0)),
+            counts: Line(Counts {
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+            }),
+            events: Line(Events {
+                len: AtomicU32::new(0),
+                buffer: UnsafeCell::new(Buffer {
+                    hits: 0,
+                    expired: 0,
+                    events: [0; CAPACITY],
+                }),
             }),
         }
     }
@@ -76,11 +93,12 @@ impl Stripe {
     /// this reader inside, or this reader sees every bucket the writer unlinked before.
     #[inline]
     fn try_hold(&self) -> Option<Held<'_>> {
-        let seq = self.seq.load(Ordering::Relaxed);
+        let seq = self.seq.0.load(Ordering::Relaxed);
         if seq & 1 == 1 {
             return None;
         }
         self.seq
+            .0
             .compare_exchange(seq, seq + 1, Ordering::SeqCst, Ordering::Relaxed)
             .ok()?;
         Some(Held { stripe: self, seq })
@@ -97,21 +115,21 @@ impl Held<'_> {
     /// Counts a hit (no event: for policies that ignore hits).
     #[inline]
     pub(crate) fn count_hit(&mut self) {
-        let hits = &self.stripe.hits;
+        let hits = &self.stripe.counts.0.hits;
         hits.store(hits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
     /// Counts a miss (no event: for policies that ignore misses).
     #[inline]
     pub(crate) fn count_miss(&mut self) {
-        let misses = &self.stripe.misses;
+        let misses = &self.stripe.counts.0.misses;
         misses.store(misses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
     /// Whether the buffer lacks room for the two events one lookup may record.
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.stripe.len.load(Ordering::Relaxed) as usize >= CAPACITY - 1
+        self.stripe.events.0.len.load(Ordering::Relaxed) as usize >= CAPACITY - 1
     }
 
     /// Appends an event; the caller checked `is_full` (a full buffer drops nothing: it panics in
@@ -119,11 +137,11 @@ impl Held<'_> {
     /// happen).
     #[inline]
     pub(crate) fn push(&mut self, event: Event) {
-        let len = self.stripe.len.load(Ordering::Relaxed) as usize;
+        let len = self.stripe.events.0.len.load(Ordering::Relaxed) as usize;
         debug_assert!(len < CAPACITY, "push into a full stripe");
         let i = len.min(CAPACITY - 1);
         // SAFETY: we hold the stripe, so nobody else accesses the buffer.
-        let buffer = unsafe { &mut *self.stripe.buffer.get() };
+        let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
         let bit = 1 << i;
         buffer.hits &= !bit;
         buffer.expired &= !bit;
@@ -138,17 +156,21 @@ impl Held<'_> {
             }
             Event::Miss(hash) => buffer.events[i] = hash,
         }
-        self.stripe.len.store(i as u32 + 1, Ordering::Relaxed);
+        self.stripe
+            .events
+            .0
+            .len
+            .store(i as u32 + 1, Ordering::Relaxed);
     }
 
     /// Replays the buffered events, oldest first, and empties the buffer.
     pub(crate) fn drain(&mut self, mut apply: impl FnMut(Event)) {
-        let len = self.stripe.len.load(Ordering::Relaxed) as usize;
+        let len = self.stripe.events.0.len.load(Ordering::Relaxed) as usize;
         if len == 0 {
             return;
         }
         // SAFETY: we hold the stripe, so nobody else accesses the buffer.
-        let buffer = unsafe { &mut *self.stripe.buffer.get() };
+        let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
         for i in 0..len {
             let event = buffer.events[i];
             apply(if buffer.hits & (1 << i) != 0 {
@@ -161,14 +183,14 @@ impl Held<'_> {
         }
         buffer.hits = 0;
         buffer.expired = 0;
-        self.stripe.len.store(0, Ordering::Relaxed);
+        self.stripe.events.0.len.store(0, Ordering::Relaxed);
     }
 }
 
 impl Drop for Held<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.stripe.seq.store(self.seq + 2, Ordering::Release);
+        self.stripe.seq.0.store(self.seq + 2, Ordering::Release);
     }
 }
 
@@ -209,7 +231,9 @@ impl Stripes {
             own.drain(&mut apply);
         }
         for stripe in self.stripes.iter() {
-            if Some(stripe as *const Stripe) == own_ptr || stripe.len.load(Ordering::Relaxed) == 0 {
+            if Some(stripe as *const Stripe) == own_ptr
+                || stripe.events.0.len.load(Ordering::Relaxed) == 0
+            {
                 continue;
             }
             if let Some(mut held) = stripe.try_hold() {
@@ -222,8 +246,8 @@ impl Stripes {
     pub(crate) fn counts(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.stripes.iter().map(|s| {
             (
-                s.hits.load(Ordering::Relaxed),
-                s.misses.load(Ordering::Relaxed),
+                s.counts.0.hits.load(Ordering::Relaxed),
+                s.counts.0.misses.load(Ordering::Relaxed),
             )
         })
     }
@@ -240,7 +264,7 @@ impl Stripes {
         Snapshot(
             self.stripes
                 .iter()
-                .map(|s| s.seq.load(Ordering::SeqCst))
+                .map(|s| s.seq.0.load(Ordering::SeqCst))
                 .collect(),
         )
     }
@@ -250,7 +274,7 @@ impl Stripes {
         fence(Ordering::SeqCst);
         self.stripes
             .iter()
-            .all(|s| s.seq.load(Ordering::SeqCst) & 1 == 0)
+            .all(|s| s.seq.0.load(Ordering::SeqCst) & 1 == 0)
     }
 
     /// Whether every reader that was inside at `snapshot` has left since.
@@ -258,7 +282,7 @@ impl Stripes {
         self.stripes
             .iter()
             .zip(snapshot.0.iter())
-            .all(|(s, &then)| then & 1 == 0 || s.seq.load(Ordering::Acquire) != then)
+            .all(|(s, &then)| then & 1 == 0 || s.seq.0.load(Ordering::Acquire) != then)
     }
 }
 
