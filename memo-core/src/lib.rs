@@ -19,8 +19,9 @@
 //!   writers. The concurrent core is checked under shuttle's scheduler (`src/tests/shuttle.rs`).
 //! - **Statistics**: [`Cache::info`] returns a [`CacheInfo`] (hits, misses, maxsize, currsize,
 //!   evictions, expirations).
-//! - **Memory**: a `u64 -> u64` entry costs about 36 bytes with LRU at 1M entries (a 24-byte
-//!   slot, 8 bytes of list links and the hash table); adaptive about 48, a ttl adds about 17.
+//! - **Memory**: a `u64 -> u64` entry costs about 48 bytes with LRU at 1M entries (a 16-byte
+//!   slot, 8-byte index buckets at most 3/4 full, 8 bytes of list links); adaptive about 60, a
+//!   ttl adds about 17 (a deadline and the expiry order's links).
 //!
 //! ```
 //! use memo_core::{Cache, Policy};
