@@ -186,6 +186,26 @@ impl Server {
     /// as with a server that hangs.
     pub fn pause(&self) {
         self.signal("-STOP");
+        // kill(2) returns before the process has stopped: a request sent right away could still
+        // be answered. Wait until the kernel reports it stopped (state `T` in /proc).
+        let pid = self.pid().expect("the server is running");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            if matches!(state, Some("T") | Some("t")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server {pid} did not stop: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Thaws a paused server (SIGCONT).
