@@ -91,3 +91,52 @@ fn a_type_parameter_in_neither_key_nor_value_keeps_a_cache_per_instantiation() {
     assert_eq!(bytes_for::<u8>(4), 4); // still cached
     assert_eq!(SIZES.load(Ordering::SeqCst), 2);
 }
+
+/// A generic type whose memoized method leaves `self` out of the key.
+struct Width<T>(std::marker::PhantomData<T>);
+
+impl<T> Width<T> {
+    fn new() -> Self {
+        Width(std::marker::PhantomData)
+    }
+
+    // The attribute sits on the function alone, so it cannot see that the `impl` is generic;
+    // neither the key (`n`) nor the value (`usize`) mentions `T`.
+    #[memoize(ignore = [self])]
+    fn bytes(&self, n: usize) -> usize {
+        n * std::mem::size_of::<T>()
+    }
+}
+
+#[test]
+fn a_method_of_a_generic_impl_keeps_a_cache_per_self_type_without_the_block_attribute() {
+    assert_eq!(Width::<u8>::new().bytes(4), 4);
+    assert_eq!(Width::<u64>::new().bytes(4), 32, "not u8's cached value");
+    assert_eq!(Width::<u8>::new().bytes(4), 4);
+    let info = Width::<u8>::bytes_cache_info();
+    assert_eq!(
+        (info.hits, info.misses),
+        (1, 2),
+        "summed over both Self types"
+    );
+}
+
+/// A type that is not `'static`: told apart by name, which needs no `'static`.
+struct View<'a>(&'a str);
+
+impl View<'_> {
+    #[memoize(ignore = [self])]
+    fn doubled(&self, n: u32) -> u32 {
+        n * 2
+    }
+}
+
+#[test]
+fn a_method_of_a_borrowing_type_is_memoized() {
+    let text = String::from("borrowed");
+    let view = View(&text);
+    assert_eq!(view.doubled(21), 42);
+    assert_eq!(view.doubled(21), 42);
+    assert_eq!(View::doubled_cache_info().hits, 1);
+    assert_eq!(view.0, "borrowed");
+}

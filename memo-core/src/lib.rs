@@ -370,19 +370,20 @@ pub mod __private {
         PhantomData
     }
 
-    /// The memo of type `Memo<K, V>` kept for one function in `caches`, one per `Tag`: the
+    /// The memo of type `Memo<K, V>` kept for one function in `caches`, one per [`Tag`]: the
     /// type of the function's body instantiated, for a generic function or a function of a
-    /// generic `impl` (whose key and value types need not tell instantiations apart), else `()`.
+    /// generic `impl` (whose key and value types need not tell instantiations apart), else `()`;
+    /// and for a function of an `impl`, the name of its `Self` type.
     #[inline]
-    pub fn memo_by_type<Tag, K, V, S>(
+    pub fn memo_by_type<T, K, V, S>(
         caches: &TypeCaches,
         name: impl FnOnce() -> S,
-        tag: PhantomData<Tag>,
+        tag: Tag<T>,
         key: PhantomData<K>,
         value: PhantomData<V>,
     ) -> &'static Memo<K, V>
     where
-        Tag: 'static,
+        T: 'static,
         K: Hash + Eq + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
         S: Into<Box<str>>,
@@ -391,26 +392,59 @@ pub mod __private {
         tagged_memo(caches, |params| Memo::new(name(), params), tag)
     }
 
-    /// The memo of type `M` kept in `caches` for `Tag`, made by `make` on first use.
+    /// The memo of type `M` kept in `caches` for `tag`, made by `make` on first use.
     #[inline]
-    pub(crate) fn tagged_memo<Tag: 'static, M: ErasedMemo + 'static>(
+    pub(crate) fn tagged_memo<T: 'static, M: ErasedMemo + 'static>(
         caches: &TypeCaches,
         make: impl FnOnce(Params) -> M,
-        tag: PhantomData<Tag>,
+        tag: Tag<T>,
     ) -> &'static M {
-        let _ = tag;
-        let tagged = caches.get(|params| Tagged {
+        let tagged = caches.get_for(tag.self_type, |params| Tagged {
             memo: make(params),
-            tag: PhantomData::<fn() -> Tag>,
+            tag: PhantomData::<fn() -> T>,
         });
         &tagged.memo
     }
 
+    /// What tells apart the memos of one function beyond their key and value types: a type
+    /// (the function's body, instantiated) and the name of the `Self` type of its `impl`. The
+    /// name is what tells apart `Parser<u8>` and `Parser<u16>` for a function whose attribute
+    /// cannot see that its `impl` is generic; names work for types that are not `'static`.
+    pub struct Tag<T> {
+        ty: PhantomData<fn() -> T>,
+        self_type: &'static str,
+    }
+
+    impl Tag<()> {
+        /// Nothing to tell apart.
+        #[inline]
+        pub fn none() -> Self {
+            Tag {
+                ty: PhantomData,
+                self_type: "",
+            }
+        }
+    }
+
+    impl<T> Tag<T> {
+        /// The same tag, for a function of an `impl` whose `Self` type is `S`.
+        #[inline]
+        pub fn with_self<S: ?Sized>(self) -> Self {
+            Tag {
+                ty: self.ty,
+                self_type: core::any::type_name::<S>(),
+            }
+        }
+    }
+
     /// The type of `value`, as a tag for [`memo_by_type`].
     #[inline]
-    pub fn tag_of<T>(value: T) -> PhantomData<T> {
+    pub fn tag_of<T>(value: T) -> Tag<T> {
         let _ = value;
-        PhantomData
+        Tag {
+            ty: PhantomData,
+            self_type: "",
+        }
     }
 
     /// A memo kept under the `TypeId` of its tag and its types.

@@ -142,9 +142,18 @@ fn downcast<M: 'static>(memo: &dyn ErasedMemo) -> &M {
 pub struct TypeCaches {
     params: Params,
     /// The first instantiation: found with one atomic load and a compare.
-    first: OnceLock<(TypeId, &'static dyn ErasedMemo)>,
+    first: OnceLock<Instance>,
     /// The others, and the lock under which every instantiation is created.
-    rest: Mutex<Vec<(TypeId, &'static dyn ErasedMemo)>>,
+    rest: Mutex<Vec<Instance>>,
+}
+
+/// One instantiation: its memo's type, the name of its `Self` type (or ""), and the memo.
+type Instance = (TypeId, &'static str, &'static dyn ErasedMemo);
+
+/// Whether `a` and `b` name the same type: equal pointers, almost always, else equal text.
+#[inline]
+fn same_name(a: &'static str, b: &'static str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }
 
 impl TypeCaches {
@@ -165,10 +174,23 @@ impl TypeCaches {
     /// The memo of type `M`, made by `init` on first use.
     #[inline]
     pub fn get<M: ErasedMemo + 'static>(&self, init: impl FnOnce(Params) -> M) -> &'static M {
+        self.get_for("", init)
+    }
+
+    /// The memo of type `M` for the `Self` type named `self_type` (`""` for none), made by
+    /// `init` on first use.
+    #[inline]
+    pub fn get_for<M: ErasedMemo + 'static>(
+        &self,
+        self_type: &'static str,
+        init: impl FnOnce(Params) -> M,
+    ) -> &'static M {
         let id = TypeId::of::<M>();
         match self.first.get() {
-            Some((first, memo)) if *first == id => downcast(*memo),
-            _ => self.get_slow(id, init),
+            Some((first, name, memo)) if *first == id && same_name(name, self_type) => {
+                downcast(*memo)
+            }
+            _ => self.get_slow(id, self_type, init),
         }
     }
 
@@ -176,22 +198,23 @@ impl TypeCaches {
     fn get_slow<M: ErasedMemo + 'static>(
         &self,
         id: TypeId,
+        self_type: &'static str,
         init: impl FnOnce(Params) -> M,
     ) -> &'static M {
         let mut rest = self.rest.lock();
-        if let Some((_, memo)) = self
+        if let Some((_, _, memo)) = self
             .first
             .get()
             .into_iter()
             .chain(rest.iter())
-            .find(|(t, _)| *t == id)
+            .find(|(t, name, _)| *t == id && same_name(name, self_type))
         {
             return downcast(*memo);
         }
         let memo: &'static M = Box::leak(Box::new(init(self.params)));
         // Only this lock's holder sets `first`, so the set fails only when `first` is taken.
-        if self.first.set((id, memo)).is_err() {
-            rest.push((id, memo));
+        if self.first.set((id, self_type, memo)).is_err() {
+            rest.push((id, self_type, memo));
         }
         memo
     }
@@ -222,8 +245,8 @@ impl TypeCaches {
         self.first
             .get()
             .iter()
-            .map(|(_, memo)| *memo)
-            .chain(rest.iter().map(|(_, memo)| *memo))
+            .map(|(_, _, memo)| *memo)
+            .chain(rest.iter().map(|(_, _, memo)| *memo))
             .collect()
     }
 }

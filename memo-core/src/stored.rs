@@ -90,15 +90,15 @@ impl<T: Clone + Send + Sync + 'static> StoredValue for T {}
 /// The memo of type `StoreMemo<K, V>` kept for one function with a store in `caches`, one per
 /// `Tag` (as `memo_by_type`), made by `make` on first use.
 #[inline]
-pub fn store_memo_by_type<Tag, K, V>(
+pub fn store_memo_by_type<T, K, V>(
     caches: &TypeCaches,
     make: impl FnOnce(Params) -> StoreMemo<K, V>,
-    tag: PhantomData<Tag>,
+    tag: crate::__private::Tag<T>,
     key: PhantomData<K>,
     value: PhantomData<V>,
 ) -> &'static StoreMemo<K, V>
 where
-    Tag: 'static,
+    T: 'static,
     K: StoredKey,
     V: StoredValue,
     StoreMemo<K, V>: ErasedMemo,
@@ -396,17 +396,24 @@ mod tests {
         let caches: &'static TypeCaches = Box::leak(Box::new(TypeCaches::new(PARAMS)));
         let make = |params| store_memo("stored-test-nowhere", "app::g", 7, 1, params);
         let (key, value) = (PhantomData::<(u8,)>, PhantomData::<u8>);
-        let a = store_memo_by_type(caches, make, PhantomData::<u16>, key, value);
+        use crate::__private::{tag_of, Tag};
+        let a = store_memo_by_type(caches, make, tag_of(0u16), key, value);
         let again = store_memo_by_type(
             caches,
             |_| unreachable!("made once"),
-            PhantomData::<u16>,
+            tag_of(1u16),
             key,
             value,
         );
-        let other = store_memo_by_type(caches, make, PhantomData::<u32>, key, value);
+        let other = store_memo_by_type(caches, make, tag_of(0u32), key, value);
+        let of_self = store_memo_by_type(caches, make, Tag::none().with_self::<str>(), key, value);
+        let none = store_memo_by_type(caches, make, Tag::none(), key, value);
         assert!(std::ptr::eq(a, again));
         assert!(!std::ptr::eq(a, other));
+        assert!(
+            !std::ptr::eq(of_self, none),
+            "the Self type's name tells memos apart"
+        );
         a.cache.insert((1,), 1);
         assert_eq!(caches.info().currsize, 1);
         caches.reset();

@@ -230,13 +230,20 @@ impl<'a> Plan<'a> {
         let memo = &self.memo;
         let generic = !self.function.turbofish_params().is_empty();
         let generic_self = self.function.generic_self && !self.self_keyed;
-        if !generic && !generic_self {
-            return quote!(::core::marker::PhantomData::<()>);
+        let tag = if !generic && !generic_self {
+            quote!(#memo::__private::Tag::none())
+        } else {
+            let owner = self.owner();
+            let uncached = self.companion("uncached");
+            let turbofish = self.turbofish();
+            quote!(#memo::__private::tag_of(#owner::#uncached #turbofish))
+        };
+        // The attribute of one function cannot see whether its `impl` is generic: unless `self`
+        // is in the key, tell `Self` types apart by name (which needs no `'static`).
+        match self.function.place {
+            Place::Associated if !self.self_keyed => quote!(#tag.with_self::<Self>()),
+            _ => tag,
         }
-        let owner = self.owner();
-        let uncached = self.companion("uncached");
-        let turbofish = self.turbofish();
-        quote!(#memo::__private::tag_of(#owner::#uncached #turbofish))
     }
 
     /// `::<T, N>` for a generic function, else nothing.

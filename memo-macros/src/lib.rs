@@ -128,8 +128,7 @@ use proc_macro::TokenStream;
 /// - `#[memoize]` on an inherent `impl` block, with no options (but `crate = "..."`): it expands
 ///   every function of the block that carries its own `#[memoize(...)]` (or
 ///   `#[memo::memoize(...)]`) as an item of the `impl`. This is what an associated function that
-///   never names `Self` needs (see below), and what keeps one cache per `Self` type for the
-///   functions of a generic `impl` that are not keyed by `self`.
+///   never names `Self` needs (see below).
 /// - `async fn`, free or method: the memoized function is an `async fn` that runs on any
 ///   executor (tokio, `futures::executor::block_on`, ...); concurrent awaits of a key run the
 ///   body once.
@@ -164,9 +163,11 @@ use proc_macro::TokenStream;
 /// it. An associated function that never names `Self`, neither in its signature nor in its body,
 /// then looks free, and the hidden `static` and companion type emitted for a free function are
 /// rejected by the `impl` (rustc: "associated `static` items are not allowed", "enum is not
-/// supported in `trait`s or `impl`s"): put `#[memoize]` on the `impl` block as well. Nor can it see that an `impl` is generic: there, a function that is not keyed by
-/// `self` (an associated function, `ignore = [self]`, `key = ...`) shares one cache between the
-/// `Self` types whose key and value types are the same, unless the block carries `#[memoize]`.
+/// supported in `trait`s or `impl`s"): put `#[memoize]` on the `impl` block as well. Nor can it
+/// see that an `impl` is generic, so a function of an `impl` that is not keyed by `self`
+/// (`ignore = [self]`, `key = ...`) keeps its caches apart by the name of its `Self` type
+/// (`Parser<u8>` and `Parser<u16>` never share one), which works for types that are not
+/// `'static` too.
 ///
 /// # Companions
 ///
