@@ -903,7 +903,21 @@ mod tests {
             ),
         );
         assert!(!text.contains("tag_of"), "{text}");
-        assert!(text.contains("PhantomData :: < () >"), "{text}");
+        assert!(text.contains("Tag :: none ()"), "{text}");
+        assert!(!text.contains("with_self"), "{text}");
+        // Not keyed by `self`: the `Self` type's name tells the memos apart.
+        let text = expand_to_string(
+            quote!(ignore = [self]),
+            quote!(
+                fn m(&self, x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(
+            text.contains("Tag :: none () . with_self :: < Self > ()"),
+            "{text}"
+        );
     }
 
     #[test]
