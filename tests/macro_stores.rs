@@ -145,7 +145,15 @@ mod memcached_backend {
 /// The seconds left before memcached expires the key that contains every one of `parts` (`-1`:
 /// never), from its dump of the keys (percent-encoded; `hash` walks the hash table, every key).
 fn memcached_ttl(server: &Server, parts: &[&str]) -> i64 {
-    let dump = server.memcached_command("lru_crawler metadump hash", None);
+    // memcached runs one crawl at a time, its own background crawler included: retry `BUSY`.
+    let mut dump = server.memcached_command("lru_crawler metadump hash", None);
+    for _ in 0..100 {
+        if !dump.starts_with("BUSY") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        dump = server.memcached_command("lru_crawler metadump hash", None);
+    }
     let line = dump
         .lines()
         .find(|line| parts.iter().all(|part| line.contains(part)))

@@ -171,7 +171,12 @@ impl Server {
             return false;
         }
         let mut buf = [0u8; 64];
-        matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(reply))
+        loop {
+            match stream.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => return matches!(read, Ok(n) if buf[..n].starts_with(reply)),
+            }
+        }
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients) and waits for it to exit.
@@ -284,12 +289,21 @@ impl Server {
             "EN\r\n",
         ];
         loop {
-            let n = stream.read(&mut buf).expect("read from memcached");
+            // A signal (another test's server exiting sends SIGCHLD) interrupts a read.
+            let n = match stream.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read.expect("read from memcached"),
+            };
             assert!(n > 0, "memcached closed the connection");
             reply.extend_from_slice(&buf[..n]);
             let text = String::from_utf8_lossy(&reply);
-            let ended = ends.iter().any(|end| text.ends_with(end))
-                || (text.starts_with("HD ") && text.ends_with("\r\n"));
+            // One-line replies: `HD <flags>`, and the errors (a crawler command gets `BUSY ...`
+            // while memcached's own background crawler runs).
+            let one_line = ["HD ", "BUSY", "CLIENT_ERROR", "SERVER_ERROR"]
+                .iter()
+                .any(|start| text.starts_with(start));
+            let ended =
+                ends.iter().any(|end| text.ends_with(end)) || (one_line && text.ends_with("\r\n"));
             if ended {
                 return text.trim_end().to_string();
             }
