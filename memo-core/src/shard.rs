@@ -33,6 +33,9 @@ type Slot<K, V> = UnsafeCell<MaybeUninit<(K, V)>>;
 /// get this much slack, and writers check for departed readers once per this many evictions.
 pub(crate) const RESERVE: usize = 16;
 
+/// Entries the index of a new or cleared shard has room for; it grows from there.
+const INITIAL_TABLE: usize = 48;
+
 /// Lock-free probes that find a removal shifting the index before the reader gives up and
 /// takes the lock.
 const RETRIES: usize = 16;
@@ -142,7 +145,7 @@ impl<K, V> Shard<K, V> {
             hit_events: policy != Policy::Fifo,
             miss_events: policy == Policy::Adaptive,
             table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_capacity(
-                capacity.min(48),
+                capacity.min(INITIAL_TABLE),
             )))),
             slots: Segments::new(first),
             deadlines: ttl_nanos.map(|_| Segments::new(first)),
@@ -192,7 +195,8 @@ impl<K, V> Shard<K, V> {
 
     #[inline]
     fn is_expired(&self, id: u32, now: u64) -> bool {
-        self.deadlines.is_some() && self.deadline(id) <= now
+        // Without a ttl the deadline is `u64::MAX`: never reached.
+        self.deadline(id) <= now
     }
 
     /// When the entry in slot `id` expires (`u64::MAX` without a ttl).
@@ -414,8 +418,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// right away (no reader inside), for the caller to drop after releasing the lock.
     fn take_all(&self, w: &mut Writer) -> Dropped<K, V> {
         let mut dropped = Vec::new();
-        let capacity = w.capacity.min(48);
-        self.swap_table(w, Table::with_capacity(capacity));
+        self.swap_table(w, Table::with_capacity(w.capacity.min(INITIAL_TABLE)));
         for word in 0..w.live.len() {
             let mut bits = std::mem::take(&mut w.live[word]);
             while bits != 0 {
