@@ -22,7 +22,7 @@ impl Polynomial {
 /// A client that is not `Hash`: its lookups live in its own cache, dropped with it.
 struct Geocoder {
     requests: AtomicUsize,
-    lookups: memo_core::InstanceCache,
+    lookups: memo::InstanceCache,
 }
 
 impl Geocoder {
@@ -65,7 +65,7 @@ fn main() {
 
     let geocoder = Geocoder {
         requests: AtomicUsize::new(0),
-        lookups: memo_core::InstanceCache::new(),
+        lookups: memo::InstanceCache::new(),
     };
     for city in ["Paris", "PARIS", "paris"] {
         let start = Instant::now();

@@ -1,8 +1,9 @@
 //! A weather client memoized with a ttl, over real HTTP.
 //!
 //! ```text
-//! cargo run --example weather                    # against a built-in service on 127.0.0.1
-//! cargo run --example weather -- --api open-meteo   # against api.open-meteo.com (needs internet)
+//! cargo run --release --example weather       # against a built-in service on 127.0.0.1
+//! cargo run --release --example weather --features tls -- --api open-meteo
+//!                                               # against api.open-meteo.com (needs internet)
 //! ```
 //!
 //! By default the example starts a small weather service of its own on a free loopback port,
@@ -223,6 +224,13 @@ fn wants_open_meteo() -> bool {
 
 fn main() {
     let use_open_meteo = wants_open_meteo();
+    if use_open_meteo && !cfg!(feature = "tls") {
+        eprintln!(
+            "the real API is HTTPS: run `cargo run --release --example weather --features tls \
+             -- --api open-meteo`"
+        );
+        std::process::exit(2);
+    }
     let timeout = Some(Duration::from_secs(10));
     let backend = if use_open_meteo {
         println!("asking api.open-meteo.com, caching answers for {TTL:?}\n");
