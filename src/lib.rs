@@ -26,8 +26,14 @@
 #![warn(missing_docs)]
 
 pub use memo_core::{
-    BuildError, Cache, CacheBuilder, CacheInfo, Clock, InstanceCache, ManualClock, Policy,
+    caches, BuildError, Cache, CacheBuilder, CacheInfo, CacheReport, Clock, InstanceCache,
+    ManualClock, Policy,
 };
+
+/// Every cache's statistics through the `metrics` facade, for Prometheus or any other exporter
+/// (feature `metrics`). See [`metrics::collect`].
+#[cfg(feature = "metrics")]
+pub use memo_core::metrics;
 
 /// Stores outside the process, chosen per function by name (features `redis`, `memcached`,
 /// `persistent`; codecs `msgpack`, `lz4`, `zstd`). See [`stores::register`].

@@ -38,11 +38,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod caches;
 mod clock;
 mod error;
 mod flight;
 mod links;
 mod memo;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod options;
 mod policy;
 mod segments;
@@ -57,6 +60,7 @@ mod stripe;
 mod sync;
 mod table;
 
+pub use caches::{caches, CacheReport};
 pub use clock::{Clock, ManualClock};
 pub use error::BuildError;
 pub use memo::InstanceCache;
@@ -376,7 +380,7 @@ pub mod __private {
     /// and for a function of an `impl`, the name of its `Self` type.
     #[inline]
     pub fn memo_by_type<T, K, V, S>(
-        caches: &TypeCaches,
+        caches: &'static TypeCaches,
         name: impl FnOnce() -> S,
         tag: Tag<T>,
         key: PhantomData<K>,
@@ -389,7 +393,23 @@ pub mod __private {
         S: Into<Box<str>>,
     {
         let _ = (key, value);
-        tagged_memo(caches, |params| Memo::new(name(), params), tag)
+        let make = |params| {
+            let name: Box<str> = name().into();
+            crate::caches::register_generic(caches, &name);
+            Memo::new(name, params)
+        };
+        tagged_memo(caches, make, tag)
+    }
+
+    /// `memo`, the value of the `static` `this` of the function at `path`, which is registered
+    /// (see `memo::caches()`): what the `static`'s initializer returns, on the first call.
+    pub fn registered<M: ErasedMemo + 'static>(
+        path: &'static str,
+        this: &'static LazyLock<M>,
+        memo: M,
+    ) -> M {
+        crate::caches::register_static(path, this);
+        memo
     }
 
     /// The memo of type `M` kept in `caches` for `tag`, made by `make` on first use.

@@ -21,7 +21,11 @@ use crate::Policy;
 /// assert_eq!((info.hits, info.misses, info.maxsize, info.currsize), (1, 1, Some(2), 1));
 /// assert_eq!(info.hit_ratio(), 0.5);
 /// ```
+///
+/// With the `serde` feature it implements `serde::Serialize`: the fields by name, the policy as
+/// its name (`"lru"`) and the ttl as serde writes a `Duration` (`{"secs": 30, "nanos": 0}`).
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CacheInfo {
     /// Lookups that found a live entry.

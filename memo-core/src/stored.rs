@@ -90,8 +90,9 @@ impl<T: Clone + Send + Sync + 'static> StoredValue for T {}
 /// The memo of type `StoreMemo<K, V>` kept for one function with a store in `caches`, one per
 /// `Tag` (as `memo_by_type`), made by `make` on first use.
 #[inline]
-pub fn store_memo_by_type<T, K, V>(
-    caches: &TypeCaches,
+pub fn store_memo_by_type<T, K, V, S>(
+    caches: &'static TypeCaches,
+    name: impl FnOnce() -> S,
     make: impl FnOnce(Params) -> StoreMemo<K, V>,
     tag: crate::__private::Tag<T>,
     key: PhantomData<K>,
@@ -102,8 +103,13 @@ where
     K: StoredKey,
     V: StoredValue,
     StoreMemo<K, V>: ErasedMemo,
+    S: AsRef<str>,
 {
     let _ = (key, value);
+    let make = |params| {
+        crate::caches::register_generic(caches, name().as_ref());
+        make(params)
+    };
     tagged_memo(caches, make, tag)
 }
 
@@ -397,17 +403,25 @@ mod tests {
         let make = |params| store_memo("stored-test-nowhere", "app::g", 7, 1, params);
         let (key, value) = (PhantomData::<(u8,)>, PhantomData::<u8>);
         use crate::__private::{tag_of, Tag};
-        let a = store_memo_by_type(caches, make, tag_of(0u16), key, value);
+        let a = store_memo_by_type(caches, || "app::g", make, tag_of(0u16), key, value);
         let again = store_memo_by_type(
             caches,
+            || "app::g",
             |_| unreachable!("made once"),
             tag_of(1u16),
             key,
             value,
         );
-        let other = store_memo_by_type(caches, make, tag_of(0u32), key, value);
-        let of_self = store_memo_by_type(caches, make, Tag::none().with_self::<str>(), key, value);
-        let none = store_memo_by_type(caches, make, Tag::none(), key, value);
+        let other = store_memo_by_type(caches, || "app::g", make, tag_of(0u32), key, value);
+        let of_self = store_memo_by_type(
+            caches,
+            || "app::g",
+            make,
+            Tag::none().with_self::<str>(),
+            key,
+            value,
+        );
+        let none = store_memo_by_type(caches, || "app::g", make, Tag::none(), key, value);
         assert!(std::ptr::eq(a, again));
         assert!(!std::ptr::eq(a, other));
         assert!(

@@ -38,6 +38,8 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let (key, value) = (plan.key_type(), plan.value_type());
     let memo_type = plan.memo_of(&key, &value);
     let new_memo = plan.new_memo(plan.params());
+    // Registered for `memo::caches()` by its initializer: nothing on the hit path.
+    let path = plan.name();
     let static_type = plan.static_type(&memo_type);
     let cfgs = plan
         .function
@@ -48,8 +50,9 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
         #(#cfgs)*
         #[doc(hidden)]
         #[allow(non_upper_case_globals, clippy::type_complexity)]
-        static #name: #static_type =
-            #memo::__private::LazyLock::new(|| #new_memo);
+        static #name: #static_type = #memo::__private::LazyLock::new(|| {
+            #memo::__private::registered(#path, &#name, #new_memo)
+        });
     }
 }
 
@@ -173,7 +176,7 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
         Some(_) => {
             let new_memo = plan.new_memo(quote!(__memo_params));
             quote!(#memo::__private::store_memo_by_type(
-                Self::#caches(), |__memo_params| #new_memo, #tag, #witness_args,
+                Self::#caches(), || #name, |__memo_params| #new_memo, #tag, #witness_args,
             ))
         }
         None => {

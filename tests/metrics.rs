@@ -1,0 +1,98 @@
+//! `memo::metrics`: every cache's counters through the `metrics` facade, scraped from a real
+//! Prometheus endpoint (metrics-exporter-prometheus' HTTP listener on a loopback port).
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use memo::memoize;
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+#[memoize(maxsize = 2)]
+fn price(item: u32) -> u64 {
+    u64::from(item) * 125
+}
+
+struct Catalog;
+
+#[memoize]
+impl Catalog {
+    #[memoize(ttl = "60s")]
+    fn describe(item: u32) -> String {
+        format!("item #{item}")
+    }
+}
+
+/// The value of `metric{function="<function>"}` in a Prometheus text scrape.
+fn value(scrape: &str, metric: &str, function: &str) -> Option<f64> {
+    let prefix = format!("{metric}{{function=\"{function}\"}} ");
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|v| v.parse().expect("a number"))
+}
+
+/// GET /metrics, once the exporter's listener (started on its own thread) answers.
+fn scrape(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ureq::get(format!("http://{addr}/metrics")).call() {
+            Ok(mut response) => return response.body_mut().read_to_string().expect("text"),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no answer from {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_scrape_shows_every_cache_counters_after_known_calls() {
+    let addr = {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        probe.local_addr().expect("its address")
+    };
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .expect("the exporter starts");
+
+    // price: 4 misses, 5 hits, 2 evictions (maxsize 2, LRU); describe: 2 misses, 1 hit.
+    for item in [1, 2, 1, 2, 1, 3, 1, 3, 2] {
+        price(item);
+    }
+    for item in [7, 7, 8] {
+        Catalog::describe(item);
+    }
+    memo::metrics::collect();
+    let text = scrape(addr);
+    let (p, d) = ("metrics::price", "metrics::Catalog::describe");
+    let of = |metric, function| value(&text, metric, function);
+    assert_eq!(of("memo_cache_hits_total", p), Some(5.0), "{text}");
+    assert_eq!(of("memo_cache_misses_total", p), Some(4.0), "{text}");
+    assert_eq!(of("memo_cache_evictions_total", p), Some(2.0), "{text}");
+    assert_eq!(of("memo_cache_expirations_total", p), Some(0.0), "{text}");
+    assert_eq!(of("memo_cache_entries", p), Some(2.0), "{text}");
+    assert_eq!(of("memo_cache_max_entries", p), Some(2.0), "{text}");
+    assert_eq!(of("memo_cache_hits_total", d), Some(1.0), "{text}");
+    assert_eq!(of("memo_cache_misses_total", d), Some(2.0), "{text}");
+    assert_eq!(of("memo_cache_entries", d), Some(2.0), "{text}");
+    assert!(
+        text.contains("# TYPE memo_cache_hits_total counter"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE memo_cache_entries gauge"), "{text}");
+
+    // A second collection adds only what was counted since; a cleared cache (its statistics
+    // zeroed) restarts from zero, so the counters never go down.
+    price(2); // a hit (2 and 3 are cached)
+    memo::metrics::collect();
+    memo::metrics::collect();
+    price::cache_clear();
+    price(5); // a miss after the clear
+    memo::metrics::collect();
+    let text = scrape(addr);
+    let of = |metric, function| value(&text, metric, function);
+    assert_eq!(of("memo_cache_hits_total", p), Some(6.0), "{text}");
+    assert_eq!(of("memo_cache_misses_total", p), Some(5.0), "{text}");
+    assert_eq!(of("memo_cache_entries", p), Some(1.0), "{text}");
+    assert_eq!(of("memo_cache_hits_total", d), Some(1.0), "{text}");
+}
