@@ -1,4 +1,5 @@
-//! Memoization for Rust, as easy as Python's `@functools.lru_cache`.
+//! Memoization for Rust, as easy as Python's `@functools.lru_cache`, over a fast concurrent
+//! store.
 //!
 //! ```
 //! use memo::memoize;
@@ -15,14 +16,99 @@
 //! assert_eq!(fib::cache_info().currsize, 0);
 //! ```
 //!
-//! - [`memoize`] turns a function into a cached one; its options are `maxsize = N` (or `None`),
-//!   default 128, and `ttl = "30s"` (any humantime duration). Beside the function it makes a
-//!   module of the same name with `cache_info()` and `cache_clear()`.
-//! - A function returning `Result` caches only `Ok`, one returning `Option` only `Some`.
-//! - No lock is held while the function runs, so recursion works and the function can be called
-//!   from any number of threads.
-//! - [`Cache`] is the store underneath, usable on its own: exact LRU, FIFO or MRU, a ttl,
-//!   statistics, sharding.
+//! # Options of [`#[memoize]`](memoize)
+//!
+//! | option | meaning | default |
+//! |---|---|---|
+//! | `maxsize = N` / `maxsize = None` | at most N entries (`0` caches nothing) / unbounded | `128` |
+//! | `ttl = "30s"` | an entry expires that long after it was stored (humantime: `500ms`, `1h 30m`) | no expiry |
+//! | `policy = "lru"` | `"lru"`, `"fifo"`, `"lfu"`, `"mru"` or `"adaptive"` (see [`Policy`]) | `"lru"` |
+//! | `key = <expr>` | the key, computed from the arguments: `key = city.to_lowercase()` | the arguments |
+//! | `ignore = [a, ..]` | arguments left out of the key: `ignore = [client]`, `ignore = [self]` | none |
+//! | `single_flight = false` | concurrent misses of one key each run the body | one runs, the others wait |
+//! | `cache_field = f` | a method keeps its cache in this [`InstanceCache`] field of `self` | one cache for all instances |
+//! | `store = "name"`, `version = N` | the cache lives in a named store ([`stores`], feature `stores`) | in memory |
+//! | `crate = "name"` | the facade's name when renamed in Cargo.toml | `memo` |
+//!
+//! A misspelled or misplaced option, an argument that is not `Hash + Eq`, or a return type that
+//! is not `Clone` is a compile error at the offending token. A function returning `Result`
+//! caches only `Ok`, one returning `Option` only `Some`.
+//!
+//! # Companions
+//!
+//! Beside a memoized `fn f`, under the same name (for a method `m`: `Type::m_cache_info()`, ...):
+//!
+//! | companion | does |
+//! |---|---|
+//! | `f::cache_info()` | a [`CacheInfo`]: hits, misses, maxsize, currsize, evictions, expirations, policy, ttl |
+//! | `f::cache_clear()` | empties the cache and zeroes its statistics |
+//! | `f::cache_invalidate(args..) -> bool` | removes the entry of these arguments |
+//! | `f::cache_prime(args.., value)` | stores a known value |
+//! | `f::uncached(args..)` | the body, without the cache (`functools`' `__wrapped__`) |
+//!
+//! They are functions, not methods of `f`: write `square::cache_info()`, not
+//! `square.cache_info()`.
+//!
+//! ```
+//! use memo::memoize;
+//!
+//! #[memoize(maxsize = 2)]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! square::cache_prime(3, 9);
+//! assert_eq!(square(3), 9); // a hit: primed
+//! assert!(square::cache_invalidate(3));
+//! assert_eq!(square::uncached(4), 16); // the cache is not touched
+//! assert_eq!(square::cache_info().hits, 1);
+//! ```
+//!
+//! # Policies and the store
+//!
+//! [`Cache`] is the store under the macro, usable on its own ([`Cache::builder`]). Its
+//! [`Policy`]: `Lru` (exact, as functools), `Fifo`, `Lfu`, `Mru`, and `Adaptive` (W-TinyLFU
+//! with a window that adapts between recency and frequency: the best hit ratio on most
+//! workloads). A hit takes no lock; expiry reads a [`Clock`], which tests replace with a
+//! [`ManualClock`].
+//!
+//! ```
+//! use memo::{Cache, Policy};
+//! use std::time::Duration;
+//!
+//! let cache: Cache<u64, String> = Cache::builder()
+//!     .maxsize(10_000)
+//!     .policy(Policy::Adaptive)
+//!     .ttl(Duration::from_secs(30))
+//!     .build()?;
+//! cache.insert(1, "one".into());
+//! assert_eq!(cache.get(&1).as_deref(), Some("one"));
+//! # Ok::<(), memo::BuildError>(())
+//! ```
+//!
+//! # Watching the caches
+//!
+//! [`caches()`] lists every memoized function of the process that has been called, with its
+//! [`CacheInfo`] ([`CacheReport`]); the `metrics` feature exports them all through the
+//! `metrics` facade ([`metrics`](mod@metrics), e.g. to Prometheus); the `serde` feature makes
+//! them `Serialize`, for a JSON status page. Stores report outages through `tracing`: install a
+//! subscriber to see them (`tracing_subscriber::fmt::init();`).
+//!
+//! # Features
+//!
+//! None is on by default: the library alone is 17 crates. Each feature's cost is the number of
+//! crates it adds to that build.
+//!
+//! | feature | gives | adds |
+//! |---|---|---|
+//! | `serde` | `CacheInfo` and `CacheReport` implement `serde::Serialize` | 4 (serde) |
+//! | `metrics` | [`metrics`](mod@metrics): every cache's counters through the `metrics` facade | 3 (metrics) |
+//! | `stores` | [`stores`]: the `Store` trait, named stores, JSON values, `store = ...` | 18 (serde_json, sha2, tracing) |
+//! | `redis` | `stores::RedisStore` | 54 with `stores` (redis) |
+//! | `memcached` | `stores::MemcachedStore` (its text protocol, no client crate) | 18 with `stores` |
+//! | `persistent` | `stores::PersistentStore`: one SQLite file that survives restarts | 31 with `stores` (rusqlite, SQLite compiled in) |
+//! | `msgpack` | `stores::Codec::MessagePack` values | 22 with `stores` (rmp-serde) |
+//! | `lz4`, `zstd` | compression of large stored values | 20 / 26 with `stores` (lz4_flex / zstd, C) |
 #![warn(missing_docs)]
 
 pub use memo_core::{
@@ -30,39 +116,15 @@ pub use memo_core::{
     ManualClock, Policy,
 };
 
-/// Every cache's statistics through the `metrics` facade, for Prometheus or any other exporter
-/// (feature `metrics`). See [`metrics::collect`].
 #[cfg(feature = "metrics")]
+#[doc(inline)]
 pub use memo_core::metrics;
 
-/// Stores outside the process, chosen per function by name (features `redis`, `memcached`,
-/// `persistent`; codecs `msgpack`, `lz4`, `zstd`). See [`stores::register`].
 #[cfg(feature = "stores")]
+#[doc(inline)]
 pub use memo_core::stores;
 
-/// Caches a function's results by its arguments, like Python's `functools.lru_cache`.
-///
-/// ```
-/// use memo::memoize;
-///
-/// #[memoize(maxsize = 64, ttl = "30s")]
-/// fn square(x: u64) -> u64 {
-///     x * x
-/// }
-///
-/// assert_eq!(square(4), 16); // a miss: computed
-/// assert_eq!(square(4), 16); // a hit
-/// let info = square::cache_info();
-/// assert_eq!((info.hits, info.misses, info.maxsize), (1, 1, Some(64)));
-/// ```
-///
-/// Options: `maxsize = N` or `maxsize = None` (unbounded; default 128; `0` caches nothing but
-/// counts every call as a miss) and `ttl = "<duration>"` (`500ms`, `30s`, `1h 30m`), after which
-/// an entry is a miss and is recomputed. Arguments form the key, owned (`&str` becomes
-/// `String`, `&[T]` becomes `Vec<T>`, `&T` becomes `T`) and must be `Hash + Eq` (and `Clone`
-/// when passed by value); the return type must be `Clone`. With a store feature,
-/// `store = "name"` keeps the cache in a store registered with `memo::stores::register` (Redis,
-/// Memcached, SQLite), and `version = N` is part of its keys.
+#[doc(inline)]
 pub use memo_macros::memoize;
 
 /// What code generated by `#[memoize]` calls; not a public API.
@@ -88,7 +150,7 @@ macro_rules! __memoize_store_enabled {
     () => {
         ::core::compile_error!(
             "`store = ...` needs a store feature of `memo`: enable `redis`, `memcached`, \
-             `persistent` or `stores` in Cargo.toml, e.g. `memo = { version = \"0.1\", \
+             `persistent` or `stores` in Cargo.toml, e.g. `memo = { version = \"0.2\", \
              features = [\"redis\"] }`"
         );
     };

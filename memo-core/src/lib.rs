@@ -24,7 +24,7 @@
 //!   ttl adds about 17 (a deadline and the expiry order's links).
 //!
 //! ```
-//! use memo_core::{Cache, Policy};
+//! use memo::{Cache, Policy};
 //! use std::time::Duration;
 //!
 //! let cache: Cache<u64, String> = Cache::builder()
@@ -34,7 +34,7 @@
 //!     .build()?;
 //! cache.insert(1, "one".into());
 //! assert_eq!(cache.get(&1).as_deref(), Some("one"));
-//! # Ok::<(), memo_core::BuildError>(())
+//! # Ok::<(), memo::BuildError>(())
 //! ```
 #![warn(missing_docs)]
 
