@@ -5,6 +5,7 @@ mod adaptive;
 mod ghost;
 mod lfu;
 mod list;
+mod shadow;
 mod sketch;
 
 use adaptive::AdaptivePolicy;
