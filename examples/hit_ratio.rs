@@ -1,17 +1,30 @@
-//! Hit ratios of every policy on recorded traces, with Belady's OPT as the ceiling.
+//! Hit ratios of every policy on generated and recorded traces, with Belady's OPT as the
+//! ceiling, and the adaptive policy's worst result over many hasher seeds.
 //!
 //! ```text
-//! cargo run --release --example hit_ratio                        # every trace, README sizes
-//! cargo run --release --example hit_ratio -- --trace lirs-loop --sizes 16 51
+//! cargo run --release --example hit_ratio                        # generated traces
+//! cargo run --release --example hit_ratio -- --seeds 32          # min over 32 hasher seeds
+//! cargo run --release --example hit_ratio -- --dir ../shared/traces --seeds 32
+//! cargo run --release --example hit_ratio -- --dir ../shared/traces --trace lirs-loop --sizes 16 51
 //! cargo run --release --example hit_ratio -- --zipf              # zipf 0.99, 1M keys, 10k
 //! ```
 //!
-//! Traces are files of little-endian `u32` keys (`NAME.u32`), read from `--dir`, else
-//! `$MEMO_TRACES`, else `../shared/traces` beside the repository. Each cell replays one trace
-//! through a cold, single-shard `memo::Cache` of the given size, one request at a time: `get`,
-//! then `insert` on a miss. The sizes default to those listed for the trace in the directory's
-//! README.md table. Options: `--trace NAME|PATH...`, `--sizes N...`, `--policy NAME...`,
-//! `--jobs N` (threads, default 2), `--out FILE` (also write the markdown there), `--zipf`.
+//! Without `--dir` (or `$MEMO_TRACES`), the traces are generated (see `hit_ratio/traces.rs`):
+//! loops, zigzag sweeps, scans in a Zipf hot set, phase changes, sliding working sets, each at
+//! sizes that put its working set at 0.5x to 3x the cache and the cache at 5% to 25% of it.
+//! With `--dir`, they are files of little-endian `u32` keys (`NAME.u32`) in that directory;
+//! `--generated` adds the generated ones to those. Each cell replays one trace through a cold,
+//! single-shard `memo::Cache` of the given size, one request at a time: `get`, then `insert` on
+//! a miss. The sizes of a recorded trace default to those listed for it in the directory's
+//! README.md table. The adaptive policy hashes keys into its frequency sketch and ghosts, so
+//! its result depends on the hasher's seed: `--seeds N` replays it with seeds `0..N` and adds
+//! the worst of them. Options: `--trace NAME|PATH...`, `--family NAME...` (generated only),
+//! `--sizes N...`, `--policy NAME...`, `--seeds N` (default 1), `--jobs N` (threads, default 2),
+//! `--out FILE` (also write the markdown there), `--zipf`.
+
+#[path = "hit_ratio/traces.rs"]
+#[allow(dead_code)] // shared with tests/adaptive_vs_lru.rs, which uses other parts of it
+mod traces;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
@@ -24,10 +37,10 @@ use memo::{Cache, Policy};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// A fixed, fast hasher, so that every run gives the same numbers (the sketch of the adaptive
-/// policy sees hash collisions, which a randomly seeded hasher would vary from run to run).
+/// A fast hasher with a chosen seed, so that every run gives the same numbers for a seed (the
+/// adaptive policy's sketch and ghosts see hash collisions, which vary with the seed).
 #[derive(Clone, Copy, Default)]
-struct FixedState;
+struct FixedState(u64);
 
 /// The splitmix64 finalizer over the written words.
 #[derive(Default)]
@@ -62,18 +75,18 @@ impl BuildHasher for FixedState {
     type Hasher = MixHasher;
 
     fn build_hasher(&self) -> MixHasher {
-        MixHasher::default()
+        MixHasher(self.0)
     }
 }
 
-/// The hit ratio (%) of `policy` with `size` entries on `keys[skip..]`, after replaying
-/// `keys[..skip]` from a cold start.
-fn replay(policy: Policy, size: usize, keys: &[u32], skip: usize) -> f64 {
+/// The hit ratio (%) of `policy` with `size` entries and hasher seed `seed` on `keys[skip..]`,
+/// after replaying `keys[..skip]` from a cold start.
+fn replay(policy: Policy, size: usize, seed: u64, keys: &[u32], skip: usize) -> f64 {
     let cache: Cache<u32, (), FixedState> = Cache::builder()
         .maxsize(size)
         .policy(policy)
         .shards(1)
-        .hasher(FixedState)
+        .hasher(FixedState(seed))
         .build()
         .expect("a valid cache configuration");
     let mut hits = 0u64;
@@ -151,17 +164,25 @@ fn opt(size: usize, keys: &[u32], next: &[u32]) -> f64 {
 /// One row of the table: a trace at one size.
 struct Row {
     trace: String,
+    /// The generated trace's family, or the recorded trace's name.
+    family: String,
     requests: usize,
     size: usize,
     opt: f64,
+    /// Per policy, with hasher seed 0.
     ratios: Vec<f64>,
+    /// The adaptive policy's lowest hit ratio over the seeds, if it was replayed.
+    adaptive_min: Option<f64>,
 }
 
 struct Options {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
+    generated: bool,
     traces: Vec<String>,
+    families: Vec<String>,
     sizes: Vec<usize>,
     policies: Vec<Policy>,
+    seeds: u64,
     jobs: usize,
     out: Option<PathBuf>,
     zipf: bool,
@@ -169,13 +190,13 @@ struct Options {
 
 fn parse_args() -> Result<Options, String> {
     let mut opts = Options {
-        dir: std::env::var_os("MEMO_TRACES").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"),
-            PathBuf::from,
-        ),
+        dir: std::env::var_os("MEMO_TRACES").map(PathBuf::from),
+        generated: false,
         traces: Vec::new(),
+        families: Vec::new(),
         sizes: Vec::new(),
         policies: Policy::ALL.to_vec(),
+        seeds: 1,
         jobs: 2,
         out: None,
         zipf: false,
@@ -196,11 +217,17 @@ fn parse_args() -> Result<Options, String> {
         }
         v
     };
+    let number = |flag: &str, v: Option<String>| -> Result<u64, String> {
+        let s = v.ok_or(format!("{flag} needs a number"))?;
+        s.parse().map_err(|e| format!("{flag} `{s}`: {e}"))
+    };
     let mut policies = Vec::new();
     while i < args.len() {
         match args[i].as_str() {
-            "--dir" => opts.dir = values(&mut i).pop().ok_or("--dir needs a path")?.into(),
+            "--dir" => opts.dir = Some(values(&mut i).pop().ok_or("--dir needs a path")?.into()),
+            "--generated" => opts.generated = true,
             "--trace" => opts.traces.extend(values(&mut i)),
+            "--family" => opts.families.extend(values(&mut i)),
             "--sizes" => {
                 for s in values(&mut i) {
                     opts.sizes
@@ -212,10 +239,8 @@ fn parse_args() -> Result<Options, String> {
                     policies.push(s.parse::<Policy>()?);
                 }
             }
-            "--jobs" => {
-                let s = values(&mut i).pop().ok_or("--jobs needs a number")?;
-                opts.jobs = s.parse().map_err(|e| format!("jobs `{s}`: {e}"))?;
-            }
+            "--seeds" => opts.seeds = number("--seeds", values(&mut i).pop())?.max(1),
+            "--jobs" => opts.jobs = number("--jobs", values(&mut i).pop())? as usize,
             "--out" => opts.out = Some(values(&mut i).pop().ok_or("--out needs a path")?.into()),
             "--zipf" => opts.zipf = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
@@ -226,12 +251,14 @@ fn parse_args() -> Result<Options, String> {
     if !policies.is_empty() {
         opts.policies = policies;
     }
+    opts.generated |= opts.dir.is_none();
     opts.jobs = opts.jobs.max(1);
     Ok(opts)
 }
 
-const USAGE: &str = "usage: hit_ratio [--dir DIR] [--trace NAME|PATH...] [--sizes N...] \
-                     [--policy NAME...] [--jobs N] [--out FILE] [--zipf]";
+const USAGE: &str = "usage: hit_ratio [--dir DIR] [--generated] [--trace NAME|PATH...] \
+                     [--family NAME...] [--sizes N...] [--policy NAME...] [--seeds N] \
+                     [--jobs N] [--out FILE] [--zipf]";
 
 /// The sizes listed per trace in the README's table of reference hit ratios.
 fn readme_sizes(dir: &Path) -> Vec<(String, usize)> {
@@ -257,10 +284,10 @@ fn read_trace(path: &Path) -> Result<Vec<u32>, String> {
 }
 
 /// The trace files to replay: the named ones, or every `.u32` file in the directory.
-fn trace_paths(opts: &Options) -> Result<Vec<(String, PathBuf)>, String> {
+fn trace_paths(opts: &Options, dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
     if opts.traces.is_empty() {
-        let entries = std::fs::read_dir(&opts.dir)
-            .map_err(|e| format!("{}: {e} (set --dir or MEMO_TRACES)", opts.dir.display()))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e} (set --dir or MEMO_TRACES)", dir.display()))?;
         let mut paths: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "u32"))
@@ -276,7 +303,7 @@ fn trace_paths(opts: &Options) -> Result<Vec<(String, PathBuf)>, String> {
             if path.is_file() {
                 (stem(path), path.to_path_buf())
             } else {
-                (t.clone(), opts.dir.join(format!("{t}.u32")))
+                (t.clone(), dir.join(format!("{t}.u32")))
             }
         })
         .collect())
@@ -332,34 +359,99 @@ fn run_parallel<T: Send>(jobs: usize, tasks: Vec<Task<'_, T>>) -> Vec<T> {
         .collect()
 }
 
+/// A trace to replay, read or generated.
+struct Trace {
+    name: String,
+    family: String,
+    keys: Vec<u32>,
+    sizes: Vec<usize>,
+}
+
+/// The traces the options ask for, in order: recorded ones first.
+fn load_traces(opts: &Options) -> Result<Vec<Trace>, String> {
+    let mut out = Vec::new();
+    if let Some(dir) = &opts.dir {
+        let listed = readme_sizes(dir);
+        for (name, path) in trace_paths(opts, dir)? {
+            let keys = read_trace(&path)?;
+            let sizes = sizes_for(opts, &listed, &name, &keys);
+            out.push(Trace {
+                family: name.clone(),
+                name,
+                keys,
+                sizes,
+            });
+        }
+    }
+    if opts.generated {
+        for g in traces::all() {
+            let wanted =
+                (opts.dir.is_some() || opts.traces.is_empty() || opts.traces.contains(&g.name))
+                    && (opts.families.is_empty() || opts.families.iter().any(|f| f == g.family));
+            if wanted {
+                let sizes = if opts.sizes.is_empty() {
+                    g.sizes
+                } else {
+                    opts.sizes.clone()
+                };
+                out.push(Trace {
+                    name: g.name,
+                    family: g.family.to_string(),
+                    keys: g.keys,
+                    sizes,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn traces_table(opts: &Options) -> Result<String, String> {
-    let listed = readme_sizes(&opts.dir);
+    let adaptive = opts.policies.contains(&Policy::Adaptive);
+    let extra_seeds = if adaptive { opts.seeds - 1 } else { 0 } as usize;
+    let per_size = 1 + opts.policies.len() + extra_seeds;
     let mut rows = Vec::new();
-    for (name, path) in trace_paths(opts)? {
+    for trace in load_traces(opts)? {
         let started = Instant::now();
-        let keys = read_trace(&path)?;
-        let next = next_uses(&keys);
-        let sizes = sizes_for(opts, &listed, &name, &keys);
+        let keys = &trace.keys;
+        let next = next_uses(keys);
         let mut tasks: Vec<Task<'_, f64>> = Vec::new();
-        for &size in &sizes {
-            let (keys, next) = (&keys, &next);
+        for &size in &trace.sizes {
+            let next = &next;
             tasks.push(Box::new(move || opt(size, keys, next)));
             for &policy in &opts.policies {
-                tasks.push(Box::new(move || replay(policy, size, keys, 0)));
+                tasks.push(Box::new(move || replay(policy, size, 0, keys, 0)));
+            }
+            for seed in 1..=extra_seeds as u64 {
+                tasks.push(Box::new(move || {
+                    replay(Policy::Adaptive, size, seed, keys, 0)
+                }));
             }
         }
         let results = run_parallel(opts.jobs, tasks);
-        for (i, &size) in sizes.iter().enumerate() {
-            let cell = &results[i * (opts.policies.len() + 1)..][..opts.policies.len() + 1];
+        for (i, &size) in trace.sizes.iter().enumerate() {
+            let cell = &results[i * per_size..][..per_size];
+            let ratios = cell[1..=opts.policies.len()].to_vec();
+            let adaptive_min = opts
+                .policies
+                .iter()
+                .position(|&p| p == Policy::Adaptive)
+                .map(|a| {
+                    cell[1 + opts.policies.len()..]
+                        .iter()
+                        .fold(ratios[a], |m, &x| m.min(x))
+                });
             rows.push(Row {
-                trace: name.clone(),
+                trace: trace.name.clone(),
+                family: trace.family.clone(),
                 requests: keys.len(),
                 size,
                 opt: cell[0],
-                ratios: cell[1..].to_vec(),
+                ratios,
+                adaptive_min,
             });
         }
-        eprintln!("{name}: {:.1}s", started.elapsed().as_secs_f64());
+        eprintln!("{}: {:.1}s", trace.name, started.elapsed().as_secs_f64());
     }
     Ok(render(opts, &rows))
 }
@@ -367,14 +459,33 @@ fn traces_table(opts: &Options) -> Result<String, String> {
 fn render(opts: &Options, rows: &[Row]) -> String {
     let mut out = String::new();
     let names: Vec<String> = opts.policies.iter().map(|p| title(*p)).collect();
+    let column = |p: Policy| opts.policies.iter().position(|&q| q == p);
+    let (a, l) = (column(Policy::Adaptive), column(Policy::Lru));
+    let seeds = opts.seeds;
+    let min_header = match (a, l) {
+        (Some(_), Some(_)) => format!(" Adaptive, min of {seeds} seeds | min − LRU |"),
+        (Some(_), None) => format!(" Adaptive, min of {seeds} seeds |"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "| trace | requests | size | OPT | {} |",
+        "| trace | requests | size | OPT | {} |{min_header}",
         names.join(" | ")
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|{}", "---:|".repeat(names.len()));
+    let extra = min_header.matches('|').count();
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|{}",
+        "---:|".repeat(names.len() + extra)
+    );
     for r in rows {
-        let cells: Vec<String> = r.ratios.iter().map(|x| format!("{x:.2}")).collect();
+        let mut cells: Vec<String> = r.ratios.iter().map(|x| format!("{x:.2}")).collect();
+        if let Some(min) = r.adaptive_min {
+            cells.push(format!("{min:.2}"));
+            if let Some(l) = l {
+                cells.push(format!("{:+.2}", min - r.ratios[l]));
+            }
+        }
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.2} | {} |",
@@ -397,29 +508,65 @@ fn render(opts: &Options, rows: &[Row]) -> String {
         let gap: f64 = rows.iter().map(|r| r.opt - r.ratios[j]).sum::<f64>() / rows.len() as f64;
         let _ = writeln!(out, "- {name}: {gap:.2}");
     }
-    let column = |p: Policy| opts.policies.iter().position(|&q| q == p);
-    if let (Some(a), Some(l)) = (column(Policy::Adaptive), column(Policy::Lru)) {
-        let worst = rows
+    if a.is_some() {
+        let gap: f64 = rows
             .iter()
-            .min_by(|x, y| {
-                let dx = x.ratios[a] - x.ratios[l];
-                let dy = y.ratios[a] - y.ratios[l];
-                dx.total_cmp(&dy)
-            })
-            .expect("rows is not empty");
+            .map(|r| r.opt - r.adaptive_min.unwrap_or(0.0))
+            .sum::<f64>()
+            / rows.len() as f64;
+        let _ = writeln!(out, "- Adaptive, min of {seeds} seeds per cell: {gap:.2}");
+    }
+    if let (Some(_), Some(l)) = (a, l) {
+        // The worst cell of each family: adaptive's minimum over seeds minus LRU.
         let _ = writeln!(
             out,
-            "\nWorst cell of Adaptive minus LRU: {:+.2} points ({} at {}: {:.2} vs {:.2})",
-            worst.ratios[a] - worst.ratios[l],
-            worst.trace,
-            worst.size,
-            worst.ratios[a],
-            worst.ratios[l]
+            "\nWorst cell of Adaptive (min of {seeds} seeds) minus LRU, per family:\n"
         );
+        let _ = writeln!(
+            out,
+            "| family | cell | Adaptive min | LRU | OPT | min − LRU |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
+        let mut families: Vec<&str> = Vec::new();
+        for r in rows {
+            if !families.contains(&r.family.as_str()) {
+                families.push(&r.family);
+            }
+        }
+        let delta = |r: &Row| r.adaptive_min.unwrap_or(0.0) - r.ratios[l];
+        let mut overall: Option<&Row> = None;
+        for family in families {
+            let worst = rows
+                .iter()
+                .filter(|r| r.family == family)
+                .min_by(|x, y| delta(x).total_cmp(&delta(y)))
+                .expect("a family has rows");
+            if overall.is_none_or(|o| delta(worst) < delta(o)) {
+                overall = Some(worst);
+            }
+            let _ = writeln!(
+                out,
+                "| {family} | {} at {} | {:.2} | {:.2} | {:.2} | {:+.2} |",
+                worst.trace,
+                worst.size,
+                worst.adaptive_min.unwrap_or(0.0),
+                worst.ratios[l],
+                worst.opt,
+                delta(worst)
+            );
+        }
+        if let Some(w) = overall {
+            let _ = writeln!(
+                out,
+                "\nWorst cell of Adaptive minus LRU: {:+.2} points ({} at {})",
+                delta(w),
+                w.trace,
+                w.size
+            );
+        }
     }
     out
 }
-
 fn title(policy: Policy) -> String {
     match policy {
         Policy::Adaptive => "Adaptive".to_string(),
@@ -448,12 +595,16 @@ fn zipf_table(opts: &Options) -> String {
             cdf.partition_point(|&c| c < u).min(KEYS - 1) as u32
         })
         .collect();
-    let tasks: Vec<Task<'_, f64>> = opts
-        .policies
+    // Each policy with seed 0, then the adaptive policy with seeds 1..N.
+    let mut runs: Vec<(Policy, u64)> = opts.policies.iter().map(|&p| (p, 0)).collect();
+    if opts.policies.contains(&Policy::Adaptive) {
+        runs.extend((1..opts.seeds).map(|seed| (Policy::Adaptive, seed)));
+    }
+    let tasks: Vec<Task<'_, f64>> = runs
         .iter()
-        .map(|&policy| {
+        .map(|&(policy, seed)| {
             let keys = &keys;
-            Box::new(move || replay(policy, CAPACITY, keys, WARM_UP)) as Task<'_, f64>
+            Box::new(move || replay(policy, CAPACITY, seed, keys, WARM_UP)) as Task<'_, f64>
         })
         .collect();
     let ratios = run_parallel(opts.jobs, tasks);
@@ -461,8 +612,17 @@ fn zipf_table(opts: &Options) -> String {
         "zipf {EXPONENT} over {KEYS} keys, capacity {CAPACITY}, {MEASURED} requests after \
          {WARM_UP} of warm-up:\n\n"
     );
-    for (p, r) in opts.policies.iter().zip(ratios) {
+    for (p, r) in opts.policies.iter().zip(&ratios) {
         let _ = writeln!(out, "- {}: {r:.2}%", title(*p));
+    }
+    if opts.seeds > 1 && opts.policies.contains(&Policy::Adaptive) {
+        let min = runs
+            .iter()
+            .zip(&ratios)
+            .filter(|((p, _), _)| *p == Policy::Adaptive)
+            .fold(f64::INFINITY, |m, (_, &r)| m.min(r));
+        let seeds = opts.seeds;
+        let _ = writeln!(out, "- Adaptive, min of {seeds} seeds: {min:.2}%");
     }
     out
 }

@@ -5,6 +5,7 @@ mod adaptive;
 mod ghost;
 mod lfu;
 mod list;
+mod shadow;
 mod sketch;
 
 use adaptive::AdaptivePolicy;
@@ -40,8 +41,9 @@ pub enum Policy {
     /// Adapts between recency and frequency: W-TinyLFU with a hill-climbing window, as in
     /// Caffeine. New entries pass through a small LRU window; to stay, they must have been seen
     /// more often recently than the entry they would displace. The window grows toward LRU when
-    /// recency pays and shrinks when frequency does. Scans and one-off keys do not flush the
-    /// cache's popular entries.
+    /// recency pays and shrinks when frequency does; a sampled shadow LRU pushes it toward LRU
+    /// whenever plain LRU would be hitting clearly more. Scans and one-off keys do not flush
+    /// the cache's popular entries.
     Adaptive,
 }
 
