@@ -277,11 +277,7 @@ fn info_and_clear(plan: &Plan<'_>) -> TokenStream {
     let (this, info_body, clear_body) = match &plan.storage {
         Storage::Static => {
             let name = plan.static_ident();
-            (
-                None,
-                quote!(#name.cache.info()),
-                quote!(#name.cache.reset()),
-            )
+            (None, quote!(#name.info()), quote!(#name.clear()))
         }
         Storage::ByType => (
             None,
@@ -374,15 +370,9 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
     let where_clause = plan.where_clause();
     let (lookup, memo) = memo_and_key(plan);
     let key = expand::Locals::new().key;
-    // `Cache::remove` returns the value, `StoreCache::remove` whether there was one; with a store
-    // but without the feature, the cache is a `Cache`: the trait says which.
-    let removed = match plan.options.store {
-        Some(_) => {
-            let memo_path = &plan.memo;
-            quote!(#memo_path::__private::FunctionCache::remove(&#memo.cache, &#key))
-        }
-        None => quote!(#memo.cache.remove(&#key).is_some()),
-    };
+    // Through the flights: a computation of the key running now neither stores its value nor
+    // is joined after this returns.
+    let removed = quote!(#memo.invalidate(&#key));
     let doc = format!(
         " Removes the cached value of `{}` for these arguments; `true` when there was one.",
         syn::ext::IdentExt::unraw(&plan.function.sig.ident)
