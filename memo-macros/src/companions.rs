@@ -326,18 +326,26 @@ fn info_and_clear(plan: &Plan<'_>) -> TokenStream {
     }
 }
 
-/// The signature parts shared by `cache_invalidate` and `cache_prime`: generics, the receiver
-/// and the arguments as the wrapper binds them.
+/// The signature parts shared by `cache_invalidate` and `cache_prime`: generics, then the
+/// receiver and the arguments as the wrapper binds them, but only those the key is made of (an
+/// ignored `client` is not asked for): all of them with `key = ...`, whose expression may read
+/// any; the receiver when `self` is part of the key or holds the cache (`cache_field`).
 fn typed_params(plan: &Plan<'_>) -> (TokenStream, TokenStream) {
     let function = plan.function;
+    let all = plan.key_expr.is_some();
     let receiver = function
         .receiver
         .as_ref()
+        .filter(|_| all || plan.self_keyed || matches!(plan.storage, Storage::Field(_)))
         .map(|receiver| quote!(#receiver,));
-    let params = function.args.iter().map(|arg| {
-        let (name, ty) = (&arg.name, &arg.ty);
-        quote!(#name: #ty)
-    });
+    let params = function
+        .args
+        .iter()
+        .filter(|arg| all || plan.keyed.iter().any(|keyed| std::ptr::eq(*keyed, *arg)))
+        .map(|arg| {
+            let (name, ty) = (&arg.name, &arg.ty);
+            quote!(#name: #ty)
+        });
     let generics = &function.sig.generics;
     (quote!(#generics), quote!(#receiver #(#params,)*))
 }
