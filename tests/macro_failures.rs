@@ -177,3 +177,16 @@ async fn joined_tasks_of_an_error_that_is_not_clone_run_at_once() {
     );
     assert!(results.iter().all(Result::is_err));
 }
+
+/// A generic error type (generic functions need `'static` type parameters for their caches):
+/// compiles; a type parameter's error is never shared (its waiters are released).
+#[memoize]
+fn generic_error<E: Clone + Send + Sync + Default + 'static>(id: u32) -> Result<u32, E> {
+    let _ = id;
+    Err(E::default())
+}
+
+#[test]
+fn a_generic_error_type_compiles() {
+    assert_eq!(generic_error::<String>(1), Err(String::new()));
+}

@@ -342,8 +342,10 @@ impl<'a> Plan<'a> {
     }
 
     /// The return type through which a waiter returns the error its leader shared: a `Result`
-    /// whose type names no lifetime (autoref picks its impl by trait bounds, blind to lifetimes,
-    /// so an error borrowing for `'a` would be taken for `'static` and rejected later).
+    /// whose type names no lifetime and no type parameter (autoref picks its impl by trait
+    /// bounds, blind to lifetimes, so an error borrowing for `'a`, or an `E: Clone` not known to
+    /// be `'static`, would be taken for `'static` and rejected later). Other errors release the
+    /// waiters instead.
     pub(crate) fn shared_return(&self) -> Option<&Type> {
         let Output::Result { .. } = self.function.output else {
             return None;
@@ -358,7 +360,27 @@ impl<'a> Plan<'a> {
                 _ => false,
             })
         }
-        (!has_lifetime(ty.to_token_stream())).then_some(&**ty)
+        // A type parameter may not be `'static` either: `E: Clone` alone would pass the probe
+        // and fail later. Those of the function and, under `#[memoize]` on a generic block, any.
+        fn names_any(tokens: TokenStream, params: &[String]) -> bool {
+            tokens.into_iter().any(|tree| match tree {
+                proc_macro2::TokenTree::Ident(ident) => params.contains(&ident.to_string()),
+                proc_macro2::TokenTree::Group(group) => names_any(group.stream(), params),
+                _ => false,
+            })
+        }
+        let params: Vec<String> = self
+            .function
+            .sig
+            .generics
+            .type_params()
+            .map(|param| param.ident.to_string())
+            .collect();
+        let tokens = ty.to_token_stream();
+        let shared = !has_lifetime(tokens.clone())
+            && !names_any(tokens, &params)
+            && !self.function.generic_self;
+        shared.then_some(&**ty)
     }
 
     /// The hidden `static` that holds the memo of a [`Storage::Static`] function, beside it.
