@@ -110,3 +110,40 @@ fn generic_impl_keeps_a_cache_per_instantiation() {
     let _ = &table.marker;
     assert_eq!(Table::<u16>::width_uncached(2), 4);
 }
+
+/// A trait whose implementation is memoized.
+trait Repo {
+    fn find(&self, id: u32) -> Option<String>;
+}
+
+struct Pg {
+    table: &'static str,
+}
+
+static FINDS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize]
+impl Repo for Pg {
+    /// The companions go to an inherent `impl Pg`: `Pg::find_cache_info()`.
+    #[memoize(ignore = [self])]
+    fn find(&self, id: u32) -> Option<String> {
+        FINDS.fetch_add(1, Ordering::SeqCst);
+        (id > 0).then(|| format!("{}#{id}", self.table))
+    }
+}
+
+#[test]
+fn a_trait_impl_is_memoized_with_its_companions_on_the_type() {
+    let pg = Pg { table: "users" };
+    let repo: &dyn Repo = &pg;
+    assert_eq!(repo.find(7).as_deref(), Some("users#7"));
+    assert_eq!(repo.find(7).as_deref(), Some("users#7"));
+    assert_eq!(repo.find(0), None);
+    assert_eq!(FINDS.load(Ordering::SeqCst), 2);
+    let info = Pg::find_cache_info();
+    assert_eq!((info.hits, info.misses, info.currsize), (1, 2, 1));
+    // Only the key's arguments: `self` is ignored.
+    assert!(Pg::find_cache_invalidate(7));
+    Pg::find_cache_clear();
+    assert_eq!(Pg::find_uncached(&pg, 3).as_deref(), Some("users#3"));
+}

@@ -55,6 +55,11 @@ fn ignored_arguments_are_left_out_of_the_key() {
     assert!(temperature(&second, "nowhere").is_err());
     assert_eq!(first.requests.load(Ordering::SeqCst), 1);
     assert_eq!(second.requests.load(Ordering::SeqCst), 1);
+    // The companions take only the key's arguments: no client.
+    temperature::cache_prime("Rome", 40);
+    assert_eq!(temperature(&first, "Rome"), Ok(40));
+    assert!(temperature::cache_invalidate("Rome"));
+    assert_eq!(temperature(&first, "Rome"), Ok(4));
 }
 
 #[memoize(maxsize = 2, policy = "fifo")]

@@ -1,59 +1,131 @@
 //! Single-flight: when several callers miss the same key at once, one of them (the leader) runs
-//! the function and the others wait for its value instead of computing it again.
+//! the function and the others wait for its outcome instead of computing it again.
 //!
-//! - **One table per memoized function**: the keys being computed, each with its [`Flight`],
-//!   behind one lock that is taken on a miss only (the hit path never sees it) and never held
-//!   while user code other than `Hash` and `Eq` runs.
+//! - **One table per memoized function**: the computations running right now, each with its
+//!   [`Flight`], behind one lock that is taken on a miss only (the hit path never sees it) and
+//!   never held while user code other than `Hash` and `Eq` runs (or an in-memory cache's insert).
 //! - **Sync and async**: threads wait on the flight's `Condvar`; tasks wait on a list of wakers
 //!   kept under the flight's own mutex, so a completion cannot slip between a waiter's check and
 //!   its registration. No runtime is named: it works on tokio and on any plain executor.
-//! - **Recursion**: each thread knows which flights it is leading right now (a sync leader for
-//!   the whole call, an async leader while its body is being polled). A caller that would wait
-//!   for one of them is waiting for itself: it panics with the function's name instead of hanging.
-//! - **Failure**: a leader that panics, returns a value that is not cached (`Err`, `None`) or is
-//!   dropped (a cancelled future) abandons its flight: nothing is cached, nothing is poisoned
-//!   (`parking_lot` locks), and the waiters wake up and try again, one of them as the new leader.
-//!
-//! A cycle across threads (thread 1 computes `a`, which needs `b`, which thread 2 computes and
-//! which needs `a`) would wait forever, as it does with every single-flight implementation. Such a
-//! cycle is infinite recursion in the plain function too, so it only arises in programs that
-//! already never return.
+//! - **Invalidation wins** (Caffeine's and moka's rule): [`Flights::invalidate`] and
+//!   [`Flights::clear`] mark the computations running for the key (or all of them) stale, under
+//!   the table's lock. A stale computation still hands its value to the callers that joined it,
+//!   but later callers do not join it and its value is not stored. A leader stores its value
+//!   under the same lock (in memory) or while its entry says it is storing (a store outside the
+//!   process, written without the lock): an invalidation waits for such writes of its key before
+//!   it removes the key, so once it returns no value computed before it is stored or returned.
+//!   Without single-flight an epoch plays the same part ([`Flights::store_since`]).
+//! - **Failure never queues callers**: a leader whose function returned an error or `None` ends
+//!   its flight with [`Flights::fail`]. An error that is `Clone + Send + Sync + 'static` is handed
+//!   to every caller that joined ([`Joined::Failed`], as Go's singleflight and moka's
+//!   `try_get_with` share it); otherwise the joined callers are released at once, each to run the
+//!   body alone (a computation nobody can join, stored if it succeeds). A leader that panics or is
+//!   dropped (a cancelled future) abandons its flight: its waiters try again, one of them as the
+//!   new leader. Nothing is poisoned (`parking_lot` locks).
+//! - **Recursion and cycles**: each thread knows which flights it is leading right now (a sync
+//!   leader for the whole call, an async leader while its body is being polled). A caller that
+//!   leads flights and is about to wait records, in one process-wide list, that those flights
+//!   wait for the one it joins, after walking that list from the joined flight: reaching one of
+//!   its own flights means the wait would never end (thread 1 computes `a`, which needs `b`,
+//!   which thread 2 computes and which needs `a`), so it panics with the functions' names
+//!   instead, and its flight's waiters proceed. A caller that leads nothing cannot close a cycle
+//!   and skips all this, and hits never see it.
+//! - **Counters**: the calls that waited for another caller's outcome, the calls that found the
+//!   value stored just before they would have led, and the time the leaders spent computing:
+//!   kept here, beside the cache's own counters (see [`FlightCounts`]).
 
+use std::any::Any;
 use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 
-use crate::memo::FunctionCache;
-#[cfg(test)]
-use crate::Cache;
+use crate::CacheInfo;
 
-thread_local! {
-    /// The flights this thread is leading right now, innermost last, by id.
-    static LEADING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+/// What single-flight needs of a memoized function's cache besides lookups, which the generated
+/// code calls on the concrete type (a hit never goes through this trait). Implemented by the
+/// in-memory [`Cache`](crate::Cache) and by `stores::StoreCache`; every use is monomorphized.
+pub trait FunctionCache<K, V> {
+    /// Whether the values live outside the process. Single-flight then neither reads the cache
+    /// again nor writes it while it holds its table's lock (a round trip there would stall every
+    /// other miss of the function), at the price of a rare second computation when a caller
+    /// misses just as a leader finishes.
+    const REMOTE: bool = false;
+    /// The value stored for `key`, without counting a hit or a miss.
+    fn peek(&self, key: &K) -> Option<V>;
+    /// Stores `value` for `key` after a miss.
+    fn insert_if_absent(&self, key: K, value: V);
+    /// Removes `key`; whether it was stored.
+    fn remove(&self, key: &K) -> bool;
+    /// The statistics.
+    fn info(&self) -> CacheInfo;
+    /// Empties the cache and zeroes the statistics.
+    fn reset(&self);
 }
 
-/// The id of the next flight, unique in the process.
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// One flight, named in a process-wide way: the address of its table and its number there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlightId {
+    table: usize,
+    id: u64,
+}
+
+thread_local! {
+    /// The flights this thread is leading right now, innermost last.
+    static LEADING: RefCell<Vec<FlightId>> = const { RefCell::new(Vec::new()) };
+}
+
+/// That the flight `waiter`'s leader is blocked until the flight `on` (of the function
+/// `on_name`) ends.
+struct Edge {
+    waiter: FlightId,
+    on: FlightId,
+    on_name: Arc<str>,
+}
+
+/// Every blocked leader's wait, process-wide: what the cycle check walks. Touched only by a
+/// caller that leads flights and must wait, so it stays short and uncontended.
+static WAITS: Mutex<Vec<Edge>> = Mutex::new(Vec::new());
 
 /// The keys of one memoized function that are being computed right now.
 pub struct Flights<K, V> {
-    /// The function's name, for the recursion panic.
-    name: Box<str>,
-    table: Mutex<HashTable<Entry<K, V>>>,
+    /// The function's name, for the recursion and cycle panics.
+    name: Arc<str>,
+    table: Mutex<Table<K, V>>,
+    /// Notified when a write to a cache outside the process ends: what an invalidation of the
+    /// key being written waits for.
+    stored: Condvar,
+    /// Bumped under the table's lock by every invalidation, read without it by the callers that
+    /// compute without single-flight.
+    epoch: AtomicU64,
     hasher: DefaultHashBuilder,
+    waits: AtomicU64,
+    late_hits: AtomicU64,
+    load_nanos: AtomicU64,
+}
+
+struct Table<K, V> {
+    entries: HashTable<Entry<K, V>>,
+    next_id: u64,
 }
 
 struct Entry<K, V> {
     hash: u64,
-    key: K,
+    /// `None` once its leader is writing it to a store outside the process.
+    key: Option<K>,
     id: u64,
+    /// Later callers may wait for it: not stale, not a caller released to run alone.
+    joinable: bool,
+    /// Invalidated while running: its value is not stored.
+    stale: bool,
     /// Made by the first waiter: a flight nobody waits for allocates nothing.
     flight: Option<Arc<Flight<V>>>,
 }
@@ -74,16 +146,138 @@ enum Outcome<V> {
     Running,
     /// The leader's value, for the waiters to clone.
     Ready(V),
-    /// The leader panicked, was cancelled or computed nothing to cache: try again.
+    /// The leader's error, for the waiters to clone.
+    Failed(Failure),
+    /// The leader failed with an outcome it cannot share: each waiter runs the body alone.
+    Released,
+    /// The leader panicked or was cancelled: try again.
     Abandoned,
 }
 
-/// What [`Flights::join`] found: the value, or the duty to compute it.
+/// What a waiter takes from a flight that ended.
+enum Done<V> {
+    Value(V),
+    Failed(Failure),
+    Released,
+    Abandoned,
+}
+
+/// An error that a leader shares with the callers that joined its computation: an
+/// `E: Clone + Send + Sync + 'static`, cloned for each of them.
+#[derive(Clone)]
+pub struct Failure {
+    error: Arc<dyn Any + Send + Sync>,
+    clone: fn(&(dyn Any + Send + Sync)) -> Box<dyn Any>,
+}
+
+impl Failure {
+    /// A failure sharing clones of `error`.
+    pub fn new<E: Clone + Send + Sync + 'static>(error: &E) -> Self {
+        fn clone_as<E: Clone + 'static>(error: &(dyn Any + Send + Sync)) -> Box<dyn Any> {
+            match error.downcast_ref::<E>() {
+                Some(error) => Box::new(error.clone()),
+                None => unreachable!("a failure holds the type it was made with"),
+            }
+        }
+        Failure {
+            error: Arc::new(error.clone()),
+            clone: clone_as::<E>,
+        }
+    }
+
+    /// A clone of the error, of the function's own error type.
+    pub fn error<E: 'static>(&self) -> E {
+        match (self.clone)(&*self.error).downcast::<E>() {
+            Ok(error) => *error,
+            Err(_) => unreachable!("a flight's failure has its function's error type"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Failure(..)")
+    }
+}
+
+/// The error of a failed call, as the generated code offers it to its waiters:
+/// `(&ShareError(&e)).failure()` is `Some` when `E: Clone + Send + Sync + 'static`
+/// ([`ShareClone`]) and `None` otherwise ([`ShareNothing`]), chosen at compile time.
+pub struct ShareError<'a, E>(pub &'a E);
+
+/// The impl of [`ShareError`] for an error that can be shared.
+pub trait ShareClone {
+    /// The failure to hand to the waiters.
+    fn failure(&self) -> Option<Failure>;
+}
+
+impl<E: Clone + Send + Sync + 'static> ShareClone for ShareError<'_, E> {
+    #[inline]
+    fn failure(&self) -> Option<Failure> {
+        Some(Failure::new(self.0))
+    }
+}
+
+/// The impl of [`ShareError`] for an error that cannot be shared: the waiters are released.
+pub trait ShareNothing {
+    /// Nothing to hand to the waiters.
+    fn failure(&self) -> Option<Failure>;
+}
+
+impl<E> ShareNothing for &ShareError<'_, E> {
+    #[inline]
+    fn failure(&self) -> Option<Failure> {
+        None
+    }
+}
+
+/// The return of a waiter whose leader shared its error: `(&SharedReturn::<R>::new(f)).ret()`
+/// is `Err` of the error for `R = Result<T, E>` with `E: Clone + Send + Sync + 'static`
+/// ([`ShareReturn`]); for any other `R` ([`ShareNoReturn`]) no leader shares a failure.
+pub struct SharedReturn<R>(Failure, core::marker::PhantomData<fn() -> R>);
+
+impl<R> SharedReturn<R> {
+    /// The failure, to return as `R`.
+    #[inline]
+    pub fn new(failure: Failure) -> Self {
+        SharedReturn(failure, core::marker::PhantomData)
+    }
+}
+
+/// The impl of [`SharedReturn`] for a `Result` whose error is shared.
+pub trait ShareReturn<R> {
+    /// The waiter's return.
+    fn ret(&self) -> R;
+}
+
+impl<T, E: Clone + Send + Sync + 'static> ShareReturn<Result<T, E>> for SharedReturn<Result<T, E>> {
+    #[inline]
+    fn ret(&self) -> Result<T, E> {
+        Err(self.0.error())
+    }
+}
+
+/// The impl of [`SharedReturn`] for a return whose failures are never shared.
+pub trait ShareNoReturn<R> {
+    /// Never called: no leader shares a failure of this type.
+    fn ret(&self) -> R;
+}
+
+impl<R> ShareNoReturn<R> for &SharedReturn<R> {
+    fn ret(&self) -> R {
+        unreachable!("a leader shares only an error of type `E: Clone + Send + Sync + 'static`")
+    }
+}
+
+/// What [`Flights::join`] found: the outcome, or the duty to compute it.
 pub enum Joined<'a, K, V> {
     /// Another caller computed the value while this one waited (or it was cached meanwhile).
     Ready(V),
+    /// The computation this caller waited for failed with an error it shares: return it.
+    Failed(Failure),
     /// This caller computes the value: run the body with [`Leader::call`] or [`Leader::run`],
-    /// then [`Flights::complete`]; dropping the leader instead releases the waiters empty-handed.
+    /// then [`Flights::complete`] or [`Flights::fail`]; dropping the leader instead releases the
+    /// waiters empty-handed, to try again.
     Lead(Leader<'a, K, V>),
 }
 
@@ -120,46 +314,218 @@ impl<K: Eq> Probe<K> for Owned<K> {
     }
 }
 
-/// One step of joining: done, or a flight to wait for.
+/// One step of joining: done, or a flight to wait for (and this caller's recorded wait).
 enum Step<'a, K, V> {
     Joined(Joined<'a, K, V>),
-    Wait(Arc<Flight<V>>),
+    Wait(Arc<Flight<V>>, Option<Blocked>),
+}
+
+/// The counters single-flight keeps beside its cache's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlightCounts {
+    /// Calls that took another caller's outcome (its value or its shared error).
+    pub waits: u64,
+    /// Calls that missed, then found the value stored just before they would have led.
+    pub late_hits: u64,
+    /// The time leaders spent running the body.
+    pub load_time: Duration,
+}
+
+impl FlightCounts {
+    /// `info` with these counts folded in: a wait or a late hit was counted a miss by the cache
+    /// (a miss is a run of the body), a late hit is a hit.
+    pub fn apply(self, mut info: CacheInfo) -> CacheInfo {
+        info.misses = info.misses.saturating_sub(self.waits + self.late_hits);
+        info.hits += self.late_hits;
+        info.waits += self.waits;
+        info.load_time += self.load_time;
+        info
+    }
 }
 
 impl<K, V> Flights<K, V> {
     /// An empty table for the function called `name` (named in the recursion panic).
     pub fn new(name: impl Into<Box<str>>) -> Self {
+        let name: Box<str> = name.into();
         Flights {
             name: name.into(),
-            table: Mutex::new(HashTable::new()),
+            table: Mutex::new(Table {
+                entries: HashTable::new(),
+                next_id: 0,
+            }),
+            stored: Condvar::new(),
+            epoch: AtomicU64::new(0),
             hasher: DefaultHashBuilder::default(),
+            waits: AtomicU64::new(0),
+            late_hits: AtomicU64::new(0),
+            load_nanos: AtomicU64::new(0),
         }
     }
 
     /// How many keys are being computed right now.
     pub fn in_flight(&self) -> usize {
-        self.table.lock().len()
+        let table = self.table.lock();
+        table.entries.iter().filter(|e| e.key.is_some()).count()
     }
 
-    /// Removes the flight `id`: its key and its waiters' flight, if any waited.
-    #[allow(clippy::type_complexity)]
-    fn remove(
-        &self,
-        hash: u64,
-        id: u64,
-    ) -> (
-        MutexGuard<'_, HashTable<Entry<K, V>>>,
-        Option<(K, Option<Arc<Flight<V>>>)>,
-    ) {
-        let mut table = self.table.lock();
-        let removed = table
+    /// The counters to fold into the cache's statistics.
+    pub fn counts(&self) -> FlightCounts {
+        FlightCounts {
+            waits: self.waits.load(Ordering::Relaxed),
+            late_hits: self.late_hits.load(Ordering::Relaxed),
+            load_time: Duration::from_nanos(self.load_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn zero_counts(&self) {
+        self.waits.store(0, Ordering::Relaxed);
+        self.late_hits.store(0, Ordering::Relaxed);
+        self.load_nanos.store(0, Ordering::Relaxed);
+    }
+
+    /// Adds the time since `started` to the load time.
+    fn add_load(&self, started: Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.load_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn flight_id(&self, id: u64) -> FlightId {
+        FlightId {
+            table: std::ptr::from_ref(self) as *const () as usize,
+            id,
+        }
+    }
+
+    /// The epoch a caller without single-flight reads before it runs the body, for
+    /// [`Flights::store_since`].
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Removes the entry `id` from the table and returns it.
+    fn take_entry(table: &mut Table<K, V>, hash: u64, id: u64) -> Option<Entry<K, V>> {
+        table
+            .entries
             .find_entry(hash, |entry| entry.id == id)
             .ok()
-            .map(|entry| {
-                let entry = entry.remove().0;
-                (entry.key, entry.flight)
-            });
-        (table, removed)
+            .map(|entry| entry.remove().0)
+    }
+
+    /// Marks stale every computation of the keys that `is_key` accepts (with hash `hash`, or
+    /// any) and returns the ids of the writes in progress among them. Under the table's lock.
+    fn mark_stale(
+        &self,
+        table: &mut Table<K, V>,
+        hash: Option<u64>,
+        mut is_key: impl FnMut(&K) -> bool,
+    ) -> Vec<(u64, u64)> {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut writing = Vec::new();
+        let mut mark = |entry: &mut Entry<K, V>| match &entry.key {
+            Some(key) if is_key(key) => {
+                entry.stale = true;
+                entry.joinable = false;
+            }
+            Some(_) => {}
+            None => writing.push((entry.hash, entry.id)),
+        };
+        match hash {
+            Some(hash) => table.entries.iter_hash_mut(hash).for_each(&mut mark),
+            None => table.entries.iter_mut().for_each(&mut mark),
+        }
+        writing
+    }
+
+    /// Waits, releasing the table's lock meanwhile, until the writes `writing` have ended.
+    fn wait_for_writes(
+        &self,
+        table: &mut parking_lot::MutexGuard<'_, Table<K, V>>,
+        writing: &[(u64, u64)],
+    ) {
+        let pending = |table: &Table<K, V>| {
+            writing.iter().any(|&(hash, id)| {
+                table
+                    .entries
+                    .find(hash, |entry| entry.id == id && entry.key.is_none())
+                    .is_some()
+            })
+        };
+        while pending(table) {
+            self.stored.wait(table);
+        }
+    }
+
+    /// Panics if this thread leads the flight `on`, or if waiting for it would close a cycle of
+    /// waits; else records that this thread's flights wait for it. Nothing for a caller that
+    /// leads nothing.
+    fn block_on(&self, on: FlightId) -> Option<Blocked> {
+        let leading = LEADING.with(|leading| {
+            let leading = leading.borrow();
+            (!leading.is_empty()).then(|| leading.clone())
+        })?;
+        if leading.contains(&on) {
+            panic!(
+                "`{}` called itself with the arguments it is computing: with single-flight the \
+                 call would wait for its own result forever; a memoized function must not recurse \
+                 on the same arguments",
+                self.name
+            );
+        }
+        let mut waits = WAITS.lock();
+        let mut chain = vec![Arc::clone(&self.name)];
+        let mut at = on;
+        // Each step follows one blocked leader; the list holds no cycle, so it ends.
+        for _ in 0..=waits.len() {
+            let Some(edge) = waits.iter().find(|edge| edge.waiter == at) else {
+                break;
+            };
+            if leading.contains(&edge.on) {
+                let closing = Arc::clone(&edge.on_name);
+                drop(waits);
+                panic!("{}", cycle_message(&self.name, &chain, &closing));
+            }
+            chain.push(Arc::clone(&edge.on_name));
+            at = edge.on;
+        }
+        waits.extend(leading.iter().map(|&waiter| Edge {
+            waiter,
+            on,
+            on_name: Arc::clone(&self.name),
+        }));
+        Some(Blocked { leading, on })
+    }
+}
+
+/// The panic of a caller that would close a cycle of waits.
+fn cycle_message(name: &str, chain: &[Arc<str>], closing: &str) -> String {
+    let mut message = format!(
+        "cycle of memoized calls: this call of `{name}` would wait for the computation of \
+         `{name}` for other arguments, run by another thread or task"
+    );
+    for next in &chain[1..] {
+        let _ = write!(message, ", which waits for a computation of `{next}`");
+    }
+    let _ = write!(
+        message,
+        ", which waits for this caller's own computation of `{closing}`: with single-flight \
+         they would wait for each other forever; this call panics so that the others proceed"
+    );
+    message
+}
+
+/// A blocked caller's recorded wait, removed when it stops waiting (also when unwinding or
+/// dropped, as a cancelled future is).
+struct Blocked {
+    leading: Vec<FlightId>,
+    on: FlightId,
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        WAITS
+            .lock()
+            .retain(|edge| !(edge.on == self.on && self.leading.contains(&edge.waiter)));
     }
 }
 
@@ -214,12 +580,16 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
         let mut probe = Some(probe);
+        let mut alone = false;
         loop {
-            match self.step(cache, hash, &mut probe) {
+            match self.step(cache, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
-                Step::Wait(flight) => {
-                    if let Some(value) = flight.wait() {
-                        return Joined::Ready(value);
+                Step::Wait(flight, blocked) => {
+                    let done = flight.wait();
+                    drop(blocked);
+                    match self.ended(done) {
+                        Ok(joined) => return joined,
+                        Err(released) => alone = released,
                     }
                 }
             }
@@ -233,40 +603,68 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
         let mut probe = Some(probe);
+        let mut alone = false;
         loop {
-            match self.step(cache, hash, &mut probe) {
+            match self.step(cache, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
-                Step::Wait(flight) => {
+                Step::Wait(flight, blocked) => {
                     let waiting = Waiting {
                         flight: &flight,
                         slot: None,
                     };
-                    if let Some(value) = waiting.await {
-                        return Joined::Ready(value);
+                    let done = waiting.await;
+                    drop(blocked);
+                    match self.ended(done) {
+                        Ok(joined) => return joined,
+                        Err(released) => alone = released,
                     }
                 }
             }
         }
     }
 
-    /// Under the table's lock: the flight to wait for, or a new one that this caller leads.
+    /// What a waiter returns once its flight ended, or whether it runs alone when it does not.
+    fn ended(&self, done: Done<V>) -> Result<Joined<'_, K, V>, bool> {
+        match done {
+            Done::Value(value) => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                Ok(Joined::Ready(value))
+            }
+            Done::Failed(failure) => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                Ok(Joined::Failed(failure))
+            }
+            Done::Released => Err(true),
+            Done::Abandoned => Err(false),
+        }
+    }
+
+    /// Under the table's lock: the flight to wait for, or a new one that this caller leads (one
+    /// that nobody can join when it was released to run `alone`).
     fn step<P: Probe<K>, C: FunctionCache<K, V>>(
         &self,
         cache: &C,
         hash: u64,
         probe: &mut Option<P>,
+        alone: bool,
     ) -> Step<'_, K, V> {
         let mut table = self.table.lock();
-        let found = match probe {
-            Some(probe) => table.find_mut(hash, |entry| probe.matches(&entry.key)),
-            None => None,
-        };
-        if let Some(entry) = found {
-            let id = entry.id;
-            let flight = Arc::clone(entry.flight.get_or_insert_with(|| Arc::new(Flight::new())));
-            drop(table);
-            self.check_not_leading(id);
-            return Step::Wait(flight);
+        if !alone {
+            let found = match probe {
+                Some(probe) => table.entries.find_mut(hash, |entry| match &entry.key {
+                    Some(key) if entry.joinable => probe.matches(key),
+                    _ => false,
+                }),
+                None => None,
+            };
+            if let Some(entry) = found {
+                let id = entry.id;
+                let flight =
+                    Arc::clone(entry.flight.get_or_insert_with(|| Arc::new(Flight::new())));
+                drop(table);
+                let blocked = self.block_on(self.flight_id(id));
+                return Step::Wait(flight, blocked);
+            }
         }
         let Some(probe) = probe.take() else {
             unreachable!("a caller stops joining once it leads");
@@ -275,26 +673,33 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         // A leader that finished between this caller's miss and now stored its value first.
         if !C::REMOTE {
             if let Some(value) = cache.peek(&key) {
+                self.late_hits.fetch_add(1, Ordering::Relaxed);
                 return Step::Joined(Joined::Ready(value));
             }
         }
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = table.next_id;
+        table.next_id += 1;
         let entry = Entry {
             hash,
-            key,
+            key: Some(key),
             id,
+            joinable: !alone,
+            stale: false,
             flight: None,
         };
-        table.insert_unique(hash, entry, |entry| entry.hash);
+        table.entries.insert_unique(hash, entry, |entry| entry.hash);
+        drop(table);
         Step::Joined(Joined::Lead(Leader {
             flights: self,
             hash,
             id,
+            started: Instant::now(),
             finished: false,
         }))
     }
 
-    /// Stores the leader's `value` in `cache` and hands it to the waiters.
+    /// Stores the leader's `value` in `cache`, unless its key was invalidated meanwhile, and
+    /// hands it to the waiters.
     pub fn complete<C: FunctionCache<K, V>>(
         &self,
         mut leader: Leader<'_, K, V>,
@@ -302,39 +707,124 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         value: V,
     ) {
         leader.finished = true;
-        let (table, removed) = self.remove(leader.hash, leader.id);
-        let Some((key, flight)) = removed else {
-            return;
-        };
-        let shared = flight.map(|flight| (flight, value.clone()));
+        self.add_load(leader.started);
+        let mut table = self.table.lock();
         if C::REMOTE {
-            // The waiters take the value from the flight; the store is written without the lock.
-            drop(table);
-            if let Some((flight, value)) = shared {
-                flight.finish(Outcome::Ready(value));
+            let Some(entry) = table
+                .entries
+                .find_mut(leader.hash, |entry| entry.id == leader.id)
+            else {
+                unreachable!("a leader's entry stays until it finishes");
+            };
+            let flight = entry.flight.take();
+            // A fresh value is written without the lock, the entry saying so meanwhile.
+            let key = if entry.stale { None } else { entry.key.take() };
+            if key.is_none() {
+                Self::take_entry(&mut table, leader.hash, leader.id);
             }
-            cache.insert_if_absent(key, value);
+            drop(table);
+            if let Some(flight) = flight {
+                flight.finish(Outcome::Ready(value.clone()));
+            }
+            if let Some(key) = key {
+                cache.insert_if_absent(key, value);
+                let mut table = self.table.lock();
+                Self::take_entry(&mut table, leader.hash, leader.id);
+                drop(table);
+                self.stored.notify_all();
+            }
             return;
         }
+        let Some(entry) = Self::take_entry(&mut table, leader.hash, leader.id) else {
+            unreachable!("a leader's entry stays until it finishes");
+        };
+        let shared = entry.flight.map(|flight| (flight, value.clone()));
         // Stored before the table's lock is released: a caller that misses the cache now and
-        // finds no flight finds the value when it checks the cache again.
-        cache.insert_if_absent(key, value);
+        // finds no flight finds the value when it checks the cache again; an invalidation
+        // either marked the entry stale first or removes the value after.
+        if let (false, Some(key)) = (entry.stale, entry.key) {
+            cache.insert_if_absent(key, value);
+        }
         drop(table);
         if let Some((flight, value)) = shared {
             flight.finish(Outcome::Ready(value));
         }
     }
 
-    /// Panics if this thread leads the flight `id`: waiting for it would wait for itself.
-    fn check_not_leading(&self, id: u64) {
-        if LEADING.with(|leading| leading.borrow().contains(&id)) {
-            panic!(
-                "`{}` called itself with the arguments it is computing: with single-flight the \
-                 call would wait for its own result forever; a memoized function must not recurse \
-                 on the same arguments",
-                self.name
-            );
+    /// Ends the leader's flight without a value: hands `failure` to the waiters, or with `None`
+    /// releases them at once to run the body each alone.
+    pub fn fail(&self, mut leader: Leader<'_, K, V>, failure: Option<Failure>) {
+        leader.finished = true;
+        self.add_load(leader.started);
+        let entry = Self::take_entry(&mut self.table.lock(), leader.hash, leader.id);
+        if let Some(flight) = entry.and_then(|entry| entry.flight) {
+            flight.finish(match failure {
+                Some(failure) => Outcome::Failed(failure),
+                None => Outcome::Released,
+            });
         }
+    }
+
+    /// Removes `key` from `cache`; no computation of it that is running now stores its value
+    /// or is joined after this returns (its waiters still get it). Whether it was stored.
+    pub fn invalidate<C: FunctionCache<K, V>>(&self, cache: &C, key: &K) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let mut table = self.table.lock();
+        let writing = self.mark_stale(&mut table, Some(hash), |stored| stored == key);
+        if C::REMOTE {
+            self.wait_for_writes(&mut table, &writing);
+            drop(table);
+            return cache.remove(key);
+        }
+        let removed = cache.remove(key);
+        drop(table);
+        removed
+    }
+
+    /// Empties `cache` and zeroes the statistics; no computation running now stores its value
+    /// or is joined after this returns (its waiters still get it).
+    pub fn clear<C: FunctionCache<K, V>>(&self, cache: &C) {
+        let mut table = self.table.lock();
+        let writing = self.mark_stale(&mut table, None, |_| true);
+        if C::REMOTE {
+            self.wait_for_writes(&mut table, &writing);
+            drop(table);
+            cache.reset();
+        } else {
+            cache.reset();
+            drop(table);
+        }
+        self.zero_counts();
+    }
+
+    /// Stores `value` for `key`, computed by a caller without single-flight that read
+    /// [`Flights::epoch`] as `since` before it ran the body, unless an invalidation came since.
+    pub fn store_since<C: FunctionCache<K, V>>(&self, cache: &C, since: u64, key: K, value: V) {
+        let mut table = self.table.lock();
+        if self.epoch.load(Ordering::Acquire) != since {
+            return;
+        }
+        if !C::REMOTE {
+            cache.insert_if_absent(key, value);
+            return;
+        }
+        // Written without the lock, as a leader's value, an entry saying so meanwhile.
+        let hash = self.hasher.hash_one(&key);
+        let id = table.next_id;
+        table.next_id += 1;
+        let entry = Entry {
+            hash,
+            key: None,
+            id,
+            joinable: false,
+            stale: false,
+            flight: None,
+        };
+        table.entries.insert_unique(hash, entry, |entry| entry.hash);
+        drop(table);
+        cache.insert_if_absent(key, value);
+        Self::take_entry(&mut self.table.lock(), hash, id);
+        self.stored.notify_all();
     }
 }
 
@@ -362,15 +852,27 @@ impl<V> Flight<V> {
     }
 }
 
+impl<V: Clone> Outcome<V> {
+    /// What a waiter takes, once the flight ended.
+    fn done(&self) -> Option<Done<V>> {
+        match self {
+            Outcome::Running => None,
+            Outcome::Ready(value) => Some(Done::Value(value.clone())),
+            Outcome::Failed(failure) => Some(Done::Failed(failure.clone())),
+            Outcome::Released => Some(Done::Released),
+            Outcome::Abandoned => Some(Done::Abandoned),
+        }
+    }
+}
+
 impl<V: Clone> Flight<V> {
-    /// Blocks until the leader is done: its value, or `None` when it abandoned the flight.
-    fn wait(&self) -> Option<V> {
+    /// Blocks until the leader is done.
+    fn wait(&self) -> Done<V> {
         let mut state = self.state.lock();
         loop {
-            match &state.outcome {
-                Outcome::Running => self.done.wait(&mut state),
-                Outcome::Ready(value) => return Some(value.clone()),
-                Outcome::Abandoned => return None,
+            match state.outcome.done() {
+                Some(done) => return done,
+                None => self.done.wait(&mut state),
             }
         }
     }
@@ -384,15 +886,13 @@ struct Waiting<'f, V> {
 }
 
 impl<V: Clone> Future for Waiting<'_, V> {
-    type Output = Option<V>;
+    type Output = Done<V>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<V>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done<V>> {
         let flight = self.flight;
         let mut state = flight.state.lock();
-        match &state.outcome {
-            Outcome::Ready(value) => return Poll::Ready(Some(value.clone())),
-            Outcome::Abandoned => return Poll::Ready(None),
-            Outcome::Running => {}
+        if let Some(done) = state.outcome.done() {
+            return Poll::Ready(done);
         }
         match self.slot {
             Some(slot) if state.wakers[slot].will_wake(cx.waker()) => {}
@@ -407,11 +907,12 @@ impl<V: Clone> Future for Waiting<'_, V> {
 }
 
 /// The caller that computes a key while others wait. Dropping it without
-/// [`Flights::complete`] abandons the flight: the waiters retry.
+/// [`Flights::complete`] or [`Flights::fail`] abandons the flight: the waiters retry.
 pub struct Leader<'a, K, V> {
     flights: &'a Flights<K, V>,
     hash: u64,
     id: u64,
+    started: Instant,
     finished: bool,
 }
 
@@ -419,14 +920,17 @@ impl<K, V> Leader<'_, K, V> {
     /// Runs a synchronous body as this flight's leader: a call of the same function with the
     /// same key from inside `body` panics instead of waiting for itself.
     pub fn call<R>(&self, body: impl FnOnce() -> R) -> R {
-        let _leading = Leading::enter(self.id);
+        let _leading = Leading::enter(self.flights.flight_id(self.id));
         body()
     }
 
     /// Runs an async body as this flight's leader: while it is being polled, a call of the same
     /// function with the same key from inside it panics instead of waiting for itself.
     pub fn run<F: Future + Unpin>(&self, body: F) -> Running<F> {
-        Running { id: self.id, body }
+        Running {
+            id: self.flights.flight_id(self.id),
+            body,
+        }
     }
 }
 
@@ -435,9 +939,9 @@ impl<K, V> Drop for Leader<'_, K, V> {
         if self.finished {
             return;
         }
-        let (table, removed) = self.flights.remove(self.hash, self.id);
-        drop(table);
-        if let Some((_, Some(flight))) = removed {
+        self.flights.add_load(self.started);
+        let entry = Flights::take_entry(&mut self.flights.table.lock(), self.hash, self.id);
+        if let Some(flight) = entry.and_then(|entry| entry.flight) {
             flight.finish(Outcome::Abandoned);
         }
     }
@@ -445,11 +949,11 @@ impl<K, V> Drop for Leader<'_, K, V> {
 
 /// Marks a flight as led by this thread until dropped (also when the body unwinds).
 struct Leading {
-    id: u64,
+    id: FlightId,
 }
 
 impl Leading {
-    fn enter(id: u64) -> Self {
+    fn enter(id: FlightId) -> Self {
         LEADING.with(|leading| leading.borrow_mut().push(id));
         Leading { id }
     }
@@ -468,7 +972,7 @@ impl Drop for Leading {
 
 /// An async body run by [`Leader::run`].
 pub struct Running<F> {
-    id: u64,
+    id: FlightId,
     body: F,
 }
 
@@ -488,7 +992,7 @@ mod tests {
     use std::sync::Barrier;
     use std::task::Wake;
 
-    use crate::CacheInfo;
+    use crate::{Cache, CacheInfo};
 
     fn cache() -> Cache<u32, String> {
         Cache::new(16)
@@ -506,6 +1010,7 @@ mod tests {
         }
         match flights.join(cache, &key, |k| *k == key, || key) {
             Joined::Ready(value) => value,
+            Joined::Failed(_) => unreachable!("no body here fails"),
             Joined::Lead(leader) => {
                 let value = leader.call(body);
                 flights.complete(leader, cache, value.clone());
@@ -520,6 +1025,7 @@ mod tests {
             let held = {
                 let table = flights.table.lock();
                 table
+                    .entries
                     .iter()
                     .filter_map(|e| e.flight.as_ref().map(Arc::strong_count))
                     .max()
@@ -697,6 +1203,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| match flights.join_owned(&remote, 9) {
                         Joined::Ready(value) => value,
+                        Joined::Failed(_) => unreachable!("no body here fails"),
                         Joined::Lead(leader) => {
                             runs.fetch_add(1, Ordering::SeqCst);
                             until_waiting(&flights, 3);
@@ -710,6 +1217,179 @@ mod tests {
         });
         assert_eq!(results, ["nine"; 4]);
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn invalidation_wins_over_a_flight_whose_waiters_still_get_its_value() {
+        let (flights, cache) = (Flights::new("f"), cache());
+        std::thread::scope(|s| {
+            let stale = s.spawn(|| {
+                call(&flights, &cache, 1, || {
+                    until_waiting(&flights, 1);
+                    // The waiter joined; now the key is invalidated, then a caller computes it.
+                    assert!(!flights.invalidate(&cache, &1));
+                    let fresh = std::thread::scope(|inner| {
+                        inner
+                            .spawn(|| call(&flights, &cache, 1, || "fresh".to_owned()))
+                            .join()
+                            .unwrap()
+                    });
+                    assert_eq!(fresh, "fresh");
+                    "stale".to_owned()
+                })
+            });
+            while flights.in_flight() == 0 {
+                std::thread::yield_now();
+            }
+            let waiter = s.spawn(|| call(&flights, &cache, 1, || unreachable!("joins")));
+            assert_eq!(stale.join().unwrap(), "stale");
+            assert_eq!(waiter.join().unwrap(), "stale");
+        });
+        // The stale value was handed to its waiter, not stored over the fresh one.
+        assert_eq!(cache.peek(&1).as_deref(), Some("fresh"));
+        assert_eq!(flights.counts().waits, 1);
+    }
+
+    #[test]
+    fn clear_marks_every_flight_stale_and_zeroes_the_counts() {
+        let (flights, cache) = (Flights::new("f"), cache());
+        let Joined::Lead(one) = flights.join_owned(&cache, 1) else {
+            panic!("the first caller leads");
+        };
+        let Joined::Lead(two) = flights.join_owned(&cache, 2) else {
+            panic!("the first caller leads");
+        };
+        flights.clear(&cache);
+        // Not joinable: a new caller leads a computation of its own.
+        let Joined::Lead(again) = flights.join_owned(&cache, 1) else {
+            panic!("a cleared flight is not joined");
+        };
+        flights.complete(one, &cache, "old one".to_owned());
+        flights.complete(two, &cache, "old two".to_owned());
+        assert_eq!(cache.len(), 0);
+        flights.complete(again, &cache, "new one".to_owned());
+        assert_eq!(cache.peek(&1).as_deref(), Some("new one"));
+        assert_eq!(
+            flights.counts(),
+            FlightCounts {
+                load_time: flights.counts().load_time,
+                ..FlightCounts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn without_single_flight_a_value_computed_before_an_invalidation_is_not_stored() {
+        let (flights, cache) = (Flights::<u32, String>::new("f"), cache());
+        let before = flights.epoch();
+        flights.invalidate(&cache, &1);
+        flights.store_since(&cache, before, 1, "stale".to_owned());
+        assert_eq!(cache.peek(&1), None);
+        let now = flights.epoch();
+        flights.store_since(&cache, now, 1, "fresh".to_owned());
+        assert_eq!(cache.peek(&1).as_deref(), Some("fresh"));
+    }
+
+    /// A store outside the process whose writes block until the test lets them end.
+    struct SlowRemote {
+        cache: Cache<u32, String>,
+        writing: Barrier,
+        written: Barrier,
+    }
+
+    impl FunctionCache<u32, String> for SlowRemote {
+        const REMOTE: bool = true;
+        fn peek(&self, _: &u32) -> Option<String> {
+            None
+        }
+        fn insert_if_absent(&self, key: u32, value: String) {
+            self.writing.wait();
+            self.written.wait();
+            self.cache.insert_if_absent(key, value);
+        }
+        fn remove(&self, key: &u32) -> bool {
+            FunctionCache::remove(&self.cache, key)
+        }
+        fn info(&self) -> CacheInfo {
+            self.cache.info()
+        }
+        fn reset(&self) {
+            self.cache.reset();
+        }
+    }
+
+    #[test]
+    fn an_invalidation_waits_for_a_remote_write_of_its_key_then_removes_it() {
+        let flights = Flights::new("f");
+        let remote = SlowRemote {
+            cache: cache(),
+            writing: Barrier::new(2),
+            written: Barrier::new(2),
+        };
+        let invalidated = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let Joined::Lead(leader) = flights.join_owned(&remote, 4) else {
+                    panic!("the first caller leads");
+                };
+                flights.complete(leader, &remote, "four".to_owned());
+            });
+            remote.writing.wait(); // the leader is writing, without the table's lock
+            let invalidation = s.spawn(|| {
+                flights.invalidate(&remote, &4);
+                invalidated.store(1, Ordering::SeqCst);
+            });
+            // The invalidation cannot return while the write of its key is in progress.
+            for _ in 0..1_000 {
+                std::thread::yield_now();
+            }
+            let early = invalidated.load(Ordering::SeqCst);
+            remote.written.wait();
+            invalidation.join().unwrap();
+            assert_eq!(early, 0, "the invalidation returned during the write");
+        });
+        assert_eq!(
+            remote.cache.peek(&4),
+            None,
+            "the write landed after the invalidation"
+        );
+    }
+
+    #[test]
+    fn a_shared_failure_reaches_every_waiter_and_an_unshared_one_releases_them() {
+        let (flights, cache) = (Flights::<u32, String>::new("f"), cache());
+        for shared in [true, false] {
+            let released = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                let Joined::Lead(leader) = flights.join_owned(&cache, 1) else {
+                    panic!("the first caller leads");
+                };
+                let waiters: Vec<_> = (0..3)
+                    .map(|_| {
+                        s.spawn(|| match flights.join_owned(&cache, 1) {
+                            Joined::Failed(failure) => failure.error::<String>(),
+                            Joined::Lead(alone) => {
+                                // Each released caller runs alone: nobody waits for it.
+                                released.fetch_add(1, Ordering::SeqCst);
+                                flights.fail(alone, None);
+                                "ran alone".to_owned()
+                            }
+                            Joined::Ready(_) => unreachable!("nothing is stored"),
+                        })
+                    })
+                    .collect();
+                until_waiting(&flights, 3);
+                let failure = shared.then(|| Failure::new(&"down".to_owned()));
+                flights.fail(leader, failure);
+                for waiter in waiters {
+                    let expected = if shared { "down" } else { "ran alone" };
+                    assert_eq!(waiter.join().unwrap(), expected);
+                }
+            });
+            assert_eq!(released.load(Ordering::SeqCst), if shared { 0 } else { 3 });
+        }
+        assert_eq!(flights.counts().waits, 3);
+        assert_eq!(flights.in_flight(), 0);
     }
 
     #[test]

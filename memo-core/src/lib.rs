@@ -79,7 +79,10 @@ pub mod __private {
     pub use core::time::Duration;
     pub use std::sync::LazyLock;
 
-    pub use crate::flight::{Flights, Joined, Leader, Running};
+    pub use crate::flight::{
+        Failure, Flights, Joined, Leader, Running, ShareClone, ShareError, ShareNoReturn,
+        ShareNothing, ShareReturn, SharedReturn,
+    };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
     pub use crate::stored::{
         store_memo, store_memo_by_type, StoreArgKey, StoreCachedValue, StoreKey, StoreKeyExpr,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::flight::Flights;
+pub use crate::flight::FunctionCache;
 use crate::{Cache, CacheInfo, Policy};
 
 /// The options of one `#[memoize]`, as the macro checked them.
@@ -22,28 +23,6 @@ pub struct Params {
     pub ttl: Option<Duration>,
     /// The eviction policy.
     pub policy: Policy,
-}
-
-/// What a memoized function's cache does besides lookups, which the generated code calls on the
-/// concrete type (a hit never goes through this trait): what single-flight and the companions
-/// need. Implemented by the in-memory [`Cache`] and by `stores::StoreCache`; every use is
-/// monomorphized.
-pub trait FunctionCache<K, V> {
-    /// Whether the values live outside the process. Single-flight then neither reads the cache
-    /// again nor writes it while it holds its table's lock (a round trip there would stall every
-    /// other miss of the function), at the price of a rare second computation when a caller
-    /// misses just as a leader finishes.
-    const REMOTE: bool = false;
-    /// The value stored for `key`, without counting a hit or a miss.
-    fn peek(&self, key: &K) -> Option<V>;
-    /// Stores `value` for `key` after a miss.
-    fn insert_if_absent(&self, key: K, value: V);
-    /// Removes `key`; whether it was stored.
-    fn remove(&self, key: &K) -> bool;
-    /// The statistics.
-    fn info(&self) -> CacheInfo;
-    /// Empties the cache and zeroes the statistics.
-    fn reset(&self);
 }
 
 impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for Cache<K, V> {
@@ -86,6 +65,25 @@ impl<K, V, C> Memo<K, V, C> {
     }
 }
 
+impl<K: Hash + Eq, V: Clone, C: FunctionCache<K, V>> Memo<K, V, C> {
+    /// Removes the value of `key`; no computation of it running now stores its value or is
+    /// joined after this returns. Whether a value was stored.
+    pub fn invalidate(&self, key: &K) -> bool {
+        self.flights.invalidate(&self.cache, key)
+    }
+
+    /// Empties the cache and zeroes the statistics; no computation running now stores its value
+    /// or is joined after this returns.
+    pub fn clear(&self) {
+        self.flights.clear(&self.cache);
+    }
+
+    /// The statistics: the cache's, with the calls that waited for another caller's outcome.
+    pub fn info(&self) -> CacheInfo {
+        self.flights.counts().apply(self.cache.info())
+    }
+}
+
 impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     /// The cache of the function called `name`, with the options the macro checked.
     pub fn new(name: impl Into<Box<str>>, params: Params) -> Self {
@@ -115,18 +113,18 @@ pub trait ErasedMemo: Send + Sync {
 
 impl<K, V, C> ErasedMemo for Memo<K, V, C>
 where
-    K: Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
     C: FunctionCache<K, V> + Send + Sync + 'static,
 {
     fn as_any(&self) -> &dyn Any {
         self
     }
     fn info(&self) -> CacheInfo {
-        self.cache.info()
+        Memo::info(self)
     }
     fn reset(&self) {
-        self.cache.reset();
+        self.clear();
     }
 }
 
@@ -229,6 +227,8 @@ impl TypeCaches {
             info.currsize += one.currsize;
             info.evictions += one.evictions;
             info.expirations += one.expirations;
+            info.waits += one.waits;
+            info.load_time += one.load_time;
         }
         info
     }
@@ -261,6 +261,8 @@ fn empty_info(params: Params) -> CacheInfo {
         expirations: 0,
         policy: params.policy,
         ttl: params.ttl,
+        waits: 0,
+        load_time: Duration::ZERO,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::Policy;
 /// let info = cache.info();
 /// assert_eq!((info.hits, info.misses, info.maxsize, info.currsize), (1, 1, Some(2), 1));
 /// assert_eq!(info.hit_ratio(), 0.5);
+/// assert_eq!(info.waits, 0); // no memoized function waited for another caller
 /// ```
 ///
 /// With the `serde` feature it implements `serde::Serialize`: the fields by name, the policy as
@@ -44,6 +45,15 @@ pub struct CacheInfo {
     pub policy: Policy,
     /// How long an entry lives after it is stored; `None` is forever.
     pub ttl: Option<Duration>,
+    /// Calls of a memoized function that took the outcome of another caller's computation of
+    /// the same arguments (single-flight) instead of running the body: neither hits nor misses,
+    /// so that `hits + misses + waits` is the number of calls and a miss is a run of the body.
+    /// Always 0 for a bare [`Cache`](crate::Cache).
+    pub waits: u64,
+    /// The total time memoized calls spent running the body for the cache (Caffeine's
+    /// `totalLoadTime`): `load_time / misses` is the mean cost of a miss. Zero for a bare
+    /// [`Cache`](crate::Cache) and without single-flight.
+    pub load_time: Duration,
 }
 
 impl CacheInfo {
@@ -77,9 +87,13 @@ impl fmt::Display for CacheInfo {
         }
         write!(
             f,
-            ", currsize={}, evictions={}, expirations={})",
+            ", currsize={}, evictions={}, expirations={}",
             self.currsize, self.evictions, self.expirations
-        )
+        )?;
+        if self.waits > 0 {
+            write!(f, ", waits={}", self.waits)?;
+        }
+        f.write_str(")")
     }
 }
 

@@ -403,6 +403,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
             expirations: counters.expirations,
             policy: self.policy,
             ttl: self.ttl,
+            waits: 0,
+            load_time: std::time::Duration::ZERO,
         }
     }
 

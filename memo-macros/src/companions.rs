@@ -280,11 +280,7 @@ fn info_and_clear(plan: &Plan<'_>) -> TokenStream {
     let (this, info_body, clear_body) = match &plan.storage {
         Storage::Static => {
             let name = plan.static_ident();
-            (
-                None,
-                quote!(#name.cache.info()),
-                quote!(#name.cache.reset()),
-            )
+            (None, quote!(#name.info()), quote!(#name.clear()))
         }
         Storage::ByType => (
             None,
@@ -333,18 +329,26 @@ fn info_and_clear(plan: &Plan<'_>) -> TokenStream {
     }
 }
 
-/// The signature parts shared by `cache_invalidate` and `cache_prime`: generics, the receiver
-/// and the arguments as the wrapper binds them.
+/// The signature parts shared by `cache_invalidate` and `cache_prime`: generics, then the
+/// receiver and the arguments as the wrapper binds them, but only those the key is made of (an
+/// ignored `client` is not asked for): all of them with `key = ...`, whose expression may read
+/// any; the receiver when `self` is part of the key or holds the cache (`cache_field`).
 fn typed_params(plan: &Plan<'_>) -> (TokenStream, TokenStream) {
     let function = plan.function;
+    let all = plan.key_expr.is_some();
     let receiver = function
         .receiver
         .as_ref()
+        .filter(|_| all || plan.self_keyed || matches!(plan.storage, Storage::Field(_)))
         .map(|receiver| quote!(#receiver,));
-    let params = function.args.iter().map(|arg| {
-        let (name, ty) = (&arg.name, &arg.ty);
-        quote!(#name: #ty)
-    });
+    let params = function
+        .args
+        .iter()
+        .filter(|arg| all || plan.keyed.iter().any(|keyed| std::ptr::eq(*keyed, *arg)))
+        .map(|arg| {
+            let (name, ty) = (&arg.name, &arg.ty);
+            quote!(#name: #ty)
+        });
     let generics = &function.sig.generics;
     (quote!(#generics), quote!(#receiver #(#params,)*))
 }
@@ -377,15 +381,9 @@ fn invalidate(plan: &Plan<'_>) -> TokenStream {
     let where_clause = plan.where_clause();
     let (lookup, memo) = memo_and_key(plan);
     let key = expand::Locals::new().key;
-    // `Cache::remove` returns the value, `StoreCache::remove` whether there was one; with a store
-    // but without the feature, the cache is a `Cache`: the trait says which.
-    let removed = match plan.options.store {
-        Some(_) => {
-            let memo_path = &plan.memo;
-            quote!(#memo_path::__private::FunctionCache::remove(&#memo.cache, &#key))
-        }
-        None => quote!(#memo.cache.remove(&#key).is_some()),
-    };
+    // Through the flights: a computation of the key running now neither stores its value nor
+    // is joined after this returns.
+    let removed = quote!(#memo.invalidate(&#key));
     let doc = format!(
         " Removes the cached value of `{}` for these arguments; `true` when there was one.",
         syn::ext::IdentExt::unraw(&plan.function.sig.ident)

@@ -341,6 +341,48 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// The return type through which a waiter returns the error its leader shared: a `Result`
+    /// whose type names no lifetime and no type parameter (autoref picks its impl by trait
+    /// bounds, blind to lifetimes, so an error borrowing for `'a`, or an `E: Clone` not known to
+    /// be `'static`, would be taken for `'static` and rejected later). Other errors release the
+    /// waiters instead.
+    pub(crate) fn shared_return(&self) -> Option<&Type> {
+        let Output::Result { .. } = self.function.output else {
+            return None;
+        };
+        let syn::ReturnType::Type(_, ty) = &self.function.sig.output else {
+            return None;
+        };
+        fn has_lifetime(tokens: TokenStream) -> bool {
+            tokens.into_iter().any(|tree| match tree {
+                proc_macro2::TokenTree::Punct(punct) => punct.as_char() == '\'',
+                proc_macro2::TokenTree::Group(group) => has_lifetime(group.stream()),
+                _ => false,
+            })
+        }
+        // A type parameter may not be `'static` either: `E: Clone` alone would pass the probe
+        // and fail later. Those of the function and, under `#[memoize]` on a generic block, any.
+        fn names_any(tokens: TokenStream, params: &[String]) -> bool {
+            tokens.into_iter().any(|tree| match tree {
+                proc_macro2::TokenTree::Ident(ident) => params.contains(&ident.to_string()),
+                proc_macro2::TokenTree::Group(group) => names_any(group.stream(), params),
+                _ => false,
+            })
+        }
+        let params: Vec<String> = self
+            .function
+            .sig
+            .generics
+            .type_params()
+            .map(|param| param.ident.to_string())
+            .collect();
+        let tokens = ty.to_token_stream();
+        let shared = !has_lifetime(tokens.clone())
+            && !names_any(tokens, &params)
+            && !self.function.generic_self;
+        shared.then_some(&**ty)
+    }
+
     /// The hidden `static` that holds the memo of a [`Storage::Static`] function, beside it.
     pub(crate) fn static_ident(&self) -> Ident {
         format_ident!("__memo_cache_{}", self.function.sig.ident.unraw())
@@ -744,14 +786,17 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         None => call,
     };
     let clone = plan.clone_value(stored);
+    let epoch = Ident::new("__memo_epoch", Span::mixed_site());
+    // Not stored when the key was invalidated while the body ran (see `Flights::store_since`).
     let store = plan.if_cacheable(
         ret,
         stored,
-        quote!(#memo.cache.insert_if_absent(#key, #clone);),
+        quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);),
     );
     quote! {
         #lookup
         #owned_key
+        let #epoch = #memo.flights.epoch();
         let #ret = #call;
         #store
         #ret
@@ -766,7 +811,7 @@ fn single_flight_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         key,
         leader,
         ret,
-        stored,
+        ..
     } = locals;
     let memo_path = &plan.memo;
     let lookup = lookup(plan, locals);
@@ -794,21 +839,75 @@ fn single_flight_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         quote!(#leader.call(|| #call))
     };
     let hit = plan.hit(found);
-    let clone = plan.clone_value(stored);
-    let store = plan.if_cacheable(
-        ret,
-        stored,
-        quote!(#memo.flights.complete(#leader, &#memo.cache, #clone);),
-    );
+    let failed = Ident::new("__memo_failed", Span::mixed_site());
+    let failed_arm = match plan.shared_return() {
+        Some(ty) => quote! {
+            #memo_path::__private::Joined::Failed(#failed) => {
+                #[allow(unused_imports)]
+                use #memo_path::__private::{ShareNoReturn as _, ShareReturn as _};
+                return (&#memo_path::__private::SharedReturn::<#ty>::new(#failed)).ret();
+            }
+        },
+        None => quote!(#memo_path::__private::Joined::Failed(_) => ::core::unreachable!(),),
+    };
+    let store = leader_outcome(plan, locals);
     quote! {
         #lookup
         let #leader = match #join {
             #memo_path::__private::Joined::Ready(#found) => return #hit,
+            #failed_arm
             #memo_path::__private::Joined::Lead(#leader) => #leader,
         };
         let #ret = #run;
         #store
         #ret
+    }
+}
+
+/// The leader's end of its flight: `complete` with a value to cache, else `fail`, sharing an
+/// error that is `Clone + Send + Sync + 'static` (chosen at compile time by autoref on
+/// `ShareError`) and otherwise releasing the waiters to run the body each alone.
+fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
+    let Locals {
+        memo,
+        leader,
+        ret,
+        stored,
+        ..
+    } = locals;
+    let memo_path = &plan.memo;
+    let clone = plan.clone_value(stored);
+    let complete = quote!(#memo.flights.complete(#leader, &#memo.cache, #clone));
+    let fail = |failure: TokenStream| quote!(#memo.flights.fail(#leader, #failure));
+    match plan.function.output {
+        Output::Plain { .. } => quote!({ let #stored = &#ret; #complete; }),
+        Output::Result { .. } => {
+            let error = Ident::new("__memo_error", Span::mixed_site());
+            let failure = match plan.shared_return() {
+                Some(_) => quote!({
+                    #[allow(unused_imports)]
+                    use #memo_path::__private::{ShareClone as _, ShareNothing as _};
+                    (&#memo_path::__private::ShareError(#error)).failure()
+                }),
+                None => quote!(::core::option::Option::None),
+            };
+            let fail = fail(failure);
+            quote! {
+                match &#ret {
+                    ::core::result::Result::Ok(#stored) => #complete,
+                    ::core::result::Result::Err(#error) => #fail,
+                }
+            }
+        }
+        Output::Option { .. } => {
+            let fail = fail(quote!(::core::option::Option::None));
+            quote! {
+                match &#ret {
+                    ::core::option::Option::Some(#stored) => #complete,
+                    ::core::option::Option::None => #fail,
+                }
+            }
+        }
     }
 }
 
@@ -956,8 +1055,9 @@ mod tests {
                 }
             ),
         );
-        assert!(!text.contains("flights"), "{text}");
-        assert!(text.contains("insert_if_absent"), "{text}");
+        // No join: only the epoch that keeps an invalidated value from being stored.
+        assert!(!text.contains("join"), "{text}");
+        assert!(text.contains("store_since"), "{text}");
     }
 
     #[test]

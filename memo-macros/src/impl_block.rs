@@ -1,7 +1,10 @@
-//! `#[memoize]` on an inherent `impl` block: every function of the block that carries its own
+//! `#[memoize]` on an `impl` block: every function of the block that carries its own
 //! `#[memoize(...)]` (or `#[memo::memoize(...)]`, or `#[<crate>::memoize]` with the block's
 //! `crate = "..."`) is expanded as an item of the `impl`, its companions associated functions of
-//! the type (`Type::f_cache_info()`).
+//! the type (`Type::f_cache_info()`). In a trait impl (`impl Repo for Pg`) the function stays in
+//! the trait's block and its companions, which are no items of the trait, go to an inherent
+//! `impl Pg` beside it, with the block's generics: `Pg::find_cache_info()`. That needs the type
+//! to be local (Rust allows inherent impls of local types only).
 //!
 //! The function's attribute alone cannot know that it stands in an `impl` (a proc macro sees only
 //! its own item), so an associated function that never names `Self` looks free to it, and gets a
@@ -30,14 +33,6 @@ pub(crate) fn expand(args: TokenStream, item: ItemImpl) -> TokenStream {
         generic_impl,
         krate,
     };
-    if let Some((_, trait_path, for_token)) = &item.trait_ {
-        errors.push(syn::Error::new_spanned(
-            quote!(#trait_path #for_token),
-            "`#[memoize]` does not expand trait `impl` blocks: the companions of a memoized \
-             function (`Type::f_cache_info()`, ...) cannot be items of a trait; memoize a function \
-             of an inherent `impl` block and call it from the trait's",
-        ));
-    }
     let ItemImpl {
         attrs,
         defaultness,
@@ -49,22 +44,67 @@ pub(crate) fn expand(args: TokenStream, item: ItemImpl) -> TokenStream {
         items,
         ..
     } = item;
+    let in_trait_impl = trait_.is_some();
     let trait_ = trait_.map(|(bang, path, for_token)| quote!(#bang #path #for_token));
     let where_clause = &generics.where_clause;
-    let items = items.into_iter().map(|item| match item {
-        ImplItem::Fn(function) => {
-            expand_function(function, &context, trait_.is_some(), &mut errors)
+    // In a trait impl only the functions themselves stay: their companions, which are no items
+    // of the trait, go to an inherent `impl` of the same type beside it.
+    let mut kept = Vec::new();
+    let mut companions = Vec::new();
+    for item in items {
+        match item {
+            ImplItem::Fn(function) => {
+                let name = function.sig.ident.clone();
+                let expanded = expand_function(function, &context, &mut errors);
+                if in_trait_impl {
+                    split_companions(expanded, &name, &mut kept, &mut companions);
+                } else {
+                    kept.push(expanded);
+                }
+            }
+            other => kept.push(other.into_token_stream()),
         }
-        other => other.into_token_stream(),
-    });
-    let items: Vec<TokenStream> = items.collect();
+    }
     let errors = errors.to_compile_errors();
+    let inherent = (!companions.is_empty()).then(|| {
+        let (impl_generics, _, _) = generics.split_for_impl();
+        quote! {
+            #[allow(clippy::multiple_inherent_impl)]
+            impl #impl_generics #self_ty #where_clause {
+                #(#companions)*
+            }
+        }
+    });
     quote! {
         #(#attrs)*
         #defaultness #unsafety #impl_token #generics #trait_ #self_ty #where_clause {
-            #(#items)*
+            #(#kept)*
         }
+        #inherent
         #errors
+    }
+}
+
+/// Sorts the items of one expanded function of a trait impl: the function named `name` (the
+/// trait's) stays, every other item (its companions, its errors) goes to the inherent `impl`.
+fn split_companions(
+    expanded: TokenStream,
+    name: &syn::Ident,
+    kept: &mut Vec<TokenStream>,
+    companions: &mut Vec<TokenStream>,
+) {
+    let parsed = syn::parse2::<ItemImpl>(quote!(impl __MemoCompanions { #expanded }));
+    let Ok(block) = parsed else {
+        kept.push(expanded);
+        return;
+    };
+    for item in block.items {
+        match &item {
+            ImplItem::Fn(function) if function.sig.ident == *name => {
+                kept.push(item.into_token_stream());
+            }
+            _ => companions.push(item.into_token_stream()),
+        }
     }
 }
 
@@ -106,7 +146,6 @@ fn block_options(args: TokenStream, errors: &mut Errors) -> Option<Path> {
 fn expand_function(
     mut function: ImplItemFn,
     context: &Context,
-    in_trait_impl: bool,
     errors: &mut Errors,
 ) -> TokenStream {
     let mut found = None;
@@ -127,10 +166,6 @@ fn expand_function(
     let Some(attr) = found else {
         return function.into_token_stream();
     };
-    if in_trait_impl {
-        // Reported once for the block; the function stays as written.
-        return function.into_token_stream();
-    }
     let args = match attr.meta {
         Meta::Path(_) => TokenStream::new(),
         Meta::List(list) => list.tokens,
@@ -261,19 +296,33 @@ mod tests {
     }
 
     #[test]
-    fn trait_impls_are_one_error_and_stay_as_written() {
+    fn trait_impls_keep_the_function_and_move_its_companions_to_an_inherent_impl() {
         let item: ItemImpl = parse_quote! {
-            impl Iterator for S {
-                type Item = u8;
+            impl<T: Clone> Repo for Pg<T> where T: Send {
+                type Row = u8;
                 #[memoize]
-                fn next(&mut self) -> Option<u8> {
+                fn find(&self, id: u32) -> Option<u8> {
                     None
                 }
+                fn plain(&self) {}
             }
         };
         let text = expand(TokenStream::new(), item).to_string();
-        assert_eq!(text.matches("compile_error").count(), 1, "{text}");
-        assert!(text.contains("fn next (& mut self)"), "{text}");
-        assert!(!text.contains("next_cache_info"), "{text}");
+        assert!(!text.contains("compile_error"), "{text}");
+        let (trait_block, inherent) = text.split_once("impl < T : Clone > Pg < T >").unwrap();
+        assert!(trait_block.contains("Repo for Pg < T >"), "{text}");
+        assert!(
+            trait_block.contains("fn find (& self , id : u32)"),
+            "{text}"
+        );
+        assert!(trait_block.contains("fn plain"), "{text}");
+        assert!(!trait_block.contains("find_cache_info"), "{text}");
+        assert!(inherent.starts_with(" where T : Send {"), "{inherent}");
+        assert!(inherent.contains("fn find_cache_info ()"), "{inherent}");
+        assert!(
+            inherent.contains("fn find_uncached (& self , id : u32)"),
+            "{inherent}"
+        );
+        assert!(!inherent.contains("fn find ("), "{inherent}");
     }
 }

@@ -151,8 +151,33 @@ fn check_argument(arg: &Arg, ignored: bool, errors: &mut Errors) {
         // Not part of the key: any type the function can take will do.
         return;
     }
+    if let Some(float) = float_type(arg.keyed_type()) {
+        let name = syn::ext::IdentExt::unraw(&arg.name);
+        errors.push(syn::Error::new_spanned(
+            &arg.ty,
+            format!(
+                "`{float}` cannot be part of the key: floats are neither `Hash` nor `Eq` (NaN is \
+                 not equal to itself); key the call by the float's bits with \
+                 `#[memoize(key = {name}.to_bits())]` (with the other arguments of the key in a \
+                 tuple), or leave it out with `ignore = [{name}]`"
+            ),
+        ));
+        return;
+    }
     let mut finder = ProblemFinder::new(Position::Argument, errors);
     finder.visit_type(arg.keyed_type());
+}
+
+/// `f32` or `f64` when `ty` is one, by name.
+fn float_type(ty: &Type) -> Option<String> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    if path.qself.is_some() {
+        return None;
+    }
+    let ident = path.path.get_ident()?;
+    (ident == "f32" || ident == "f64").then(|| ident.to_string())
 }
 
 fn check_output(function: &Function, errors: &mut Errors) {

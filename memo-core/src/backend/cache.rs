@@ -402,6 +402,8 @@ where
             expirations: 0,
             policy: Policy::Lru,
             ttl: self.ttl,
+            waits: 0,
+            load_time: std::time::Duration::ZERO,
         }
     }
 
