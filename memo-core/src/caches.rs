@@ -107,6 +107,8 @@ impl serde::Serialize for crate::Policy {
 fn accumulate(total: &mut CacheInfo, one: &CacheInfo) {
     total.hits += one.hits;
     total.misses += one.misses;
+    total.waits += one.waits;
+    total.load_time += one.load_time;
     total.currsize += one.currsize;
     total.evictions += one.evictions;
     total.expirations += one.expirations;

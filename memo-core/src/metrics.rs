@@ -61,6 +61,11 @@ const COUNTERS: &[Counter] = &[
         |info| info.misses,
     ),
     (
+        "memo_cache_waits_total",
+        "Calls of a memoized function that waited for another caller's computation of the same key.",
+        |info| info.waits,
+    ),
+    (
         "memo_cache_evictions_total",
         "Entries removed from a memoized function's cache to make room for new ones.",
         |info| info.evictions,
