@@ -39,23 +39,19 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod concurrent;
 mod error;
 mod flight;
 mod links;
 mod memo;
 mod options;
 mod policy;
-mod segments;
-mod shard;
 mod stats;
 mod store;
 mod stored;
 #[cfg(feature = "stores")]
 #[path = "backend/mod.rs"]
 pub mod stores;
-mod stripe;
-mod sync;
-mod table;
 
 pub use clock::{Clock, ManualClock};
 pub use error::BuildError;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 
+use crate::concurrent::{OnPresent, Shard};
 use crate::options::CacheBuilder;
-use crate::shard::{OnPresent, Shard};
 use crate::stats::Counters;
 use crate::{CacheInfo, Clock, Policy};
 

@@ -433,7 +433,7 @@ fn builder_rejects_bad_configuration() {
 #[test]
 fn values_are_dropped_soon_after_eviction_and_at_clear() {
     use std::sync::Arc;
-    let reserve = crate::shard::RESERVE;
+    let reserve = crate::concurrent::shard::RESERVE;
     let values: Vec<Arc<()>> = (0..200).map(|_| Arc::new(())).collect();
     let alive = |values: &[Arc<()>]| values.iter().filter(|v| Arc::strong_count(v) > 1).count();
     for maxsize in [1, 4, 50] {

@@ -14,7 +14,7 @@
 
 use std::cell::UnsafeCell;
 
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use super::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Events a stripe buffers before its reader must replay them under the lock (a few under
 /// shuttle, so that its short tests fill buffers and take the replay paths).
@@ -219,7 +219,7 @@ impl Stripes {
     /// The calling thread's stripe, if nobody (not even this thread, re-entering) holds it.
     #[inline]
     pub(crate) fn enter(&self) -> Option<Held<'_>> {
-        let i = crate::sync::thread_index() & (self.stripes.len() - 1);
+        let i = super::sync::thread_index() & (self.stripes.len() - 1);
         self.stripes[i].try_hold()
     }
 

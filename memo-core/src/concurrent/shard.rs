@@ -16,13 +16,13 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
 use std::mem::MaybeUninit;
 
+use super::segments::Segments;
+use super::stripe::{Event, Held, Snapshot, Stripes};
+use super::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
+use super::table::{Probe, Table};
 use crate::links::{Links, Queue};
 use crate::policy::{EvictionPolicy, Policy, PolicyState};
-use crate::segments::Segments;
 use crate::stats::Counters;
-use crate::stripe::{Event, Held, Snapshot, Stripes};
-use crate::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
-use crate::table::{Probe, Table};
 
 /// What a writer pushed out of the cache, for the caller to drop after releasing the lock.
 pub(crate) type Dropped<K, V> = Vec<(K, V)>;

@@ -8,7 +8,7 @@
 //! retries if the version moved. A reader that finds its key needs no check: the bucket it read
 //! pointed at that key's slot at that moment.
 
-use crate::sync::{AtomicU64, Ordering};
+use super::sync::{AtomicU64, Ordering};
 
 /// An empty bucket; occupied ones hold `hash32 << 32 | (id + 1)`, never zero.
 const EMPTY: u64 = 0;
@@ -136,7 +136,7 @@ impl Table {
         let version = self.version.load(Ordering::Relaxed);
         self.version.store(version + 1, Ordering::Relaxed);
         // Readers that see a bucket moved below must also see the odd version.
-        crate::sync::fence(Ordering::Release);
+        super::sync::fence(Ordering::Release);
         let mut j = hole;
         loop {
             j = (j + 1) & self.mask;
