@@ -406,6 +406,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         }
     }
 
+    /// How many slots the shards have handed out (tests only): what the cache's storage holds.
+    #[cfg(test)]
+    pub(crate) fn slots_handed_out(&self) -> usize {
+        self.shards.iter().map(|s| s.slots_handed_out()).sum()
+    }
+
     /// Checks every shard's invariants (tests only).
     #[cfg(test)]
     pub(crate) fn validate(&self) {

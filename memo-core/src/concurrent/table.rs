@@ -30,6 +30,16 @@ pub(crate) struct Table {
     version: AtomicU64,
 }
 
+/// What a lock-free probe's visitor decided about one candidate.
+pub(crate) enum Visit {
+    /// The candidate is the key: the probe ends.
+    Match,
+    /// Another key with the same 32 hash bits: go on.
+    Next,
+    /// The candidate left its bucket before the reader could protect it: probe again.
+    Moved,
+}
+
 /// What a lock-free probe concluded.
 pub(crate) enum Probe {
     Found(u32),
@@ -56,10 +66,14 @@ impl Table {
         self.buckets.len() / 4 * 3
     }
 
-    /// The slot id stored under `hash` for which `is_match` holds. Lock-free; `is_match` may be
-    /// called for slots of other keys with the same 32 hash bits.
+    /// The slot id stored under `hash` that `visit` accepts. Lock-free; `visit` gets each
+    /// candidate with the same 32 hash bits, with its bucket and the bucket's value as read.
     #[inline]
-    pub(crate) fn probe(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Probe {
+    pub(crate) fn probe(
+        &self,
+        hash: u64,
+        mut visit: impl FnMut(u32, &AtomicU64, u64) -> Visit,
+    ) -> Probe {
         let version = self.version.load(Ordering::Acquire);
         if version & 1 == 1 {
             return Probe::Retry;
@@ -72,8 +86,12 @@ impl Table {
             if bucket == EMPTY {
                 break;
             }
-            if bucket >> 32 == tag && is_match(id_of(bucket)) {
-                return Probe::Found(id_of(bucket));
+            if bucket >> 32 == tag {
+                match visit(id_of(bucket), &self.buckets[i], bucket) {
+                    Visit::Match => return Probe::Found(id_of(bucket)),
+                    Visit::Next => {}
+                    Visit::Moved => return Probe::Retry,
+                }
             }
             i = (i + 1) & self.mask;
         }
@@ -160,6 +178,25 @@ impl Table {
         self.version.store(version + 2, Ordering::Release);
     }
 
+    /// Empties every bucket; readers probing meanwhile see the version move and look again.
+    /// Writers only.
+    pub(crate) fn clear(&self) {
+        let version = self.version.load(Ordering::Relaxed);
+        self.version.store(version + 1, Ordering::Relaxed);
+        super::sync::fence(Ordering::Release);
+        for bucket in self.buckets.iter() {
+            if bucket.load(Ordering::Relaxed) != EMPTY {
+                bucket.store(EMPTY, Ordering::Release);
+            }
+        }
+        self.version.store(version + 2, Ordering::Release);
+    }
+
+    /// How many buckets the table has.
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
     /// Every stored id with its hash bits, in bucket order (growth and tests).
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.buckets.iter().filter_map(|b| {
@@ -192,7 +229,8 @@ mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn found(table: &Table, hash: u64, id: u32) -> bool {
-        matches!(table.probe(hash, |i| i == id), Probe::Found(i) if i == id)
+        let visit = |i, _: &AtomicU64, _| if i == id { Visit::Match } else { Visit::Next };
+        matches!(table.probe(hash, visit), Probe::Found(i) if i == id)
     }
 
     /// Random inserts and removals with colliding hashes against a HashMap model.
@@ -242,9 +280,18 @@ mod tests {
         let table = Table::with_capacity(8);
         table.insert(3, 0);
         table.version.store(1, Ordering::Relaxed); // as if a removal were shifting
-        assert!(matches!(table.probe(3, |_| true), Probe::Retry));
+        let any = |_, _: &AtomicU64, _| Visit::Match;
+        assert!(matches!(table.probe(3, any), Probe::Retry));
         table.version.store(2, Ordering::Relaxed);
-        assert!(matches!(table.probe(3, |_| true), Probe::Found(0)));
-        assert!(matches!(table.probe(4, |_| true), Probe::Absent));
+        assert!(matches!(table.probe(3, any), Probe::Found(0)));
+        assert!(matches!(table.probe(4, any), Probe::Absent));
+        assert!(matches!(
+            table.probe(3, |_, _: &AtomicU64, _| Visit::Moved),
+            Probe::Retry
+        ));
+        table.clear();
+        assert_eq!(table.len(), 0);
+        assert_eq!(table.version.load(Ordering::Relaxed), 4);
+        assert!(matches!(table.probe(3, any), Probe::Absent));
     }
 }
