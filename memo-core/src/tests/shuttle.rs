@@ -246,6 +246,45 @@ fn shuttle_readers_of_colliding_hashes_never_see_a_reused_slot() {
     );
 }
 
+/// The reader's key sits behind two others of the same hash bits while a writer removes and
+/// stores it again: the reader must check that the slot it announces after the first is still
+/// indexed, or it clones the value the writer has just dropped.
+#[test]
+fn shuttle_a_reader_checks_a_later_candidate_is_still_indexed() {
+    shuttle::check_pct(
+        || {
+            let cache: Arc<Cache<u32, Tracked, Colliding>> = Arc::new(
+                Cache::builder()
+                    .maxsize(4)
+                    .hasher(Colliding)
+                    .build()
+                    .unwrap(),
+            );
+            cache.insert(10, Tracked::new(10));
+            cache.insert(11, Tracked::new(11));
+            cache.insert(1, Tracked::new(1));
+            let reader = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    for _ in 0..3 {
+                        if let Some(v) = cache.get(&1) {
+                            assert_eq!(v.key, 1, "a value read for another key");
+                        }
+                    }
+                })
+            };
+            for _ in 0..3 {
+                drop(cache.remove(&1));
+                cache.insert(1, Tracked::new(1));
+            }
+            reader.join().unwrap();
+            cache.validate();
+        },
+        3000,
+        3,
+    );
+}
+
 /// A reader parked anywhere in a lookup (the scheduler may stop it for the whole test) holds
 /// back at most what it reads: while a writer stores many distinct keys, the values alive
 /// never exceed maxsize plus the reserve and one per stripe.
