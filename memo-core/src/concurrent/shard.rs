@@ -608,11 +608,31 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         (!self.is_expired(id, now)).then(|| read(unsafe { &self.entry(id).1 }))
     }
 
+    /// The hash of the live entry `id`'s key, as far as the index uses it (its low 32 bits).
+    /// Never unwinds: if the key's `Hash` panics, the bits are read back from the index (a scan,
+    /// on that path only), so a panicking `Hash` cannot leave an entry half removed.
+    fn stored_hash<S: BuildHasher>(&self, hasher: &S, id: u32) -> u64 {
+        // SAFETY: `id` is live, and the caller holds the lock.
+        let key = unsafe { &self.entry(id).0 };
+        let hashed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hasher.hash_one(key)));
+        match hashed {
+            Ok(hash) => hash,
+            Err(panic) => {
+                // The payload's own Drop may panic too: leak it rather than unwind from here.
+                std::mem::forget(panic);
+                match self.table().entries().find(|&(_, i)| i == id) {
+                    Some((hash32, _)) => hash32,
+                    None => unreachable!("a live slot is indexed"),
+                }
+            }
+        }
+    }
+
     /// Removes the live entry `id` from the index, the policy and the expiry order; it is
     /// retired, to be dropped once no reader can see it.
     fn remove_id<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, id: u32) {
-        // SAFETY: `id` is live.
-        let hash = hasher.hash_one(&unsafe { self.entry(id) }.0);
+        let hash = self.stored_hash(hasher, id);
         self.unindex(w, hash, id);
         w.policy.on_remove(id);
     }
@@ -691,8 +711,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.sweep_locked(w, hasher, now);
         if w.len >= w.capacity {
             let victim = w.policy.evict(hash);
-            // SAFETY: the policy's victim is live.
-            let victim_hash = hasher.hash_one(&unsafe { self.entry(victim) }.0);
+            // The policy has let go of the victim: from here to `unindex`, no user code may
+            // unwind (`stored_hash` does not).
+            let victim_hash = self.stored_hash(hasher, victim);
             self.unindex(w, victim_hash, victim);
             w.counters.evictions += 1;
         }

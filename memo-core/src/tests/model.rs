@@ -468,3 +468,131 @@ fn coarse_clock_advances_by_itself() {
         std::thread::yield_now();
     }
 }
+
+/// Keys and values whose `Hash`, `Eq`, `Clone` and `Drop` panic when a fuse burns down: the
+/// fuse counts calls of user code on this thread and fires once.
+mod fused {
+    use std::cell::Cell;
+    use std::hash::{Hash, Hasher};
+
+    std::thread_local! {
+        static FUSE: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Panics at the `n`-th call of user code from now (0: never).
+    pub(super) fn arm(n: u32) {
+        FUSE.with(|f| f.set(n));
+    }
+
+    fn tick(what: &str) {
+        let fire = FUSE.with(|f| match f.get() {
+            0 => false,
+            1 => {
+                f.set(0);
+                true
+            }
+            n => {
+                f.set(n - 1);
+                false
+            }
+        });
+        if fire {
+            panic!("armed {what} panics");
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Key(pub(super) u8);
+
+    impl Hash for Key {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            tick("Hash");
+            self.0.hash(state);
+        }
+    }
+
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            tick("Eq");
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Key {}
+
+    #[derive(Debug)]
+    pub(super) struct Val(pub(super) u8);
+
+    impl Clone for Val {
+        fn clone(&self) -> Self {
+            tick("Clone");
+            Val(self.0)
+        }
+    }
+
+    impl Drop for Val {
+        fn drop(&mut self) {
+            tick("Drop");
+        }
+    }
+}
+
+fn panicking_operation(cache: &Cache<fused::Key, fused::Val>, op: u8, k: u8, clock: &ManualClock) {
+    use fused::{Key, Val};
+    match op {
+        0 | 1 => drop(cache.get(&Key(k))),
+        2 | 3 => cache.insert(Key(k), Val(k)),
+        4 => cache.insert_if_absent(Key(k), Val(k)),
+        5 => drop(cache.remove(&Key(k))),
+        6 => drop(cache.peek(&Key(k))),
+        7 => clock.advance(Duration::from_millis(40)),
+        8 => drop(cache.info()),
+        _ => {
+            if k % 4 == 0 {
+                cache.clear();
+            } else {
+                let _ = cache.len();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+
+    /// A key's `Hash`/`Eq` or a value's `Clone`/`Drop` panicking at any point of any operation
+    /// leaves every shard consistent, and once nothing panics any more every operation works.
+    #[test]
+    fn a_panic_in_user_code_leaves_the_cache_consistent(
+        policy in prop::sample::select(Policy::ALL),
+        ttl in any::<bool>(),
+        maxsize in 1usize..6,
+        ops in prop::collection::vec((0u8..10, 0u8..10, 0u32..8), 1..120),
+    ) {
+        let clock = ManualClock::new();
+        let mut builder = Cache::builder().maxsize(maxsize).policy(policy).clock(clock.clone());
+        if ttl {
+            builder = builder.ttl(Duration::from_millis(100));
+        }
+        let cache: Cache<fused::Key, fused::Val> = builder.build().unwrap();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        for &(op, k, fuse) in &ops {
+            fused::arm(fuse);
+            let run = std::panic::AssertUnwindSafe(|| panicking_operation(&cache, op, k, &clock));
+            let _ = std::panic::catch_unwind(run);
+            fused::arm(0);
+            cache.validate();
+        }
+        std::panic::set_hook(hook);
+        for k in 0..10u8 {
+            cache.insert(fused::Key(k), fused::Val(k));
+            let got = cache.get(&fused::Key(k)).map(|v| v.0);
+            prop_assert_eq!(got, Some(k));
+            cache.validate();
+        }
+        prop_assert!(cache.len() <= maxsize);
+        cache.clear();
+        cache.validate();
+    }
+}
