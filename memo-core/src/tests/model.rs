@@ -425,6 +425,57 @@ fn builder_rejects_bad_configuration() {
         .build()
         .unwrap_err();
     assert_eq!(e, BuildError::MaxsizeTooLarge(usize::MAX));
+    let e = Cache::<u8, u8>::builder()
+        .shards(1 << 31)
+        .build()
+        .unwrap_err();
+    assert_eq!(e, BuildError::TooManyShards(1 << 31));
+    let e = Cache::<u8, u8>::builder()
+        .maxsize(5_000_000_000usize)
+        .build()
+        .unwrap_err();
+    assert_eq!(e, BuildError::MaxsizeTooLarge(5_000_000_000));
+    assert!(Cache::<u8, u8>::builder()
+        .maxsize(crate::MAX_MAXSIZE)
+        .build()
+        .is_ok());
+}
+
+/// More shards than `maxsize` can fill are clamped: every shard caches at least one entry, so
+/// `maxsize` keys all fit.
+#[test]
+fn shards_are_clamped_to_what_maxsize_can_fill() {
+    for (maxsize, asked, got) in [(10, 64, 8), (1, 4, 1), (0, 8, 1), (64, 64, 64), (100, 4, 4)] {
+        let cache: Cache<u32, u32> = Cache::builder()
+            .maxsize(maxsize)
+            .shards(asked)
+            .build()
+            .unwrap();
+        assert_eq!(
+            cache.shard_count(),
+            got,
+            "maxsize {maxsize}, shards {asked}"
+        );
+    }
+    let cache: Cache<u32, u32> = Cache::builder().maxsize(10).shards(64).build().unwrap();
+    for k in 0..10 {
+        cache.insert(k, k);
+    }
+    assert!(cache.len() >= 8, "only {} of 10 keys cached", cache.len());
+}
+
+/// The configuration `#[memoize]` passes never fails to build, whatever is out of range.
+#[test]
+fn clamped_build_never_fails() {
+    let cache: Cache<u8, u8> = Cache::builder()
+        .maxsize(usize::MAX)
+        .ttl(Duration::ZERO)
+        .shards(3)
+        .build_clamped();
+    assert_eq!(cache.maxsize(), Some(crate::MAX_MAXSIZE));
+    assert_eq!(cache.shard_count(), 4);
+    let cache: Cache<u8, u8> = Cache::builder().shards(1 << 40).build_clamped();
+    assert!(cache.shard_count() <= crate::MAX_SHARDS);
 }
 
 /// Evicted values are dropped in batches (a slot is reused once no lock-free reader can be
