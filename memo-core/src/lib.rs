@@ -13,7 +13,8 @@
 //!   of slots that never move, inside a per-thread read stripe (one uncontended CAS), and records
 //!   the hit in that stripe's buffer. Writes take their shard's `parking_lot` mutex, first replay
 //!   the buffers into the policy in order (so single-threaded use stays exact), and reuse a
-//!   removed entry's slot only once no reader that could see it is still inside. No lock is held
+//!   removed entry's slot as soon as no reader announces it (a stalled reader holds back only
+//!   the entry it reads). No lock is held
 //!   while user code other than `Hash`, `Eq` and `Clone` runs. A bounded cache has one shard by
 //!   default, so its policy is exact; [`CacheBuilder::shards`] trades exactness for parallel
 //!   writers. The concurrent core is checked under shuttle's scheduler (`src/tests/shuttle.rs`).

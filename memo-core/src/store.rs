@@ -21,8 +21,9 @@ use crate::{CacheInfo, Clock, Policy};
 ///
 /// Lookups take no lock and write no memory that another thread uses: they find the entry
 /// through a lock-free index and record the hit in a per-thread buffer, which writers replay
-/// into the policy (in order) before they evict. Entries removed while a reader may be looking
-/// at them are dropped a little later, once it has left (at most a few evictions later).
+/// into the policy (in order) before they evict. An entry removed while a reader is reading it
+/// is dropped once that reader has left; a reader holds back only the entry it reads, so at
+/// most `maxsize` plus a small constant (16, plus one per read stripe) entries are ever alive.
 ///
 /// ```
 /// use memo_core::Cache;
