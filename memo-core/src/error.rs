@@ -18,8 +18,10 @@ pub enum BuildError {
     ShardsNotPowerOfTwo(usize),
     /// A ttl of zero would expire every entry as it is stored.
     ZeroTtl,
-    /// One shard can hold at most `u32::MAX - 1` entries.
+    /// A cache holds at most [`MAX_MAXSIZE`](crate::MAX_MAXSIZE) entries.
     MaxsizeTooLarge(usize),
+    /// A cache has at most [`MAX_SHARDS`](crate::MAX_SHARDS) shards.
+    TooManyShards(usize),
 }
 
 impl fmt::Display for BuildError {
@@ -31,8 +33,13 @@ impl fmt::Display for BuildError {
             BuildError::ZeroTtl => f.write_str("ttl must be greater than zero"),
             BuildError::MaxsizeTooLarge(n) => write!(
                 f,
-                "maxsize {n} is too large: a shard holds at most {} entries",
-                u32::MAX - 1
+                "maxsize {n} is too large: a cache holds at most {} entries",
+                crate::MAX_MAXSIZE
+            ),
+            BuildError::TooManyShards(n) => write!(
+                f,
+                "{n} shards are too many: a cache has at most {}",
+                crate::MAX_SHARDS
             ),
         }
     }

@@ -87,13 +87,12 @@ impl<K: Hash + Eq, V: Clone, C: FunctionCache<K, V>> Memo<K, V, C> {
 impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     /// The cache of the function called `name`, with the options the macro checked.
     pub fn new(name: impl Into<Box<str>>, params: Params) -> Self {
-        let built = Cache::builder()
+        // Infallible: a panic here would poison the function's static for good.
+        let cache = Cache::builder()
             .maxsize(params.maxsize)
             .ttl(params.ttl)
             .policy(params.policy)
-            .build();
-        let cache =
-            built.unwrap_or_else(|e| panic!("#[memoize] options rejected by the store: {e}"));
+            .build_clamped();
         Memo {
             cache,
             flights: Flights::new(name),

@@ -97,13 +97,17 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// How many independently locked shards (a power of two). One shard (the default for a
-    /// bounded cache) keeps the policy exact; more shards split `maxsize` between them, which
-    /// lets writers proceed in parallel at the price of a per-shard, approximate policy.
+    /// How many independently locked shards (a power of two, at most
+    /// [`MAX_SHARDS`](crate::MAX_SHARDS)). One shard (the default for a bounded cache) keeps the
+    /// policy exact; more shards split `maxsize` between them, which lets writers proceed in
+    /// parallel at the price of a per-shard, approximate policy. A bounded cache gets no more
+    /// shards than `maxsize` can fill (each holds at least one entry).
     ///
     /// ```
     /// let cache = memo_core::Cache::<u8, u8>::builder().shards(4).build().unwrap();
     /// assert_eq!(cache.shard_count(), 4);
+    /// let small = memo_core::Cache::<u8, u8>::builder().maxsize(10).shards(64).build().unwrap();
+    /// assert_eq!(small.shard_count(), 8);
     /// ```
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
@@ -142,6 +146,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             Some(n) if n == 0 || !n.is_power_of_two() => {
                 return Err(BuildError::ShardsNotPowerOfTwo(n))
             }
+            Some(n) if n > crate::MAX_SHARDS => return Err(BuildError::TooManyShards(n)),
             Some(n) => n,
             None => default_shards(self.maxsize),
         };
@@ -149,11 +154,38 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             return Err(BuildError::ZeroTtl);
         }
         if let Some(n) = self.maxsize {
-            if n.div_ceil(shards) >= u32::MAX as usize {
+            if n > crate::MAX_MAXSIZE {
                 return Err(BuildError::MaxsizeTooLarge(n));
             }
         }
+        let shards = fillable_shards(shards, self.maxsize);
         Ok(Cache::from_builder(self, shards))
+    }
+
+    /// Makes the cache from a configuration that may be out of range, bringing each setting
+    /// into range instead of failing: maxsize at most [`MAX_MAXSIZE`](crate::MAX_MAXSIZE), a
+    /// zero ttl as the shortest one, shards a power of two up to [`MAX_SHARDS`](crate::MAX_SHARDS).
+    /// What `#[memoize]` uses, whose options were checked at compile time: its static can
+    /// never fail to initialize.
+    pub(crate) fn build_clamped(mut self) -> Cache<K, V, S> {
+        self.maxsize = self.maxsize.map(|n| n.min(crate::MAX_MAXSIZE));
+        if self.ttl == Some(Duration::ZERO) {
+            self.ttl = Some(Duration::from_nanos(1));
+        }
+        let shards = match self.shards {
+            Some(n) => n.clamp(1, crate::MAX_SHARDS).next_power_of_two(),
+            None => default_shards(self.maxsize),
+        };
+        let shards = fillable_shards(shards, self.maxsize);
+        Cache::from_builder(self, shards)
+    }
+}
+
+/// No more shards than `maxsize` entries (a shard of capacity zero would never cache).
+fn fillable_shards(shards: usize, maxsize: Option<usize>) -> usize {
+    match maxsize {
+        Some(n) if n < shards => (n.max(1) + 1).next_power_of_two() / 2,
+        _ => shards,
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 
+use crate::concurrent::{OnPresent, Shard};
 use crate::options::CacheBuilder;
-use crate::shard::{OnPresent, Shard};
 use crate::stats::Counters;
 use crate::{CacheInfo, Clock, Policy};
 
@@ -21,8 +21,9 @@ use crate::{CacheInfo, Clock, Policy};
 ///
 /// Lookups take no lock and write no memory that another thread uses: they find the entry
 /// through a lock-free index and record the hit in a per-thread buffer, which writers replay
-/// into the policy (in order) before they evict. Entries removed while a reader may be looking
-/// at them are dropped a little later, once it has left (at most a few evictions later).
+/// into the policy (in order) before they evict. An entry removed while a reader is reading it
+/// is dropped once that reader has left; a reader holds back only the entry it reads, so at
+/// most `maxsize` plus a small constant (16, plus one per read stripe) entries are ever alive.
 ///
 /// ```
 /// use memo_core::Cache;
@@ -406,6 +407,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
             waits: 0,
             load_time: std::time::Duration::ZERO,
         }
+    }
+
+    /// How many slots the shards have handed out (tests only): what the cache's storage holds.
+    #[cfg(test)]
+    pub(crate) fn slots_handed_out(&self) -> usize {
+        self.shards.iter().map(|s| s.slots_handed_out()).sum()
     }
 
     /// Checks every shard's invariants (tests only).

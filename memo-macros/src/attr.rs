@@ -347,13 +347,25 @@ fn maxsize_value(expr: &Expr) -> syn::Result<Spanned<Maxsize>> {
     }
 }
 
+/// The largest `maxsize` the store accepts: keep in step with `memo_core::MAX_MAXSIZE` (the
+/// ui case `maxsize-too-large` fails if the store's limit is lower than this).
+pub(crate) const MAX_MAXSIZE: u64 = 1 << 31;
+
 fn parse_usize(int: &LitInt) -> syn::Result<usize> {
-    int.base10_parse::<usize>().map_err(|_| {
+    let too_large = || {
         syn::Error::new(
             int.span(),
-            "`maxsize` does not fit in a `usize`; use `maxsize = None` for an unbounded cache",
+            format!(
+                "`maxsize` is too large: a cache holds at most {MAX_MAXSIZE} entries; \
+                 use `maxsize = None` for an unbounded cache"
+            ),
         )
-    })
+    };
+    let value = int.base10_parse::<u64>().map_err(|_| too_large())?;
+    if value > MAX_MAXSIZE {
+        return Err(too_large());
+    }
+    usize::try_from(value).map_err(|_| too_large())
 }
 
 /// `ttl = "30s"`: a humantime duration, longer than zero.
@@ -591,8 +603,14 @@ mod tests {
                 "for {value}"
             );
         }
-        let found = errors(quote!(maxsize = 100000000000000000000000));
-        assert!(found[0].starts_with("`maxsize` does not fit in a `usize`"));
+        for value in [quote!(100000000000000000000000), quote!(5000000000)] {
+            let found = errors(quote!(maxsize = #value));
+            assert!(
+                found[0].starts_with("`maxsize` is too large: a cache holds at most 2147483648")
+            );
+        }
+        let options = parse(quote!(maxsize = 2147483648)).unwrap();
+        assert_eq!(options.maxsize(), Maxsize::Bounded(1 << 31));
     }
 
     #[test]

@@ -425,6 +425,62 @@ fn builder_rejects_bad_configuration() {
         .build()
         .unwrap_err();
     assert_eq!(e, BuildError::MaxsizeTooLarge(usize::MAX));
+    let e = Cache::<u8, u8>::builder()
+        .shards(1 << 31)
+        .build()
+        .unwrap_err();
+    assert_eq!(e, BuildError::TooManyShards(1 << 31));
+    let e = Cache::<u8, u8>::builder()
+        .maxsize(5_000_000_000usize)
+        .build()
+        .unwrap_err();
+    assert_eq!(e, BuildError::MaxsizeTooLarge(5_000_000_000));
+    assert!(Cache::<u8, u8>::builder()
+        .maxsize(crate::MAX_MAXSIZE)
+        .build()
+        .is_ok());
+}
+
+/// More shards than `maxsize` can fill are clamped: every shard caches at least one entry, so
+/// `maxsize` keys all fit.
+#[test]
+fn shards_are_clamped_to_what_maxsize_can_fill() {
+    for (maxsize, asked, got) in [(10, 64, 8), (1, 4, 1), (0, 8, 1), (64, 64, 64), (100, 4, 4)] {
+        let cache: Cache<u32, u32> = Cache::builder()
+            .maxsize(maxsize)
+            .shards(asked)
+            .build()
+            .unwrap();
+        assert_eq!(
+            cache.shard_count(),
+            got,
+            "maxsize {maxsize}, shards {asked}"
+        );
+    }
+    let cache: Cache<u32, u32> = Cache::builder().maxsize(10).shards(64).build().unwrap();
+    for k in 0..200 {
+        cache.insert(k, k);
+        cache.validate();
+    }
+    assert_eq!(
+        cache.len(),
+        10,
+        "every shard holds entries: the cache fills up"
+    );
+}
+
+/// The configuration `#[memoize]` passes never fails to build, whatever is out of range.
+#[test]
+fn clamped_build_never_fails() {
+    let cache: Cache<u8, u8> = Cache::builder()
+        .maxsize(usize::MAX)
+        .ttl(Duration::ZERO)
+        .shards(3)
+        .build_clamped();
+    assert_eq!(cache.maxsize(), Some(crate::MAX_MAXSIZE));
+    assert_eq!(cache.shard_count(), 4);
+    let cache: Cache<u8, u8> = Cache::builder().shards(1 << 40).build_clamped();
+    assert!(cache.shard_count() <= crate::MAX_SHARDS);
 }
 
 /// Evicted values are dropped in batches (a slot is reused once no lock-free reader can be
@@ -433,7 +489,7 @@ fn builder_rejects_bad_configuration() {
 #[test]
 fn values_are_dropped_soon_after_eviction_and_at_clear() {
     use std::sync::Arc;
-    let reserve = crate::shard::RESERVE;
+    let reserve = crate::concurrent::shard::RESERVE;
     let values: Vec<Arc<()>> = (0..200).map(|_| Arc::new(())).collect();
     let alive = |values: &[Arc<()>]| values.iter().filter(|v| Arc::strong_count(v) > 1).count();
     for maxsize in [1, 4, 50] {
@@ -466,5 +522,133 @@ fn coarse_clock_advances_by_itself() {
             "the coarse clock never ticked"
         );
         std::thread::yield_now();
+    }
+}
+
+/// Keys and values whose `Hash`, `Eq`, `Clone` and `Drop` panic when a fuse burns down: the
+/// fuse counts calls of user code on this thread and fires once.
+mod fused {
+    use std::cell::Cell;
+    use std::hash::{Hash, Hasher};
+
+    std::thread_local! {
+        static FUSE: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Panics at the `n`-th call of user code from now (0: never).
+    pub(super) fn arm(n: u32) {
+        FUSE.with(|f| f.set(n));
+    }
+
+    fn tick(what: &str) {
+        let fire = FUSE.with(|f| match f.get() {
+            0 => false,
+            1 => {
+                f.set(0);
+                true
+            }
+            n => {
+                f.set(n - 1);
+                false
+            }
+        });
+        if fire {
+            panic!("armed {what} panics");
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Key(pub(super) u8);
+
+    impl Hash for Key {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            tick("Hash");
+            self.0.hash(state);
+        }
+    }
+
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            tick("Eq");
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Key {}
+
+    #[derive(Debug)]
+    pub(super) struct Val(pub(super) u8);
+
+    impl Clone for Val {
+        fn clone(&self) -> Self {
+            tick("Clone");
+            Val(self.0)
+        }
+    }
+
+    impl Drop for Val {
+        fn drop(&mut self) {
+            tick("Drop");
+        }
+    }
+}
+
+fn panicking_operation(cache: &Cache<fused::Key, fused::Val>, op: u8, k: u8, clock: &ManualClock) {
+    use fused::{Key, Val};
+    match op {
+        0 | 1 => drop(cache.get(&Key(k))),
+        2 | 3 => cache.insert(Key(k), Val(k)),
+        4 => cache.insert_if_absent(Key(k), Val(k)),
+        5 => drop(cache.remove(&Key(k))),
+        6 => drop(cache.peek(&Key(k))),
+        7 => clock.advance(Duration::from_millis(40)),
+        8 => drop(cache.info()),
+        _ => {
+            if k % 4 == 0 {
+                cache.clear();
+            } else {
+                let _ = cache.len();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+
+    /// A key's `Hash`/`Eq` or a value's `Clone`/`Drop` panicking at any point of any operation
+    /// leaves every shard consistent, and once nothing panics any more every operation works.
+    #[test]
+    fn a_panic_in_user_code_leaves_the_cache_consistent(
+        policy in prop::sample::select(Policy::ALL),
+        ttl in any::<bool>(),
+        maxsize in 1usize..6,
+        ops in prop::collection::vec((0u8..10, 0u8..10, 0u32..8), 1..120),
+    ) {
+        let clock = ManualClock::new();
+        let mut builder = Cache::builder().maxsize(maxsize).policy(policy).clock(clock.clone());
+        if ttl {
+            builder = builder.ttl(Duration::from_millis(100));
+        }
+        let cache: Cache<fused::Key, fused::Val> = builder.build().unwrap();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        for &(op, k, fuse) in &ops {
+            fused::arm(fuse);
+            let run = std::panic::AssertUnwindSafe(|| panicking_operation(&cache, op, k, &clock));
+            let _ = std::panic::catch_unwind(run);
+            fused::arm(0);
+            cache.validate();
+        }
+        std::panic::set_hook(hook);
+        for k in 0..10u8 {
+            cache.insert(fused::Key(k), fused::Val(k));
+            let got = cache.get(&fused::Key(k)).map(|v| v.0);
+            prop_assert_eq!(got, Some(k));
+            cache.validate();
+        }
+        prop_assert!(cache.len() <= maxsize);
+        cache.clear();
+        cache.validate();
     }
 }

@@ -5,14 +5,29 @@
 //!
 //! What could go wrong is a slot reused while a lock-free reader is still looking at it: the
 //! reader would then compare against, or clone, another entry. Every value here knows its key
-//! and whether it was dropped (its flag outlives it), so such a read fails an assertion.
+//! and whether it was dropped (its flag outlives it), so such a read fails an assertion. And
+//! the other way: a reader must hold back only what it reads, so the values alive stay within
+//! maxsize plus a bound, whatever the schedule.
+//!
+//! Each protection was checked by removing it (see the notes of issue 9): without the hash
+//! announcement, the PCT reader tests fail; without the slot announcement, every reader test
+//! fails; without the fenced check of a second candidate, the colliding-hash test fails;
+//! with main's rule (a retired slot waits for every stripe held at retirement), the bound test
+//! fails.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use shuttle::thread;
 
 use crate::{Cache, Policy};
+
+std::thread_local! {
+    /// Values alive (made and not dropped) in this test: shuttle runs a test's threads on the
+    /// test's own OS thread, and the test harness runs tests on threads of their own.
+    static LIVE: AtomicUsize = const { AtomicUsize::new(0) };
+}
 
 /// A value that asserts it is never cloned after being dropped.
 #[derive(Debug)]
@@ -31,6 +46,7 @@ impl Tracked {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::clone(&alive));
+        LIVE.with(|n| n.fetch_add(1, Ordering::SeqCst));
         Tracked { key, alive }
     }
 }
@@ -49,6 +65,7 @@ impl Clone for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         assert!(self.alive.swap(false, Ordering::SeqCst), "dropped twice");
+        LIVE.with(|n| n.fetch_sub(1, Ordering::SeqCst));
     }
 }
 
@@ -164,5 +181,143 @@ fn shuttle_a_growing_index_and_a_reader() {
             cache.validate();
         },
         300,
+    );
+}
+
+/// Hashes every key to the same 32 low bits (and distinct high ones): a lookup's first candidate
+/// is often another key, so readers take the path that announces a second slot.
+#[derive(Clone, Default)]
+struct Colliding;
+
+struct CollidingHasher(u64);
+
+impl std::hash::Hasher for CollidingHasher {
+    fn finish(&self) -> u64 {
+        (self.0 << 32) | 0x5EED
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(u64::from(b));
+        }
+    }
+}
+
+impl BuildHasher for Colliding {
+    type Hasher = CollidingHasher;
+    fn build_hasher(&self) -> CollidingHasher {
+        CollidingHasher(0)
+    }
+}
+
+/// Keys that share their hash's low bits: a reader that moves on from a candidate of another
+/// key must announce the next one and check it is still indexed before reading it.
+#[test]
+fn shuttle_readers_of_colliding_hashes_never_see_a_reused_slot() {
+    shuttle::check_pct(
+        || {
+            let cache: Arc<Cache<u32, Tracked, Colliding>> = Arc::new(
+                Cache::builder()
+                    .maxsize(3)
+                    .hasher(Colliding)
+                    .build()
+                    .unwrap(),
+            );
+            let reader = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    for key in [2u32, 3, 2, 4, 3] {
+                        if let Some(v) = cache.get(&key) {
+                            assert_eq!(v.key, key, "a value read for another key");
+                        }
+                    }
+                })
+            };
+            for key in 0..8u32 {
+                cache.insert(key, Tracked::new(key));
+                if key % 3 == 2 {
+                    drop(cache.remove(&(key - 1)));
+                }
+            }
+            reader.join().unwrap();
+            cache.validate();
+        },
+        2000,
+        3,
+    );
+}
+
+/// The reader's key sits behind two others of the same hash bits while a writer removes and
+/// stores it again: the reader must check that the slot it announces after the first is still
+/// indexed, or it clones the value the writer has just dropped.
+#[test]
+fn shuttle_a_reader_checks_a_later_candidate_is_still_indexed() {
+    shuttle::check_pct(
+        || {
+            let cache: Arc<Cache<u32, Tracked, Colliding>> = Arc::new(
+                Cache::builder()
+                    .maxsize(4)
+                    .hasher(Colliding)
+                    .build()
+                    .unwrap(),
+            );
+            cache.insert(10, Tracked::new(10));
+            cache.insert(11, Tracked::new(11));
+            cache.insert(1, Tracked::new(1));
+            let reader = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    for _ in 0..3 {
+                        if let Some(v) = cache.get(&1) {
+                            assert_eq!(v.key, 1, "a value read for another key");
+                        }
+                    }
+                })
+            };
+            for _ in 0..3 {
+                drop(cache.remove(&1));
+                cache.insert(1, Tracked::new(1));
+            }
+            reader.join().unwrap();
+            cache.validate();
+        },
+        3000,
+        3,
+    );
+}
+
+/// A reader parked anywhere in a lookup (the scheduler may stop it for the whole test) holds
+/// back at most what it reads: while a writer stores many distinct keys, the values alive
+/// never exceed maxsize plus the reserve and one per stripe.
+#[test]
+fn shuttle_a_stalled_reader_holds_back_only_what_it_reads() {
+    shuttle::check_pct(
+        || {
+            LIVE.with(|n| n.store(0, Ordering::SeqCst));
+            let maxsize = 2;
+            let cache: Arc<Cache<u32, Tracked>> = Arc::new(Cache::new(maxsize));
+            cache.insert(0, Tracked::new(0));
+            let reader = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    for key in [0u32, 5, 0] {
+                        if let Some(v) = cache.get(&key) {
+                            assert_eq!(v.key, key);
+                        }
+                    }
+                })
+            };
+            let stripes = crate::concurrent::stripe::Stripes::new().len();
+            let bound = maxsize + crate::concurrent::shard::RESERVE + stripes + 1;
+            for key in 1..80u32 {
+                cache.insert(key, Tracked::new(key));
+                // The reader's clone in hand (one) plus what the cache keeps.
+                let live = LIVE.with(|n| n.load(Ordering::SeqCst));
+                assert!(live <= bound, "{live} values alive, bound {bound}");
+            }
+            reader.join().unwrap();
+            cache.validate();
+        },
+        300,
+        3,
     );
 }

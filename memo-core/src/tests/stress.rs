@@ -124,3 +124,64 @@ fn lock_free_readers_see_only_whole_values_of_their_key() {
         assert!(cache.len() <= 32);
     }
 }
+
+/// A reader stuck in a value's `Clone` (a slow clone, a preempted thread) holds back the one
+/// entry it reads: while a writer stores distinct keys, the values alive (counted by their
+/// `Clone` and `Drop`) stay within maxsize plus the reserve and one per stripe, and the slots
+/// handed out do not grow with the number of inserts.
+#[test]
+fn a_reader_stalled_in_clone_holds_back_only_its_entry() {
+    static LIVE: AtomicU64 = AtomicU64::new(0);
+    static STALL: AtomicBool = AtomicBool::new(false);
+    static INSIDE: AtomicBool = AtomicBool::new(false);
+
+    struct Val;
+    impl Val {
+        fn new() -> Self {
+            LIVE.fetch_add(1, Ordering::SeqCst);
+            Val
+        }
+    }
+    impl Clone for Val {
+        fn clone(&self) -> Self {
+            if STALL.load(Ordering::SeqCst) {
+                INSIDE.store(true, Ordering::SeqCst);
+                while STALL.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+            }
+            Val::new()
+        }
+    }
+    impl Drop for Val {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    let maxsize = 1000;
+    let cache: Arc<Cache<u64, Val>> = Arc::new(Cache::new(maxsize));
+    cache.insert(0, Val::new());
+    STALL.store(true, Ordering::SeqCst);
+    let reader = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.get(&0).is_some())
+    };
+    while !INSIDE.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    let stripes = crate::concurrent::stripe::Stripes::new().len();
+    let bound = (maxsize + crate::concurrent::shard::RESERVE + stripes + 1) as u64;
+    let mut peak = 0;
+    for key in 1..200_000u64 {
+        cache.insert(key, Val::new());
+        peak = peak.max(LIVE.load(Ordering::SeqCst));
+    }
+    assert!(peak <= bound, "{peak} values alive, bound {bound}");
+    assert!(cache.slots_handed_out() as u64 <= bound);
+    STALL.store(false, Ordering::SeqCst);
+    assert!(reader.join().unwrap(), "the stalled reader got its value");
+    cache.validate();
+    drop(cache);
+    assert_eq!(LIVE.load(Ordering::SeqCst), 0, "every value dropped");
+}

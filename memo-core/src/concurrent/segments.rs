@@ -4,7 +4,7 @@
 
 use std::ptr;
 
-use crate::sync::{AtomicPtr, Ordering};
+use super::sync::{AtomicPtr, Ordering};
 
 /// Enough segments for `u32` ids with any first segment of at least one element.
 const SEGMENTS: usize = 33;
@@ -115,9 +115,9 @@ mod tests {
 
     #[test]
     fn ids_map_to_distinct_elements() {
-        let s: Segments<crate::sync::AtomicU64> = Segments::new(3);
+        let s: Segments<crate::concurrent::sync::AtomicU64> = Segments::new(3);
         for id in 0..300 {
-            s.ensure(id, || crate::sync::AtomicU64::new(0));
+            s.ensure(id, || crate::concurrent::sync::AtomicU64::new(0));
             // SAFETY: just ensured.
             unsafe { s.get(id) }.store(u64::from(id), Ordering::Relaxed);
         }

@@ -7,30 +7,31 @@
 //!
 //! The writer side, behind the lock, owns everything else: the policy's metadata, the expiry
 //! order, the statistics, and the slot allocator. A slot taken out of the index is *retired*:
-//! its entry stays in place until no reader that might have found it is still inside a stripe,
-//! then it is dropped (outside the lock) and the slot reused. Every writer operation first
-//! replays the stripes' buffers, so the policy sees hits in the order they happened.
+//! its entry stays in place while a stripe announces it (or its hash), then it is dropped
+//! (outside the lock) and the slot reused. A stalled reader therefore holds back only the slot
+//! it reads, and the retired slots stay fewer than the stripes plus [`RESERVE`]. Every writer
+//! operation first replays the stripes' buffers, so the policy sees hits in the order they
+//! happened.
 
 use std::cell::UnsafeCell;
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
 use std::mem::MaybeUninit;
 
+use super::segments::Segments;
+use super::stripe::{Announced, Event, Held, Snapshot, Stripes};
+use super::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
+use super::table::{Probe, Table, Visit};
 use crate::links::{Links, Queue};
 use crate::policy::{EvictionPolicy, Policy, PolicyState};
-use crate::segments::Segments;
 use crate::stats::Counters;
-use crate::stripe::{Event, Held, Snapshot, Stripes};
-use crate::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
-use crate::table::{Probe, Table};
 
 /// What a writer pushed out of the cache, for the caller to drop after releasing the lock.
 pub(crate) type Dropped<K, V> = Vec<(K, V)>;
 
 type Slot<K, V> = UnsafeCell<MaybeUninit<(K, V)>>;
 
-/// Slot ids a shard may hand out beyond its capacity before it must reuse retired ones: readers
-/// get this much slack, and writers check for departed readers once per this many evictions.
+/// Slot ids a shard may hand out beyond its capacity before it must reuse retired ones: writers
+/// look for retired slots no reader announces once per this many retirements.
 pub(crate) const RESERVE: usize = 16;
 
 /// Entries the index of a new or cleared shard has room for; it grows from there.
@@ -77,17 +78,30 @@ pub(crate) struct Writer {
     next_id: u32,
     /// Empty slots.
     free: Vec<u32>,
-    /// Slots taken out of the index since the last snapshot; they still hold their entries.
-    retired: Vec<u32>,
-    /// Retired slots waiting for the readers inside at their snapshot to leave.
-    waiting: VecDeque<(Snapshot, Vec<u32>)>,
+    /// Slots taken out of the index that still hold their entries.
+    retired: Vec<Retired>,
     /// Replaced index tables waiting likewise.
     old_tables: Vec<(Snapshot, Box<Table>)>,
     /// Per stripe, the hits and misses its holders had counted when last added to `counters`.
     seen: Vec<(u64, u64)>,
 }
 
+/// A slot taken out of the index, and the low bits of its key's hash (what a reader that has
+/// not named its slot yet announces).
+#[derive(Clone, Copy)]
+struct Retired {
+    id: u32,
+    tag: u32,
+}
+
 impl Writer {
+    fn retire(&mut self, id: u32, hash: u64) {
+        self.retired.push(Retired {
+            id,
+            tag: hash as u32,
+        });
+    }
+
     #[inline]
     fn is_live(&self, id: u32) -> bool {
         self.live
@@ -166,7 +180,6 @@ impl<K, V> Shard<K, V> {
                 next_id: 0,
                 free: Vec::new(),
                 retired: Vec::new(),
-                waiting: VecDeque::new(),
                 old_tables: Vec::new(),
             })),
         }
@@ -176,7 +189,7 @@ impl<K, V> Shard<K, V> {
     #[inline]
     fn table(&self) -> &Table {
         // SAFETY: the pointer is always a live `Box<Table>`: a replaced table is freed only
-        // after every reader inside a stripe at the replacement has left, and callers are either
+        // after every stripe held at the replacement has been released, and callers are either
         // inside a stripe or hold the lock (under which no table is freed but by themselves).
         unsafe { &*self.table.load(Ordering::SeqCst) }
     }
@@ -184,12 +197,12 @@ impl<K, V> Shard<K, V> {
     /// The entry in slot `id`.
     ///
     /// # Safety
-    /// `id` was found in the index by a reader still inside its stripe, or the caller holds the
-    /// lock and `id` is live or retired (not free).
+    /// `id` was found in the index by a reader whose stripe announces it (or its hash, having
+    /// announced no slot yet), or the caller holds the lock and `id` is live or retired.
     #[inline]
     unsafe fn entry(&self, id: u32) -> &(K, V) {
         // SAFETY: the slot was allocated before its id entered the index (or under the lock),
-        // and it holds an initialized entry until reclaimed, which waits for such readers.
+        // and it holds an initialized entry until reclaimed, which skips announced slots.
         unsafe { (*self.slots.get(id).get()).assume_init_ref() }
     }
 
@@ -239,54 +252,47 @@ impl<K, V> Shard<K, V> {
         id
     }
 
-    /// Frees the retired slots (and old tables) that no reader can be looking at any more.
+    /// Frees the retired slots that no stripe announces, and the old tables no reader can be in.
+    /// More retired slots held back than there are stripes means readers that announced a hash
+    /// have not named their slot yet (a few instructions of ours, no user code): wait for them.
     fn reclaim(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
-        if w.retired.is_empty() && w.waiting.is_empty() && w.old_tables.is_empty() {
-            return;
-        }
-        if self.stripes.all_idle() {
-            let mut retired = std::mem::take(&mut w.retired);
-            self.free_slots(w, retired.drain(..), dropped);
-            w.retired = retired; // keeps its buffer
-            while let Some((_, ids)) = w.waiting.pop_front() {
-                self.free_slots(w, ids, dropped);
-            }
-            w.old_tables.clear();
-            return;
-        }
         if !w.retired.is_empty() {
-            let ids = std::mem::take(&mut w.retired);
-            w.waiting.push_back((self.stripes.snapshot(), ids));
-        }
-        while w
-            .waiting
-            .front()
-            .is_some_and(|(snapshot, _)| self.stripes.passed(snapshot))
-        {
-            if let Some((_, ids)) = w.waiting.pop_front() {
-                self.free_slots(w, ids, dropped);
+            let mut announced = self.stripes.announced();
+            self.free_unannounced(w, &announced, dropped);
+            while w.retired.len() > self.stripes.len() && announced.any_hash() {
+                super::sync::yield_now();
+                announced.refresh(&self.stripes);
+                self.free_unannounced(w, &announced, dropped);
             }
         }
-        w.old_tables
-            .retain(|(snapshot, _)| !self.stripes.passed(snapshot));
+        if !w.old_tables.is_empty() {
+            w.old_tables
+                .retain(|(snapshot, _)| !self.stripes.passed(snapshot));
+        }
     }
 
-    fn free_slots(
-        &self,
-        w: &mut Writer,
-        ids: impl IntoIterator<Item = u32>,
-        dropped: &mut Dropped<K, V>,
-    ) {
-        for id in ids {
-            if std::mem::needs_drop::<(K, V)>() {
-                // SAFETY: `id` was retired, so it holds an entry no reader can reach any more
-                // (checked by the caller), and the lock gives us the only access to it.
-                let entry = unsafe { (*self.slots.get(id).get()).assume_init_read() };
-                dropped.push(entry);
+    fn free_unannounced(&self, w: &mut Writer, announced: &Announced, dropped: &mut Dropped<K, V>) {
+        let mut i = 0;
+        while i < w.retired.len() {
+            let Retired { id, tag } = w.retired[i];
+            if announced.protects(id, tag) {
+                i += 1;
+                continue;
             }
-            // (An entry without drop glue is simply overwritten later.)
-            w.free.push(id);
+            w.retired.swap_remove(i);
+            self.free_slot(w, id, dropped);
         }
+    }
+
+    fn free_slot(&self, w: &mut Writer, id: u32, dropped: &mut Dropped<K, V>) {
+        if std::mem::needs_drop::<(K, V)>() {
+            // SAFETY: `id` was retired, so it holds an entry that no reader announces or can
+            // find any more (checked by the caller), and the lock gives us the only access to it.
+            let entry = unsafe { (*self.slots.get(id).get()).assume_init_read() };
+            dropped.push(entry);
+        }
+        // (An entry without drop glue is simply overwritten later.)
+        w.free.push(id);
     }
 
     /// Takes `id` out of the index and the expiry order and marks it retired (not the policy).
@@ -294,7 +300,7 @@ impl<K, V> Shard<K, V> {
         self.table().remove(hash, id);
         w.set_live(id, false);
         w.len -= 1;
-        w.retired.push(id);
+        w.retire(id, hash);
         if let Some(e) = &mut w.expiry {
             e.order.unlink(&mut e.links, id);
         }
@@ -415,16 +421,22 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Drops every entry, keeping the counters. Returns the entries that could be taken out
-    /// right away (no reader inside), for the caller to drop after releasing the lock.
+    /// right away (no reader announces them), for the caller to drop after releasing the lock.
+    /// A large index is given back for a small one, unless readers still hold an older one.
     fn take_all(&self, w: &mut Writer) -> Dropped<K, V> {
         let mut dropped = Vec::new();
-        self.swap_table(w, Table::with_capacity(w.capacity.min(INITIAL_TABLE)));
-        for word in 0..w.live.len() {
-            let mut bits = std::mem::take(&mut w.live[word]);
-            while bits != 0 {
-                w.retired.push((word * 64) as u32 + bits.trailing_zeros());
-                bits &= bits - 1;
-            }
+        let table = self.table();
+        for (hash32, id) in table.entries() {
+            w.retire(id, hash32);
+        }
+        w.live.iter_mut().for_each(|word| *word = 0);
+        w.old_tables
+            .retain(|(snapshot, _)| !self.stripes.passed(snapshot));
+        let small = Table::with_capacity(w.capacity.min(INITIAL_TABLE));
+        if w.old_tables.is_empty() && small.buckets() < table.buckets() {
+            self.swap_table(w, small);
+        } else {
+            table.clear();
         }
         w.len = 0;
         w.policy.clear();
@@ -436,15 +448,33 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         dropped
     }
 
-    /// Finds `hash`/`is_match` without a lock; the caller is inside a stripe.
+    /// Finds `hash`/`is_match` without a lock; the caller holds `held`, entered for `hash`.
+    /// Each candidate slot is announced before its key is compared: the first by a plain store
+    /// (the hash announced it already), any later one fenced and checked to be still indexed.
     #[inline]
-    fn lookup(&self, hash: u64, is_match: &mut impl FnMut(&K) -> bool, now: u64) -> Lookup {
-        let table = self.table();
+    fn lookup(
+        &self,
+        held: &mut Held<'_>,
+        hash: u64,
+        is_match: &mut impl FnMut(&K) -> bool,
+        now: u64,
+    ) -> Lookup {
         for _ in 0..RETRIES {
-            let probe = table.probe(hash, |id| {
-                // SAFETY: ids in the index name slots holding entries, which are kept while we
-                // are inside the stripe.
-                is_match(unsafe { &self.entry(id).0 })
+            let table = self.table();
+            let probe = table.probe(hash, |id, bucket, seen| {
+                if held.announce(id)
+                    && (!std::ptr::eq(self.table(), table) || bucket.load(Ordering::SeqCst) != seen)
+                {
+                    return Visit::Moved;
+                }
+                // SAFETY: `id` was found in the index, and our stripe announces it: either the
+                // writer that retires it sees the announcement, or the check above (after a
+                // fence) found it still indexed in the current table.
+                if is_match(unsafe { &self.entry(id).0 }) {
+                    Visit::Match
+                } else {
+                    Visit::Next
+                }
             });
             match probe {
                 Probe::Found(id) if self.is_expired(id, now) => return Lookup::Expired(id),
@@ -469,15 +499,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     where
         V: Clone,
     {
-        let Some(mut held) = self.stripes.enter() else {
+        let Some(mut held) = self.stripes.enter(hash) else {
             return self.get_locked(hasher, hash, is_match, now);
         };
-        if held.is_full() {
-            self.drain_own(&mut held, hasher, now);
-        }
-        match self.lookup(hash, &mut is_match, now) {
+        let value = match self.lookup(&mut held, hash, &mut is_match, now) {
             Lookup::Found(id) => {
-                // SAFETY: found in the index while inside the stripe.
+                // SAFETY: found in the index, and announced by our stripe.
                 let value = unsafe { &self.entry(id).1 }.clone();
                 held.count_hit();
                 if self.hit_events {
@@ -496,9 +523,15 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
             Lookup::Busy => {
                 drop(held);
-                self.get_locked(hasher, hash, is_match, now)
+                return self.get_locked(hasher, hash, is_match, now);
             }
+        };
+        // A lookup records at most two events: keep room for the next one.
+        if held.is_full() {
+            held.announce_nothing();
+            self.drain_own(&mut held, hasher, now);
         }
+        value
     }
 
     #[inline]
@@ -558,9 +591,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         now: u64,
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
-        if let Some(held) = self.stripes.enter() {
-            match self.lookup(hash, &mut is_match, now) {
-                // SAFETY: found in the index while inside the stripe.
+        if let Some(mut held) = self.stripes.enter(hash) {
+            match self.lookup(&mut held, hash, &mut is_match, now) {
+                // SAFETY: found in the index, and announced by our stripe.
                 Lookup::Found(id) => return Some(read(unsafe { &self.entry(id).1 })),
                 Lookup::Absent | Lookup::Expired(_) => return None,
                 Lookup::Busy => drop(held),
@@ -575,11 +608,31 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         (!self.is_expired(id, now)).then(|| read(unsafe { &self.entry(id).1 }))
     }
 
+    /// The hash of the live entry `id`'s key, as far as the index uses it (its low 32 bits).
+    /// Never unwinds: if the key's `Hash` panics, the bits are read back from the index (a scan,
+    /// on that path only), so a panicking `Hash` cannot leave an entry half removed.
+    fn stored_hash<S: BuildHasher>(&self, hasher: &S, id: u32) -> u64 {
+        // SAFETY: `id` is live, and the caller holds the lock.
+        let key = unsafe { &self.entry(id).0 };
+        let hashed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hasher.hash_one(key)));
+        match hashed {
+            Ok(hash) => hash,
+            Err(panic) => {
+                // The payload's own Drop may panic too: leak it rather than unwind from here.
+                std::mem::forget(panic);
+                match self.table().entries().find(|&(_, i)| i == id) {
+                    Some((hash32, _)) => hash32,
+                    None => unreachable!("a live slot is indexed"),
+                }
+            }
+        }
+    }
+
     /// Removes the live entry `id` from the index, the policy and the expiry order; it is
     /// retired, to be dropped once no reader can see it.
     fn remove_id<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, id: u32) {
-        // SAFETY: `id` is live.
-        let hash = hasher.hash_one(&unsafe { self.entry(id) }.0);
+        let hash = self.stored_hash(hasher, id);
         self.unindex(w, hash, id);
         w.policy.on_remove(id);
     }
@@ -641,7 +694,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     self.table().replace(hash, old, id);
                     w.set_live(old, false);
                     w.set_live(id, true);
-                    w.retired.push(old);
+                    w.retire(old, hash);
                     w.policy.on_move(old, id);
                     w.policy.on_hit(id);
                     if let Some(e) = &mut w.expiry {
@@ -658,8 +711,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.sweep_locked(w, hasher, now);
         if w.len >= w.capacity {
             let victim = w.policy.evict(hash);
-            // SAFETY: the policy's victim is live.
-            let victim_hash = hasher.hash_one(&unsafe { self.entry(victim) }.0);
+            // The policy has let go of the victim: from here to `unindex`, no user code may
+            // unwind (`stored_hash` does not).
+            let victim_hash = self.stored_hash(hasher, victim);
             self.unindex(w, victim_hash, victim);
             w.counters.evictions += 1;
         }
@@ -742,6 +796,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
+    /// How many slot ids were handed out (tests only).
+    #[cfg(test)]
+    pub(crate) fn slots_handed_out(&self) -> usize {
+        self.writer.0.lock().next_id as usize
+    }
+
     /// Recounts everything and checks the invariants (tests and fuzzing only).
     #[cfg(test)]
     pub(crate) fn validate<S: BuildHasher>(&self, hasher: &S) {
@@ -768,8 +828,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let live: usize = w.live.iter().map(|x| x.count_ones() as usize).sum();
         assert_eq!(live, w.len, "live bits and size disagree");
         let mut seen = vec![false; w.next_id as usize];
-        let waiting = w.waiting.iter().flat_map(|(_, ids)| ids.iter());
-        for &id in w.free.iter().chain(w.retired.iter()).chain(waiting) {
+        for &id in w.free.iter().chain(w.retired.iter().map(|r| &r.id)) {
             assert!(!w.is_live(id), "free or retired slot {id} is live");
             assert!(
                 !std::mem::replace(&mut seen[id as usize], true),
@@ -792,8 +851,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 impl<K, V> Drop for Shard<K, V> {
     fn drop(&mut self) {
         let w = self.writer.0.get_mut();
-        let waiting = w.waiting.drain(..).flat_map(|(_, ids)| ids);
-        let mut held: Vec<u32> = w.retired.drain(..).chain(waiting).collect();
+        let mut held: Vec<u32> = w.retired.drain(..).map(|r| r.id).collect();
         for (word, &bits) in w.live.iter().enumerate() {
             let mut bits = bits;
             while bits != 0 {

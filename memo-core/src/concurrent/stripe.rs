@@ -1,20 +1,34 @@
-//! Read stripes: how lock-free readers announce themselves and record what they did.
+//! Read stripes: how lock-free readers announce what they read and record what they did.
 //!
 //! A shard has a few stripes; a reader takes the one of its thread (one CAS on a cache line that
 //! thread alone uses, in the common case) for the duration of a lookup. While held, a stripe
-//! (1) tells writers that a reader may be looking at slots, so a slot taken out of the table is
-//! not reused until every stripe that was held at that moment has been released, and (2) owns a
-//! small buffer of events (hits and misses) that the reader appends to without any shared write.
-//! Writers, under the shard's lock, replay the buffers in order before they evict or report
-//! statistics: so in single-threaded use the policy sees every hit, in order, before every
-//! eviction, and is exact; with several threads, each thread's hits stay in order.
+//! (1) announces what the reader may read: first the low 32 bits of the hash it looks up (it may
+//! read any slot indexed under them), then, once it found a candidate, that slot's id alone (a
+//! plain store: the set it protects only shrinks), so a writer reuses every retired slot that no
+//! stripe announces and a stalled reader holds back one slot; (2) keeps replaced index tables
+//! alive until released; (3) owns a small buffer of events (hits and misses) that the reader
+//! appends to without any shared write. Writers, under the shard's lock, replay the buffers in
+//! order before they evict or report statistics: so in single-threaded use the policy sees every
+//! hit, in order, before every eviction, and is exact; with several threads, each thread's hits
+//! stay in order.
 //!
-//! A stripe is taken with a CAS from even to odd and given back by storing the next even value,
-//! so a snapshot of the counters tells a writer which readers were inside at that moment.
+//! A stripe's word is `value << 32 | seq << 2 | SLOT | HELD`: taken with a CAS from free to held
+//! (SeqCst), given back by storing free with the next `seq`, so a snapshot of the words tells a
+//! writer which holdings were under way at one moment.
 
 use std::cell::UnsafeCell;
 
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use super::sync::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// The stripe is held.
+const HELD: u64 = 1;
+/// The announced value is a slot id (else the low 32 bits of the hash being looked up).
+const SLOT: u64 = 2;
+/// The holding's sequence number, bits 2..32.
+const SEQ: u64 = 0xFFFF_FFFC;
+
+/// A slot id that names no slot: announced by holders that read no slot.
+pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// Events a stripe buffers before its reader must replay them under the lock (a few under
 /// shuttle, so that its short tests fill buffers and take the replay paths).
@@ -60,8 +74,8 @@ struct Events {
 }
 
 pub(crate) struct Stripe {
-    /// Odd while someone holds the stripe.
-    seq: Line<AtomicU64>,
+    /// The holder's announcement (see the module doc); only `seq` bits while free.
+    word: Line<AtomicU64>,
     counts: Line<Counts>,
     events: Line<Events>,
 }
@@ -73,7 +87,7 @@ unsafe impl Sync for Stripe {}
 impl Stripe {
     fn new() -> Self {
         Stripe {
-            seq: Line(AtomicU64::new(0)),
+            word: Line(AtomicU64::new(0)),
             counts: Line(Counts {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -89,29 +103,67 @@ impl Stripe {
         }
     }
 
-    /// Takes the stripe if nobody holds it. SeqCst: a writer's fence-then-snapshot either sees
-    /// this reader inside, or this reader sees every bucket the writer unlinked before.
+    /// Takes the stripe if nobody holds it, announcing `announce` (a hash's or a slot's
+    /// part of the word). SeqCst: a writer's fence-then-read either sees this announcement, or
+    /// this reader sees every bucket the writer unlinked before.
     #[inline]
-    fn try_hold(&self) -> Option<Held<'_>> {
-        let seq = self.seq.0.load(Ordering::Relaxed);
-        if seq & 1 == 1 {
+    fn try_hold(&self, announce: u64) -> Option<Held<'_>> {
+        let free = self.word.0.load(Ordering::Relaxed);
+        if free & HELD != 0 {
             return None;
         }
-        self.seq
+        self.word
             .0
-            .compare_exchange(seq, seq + 1, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange(
+                free,
+                free | HELD | announce,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
             .ok()?;
-        Some(Held { stripe: self, seq })
+        Some(Held {
+            stripe: self,
+            free,
+            narrowed: announce & SLOT != 0,
+        })
     }
 }
 
 /// A held stripe; given back on drop (also when user code panics while it is held).
 pub(crate) struct Held<'a> {
     stripe: &'a Stripe,
-    seq: u64,
+    /// The word before it was taken.
+    free: u64,
+    /// Whether the announcement names one slot (widening it again needs a fence).
+    narrowed: bool,
 }
 
 impl Held<'_> {
+    /// Announces that the holder reads slot `id` and no other from now on. The first slot named
+    /// after the hash is a plain store (the hash covered it already); any later one is fenced,
+    /// and returns `true`: the caller must then check that `id` is still indexed where it was
+    /// found before reading it, since a writer may have missed the announcement.
+    #[inline]
+    pub(crate) fn announce(&mut self, id: u32) -> bool {
+        let word = self.free | HELD | SLOT | (u64::from(id) << 32);
+        if self.narrowed {
+            self.stripe.word.0.swap(word, Ordering::SeqCst);
+            true
+        } else {
+            self.stripe.word.0.store(word, Ordering::Relaxed);
+            self.narrowed = true;
+            false
+        }
+    }
+
+    /// Announces that the holder reads no slot any more (it only records and drains events).
+    #[inline]
+    pub(crate) fn announce_nothing(&mut self) {
+        let word = self.free | HELD | SLOT | (u64::from(NO_SLOT) << 32);
+        self.stripe.word.0.store(word, Ordering::Relaxed);
+        self.narrowed = true;
+    }
+
     /// Counts a hit (no event: for policies that ignore hits).
     #[inline]
     pub(crate) fn count_hit(&mut self) {
@@ -190,7 +242,8 @@ impl Held<'_> {
 impl Drop for Held<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.stripe.seq.0.store(self.seq + 2, Ordering::Release);
+        let next = (self.free + 4) & SEQ;
+        self.stripe.word.0.store(next, Ordering::Release);
     }
 }
 
@@ -199,8 +252,54 @@ pub(crate) struct Stripes {
     stripes: Box<[Stripe]>,
 }
 
-/// Which stripes were held at one moment, and by which holding (their counters).
+/// Which stripes were held at one moment, and by which holding (their words).
 pub(crate) struct Snapshot(Box<[u64]>);
+
+/// What the stripes announced at one moment, after a fence: the slots retired before it that a
+/// reader may still read. [`Announced::refresh`] follows the same holdings as they narrow.
+pub(crate) struct Announced {
+    words: [u64; MAX_STRIPES],
+    len: usize,
+}
+
+/// At most this many stripes per shard.
+const MAX_STRIPES: usize = 64;
+
+impl Announced {
+    /// Whether a reader may read the retired slot `id`, whose key's hash has low bits `tag`.
+    #[inline]
+    pub(crate) fn protects(&self, id: u32, tag: u32) -> bool {
+        self.words[..self.len]
+            .iter()
+            .any(|&w| w & HELD != 0 && (w >> 32) as u32 == if w & SLOT != 0 { id } else { tag })
+    }
+
+    /// Whether some holder announced a hash rather than a slot (it holds back every retired
+    /// slot of that hash, for the few instructions until it names its slot).
+    pub(crate) fn any_hash(&self) -> bool {
+        self.words[..self.len]
+            .iter()
+            .any(|&w| w & HELD != 0 && w & SLOT == 0)
+    }
+
+    /// Re-reads the stripes, keeping only the holdings seen before (a new holding entered
+    /// after the slots in question were unlinked, so it cannot reach them).
+    pub(crate) fn refresh(&mut self, stripes: &Stripes) {
+        for (then, s) in self.words[..self.len]
+            .iter_mut()
+            .zip(stripes.stripes.iter())
+        {
+            if *then & HELD != 0 {
+                let now = s.word.0.load(Ordering::SeqCst);
+                *then = if now & HELD != 0 && now & SEQ == *then & SEQ {
+                    now
+                } else {
+                    0
+                };
+            }
+        }
+    }
+}
 
 impl Stripes {
     /// Twice as many stripes as cores (a power of two, at most 64): threads created one after
@@ -209,18 +308,20 @@ impl Stripes {
         static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let n = *COUNT.get_or_init(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (cores * 2).next_power_of_two().clamp(2, 64)
+            (cores * 2).next_power_of_two().clamp(2, MAX_STRIPES)
         });
         Stripes {
             stripes: (0..n).map(|_| Stripe::new()).collect(),
         }
     }
 
-    /// The calling thread's stripe, if nobody (not even this thread, re-entering) holds it.
+    /// The calling thread's stripe, if nobody (not even this thread, re-entering) holds it,
+    /// announcing a lookup of `hash`: until the holder names a slot, it may read any slot
+    /// indexed under the hash's low 32 bits.
     #[inline]
-    pub(crate) fn enter(&self) -> Option<Held<'_>> {
-        let i = crate::sync::thread_index() & (self.stripes.len() - 1);
-        self.stripes[i].try_hold()
+    pub(crate) fn enter(&self, hash: u64) -> Option<Held<'_>> {
+        let i = super::sync::thread_index() & (self.stripes.len() - 1);
+        self.stripes[i].try_hold(u64::from(hash as u32) << 32)
     }
 
     /// Replays every buffer that is not held right now (the caller, under the shard's lock,
@@ -236,7 +337,7 @@ impl Stripes {
             {
                 continue;
             }
-            if let Some(mut held) = stripe.try_hold() {
+            if let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32)) {
                 held.drain(&mut apply);
             }
         }
@@ -257,32 +358,41 @@ impl Stripes {
         self.stripes.len()
     }
 
-    /// Which stripes are held now. The fence orders every bucket the caller unlinked before
-    /// against the readers' CAS: a reader not seen inside here cannot find those buckets.
+    /// Which stripes are held now. The fence orders every table the caller replaced before
+    /// against the readers' CAS: a reader not seen inside here loads the new table.
     pub(crate) fn snapshot(&self) -> Snapshot {
         fence(Ordering::SeqCst);
         Snapshot(
             self.stripes
                 .iter()
-                .map(|s| s.seq.0.load(Ordering::SeqCst))
+                .map(|s| s.word.0.load(Ordering::SeqCst))
                 .collect(),
         )
     }
 
-    /// Whether no stripe is held now (after the same fence as `snapshot`).
-    pub(crate) fn all_idle(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.stripes
-            .iter()
-            .all(|s| s.seq.0.load(Ordering::SeqCst) & 1 == 0)
-    }
-
-    /// Whether every reader that was inside at `snapshot` has left since.
+    /// Whether every holding under way at `snapshot` has ended since.
     pub(crate) fn passed(&self, snapshot: &Snapshot) -> bool {
         self.stripes
             .iter()
             .zip(snapshot.0.iter())
-            .all(|(s, &then)| then & 1 == 0 || s.seq.0.load(Ordering::Acquire) != then)
+            .all(|(s, &then)| {
+                then & HELD == 0 || s.word.0.load(Ordering::Acquire) & SEQ != then & SEQ
+            })
+    }
+
+    /// What the stripes announce now. The fence orders every bucket the caller unlinked before
+    /// against the readers' CAS and fenced announcements: a slot unlinked before it and not
+    /// announced here is read by no reader, now or later.
+    pub(crate) fn announced(&self) -> Announced {
+        fence(Ordering::SeqCst);
+        let mut words = [0; MAX_STRIPES];
+        for (w, s) in words.iter_mut().zip(self.stripes.iter()) {
+            *w = s.word.0.load(Ordering::SeqCst);
+        }
+        Announced {
+            words,
+            len: self.stripes.len(),
+        }
     }
 }
 
@@ -294,7 +404,7 @@ mod tests {
     fn events_replay_in_order_and_the_buffer_empties() {
         let stripes = Stripes::new();
         {
-            let mut held = stripes.enter().expect("free");
+            let mut held = stripes.enter(0).expect("free");
             held.push(Event::Hit(3));
             held.push(Event::Miss(u64::MAX));
             held.push(Event::Expired(9));
@@ -311,7 +421,7 @@ mod tests {
         assert_eq!(seen, expected);
         {
             // Slots are reused: stale kind bits must not leak into later events.
-            let mut held = stripes.enter().expect("free");
+            let mut held = stripes.enter(0).expect("free");
             held.push(Event::Miss(5));
             held.push(Event::Miss(6));
         }
@@ -320,13 +430,14 @@ mod tests {
     }
 
     #[test]
-    fn a_held_stripe_is_not_reentered_and_blocks_reuse_until_released() {
+    fn a_held_stripe_is_not_reentered_and_keeps_tables_until_released() {
         let stripes = Stripes::new();
-        let mut held = stripes.enter().expect("free");
-        assert!(stripes.enter().is_none(), "re-entry is refused");
-        assert!(!stripes.all_idle());
+        let mut held = stripes.enter(7).expect("free");
+        assert!(stripes.enter(7).is_none(), "re-entry is refused");
         let snapshot = stripes.snapshot();
         assert!(!stripes.passed(&snapshot));
+        held.announce(3);
+        assert!(!stripes.passed(&snapshot), "narrowing is the same holding");
         for _ in 0..CAPACITY - 1 {
             assert!(!held.is_full());
             held.push(Event::Miss(1));
@@ -337,9 +448,47 @@ mod tests {
         assert_eq!(n, CAPACITY - 1);
         drop(held);
         assert!(stripes.passed(&snapshot));
-        assert!(stripes.all_idle());
         // A reader entering after the snapshot does not hold it back.
-        let _again = stripes.enter().expect("free again");
+        let _again = stripes.enter(7).expect("free again");
         assert!(stripes.passed(&snapshot));
+    }
+
+    #[test]
+    fn a_reader_protects_its_hash_then_only_its_slot() {
+        let stripes = Stripes::new();
+        let hash = 0xABCD_0000_0000_0042_u64;
+        let mut held = stripes.enter(hash).expect("free");
+        let announced = stripes.announced();
+        assert!(announced.protects(5, 0x42), "any slot of the hash");
+        assert!(announced.protects(9, 0x42));
+        assert!(!announced.protects(5, 0x43), "not a slot of another hash");
+        assert!(announced.any_hash());
+        assert!(!held.announce(5), "the first slot needs no fence");
+        let mut refreshed = stripes.announced();
+        assert!(refreshed.protects(5, 0x43), "its slot, whatever the hash");
+        assert!(!refreshed.protects(9, 0x42), "no other slot of the hash");
+        assert!(!refreshed.any_hash());
+        assert!(held.announce(6), "a second slot is fenced and checked");
+        refreshed.refresh(&stripes);
+        assert!(refreshed.protects(6, 0) && !refreshed.protects(5, 0));
+        let mut old = announced;
+        old.refresh(&stripes);
+        assert!(old.protects(6, 0), "the same holding, narrowed");
+        held.announce_nothing();
+        old.refresh(&stripes);
+        assert!(
+            !old.protects(6, 0),
+            "a holder reading nothing protects nothing"
+        );
+        drop(held);
+        let _next = stripes.enter(hash).expect("free");
+        let mut before = stripes.announced();
+        drop(_next);
+        let _later = stripes.enter(hash).expect("free");
+        before.refresh(&stripes);
+        assert!(
+            !before.protects(1, 0x42),
+            "a later holding is not one seen before"
+        );
     }
 }

@@ -71,3 +71,12 @@ pub(crate) fn thread_index() -> usize {
         i
     })
 }
+
+/// Lets other threads run while a writer waits for a reader's few instructions.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(memo_shuttle))]
+    std::thread::yield_now();
+    #[cfg(memo_shuttle)]
+    shuttle::thread::yield_now();
+}

@@ -8,7 +8,7 @@
 //! retries if the version moved. A reader that finds its key needs no check: the bucket it read
 //! pointed at that key's slot at that moment.
 
-use crate::sync::{AtomicU64, Ordering};
+use super::sync::{AtomicU64, Ordering};
 
 /// An empty bucket; occupied ones hold `hash32 << 32 | (id + 1)`, never zero.
 const EMPTY: u64 = 0;
@@ -28,6 +28,16 @@ pub(crate) struct Table {
     buckets: Box<[AtomicU64]>,
     /// Even when no removal is shifting buckets, odd while one is.
     version: AtomicU64,
+}
+
+/// What a lock-free probe's visitor decided about one candidate.
+pub(crate) enum Visit {
+    /// The candidate is the key: the probe ends.
+    Match,
+    /// Another key with the same 32 hash bits: go on.
+    Next,
+    /// The candidate left its bucket before the reader could protect it: probe again.
+    Moved,
 }
 
 /// What a lock-free probe concluded.
@@ -56,10 +66,14 @@ impl Table {
         self.buckets.len() / 4 * 3
     }
 
-    /// The slot id stored under `hash` for which `is_match` holds. Lock-free; `is_match` may be
-    /// called for slots of other keys with the same 32 hash bits.
+    /// The slot id stored under `hash` that `visit` accepts. Lock-free; `visit` gets each
+    /// candidate with the same 32 hash bits, with its bucket and the bucket's value as read.
     #[inline]
-    pub(crate) fn probe(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Probe {
+    pub(crate) fn probe(
+        &self,
+        hash: u64,
+        mut visit: impl FnMut(u32, &AtomicU64, u64) -> Visit,
+    ) -> Probe {
         let version = self.version.load(Ordering::Acquire);
         if version & 1 == 1 {
             return Probe::Retry;
@@ -72,8 +86,12 @@ impl Table {
             if bucket == EMPTY {
                 break;
             }
-            if bucket >> 32 == tag && is_match(id_of(bucket)) {
-                return Probe::Found(id_of(bucket));
+            if bucket >> 32 == tag {
+                match visit(id_of(bucket), &self.buckets[i], bucket) {
+                    Visit::Match => return Probe::Found(id_of(bucket)),
+                    Visit::Next => {}
+                    Visit::Moved => return Probe::Retry,
+                }
             }
             i = (i + 1) & self.mask;
         }
@@ -136,7 +154,7 @@ impl Table {
         let version = self.version.load(Ordering::Relaxed);
         self.version.store(version + 1, Ordering::Relaxed);
         // Readers that see a bucket moved below must also see the odd version.
-        crate::sync::fence(Ordering::Release);
+        super::sync::fence(Ordering::Release);
         let mut j = hole;
         loop {
             j = (j + 1) & self.mask;
@@ -158,6 +176,25 @@ impl Table {
         }
         self.buckets[hole].store(EMPTY, Ordering::Release);
         self.version.store(version + 2, Ordering::Release);
+    }
+
+    /// Empties every bucket; readers probing meanwhile see the version move and look again.
+    /// Writers only.
+    pub(crate) fn clear(&self) {
+        let version = self.version.load(Ordering::Relaxed);
+        self.version.store(version + 1, Ordering::Relaxed);
+        super::sync::fence(Ordering::Release);
+        for bucket in self.buckets.iter() {
+            if bucket.load(Ordering::Relaxed) != EMPTY {
+                bucket.store(EMPTY, Ordering::Release);
+            }
+        }
+        self.version.store(version + 2, Ordering::Release);
+    }
+
+    /// How many buckets the table has.
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets.len()
     }
 
     /// Every stored id with its hash bits, in bucket order (growth and tests).
@@ -192,7 +229,8 @@ mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn found(table: &Table, hash: u64, id: u32) -> bool {
-        matches!(table.probe(hash, |i| i == id), Probe::Found(i) if i == id)
+        let visit = |i, _: &AtomicU64, _| if i == id { Visit::Match } else { Visit::Next };
+        matches!(table.probe(hash, visit), Probe::Found(i) if i == id)
     }
 
     /// Random inserts and removals with colliding hashes against a HashMap model.
@@ -242,9 +280,18 @@ mod tests {
         let table = Table::with_capacity(8);
         table.insert(3, 0);
         table.version.store(1, Ordering::Relaxed); // as if a removal were shifting
-        assert!(matches!(table.probe(3, |_| true), Probe::Retry));
+        let any = |_, _: &AtomicU64, _| Visit::Match;
+        assert!(matches!(table.probe(3, any), Probe::Retry));
         table.version.store(2, Ordering::Relaxed);
-        assert!(matches!(table.probe(3, |_| true), Probe::Found(0)));
-        assert!(matches!(table.probe(4, |_| true), Probe::Absent));
+        assert!(matches!(table.probe(3, any), Probe::Found(0)));
+        assert!(matches!(table.probe(4, any), Probe::Absent));
+        assert!(matches!(
+            table.probe(3, |_, _: &AtomicU64, _| Visit::Moved),
+            Probe::Retry
+        ));
+        table.clear();
+        assert_eq!(table.len(), 0);
+        assert_eq!(table.version.load(Ordering::Relaxed), 4);
+        assert!(matches!(table.probe(3, any), Probe::Absent));
     }
 }
