@@ -113,7 +113,7 @@
 
 pub use memo_core::{
     caches, BuildError, Cache, CacheBuilder, CacheInfo, CacheReport, Clock, InstanceCache,
-    ManualClock, Policy,
+    ManualClock, Policy, DEFAULT_MAXSIZE, MAX_MAXSIZE, MAX_SHARDS,
 };
 
 #[cfg(feature = "metrics")]
