@@ -4,7 +4,7 @@
 //!
 //! Every lookup hits one of 100 stored keys `(u64,)` whose values are 64-byte strings.
 //!
-//! `cargo bench --bench backends --features redis,memcached,persistent -- --warm-up-time 1
+//! `cargo bench -p memo-benches --bench backends --features redis,memcached,persistent -- --warm-up-time 1
 //! --measurement-time 2` for a quick look.
 #![allow(
     missing_docs,

@@ -1,5 +1,5 @@
 //! memo against the other caching crates (cached, memoize, moka, quick_cache, lru), printed as one
-//! markdown table: `cargo bench --bench compare`.
+//! markdown table: `cargo bench -p memo-benches --bench compare`.
 //!
 //! Every cache maps `u64 -> u64` and is driven the way a memoized function drives it: look the
 //! key up, and on a miss compute the value and insert it. Workloads, each on one thread and on two
@@ -23,7 +23,7 @@
 //! all contenders are interleaved, so that a change in the (shared) machine's load hits them
 //! alike.
 //!
-//! `MEMO_BENCH_QUICK=1 cargo bench --bench compare` (or `-- --quick`) is a smoke run of a few
+//! `MEMO_BENCH_QUICK=1 cargo bench -p memo-benches --bench compare` (or `-- --quick`) is a smoke run of a few
 //! seconds; so is running the binary without cargo bench's `--bench` flag (as `cargo test` does).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -872,7 +872,7 @@ fn render(groups: &[(String, &str, Vec<Row>)], entries: &[Entry], s: &Settings) 
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     out += &format!(
-        "`cargo bench --bench compare`: {mode}median of {} runs of ~{} ms each, {cores} cores.\n\n",
+        "`cargo bench -p memo-benches --bench compare`: {mode}median of {} runs of ~{} ms each, {cores} cores.\n\n",
         s.runs,
         s.run_time.as_millis()
     );

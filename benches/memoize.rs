@@ -4,7 +4,7 @@
 //!   and memoized fib(30) from an empty cache (31 misses, 28 hits).
 //! - `costly_fn_10us`: a function that burns about 10 µs of CPU, plain against a cache hit.
 //!
-//! `cargo bench --bench memoize -- --warm-up-time 1 --measurement-time 2` for a quick look.
+//! `cargo bench -p memo-benches --bench memoize -- --warm-up-time 1 --measurement-time 2` for a quick look.
 #![allow(
     missing_docs,
     reason = "criterion_group! defines an undocumented pub fn"

@@ -9,7 +9,7 @@
 //! - `miss_then_hit_1k_keys`: 1,000 distinct keys into an empty cache (misses that store), then
 //!   the same keys again (hits): the realistic mix of a cold start.
 //!
-//! `cargo bench --bench single_flight -- --warm-up-time 1 --measurement-time 2` for a quick look.
+//! `cargo bench -p memo-benches --bench single_flight -- --warm-up-time 1 --measurement-time 2` for a quick look.
 #![allow(
     missing_docs,
     reason = "criterion_group! defines an undocumented pub fn"

@@ -5,7 +5,7 @@
 //! lookups (same hasher as the cache), so the cost of the cache over a bare map is read as a
 //! ratio within one run.
 //!
-//! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 2` for a quick look.
+//! `cargo bench -p memo-benches --bench store -- --warm-up-time 1 --measurement-time 2` for a quick look.
 #![allow(
     missing_docs,
     reason = "criterion_group! defines an undocumented pub fn"

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `memo_cache_hits_total` | counter | calls answered from the cache |
 //! | `memo_cache_misses_total` | counter | calls that ran the function (nothing cached, or expired) |
+//! | `memo_cache_waits_total` | counter | calls that waited for another caller's computation of the same key |
 //! | `memo_cache_evictions_total` | counter | entries removed to make room for new ones |
 //! | `memo_cache_expirations_total` | counter | entries removed because their ttl had passed |
 //! | `memo_cache_entries` | gauge | entries stored now (`currsize`) |
