@@ -652,6 +652,20 @@ mod tests {
     }
 
     #[test]
+    fn negative_ttls_are_parsed_and_spanned_at_their_names() {
+        let options = parse(quote!(err_ttl = "5s", none_ttl = "250ms")).unwrap();
+        assert_eq!(options.err_ttl.unwrap().value, Duration::from_secs(5));
+        assert_eq!(options.none_ttl.unwrap().value, Duration::from_millis(250));
+        let found = errors(quote!(err_ttl = "0s"));
+        assert_eq!(
+            found,
+            ["`err_ttl` must be longer than zero; remove `err_ttl` to never cache an `Err`"]
+        );
+        let found = errors(quote!(none_ttl = 5));
+        assert!(found[0].starts_with("`none_ttl` must be a duration string"));
+    }
+
+    #[test]
     fn ttl_rejects_bad_zero_and_non_string_durations() {
         let found = errors(quote!(ttl = "30 parsecs"));
         assert!(found[0].starts_with("invalid `ttl` duration \"30 parsecs\": unknown time unit"));
@@ -669,14 +683,20 @@ mod tests {
         let found = errors(quote!(maxsise = 3));
         assert_eq!(
             found,
-            ["unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `crate`"]
+            [
+                "unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `err_ttl`, \
+              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
+              `version`, `crate`"
+            ]
         );
         let found = errors(quote!(a::b(c, d), maxsize = 3));
         assert_eq!(
             found,
-            ["unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `crate`"]
+            [
+                "unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `err_ttl`, \
+              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
+              `version`, `crate`"
+            ]
         );
     }
 

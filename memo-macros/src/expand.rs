@@ -1154,6 +1154,28 @@ mod tests {
     }
 
     #[test]
+    fn negative_caching_is_looked_up_only_after_a_miss_and_only_when_asked_for() {
+        let item = quote!(
+            fn f(x: u8) -> Result<u8, String> {
+                Ok(x)
+            }
+        );
+        let off = expand_to_string(quote!(ttl = "5m"), item.clone());
+        assert!(!off.contains("negative_get"), "{off}");
+        assert!(!off.contains("fail_cached"), "{off}");
+        assert!(
+            off.contains("negative_ttl : :: core :: option :: Option :: None"),
+            "{off}"
+        );
+        let on = expand_to_string(quote!(ttl = "5m", err_ttl = "5s"), item);
+        let hit = on.find("cache . get_by").unwrap();
+        let negative = on.find("negative_get_by").unwrap();
+        assert!(hit < negative, "{on}");
+        assert!(on.contains("fail_cached"), "{on}");
+        assert!(on.contains("Duration :: new (5 , 0)"), "{on}");
+    }
+
+    #[test]
     fn methods_get_prefixed_associated_companions() {
         let text = expand_to_string(
             TokenStream::new(),
