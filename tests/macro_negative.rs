@@ -281,3 +281,48 @@ mod stored {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+static GENERIC_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// One memo per instantiation, each with its cached `None`s.
+#[memoize(none_ttl = "5m")]
+fn first_of<T: Clone + Send + Sync + 'static>(items: Vec<T>) -> Option<T>
+where
+    T: std::hash::Hash + Eq,
+{
+    GENERIC_RUNS.fetch_add(1, Ordering::SeqCst);
+    items.first().cloned()
+}
+
+#[derive(Default)]
+struct Repo {
+    finds: memo::InstanceCache,
+    runs: AtomicU32,
+}
+
+impl Repo {
+    #[memoize(cache_field = finds, err_ttl = "5m")]
+    fn find(&self, id: u32) -> Result<u32, String> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Err(format!("no {id}"))
+    }
+}
+
+#[test]
+fn generic_functions_and_instance_caches_cache_failures_too() {
+    assert_eq!(first_of::<u8>(vec![]), None);
+    assert_eq!(first_of::<u8>(vec![]), None);
+    assert_eq!(first_of::<u16>(vec![]), None);
+    assert_eq!(first_of(vec![3u8]), Some(3));
+    assert_eq!(runs(&GENERIC_RUNS), 3);
+    assert_eq!(first_of::cache_info().hits, 1);
+
+    let repo = Repo::default();
+    assert!(repo.find(1).is_err());
+    assert!(repo.find(1).is_err());
+    assert_eq!(runs(&repo.runs), 1);
+    assert_eq!(repo.finds.info().map(|i| (i.hits, i.misses)), Some((1, 1)));
+    repo.finds.clear();
+    assert!(repo.find(1).is_err());
+    assert_eq!(runs(&repo.runs), 2);
+}
