@@ -286,10 +286,7 @@ static GENERIC_RUNS: AtomicU32 = AtomicU32::new(0);
 
 /// One memo per instantiation, each with its cached `None`s.
 #[memoize(none_ttl = "5m")]
-fn first_of<T: Clone + Send + Sync + 'static>(items: Vec<T>) -> Option<T>
-where
-    T: std::hash::Hash + Eq,
-{
+fn first_of<T: Clone + std::hash::Hash + Eq + Send + Sync + 'static>(items: Vec<T>) -> Option<T> {
     GENERIC_RUNS.fetch_add(1, Ordering::SeqCst);
     items.first().cloned()
 }
