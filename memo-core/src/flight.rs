@@ -194,6 +194,12 @@ impl Failure {
     }
 }
 
+/// The failure a function with `err_ttl` caches for its `Err(error)`: the error must be
+/// `Clone + Send + Sync + 'static`, as it is cloned for every call it answers.
+pub fn negative_error<E: Clone + Send + Sync + 'static>(error: &E) -> Failure {
+    Failure::new(error)
+}
+
 impl std::fmt::Debug for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Failure(..)")
@@ -762,6 +768,49 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 Some(failure) => Outcome::Failed(failure),
                 None => Outcome::Released,
             });
+        }
+    }
+
+    /// Ends the leader's flight with a `failure` that is also cached: hands it to the waiters and
+    /// stores `negative` for the key in `cache` (an in-memory cache), unless the key was
+    /// invalidated while the leader ran.
+    pub fn fail_into<N, C: FunctionCache<K, N>>(
+        &self,
+        mut leader: Leader<'_, K, V>,
+        failure: Failure,
+        cache: &C,
+        negative: N,
+    ) {
+        leader.finished = true;
+        self.add_load(leader.started);
+        let mut table = self.table.lock();
+        let entry = Self::take_entry(&mut table, leader.hash, leader.id);
+        let Some(entry) = entry else {
+            unreachable!("a leader's entry stays until it finishes");
+        };
+        // Stored under the table's lock, as `complete` stores a value: an invalidation either
+        // marked the entry stale first or removes the entry after.
+        if let (false, Some(key)) = (entry.stale, entry.key) {
+            cache.insert_if_absent(key, negative);
+        }
+        drop(table);
+        if let Some(flight) = entry.flight {
+            flight.finish(Outcome::Failed(failure));
+        }
+    }
+
+    /// Stores `value` for `key` in `cache`, an in-memory cache beside the function's own, as
+    /// [`Flights::store_since`] does: unless an invalidation came since the epoch `since`.
+    pub fn store_aside_since<N, C: FunctionCache<K, N>>(
+        &self,
+        cache: &C,
+        since: u64,
+        key: K,
+        value: N,
+    ) {
+        let _table = self.table.lock();
+        if self.epoch.load(Ordering::Acquire) == since {
+            cache.insert_if_absent(key, value);
         }
     }
 

@@ -95,8 +95,8 @@ pub mod __private {
     pub use std::sync::LazyLock;
 
     pub use crate::flight::{
-        Failure, Flights, Joined, Leader, Running, ShareClone, ShareError, ShareNoReturn,
-        ShareNothing, ShareReturn, SharedReturn,
+        negative_error, Failure, Flights, Joined, Leader, Running, ShareClone, ShareError,
+        ShareNoReturn, ShareNothing, ShareReturn, SharedReturn,
     };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
     pub use crate::stored::{

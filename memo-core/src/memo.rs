@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::flight::Flights;
 pub use crate::flight::FunctionCache;
+use crate::flight::{Failure, Flights, Leader};
 use crate::{Cache, CacheInfo, Policy};
 
 /// The options of one `#[memoize]`, as the macro checked them.
@@ -23,6 +23,8 @@ pub struct Params {
     pub ttl: Option<Duration>,
     /// The eviction policy.
     pub policy: Policy,
+    /// How long an `Err` (`err_ttl`) or a `None` (`none_ttl`) is cached; `None`: never.
+    pub negative_ttl: Option<Duration>,
 }
 
 impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for Cache<K, V> {
@@ -53,6 +55,9 @@ pub struct Memo<K, V, C = Cache<K, V>> {
     pub cache: C,
     /// The keys being computed, for single-flight.
     pub flights: Flights<K, V>,
+    /// The cached `Err`s or `None`s, in memory with their own ttl, when the function opted in
+    /// (`err_ttl`, `none_ttl`): looked up only after a miss of `cache`.
+    pub negative: Option<Cache<K, Failure>>,
 }
 
 impl<K, V, C> Memo<K, V, C> {
@@ -61,6 +66,60 @@ impl<K, V, C> Memo<K, V, C> {
         Memo {
             cache,
             flights: Flights::new(name),
+            negative: None,
+        }
+    }
+}
+
+impl<K, V, C> Memo<K, V, C> {
+    /// This memo, caching `Err`s or `None`s for `params.negative_ttl` when it is set.
+    pub fn with_negative(mut self, params: Params) -> Self {
+        self.negative = params.negative_ttl.map(|ttl| {
+            let built = Cache::builder()
+                .maxsize(params.maxsize)
+                .ttl(Some(ttl))
+                .policy(params.policy)
+                .build();
+            built.unwrap_or_else(|e| panic!("#[memoize] options rejected by the store: {e}"))
+        });
+        self
+    }
+}
+
+impl<K: Hash + Eq, V: Clone, C> Memo<K, V, C> {
+    /// The cached `Err` or `None` of `key`, after a miss of the cache (counted a hit).
+    #[inline]
+    pub fn negative_get_by<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> Option<Failure> {
+        self.negative.as_ref()?.get_by(probe, is_match)
+    }
+
+    /// [`Memo::negative_get_by`] with an owned key.
+    #[inline]
+    pub fn negative_get(&self, key: &K) -> Option<Failure> {
+        self.negative.as_ref()?.get(key)
+    }
+
+    /// Ends the leader's flight with `failure` (an `Err` or `None`), shared with its waiters and
+    /// cached when negative caching is on.
+    pub fn fail_cached(&self, leader: Leader<'_, K, V>, failure: Failure) {
+        match &self.negative {
+            Some(negative) => self
+                .flights
+                .fail_into(leader, failure.clone(), negative, failure),
+            None => self.flights.fail(leader, Some(failure)),
+        }
+    }
+
+    /// Caches `failure` for `key`, computed without single-flight from the epoch `since`, when
+    /// negative caching is on.
+    pub fn store_failure_since(&self, since: u64, key: K, failure: Failure) {
+        if let Some(negative) = &self.negative {
+            self.flights
+                .store_aside_since(negative, since, key, failure);
         }
     }
 }
@@ -69,18 +128,32 @@ impl<K: Hash + Eq, V: Clone, C: FunctionCache<K, V>> Memo<K, V, C> {
     /// Removes the value of `key`; no computation of it running now stores its value or is
     /// joined after this returns. Whether a value was stored.
     pub fn invalidate(&self, key: &K) -> bool {
-        self.flights.invalidate(&self.cache, key)
+        let removed = self.flights.invalidate(&self.cache, key);
+        // After the flights' invalidation: a failure stored since is removed, one stored later
+        // was computed after it.
+        let negative = self.negative.as_ref().and_then(|n| n.remove(key));
+        removed || negative.is_some()
     }
 
     /// Empties the cache and zeroes the statistics; no computation running now stores its value
     /// or is joined after this returns.
     pub fn clear(&self) {
         self.flights.clear(&self.cache);
+        if let Some(negative) = &self.negative {
+            negative.reset();
+        }
     }
 
-    /// The statistics: the cache's, with the calls that waited for another caller's outcome.
+    /// The statistics: the cache's, with the calls that waited for another caller's outcome; a
+    /// call answered by a cached `Err` or `None` is a hit (the cache counted it a miss).
     pub fn info(&self) -> CacheInfo {
-        self.flights.counts().apply(self.cache.info())
+        let mut info = self.flights.counts().apply(self.cache.info());
+        if let Some(negative) = &self.negative {
+            let hits = negative.info().hits;
+            info.hits += hits;
+            info.misses = info.misses.saturating_sub(hits);
+        }
+        info
     }
 }
 
@@ -96,7 +169,9 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         Memo {
             cache,
             flights: Flights::new(name),
+            negative: None,
         }
+        .with_negative(params)
     }
 }
 
@@ -380,6 +455,7 @@ mod tests {
         maxsize: Some(4),
         ttl: None,
         policy: Policy::Fifo,
+        negative_ttl: None,
     };
 
     #[test]

@@ -45,7 +45,7 @@ pub fn store_memo<K, V>(
         .with_version(version)
         .with_maxsize(params.maxsize)
         .with_ttl(params.ttl);
-    Memo::with_cache(path, cache)
+    Memo::with_cache(path, cache).with_negative(params)
 }
 
 /// The memo of a function with a store, in memory as the `stores` feature is off.
@@ -382,6 +382,7 @@ mod tests {
         maxsize: Some(2),
         ttl: None,
         policy: Policy::Lru,
+        negative_ttl: None,
     };
 
     #[test]

@@ -21,6 +21,8 @@ use crate::store::{self, StoreName};
 const OPTION_NAMES: &[&str] = &[
     "maxsize",
     "ttl",
+    "err_ttl",
+    "none_ttl",
     "policy",
     "key",
     "ignore",
@@ -66,6 +68,10 @@ pub(crate) struct Options {
     pub(crate) maxsize: Option<Spanned<Maxsize>>,
     /// `ttl = "30s"`, never zero; `None` here means not given (no expiry).
     pub(crate) ttl: Option<Spanned<Duration>>,
+    /// `err_ttl = "5s"`: how long an `Err` is cached (spanned at `err_ttl`); `None`: not cached.
+    pub(crate) err_ttl: Option<Spanned<Duration>>,
+    /// `none_ttl = "5s"`: how long a `None` is cached (spanned at `none_ttl`); `None`: not cached.
+    pub(crate) none_ttl: Option<Spanned<Duration>>,
     /// `policy = "lru"`: the `Policy` variant's name.
     pub(crate) policy: Option<Spanned<&'static str>>,
     /// `key = <expr>`: the key computed from the arguments.
@@ -163,6 +169,8 @@ impl<T> Setting<T> {
 struct OptionParser {
     maxsize: Setting<Maxsize>,
     ttl: Setting<Duration>,
+    err_ttl: Setting<Duration>,
+    none_ttl: Setting<Duration>,
     policy: Setting<&'static str>,
     key: Setting<Expr>,
     ignore: Setting<Vec<Ident>>,
@@ -179,6 +187,8 @@ impl Default for OptionParser {
         OptionParser {
             maxsize: Setting::new("maxsize"),
             ttl: Setting::new("ttl"),
+            err_ttl: Setting::new("err_ttl"),
+            none_ttl: Setting::new("none_ttl"),
             policy: Setting::new("policy"),
             key: Setting::new("key"),
             ignore: Setting::new("ignore"),
@@ -197,6 +207,8 @@ fn example(name: &str) -> &'static str {
     match name {
         "maxsize" => "`maxsize = 128` or `maxsize = None`",
         "ttl" => "`ttl = \"30s\"`",
+        "err_ttl" => "`err_ttl = \"5s\"`",
+        "none_ttl" => "`none_ttl = \"5s\"`",
         "policy" => "`policy = \"lru\"`",
         "key" => "`key = city.to_lowercase()`",
         "ignore" => "`ignore = [client]`",
@@ -235,6 +247,15 @@ impl OptionParser {
                 .maxsize
                 .set(errors, key, value.and_then(|e| maxsize_value(&e))),
             "ttl" => self.ttl.set(errors, key, value.and_then(|e| ttl_value(&e))),
+            "err_ttl" | "none_ttl" => {
+                let value = value.and_then(|e| negative_ttl_value(&e, name, key.span()));
+                let setting = if *name == "err_ttl" {
+                    &mut self.err_ttl
+                } else {
+                    &mut self.none_ttl
+                };
+                setting.set(errors, key, value);
+            }
             "policy" => self
                 .policy
                 .set(errors, key, value.and_then(|e| policy_value(&e))),
@@ -269,6 +290,8 @@ impl OptionParser {
         Options {
             maxsize: self.maxsize.value,
             ttl: self.ttl.value,
+            err_ttl: self.err_ttl.value,
+            none_ttl: self.none_ttl.value,
             policy: self.policy.value,
             key: self.key.value,
             ignore: self.ignore.value,
@@ -370,6 +393,31 @@ fn parse_usize(int: &LitInt) -> syn::Result<usize> {
 
 /// `ttl = "30s"`: a humantime duration, longer than zero.
 fn ttl_value(expr: &Expr) -> syn::Result<Spanned<Duration>> {
+    duration_value(
+        expr,
+        "ttl",
+        "remove `ttl` to keep entries until they are evicted",
+    )
+}
+
+/// `err_ttl = "5s"` or `none_ttl = "5s"`: a duration longer than zero, spanned at the option's
+/// name (`at`), where a misuse of the option is reported.
+fn negative_ttl_value(expr: &Expr, name: &str, at: Span) -> syn::Result<Spanned<Duration>> {
+    let what = if name == "err_ttl" {
+        "an `Err`"
+    } else {
+        "a `None`"
+    };
+    let hint = format!("remove `{name}` to never cache {what}");
+    let parsed = duration_value(expr, name, &hint)?;
+    Ok(Spanned {
+        value: parsed.value,
+        span: at,
+    })
+}
+
+/// A humantime duration string longer than zero, for the option `name`.
+fn duration_value(expr: &Expr, name: &str, zero_hint: &str) -> syn::Result<Spanned<Duration>> {
     const EXAMPLES: &str = "`\"30s\"`, `\"500ms\"` or `\"1h 30m\"`";
     let expr = ungroup(expr);
     let lit = match expr {
@@ -377,19 +425,19 @@ fn ttl_value(expr: &Expr) -> syn::Result<Spanned<Duration>> {
             lit: Lit::Str(lit),
             attrs,
         }) if attrs.is_empty() => lit,
-        _ => return Err(not_a_string(expr, EXAMPLES)),
+        _ => return Err(not_a_string(expr, name, EXAMPLES)),
     };
     let text = lit.value();
     let duration = humantime::parse_duration(&text).map_err(|error| {
         let message = format!(
-            "invalid `ttl` duration {text:?}: {error}; expected a duration such as {EXAMPLES}"
+            "invalid `{name}` duration {text:?}: {error}; expected a duration such as {EXAMPLES}"
         );
         syn::Error::new(lit.span(), message)
     })?;
     if duration.is_zero() {
         return Err(syn::Error::new(
             lit.span(),
-            "`ttl` must be longer than zero; remove `ttl` to keep entries until they are evicted",
+            format!("`{name}` must be longer than zero; {zero_hint}"),
         ));
     }
     Ok(Spanned {
@@ -398,8 +446,8 @@ fn ttl_value(expr: &Expr) -> syn::Result<Spanned<Duration>> {
     })
 }
 
-fn not_a_string(expr: &Expr, examples: &str) -> syn::Error {
-    let message = format!("`ttl` must be a duration string such as {examples}");
+fn not_a_string(expr: &Expr, name: &str, examples: &str) -> syn::Error {
+    let message = format!("`{name}` must be a duration string such as {examples}");
     syn::Error::new_spanned(expr, message)
 }
 
@@ -622,6 +670,20 @@ mod tests {
     }
 
     #[test]
+    fn negative_ttls_are_parsed_and_spanned_at_their_names() {
+        let options = parse(quote!(err_ttl = "5s", none_ttl = "250ms")).unwrap();
+        assert_eq!(options.err_ttl.unwrap().value, Duration::from_secs(5));
+        assert_eq!(options.none_ttl.unwrap().value, Duration::from_millis(250));
+        let found = errors(quote!(err_ttl = "0s"));
+        assert_eq!(
+            found,
+            ["`err_ttl` must be longer than zero; remove `err_ttl` to never cache an `Err`"]
+        );
+        let found = errors(quote!(none_ttl = 5));
+        assert!(found[0].starts_with("`none_ttl` must be a duration string"));
+    }
+
+    #[test]
     fn ttl_rejects_bad_zero_and_non_string_durations() {
         let found = errors(quote!(ttl = "30 parsecs"));
         assert!(found[0].starts_with("invalid `ttl` duration \"30 parsecs\": unknown time unit"));
@@ -639,14 +701,20 @@ mod tests {
         let found = errors(quote!(maxsise = 3));
         assert_eq!(
             found,
-            ["unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `crate`"]
+            [
+                "unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `err_ttl`, \
+              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
+              `version`, `crate`"
+            ]
         );
         let found = errors(quote!(a::b(c, d), maxsize = 3));
         assert_eq!(
             found,
-            ["unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `crate`"]
+            [
+                "unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `err_ttl`, \
+              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
+              `version`, `crate`"
+            ]
         );
     }
 

@@ -319,12 +319,50 @@ impl<'a> Plan<'a> {
         let memo = &self.memo;
         let (maxsize, ttl) = (maxsize_tokens(self.options), ttl_tokens(self.options));
         let policy = self.options.policy_variant();
+        let negative_ttl = duration_tokens(memo, self.negative());
         quote! {
             #memo::__private::Params {
                 maxsize: #maxsize,
                 ttl: #ttl,
                 policy: #memo::__private::Policy::#policy,
+                negative_ttl: #negative_ttl,
             }
+        }
+    }
+
+    /// `err_ttl` of a `Result` function or `none_ttl` of an `Option` one: negative caching is on.
+    pub(crate) fn negative(&self) -> Option<&attr::Spanned<std::time::Duration>> {
+        match self.function.output {
+            Output::Result { .. } => self.options.err_ttl.as_ref(),
+            Output::Option { .. } => self.options.none_ttl.as_ref(),
+            Output::Plain { .. } => None,
+        }
+    }
+
+    /// What a call answered by the cached failure `failure` returns: `Err(e)` or `None`.
+    fn negative_hit(&self, failure: &Ident) -> TokenStream {
+        match self.function.output {
+            Output::Result { .. } => quote!(::core::result::Result::Err(#failure.error())),
+            _ => quote!(::core::option::Option::None),
+        }
+    }
+
+    /// The failure to cache for the `Err(error)` or `None` the body returned; for an `Err`
+    /// spanned at `err_ttl`, which needs the error to be `Clone + Send + Sync + 'static`.
+    fn negative_failure(&self, error: &Ident) -> TokenStream {
+        let memo = &self.memo;
+        match (
+            matches!(self.function.output, Output::Result { .. }),
+            self.negative(),
+        ) {
+            (true, Some(err_ttl)) => {
+                // Every token at `err_ttl`, where a failed `Clone` bound is then reported.
+                let span = err_ttl.span;
+                let arg = Ident::new("__memo_negative", Span::mixed_site().located_at(span));
+                let call = respan(quote!(#memo::__private::negative_error), span);
+                quote_spanned!(span=> { let #arg = #error; #call(#arg) })
+            }
+            _ => quote!(#memo::__private::Failure::new(&())),
         }
     }
 
@@ -738,6 +776,26 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         memo, found, key, ..
     } = locals;
     let hit = plan.hit(found);
+    // Only after a miss, and only when the function opted in: the hit path is unchanged.
+    let negative_hit = plan.negative_hit(found);
+    let negative_by_key = plan.negative().map(|_| {
+        quote! {
+            if let ::core::option::Option::Some(#found) = #memo.negative_get(&#key) {
+                return #negative_hit;
+            }
+        }
+    });
+    let negative_by_probe = plan.negative().map(|_| {
+        let borrowed = plan.borrowed_keys();
+        let is_match = plan.is_match();
+        quote! {
+            if let ::core::option::Option::Some(#found) =
+                #memo.negative_get_by(&(#(#borrowed,)*), #is_match)
+            {
+                return #negative_hit;
+            }
+        }
+    });
     match plan.key_expr {
         Some(expr) => {
             let get_memo = plan.memo_binding(memo, Some(key));
@@ -748,6 +806,7 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 if let ::core::option::Option::Some(#found) = #memo.cache.get(&#key) {
                     return #hit;
                 }
+                #negative_by_key
             }
         }
         None => {
@@ -761,6 +820,7 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 {
                     return #hit;
                 }
+                #negative_by_probe
             }
         }
     }
@@ -788,11 +848,24 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let clone = plan.clone_value(stored);
     let epoch = Ident::new("__memo_epoch", Span::mixed_site());
     // Not stored when the key was invalidated while the body ran (see `Flights::store_since`).
-    let store = plan.if_cacheable(
+    let mut store = plan.if_cacheable(
         ret,
         stored,
         quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);),
     );
+    if plan.negative().is_some() {
+        let error = Ident::new("__memo_error", Span::mixed_site());
+        let failure = plan.negative_failure(&error);
+        let pattern = match plan.function.output {
+            Output::Result { .. } => quote!(if let ::core::result::Result::Err(#error) = &#ret),
+            _ => quote!(),
+        };
+        store = quote! {
+            #store else #pattern {
+                #memo.store_failure_since(#epoch, #key, #failure);
+            }
+        };
+    }
     quote! {
         #lookup
         #owned_key
@@ -841,6 +914,10 @@ fn single_flight_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let hit = plan.hit(found);
     let failed = Ident::new("__memo_failed", Span::mixed_site());
     let failed_arm = match plan.shared_return() {
+        _ if plan.negative().is_some() => {
+            let hit = plan.negative_hit(&failed);
+            quote!(#memo_path::__private::Joined::Failed(#failed) => return #hit,)
+        }
         Some(ty) => quote! {
             #memo_path::__private::Joined::Failed(#failed) => {
                 #[allow(unused_imports)]
@@ -891,7 +968,13 @@ fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 }),
                 None => quote!(::core::option::Option::None),
             };
-            let fail = fail(failure);
+            let fail = match plan.negative() {
+                Some(_) => {
+                    let failure = plan.negative_failure(&error);
+                    quote!(#memo.fail_cached(#leader, #failure))
+                }
+                None => fail(failure),
+            };
             quote! {
                 match &#ret {
                     ::core::result::Result::Ok(#stored) => #complete,
@@ -900,7 +983,13 @@ fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             }
         }
         Output::Option { .. } => {
-            let fail = fail(quote!(::core::option::Option::None));
+            let fail = match plan.negative() {
+                Some(_) => {
+                    let failure = plan.negative_failure(&Ident::new("_", Span::call_site()));
+                    quote!(#memo.fail_cached(#leader, #failure))
+                }
+                None => fail(quote!(::core::option::Option::None)),
+            };
             quote! {
                 match &#ret {
                     ::core::option::Option::Some(#stored) => #complete,
@@ -926,8 +1015,12 @@ pub(crate) fn maxsize_tokens(options: &Options) -> TokenStream {
 }
 
 pub(crate) fn ttl_tokens(options: &Options) -> TokenStream {
-    let memo = options.crate_path();
-    match &options.ttl {
+    duration_tokens(&options.crate_path(), options.ttl.as_ref())
+}
+
+/// `Some(Duration::new(secs, nanos))` spanned at the option, or `None`.
+fn duration_tokens(memo: &Path, ttl: Option<&attr::Spanned<std::time::Duration>>) -> TokenStream {
+    match ttl {
         Some(ttl) => {
             let secs = syn::LitInt::new(&ttl.value.as_secs().to_string(), ttl.span);
             let nanos = syn::LitInt::new(&ttl.value.subsec_nanos().to_string(), ttl.span);
@@ -1058,6 +1151,28 @@ mod tests {
         // No join: only the epoch that keeps an invalidated value from being stored.
         assert!(!text.contains("join"), "{text}");
         assert!(text.contains("store_since"), "{text}");
+    }
+
+    #[test]
+    fn negative_caching_is_looked_up_only_after_a_miss_and_only_when_asked_for() {
+        let item = quote!(
+            fn f(x: u8) -> Result<u8, String> {
+                Ok(x)
+            }
+        );
+        let off = expand_to_string(quote!(ttl = "5m"), item.clone());
+        assert!(!off.contains("negative_get"), "{off}");
+        assert!(!off.contains("fail_cached"), "{off}");
+        assert!(
+            off.contains("negative_ttl : :: core :: option :: Option :: None"),
+            "{off}"
+        );
+        let on = expand_to_string(quote!(ttl = "5m", err_ttl = "5s"), item);
+        let hit = on.find("cache . get_by").unwrap();
+        let negative = on.find("negative_get_by").unwrap();
+        assert!(hit < negative, "{on}");
+        assert!(on.contains("fail_cached"), "{on}");
+        assert!(on.contains("Duration :: new (5 , 0)"), "{on}");
     }
 
     #[test]

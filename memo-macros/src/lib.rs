@@ -52,6 +52,8 @@ use proc_macro::TokenStream;
 /// | --- | --- | --- |
 /// | `maxsize` | an integer (`0` caches nothing but counts every call as a miss), or `None` for no bound | `128` |
 /// | `ttl` | a [humantime](https://docs.rs/humantime) duration string: `"500ms"`, `"30s"`, `"1h 30m"` | no expiry |
+/// | `err_ttl` | for a `Result` function, how long an `Err` is cached (the error must be `Clone + Send + Sync + 'static`), a duration as for `ttl`: `err_ttl = "5s"` (see [Negative caching](#negative-caching)) | an `Err` is not cached |
+/// | `none_ttl` | for an `Option` function, how long a `None` is cached: `none_ttl = "5s"` | a `None` is not cached |
 /// | `policy` | `"lru"`, `"fifo"`, `"lfu"`, `"mru"` or `"adaptive"` (see `memo::Policy`) | `"lru"` |
 /// | `key` | an expression over the arguments that is the key: `key = city.to_lowercase()` | the arguments |
 /// | `ignore` | arguments left out of the key: `ignore = [client]`, `ignore = [self]` | none |
@@ -74,6 +76,45 @@ use proc_macro::TokenStream;
 /// With `key = <expr>`, the key is the expression's value instead (any `Hash + Eq + Send + Sync +
 /// 'static` type, computed on every call); `ignore = [a, b]` leaves arguments out of the key, so
 /// they need not be `Hash` (a client handle, a logger).
+///
+/// # Negative caching
+///
+/// By default an `Err` or a `None` is never cached: the next call runs the function again. With
+/// `err_ttl` (for `Result`) or `none_ttl` (for `Option`) it is cached too, for its own, usually
+/// shorter, time: repeated lookups of a missing row stop reaching the database, while a transient
+/// error is retried soon. The cached `Err`s and `None`s live in memory beside the cache (also with
+/// `store = ...`, whose store keeps only the values), bounded by the same `maxsize`; a call they
+/// answer counts as a hit, and `cache_invalidate` and `cache_clear` remove them too.
+///
+/// ```
+/// use memo::memoize;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static QUERIES: AtomicU32 = AtomicU32::new(0);
+///
+/// #[memoize(ttl = "5m", none_ttl = "5s")]
+/// fn find_user(id: u32) -> Option<String> {
+///     QUERIES.fetch_add(1, Ordering::Relaxed); // a database query
+///     (id == 1).then(|| "ada".to_string())
+/// }
+///
+/// #[memoize(ttl = "5m", err_ttl = "5s")]
+/// fn rate(currency: &str) -> Result<f64, String> {
+///     Err(format!("no rate for {currency} yet"))
+/// }
+///
+/// assert_eq!(find_user(2), None);
+/// assert_eq!(find_user(2), None);                     // the cached `None`
+/// assert_eq!(QUERIES.load(Ordering::Relaxed), 1);
+/// assert_eq!(find_user::cache_info().hits, 1);
+/// find_user::cache_invalidate(2);                     // e.g. after the row was inserted
+/// assert_eq!(find_user(2), None);
+/// assert_eq!(QUERIES.load(Ordering::Relaxed), 2);
+///
+/// assert!(rate("EUR").is_err());
+/// assert!(rate("EUR").is_err());                      // the cached `Err`, for 5 seconds
+/// assert_eq!(rate::cache_info().hits, 1);
+/// ```
 ///
 /// # Stores
 ///

@@ -4,7 +4,7 @@
 use syn::visit::Visit;
 use syn::{Lifetime, Type};
 
-use crate::ast::{Arg, Function, Passing};
+use crate::ast::{Arg, Function, Output, Passing};
 use crate::attr::Options;
 use crate::error::Errors;
 
@@ -77,6 +77,26 @@ fn check_receiver(function: &Function, errors: &mut Errors) {
 }
 
 fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
+    if let Some(err_ttl) = &options.err_ttl {
+        if !matches!(function.output, Output::Result { .. }) {
+            errors.push(syn::Error::new(
+                err_ttl.span,
+                "`err_ttl` caches the `Err` of a function returning `Result`; this function \
+                 does not return a `Result`: remove `err_ttl` (for `Option`, `none_ttl` caches \
+                 `None`)",
+            ));
+        }
+    }
+    if let Some(none_ttl) = &options.none_ttl {
+        if !matches!(function.output, Output::Option { .. }) {
+            errors.push(syn::Error::new(
+                none_ttl.span,
+                "`none_ttl` caches the `None` of a function returning `Option`; this function \
+                 does not return an `Option`: remove `none_ttl` (for `Result`, `err_ttl` caches \
+                 `Err`)",
+            ));
+        }
+    }
     if let (Some(_), Some(ignore)) = (&options.key, &options.ignore) {
         errors.push(syn::Error::new(
             ignore.span,
