@@ -134,7 +134,7 @@ mod memcached_backend {
     #[memoize(store = "attr-memcached")]
     pub fn half(n: u64) -> Result<u64, String> {
         HALVES.fetch_add(1, Ordering::SeqCst);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             Ok(n / 2)
         } else {
             Err(format!("{n} is odd"))
