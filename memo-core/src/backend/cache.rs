@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::key;
-use super::registry::{self, Registered};
+use super::registry::{self, Refusals, Registered};
 use crate::{Cache, CacheInfo, Policy};
 
 /// The cache of one function in a named store: typed keys and values over a [`Store`]'s bytes.
@@ -51,6 +51,7 @@ pub struct StoreCache<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,
     warned_codec: AtomicBool,
+    refusals: Refusals,
 }
 
 enum Backing<K, V> {
@@ -83,6 +84,7 @@ impl<K, V> StoreCache<K, V> {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             warned_codec: AtomicBool::new(false),
+            refusals: Refusals::default(),
         }
     }
 
@@ -244,7 +246,7 @@ where
             Ok(item) => item,
             Err(error) => return self.codec_failed("key", &error),
         };
-        let bytes = store.call(|s| s.get(namespace, &item))??;
+        let bytes = self.call(store, |s| s.get(namespace, &item))??;
         match store.format.decode(bytes) {
             Ok(value) => Some(value),
             Err(error) => {
@@ -254,6 +256,15 @@ where
                 None
             }
         }
+    }
+
+    /// `op` on the store, for this function (see [`Registered::call`]).
+    fn call<T>(
+        &self,
+        store: &Registered,
+        op: impl FnOnce(&dyn super::Store) -> Result<T, super::StoreError>,
+    ) -> Option<T> {
+        store.call(&self.path, &self.refusals, op)
     }
 
     fn codec_failed(&self, what: &str, error: &dyn fmt::Display) -> Option<V> {
@@ -335,7 +346,7 @@ where
                 return;
             }
         };
-        store.call(|s| s.set(namespace, &item, &bytes, self.ttl));
+        self.call(store, |s| s.set(namespace, &item, &bytes, self.ttl));
     }
 
     /// The value for `key`, computing and storing it with `compute` on a miss.
@@ -373,7 +384,8 @@ where
                 let Ok(item) = key::item(namespace, key) else {
                     return false;
                 };
-                store.call(|s| s.delete(namespace, &item)).unwrap_or(false)
+                self.call(store, |s| s.delete(namespace, &item))
+                    .unwrap_or(false)
             }
         }
     }
@@ -392,7 +404,10 @@ where
             Backing::Memory(cache) => return cache.info(),
             Backing::Store { store, namespace } => (store, namespace),
         };
-        let currsize = store.call(|s| s.len(namespace)).flatten().unwrap_or(0);
+        let currsize = self
+            .call(store, |s| s.len(namespace))
+            .flatten()
+            .unwrap_or(0);
         CacheInfo {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -419,7 +434,7 @@ where
         match self.backing() {
             Backing::Memory(cache) => cache.reset(),
             Backing::Store { store, namespace } => {
-                store.call(|s| s.clear(namespace));
+                self.call(store, |s| s.clear(namespace));
                 self.hits.store(0, Ordering::Relaxed);
                 self.misses.store(0, Ordering::Relaxed);
             }

@@ -160,6 +160,7 @@ pub trait Store: Send + Sync + 'static {
 pub struct StoreError {
     kind: ErrorKind,
     message: String,
+    code: Option<String>,
 }
 
 /// The kinds of [`StoreError`].
@@ -179,7 +180,8 @@ pub enum ErrorKind {
     Io,
     /// The server answered something that is not its protocol.
     Protocol,
-    /// The server refused this one request (a value too large, say) but is healthy.
+    /// The server answered, refusing this one request (a value too large, a write to a full or
+    /// read-only server, a key of another type): that call is not cached, the others go on.
     Rejected,
     /// The store was configured wrongly (a bad URL).
     Config,
@@ -196,7 +198,32 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// The same error with the server's code for it (`OOM`, `READONLY`, `WRONGTYPE`, `FULL`):
+    /// refusals are warned once per code and function.
+    ///
+    /// ```
+    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// let e = StoreError::new(ErrorKind::Rejected, "maxmemory reached").with_code("OOM");
+    /// assert_eq!(e.code(), Some("OOM"));
+    /// assert_eq!(e.to_string(), "request rejected: OOM maxmemory reached");
+    /// ```
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The server's code for the error, if it gave one.
+    ///
+    /// ```
+    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// assert_eq!(StoreError::new(ErrorKind::Io, "reset").code(), None);
+    /// ```
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
     }
 
     /// The kind of error.
@@ -219,8 +246,9 @@ impl StoreError {
         &self.message
     }
 
-    /// Whether the error says the store is down or unhealthy (so it is skipped for a while),
-    /// rather than that it refused one request.
+    /// Whether the error is a fault of the connection (cannot connect, no answer in time, a
+    /// connection broken or speaking garbage), so the store is skipped for a while, rather than
+    /// an answer refusing one request (or a wrong configuration), which fails that call only.
     ///
     /// ```
     /// use memo_core::stores::{ErrorKind, StoreError};
@@ -228,7 +256,10 @@ impl StoreError {
     /// assert!(!StoreError::new(ErrorKind::Rejected, "too large").is_outage());
     /// ```
     pub fn is_outage(&self) -> bool {
-        !matches!(self.kind, ErrorKind::Rejected | ErrorKind::Config)
+        matches!(
+            self.kind,
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Io | ErrorKind::Protocol
+        )
     }
 }
 
@@ -242,7 +273,10 @@ impl fmt::Display for StoreError {
             ErrorKind::Rejected => "request rejected",
             ErrorKind::Config => "bad configuration",
         };
-        write!(f, "{kind}: {}", self.message)
+        match &self.code {
+            Some(code) => write!(f, "{kind}: {code} {}", self.message),
+            None => write!(f, "{kind}: {}", self.message),
+        }
     }
 }
 

@@ -54,15 +54,20 @@ struct Inner {
 
 fn sqlite_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::ErrorCode;
-    let kind = match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorKind::Timeout,
-        Some(ErrorCode::TooBig) => ErrorKind::Rejected,
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
-            ErrorKind::Connect
-        }
-        _ => ErrorKind::Io,
+    // A full disk or a read-only file refuses writes only: reads keep hitting.
+    let (kind, code) = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (ErrorKind::Timeout, None),
+        Some(ErrorCode::TooBig) => (ErrorKind::Rejected, Some("TOOBIG")),
+        Some(ErrorCode::DiskFull) => (ErrorKind::Rejected, Some("FULL")),
+        Some(ErrorCode::ReadOnly) => (ErrorKind::Rejected, Some("READONLY")),
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => (ErrorKind::Connect, None),
+        _ => (ErrorKind::Io, None),
     };
-    StoreError::new(kind, format!("sqlite: {e}"))
+    let error = StoreError::new(kind, format!("sqlite: {e}"));
+    match code {
+        Some(code) => error.with_code(code),
+        None => error,
+    }
 }
 
 impl PersistentStore {

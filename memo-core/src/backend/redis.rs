@@ -129,19 +129,28 @@ fn is_stale(e: &::redis::RedisError) -> bool {
     !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal())
 }
 
+/// The kind of a redis error: a fault of the connection (an outage), or an answer of the server
+/// refusing the request (`OOM` under `maxmemory` with `noeviction`, `READONLY` on a replica,
+/// `WRONGTYPE` at a key of another type, any other error reply), which fails that call only.
 fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
+    use ::redis::ErrorKind as Redis;
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
     } else if connecting || e.is_connection_refusal() {
         ErrorKind::Connect
     } else if e.is_io_error() || e.is_connection_dropped() {
         ErrorKind::Io
-    } else if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::ResponseError) {
+    } else if matches!(e.kind(), Redis::Server(_) | Redis::Extension) {
         ErrorKind::Rejected
     } else {
         ErrorKind::Protocol
     };
-    StoreError::new(kind, e.to_string())
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) if kind == ErrorKind::Rejected => {
+            StoreError::new(kind, detail).with_code(code)
+        }
+        _ => StoreError::new(kind, e.to_string()),
+    }
 }
 
 fn full_key(namespace: &str, key: &str) -> String {

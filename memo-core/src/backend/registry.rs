@@ -123,20 +123,56 @@ pub(crate) struct Registered {
     breaker: Breaker,
 }
 
-impl Registered {
-    /// Runs `op` on the store unless an outage is under way; `None` if skipped or failed (the
-    /// failure is counted, and logged once per outage).
-    pub fn call<T>(&self, op: impl FnOnce(&dyn Store) -> Result<T, StoreError>) -> Option<T> {
-        if !self.breaker.allow() {
-            return None;
+/// The refusals one function was warned about: one warning per kind (the server's code).
+#[derive(Default)]
+pub(crate) struct Refusals(Mutex<Vec<String>>);
+
+impl Refusals {
+    /// Warns about `error`, refused by `store` for `function`, unless its kind was warned of.
+    fn warn(&self, store: &str, function: &str, error: &StoreError) {
+        let kind = match error.code() {
+            Some(code) => code.to_string(),
+            None => format!("{:?}", error.kind()),
+        };
+        {
+            let mut warned = self.0.lock();
+            if warned.contains(&kind) {
+                tracing::debug!(store, function, %error, "store `{store}` refused a request");
+                return;
+            }
+            warned.push(kind);
         }
+        tracing::warn!(
+            store,
+            function,
+            %error,
+            "store `{store}` refused a request of `{function}`: {error}; such calls are not \
+             cached, the store stays in use for the others (warned once per kind of refusal)"
+        );
+    }
+}
+
+impl Registered {
+    /// Runs `op` on the store for `function` unless an outage is under way; `None` if skipped
+    /// or failed. A fault of the connection is counted and logged once per outage; a refusal
+    /// fails this call only and is logged once per kind through `refusals`.
+    pub fn call<T>(
+        &self,
+        function: &str,
+        refusals: &Refusals,
+        op: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        let permit = self.breaker.allow()?;
         match op(&*self.store) {
             Ok(value) => {
-                self.breaker.on_success(&self.name);
+                self.breaker.on_success(&self.name, permit);
                 Some(value)
             }
             Err(error) => {
-                self.breaker.on_error(&self.name, &error);
+                self.breaker.on_error(&self.name, permit, &error);
+                if !error.is_outage() {
+                    refusals.warn(&self.name, function, &error);
+                }
                 None
             }
         }
