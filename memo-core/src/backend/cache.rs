@@ -391,8 +391,9 @@ where
     }
 
     /// Hits and misses of this cache in this process, maxsize and ttl; `currsize` is the number
-    /// of this function's entries in the store where the store can count them (SQLite: a count;
-    /// Redis: a SCAN of the keyspace; Memcached cannot, and reports 0).
+    /// of this function's entries in the store where the store keeps a count (SQLite: one
+    /// indexed count), else unknown (`currsize_known` false: Redis and Memcached, whose count
+    /// would be a scan of the server, and any store while it is down). One round trip at most.
     ///
     /// ```
     /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
@@ -404,15 +405,13 @@ where
             Backing::Memory(cache) => return cache.info(),
             Backing::Store { store, namespace } => (store, namespace),
         };
-        let currsize = self
-            .call(store, |s| s.len(namespace))
-            .flatten()
-            .unwrap_or(0);
+        let currsize = self.call(store, |s| s.len(namespace)).flatten();
         CacheInfo {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             maxsize: self.maxsize,
-            currsize,
+            currsize: currsize.unwrap_or(0),
+            currsize_known: currsize.is_some(),
             evictions: 0,
             expirations: 0,
             policy: Policy::Lru,

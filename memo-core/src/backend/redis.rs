@@ -4,14 +4,21 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::generation::{self, Generations};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
 /// A [`Store`] on a Redis server (or Valkey, KeyDB, any server of the protocol).
 ///
-/// Keys are `namespace:key`; values are set with `SET key value PX ttl`; [`clear`](Store::clear)
-/// walks the namespace with `SCAN MATCH` and `UNLINK`s what it finds. Only single-key commands are
-/// used, so the same calls work against a Redis Cluster, which a later constructor can reach
-/// without any change to this API or to the functions that use the store.
+/// Keys are `namespace:generation:key`; values are set with `SET key value PX ttl`. Each
+/// namespace has a generation, a number under `namespace:gen`: [`clear`](Store::clear) increments
+/// it (one `INCR`, whatever else the server holds), which makes the old keys unreadable at once,
+/// and a background thread then `UNLINK`s them (a `SCAN` of the keyspace, off the caller's path).
+/// The generation is read at most once per `generation_refresh` (1 s by default) per namespace and
+/// process, so a clear made by another process is seen within that time; this process's own
+/// clears are seen at once. A missing generation (a restart, an eviction) is recreated, one that
+/// does not parse is overwritten: a miss, never an outage. Redis cannot count one namespace's live
+/// keys without a scan, so [`len`](Store::len) is unknown (`None`). Only single-key commands are
+/// used, so the same calls work against a Redis Cluster.
 ///
 /// Connections are made on first use (a server that is down at start-up is an outage like any
 /// other) and kept in a small pool; every connect, read and write is bounded by a timeout
@@ -33,6 +40,7 @@ pub struct RedisStore {
     connect_timeout: Duration,
     io_timeout: Duration,
     max_idle: usize,
+    generations: Generations,
 }
 
 impl RedisStore {
@@ -52,6 +60,7 @@ impl RedisStore {
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
             max_idle: 16,
+            generations: Generations::new(Duration::from_secs(1)),
         })
     }
 
@@ -82,15 +91,23 @@ impl RedisStore {
         self
     }
 
+    /// How long a namespace's generation is trusted before it is read again (default 1 s): how
+    /// soon a clear made by another process is seen.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let store = memo_core::stores::RedisStore::connect("redis://127.0.0.1")?
+    ///     .with_generation_refresh(Duration::ZERO); // read it on every call
+    /// # let _ = store;
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn with_generation_refresh(mut self, refresh: Duration) -> Self {
+        self.generations.set_refresh(refresh);
+        self
+    }
+
     fn open(&self) -> Result<::redis::Connection, StoreError> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)
-            .map_err(|e| redis_error(&e, true))?;
-        conn.set_read_timeout(Some(self.io_timeout))
-            .and_then(|()| conn.set_write_timeout(Some(self.io_timeout)))
-            .map_err(|e| redis_error(&e, true))?;
-        Ok(conn)
+        open(&self.client, self.connect_timeout, self.io_timeout)
     }
 
     /// Runs `op` on a pooled connection, or a new one; a pooled connection that turns out dead
@@ -124,6 +141,21 @@ impl RedisStore {
     }
 }
 
+/// A connection to the server of `client`: the one place connections are made.
+fn open(
+    client: &::redis::Client,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> Result<::redis::Connection, StoreError> {
+    let conn = client
+        .get_connection_with_timeout(connect_timeout)
+        .map_err(|e| redis_error(&e, true))?;
+    conn.set_read_timeout(Some(io_timeout))
+        .and_then(|()| conn.set_write_timeout(Some(io_timeout)))
+        .map_err(|e| redis_error(&e, true))?;
+    Ok(conn)
+}
+
 /// A pooled connection that the server closed (restart, idle timeout): worth one retry.
 fn is_stale(e: &::redis::RedisError) -> bool {
     !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal())
@@ -153,10 +185,6 @@ fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
     }
 }
 
-fn full_key(namespace: &str, key: &str) -> String {
-    format!("{namespace}:{key}")
-}
-
 /// A SCAN pattern matching the keys of `namespace` exactly: its glob characters escaped.
 fn namespace_pattern(namespace: &str) -> String {
     let mut pattern = String::with_capacity(namespace.len() + 3);
@@ -171,33 +199,124 @@ fn namespace_pattern(namespace: &str) -> String {
 }
 
 impl RedisStore {
-    /// Every key of `namespace`, one SCAN batch at a time.
-    fn scan(&self, namespace: &str, mut each: impl FnMut(Vec<Vec<u8>>)) -> Result<(), StoreError> {
-        let pattern = namespace_pattern(namespace);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.with_conn(|c| {
-                ::redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(c)
-            })?;
-            each(keys);
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
+    /// The generation of `namespace` (see the type's docs), read through `conn` if not fresh.
+    fn generation(
+        &self,
+        conn: &mut ::redis::Connection,
+        namespace: &str,
+    ) -> ::redis::RedisResult<u64> {
+        if let Some(generation) = self.generations.fresh(namespace) {
+            return Ok(generation);
         }
+        let gen_key = generation::key(namespace);
+        let stored: Option<Vec<u8>> = ::redis::cmd("GET").arg(&gen_key).query(conn)?;
+        let generation = match stored.as_deref().map(generation::parse) {
+            Some(Some(generation)) => generation,
+            missing_or_garbled => {
+                let fresh = self.generations.replacement(namespace);
+                let mut set = ::redis::cmd("SET");
+                set.arg(&gen_key).arg(fresh);
+                if missing_or_garbled.is_none() {
+                    // Missing: unless another process recreated it first.
+                    set.arg("NX");
+                }
+                let stored: Option<String> = set.query(conn)?;
+                if stored.is_some() {
+                    fresh
+                } else {
+                    let again: Option<Vec<u8>> = ::redis::cmd("GET").arg(&gen_key).query(conn)?;
+                    again
+                        .as_deref()
+                        .and_then(generation::parse)
+                        .unwrap_or(fresh)
+                }
+            }
+        };
+        self.generations.remember(namespace, generation);
+        Ok(generation)
+    }
+
+    /// Runs `op` with the data key of `key` in `namespace`.
+    fn with_key<T>(
+        &self,
+        namespace: &str,
+        key: &str,
+        op: impl Fn(&mut ::redis::Connection, &str) -> ::redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|c| {
+            let generation = self.generation(c, namespace)?;
+            op(c, &data_key(namespace, generation, key))
+        })
+    }
+}
+
+fn data_key(namespace: &str, generation: u64, key: &str) -> String {
+    format!("{namespace}:{generation}:{key}")
+}
+
+/// Unlinks the keys of `namespace`'s generations before `current`, on a thread of its own: the
+/// memory of a cleared namespace is given back without the caller waiting for a SCAN of the
+/// whole keyspace. Best effort: a failure leaves the keys to their ttl or to eviction.
+fn reclaim(store: &RedisStore, namespace: &str, current: u64) {
+    let (client, connect, io) = (
+        store.client.clone(),
+        store.connect_timeout,
+        store.io_timeout,
+    );
+    let pattern = namespace_pattern(namespace);
+    let prefix = format!("{namespace}:");
+    let current = current.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("memo-redis-reclaim".into())
+        .spawn(move || {
+            let result = (|| -> Result<usize, StoreError> {
+                let mut conn = open(&client, connect, io)?;
+                let mut cursor: u64 = 0;
+                let mut unlinked = 0;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query(&mut conn)
+                        .map_err(|e| redis_error(&e, false))?;
+                    let mut pipe = ::redis::pipe();
+                    let before = unlinked;
+                    for key in &keys {
+                        let generation = key[prefix.len()..].split(':').next().unwrap_or("");
+                        // Old generations' data keys only: not `gen`, not the current one.
+                        if generation != current && generation.bytes().all(|b| b.is_ascii_digit()) {
+                            pipe.cmd("UNLINK").arg(key).ignore();
+                            unlinked += 1;
+                        }
+                    }
+                    if unlinked > before {
+                        pipe.query::<()>(&mut conn)
+                            .map_err(|e| redis_error(&e, false))?;
+                    }
+                    if next == 0 {
+                        return Ok(unlinked);
+                    }
+                    cursor = next;
+                }
+            })();
+            match result {
+                Ok(unlinked) => tracing::debug!(unlinked, "redis: old generations unlinked"),
+                Err(error) => tracing::debug!(%error, "redis: old generations left to expire"),
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "redis: cannot start the reclaiming thread");
     }
 }
 
 impl Store for RedisStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = full_key(namespace, key);
-        self.with_conn(|c| ::redis::cmd("GET").arg(&key).query(c))
+        self.with_key(namespace, key, |c, key| {
+            ::redis::cmd("GET").arg(key).query(c)
+        })
     }
 
     fn set(
@@ -207,10 +326,9 @@ impl Store for RedisStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let key = full_key(namespace, key);
-        self.with_conn(|c| {
+        self.with_key(namespace, key, |c, key| {
             let mut cmd = ::redis::cmd("SET");
-            cmd.arg(&key).arg(value);
+            cmd.arg(key).arg(value);
             match ttl {
                 Some(ttl) if ttl.subsec_nanos() == 0 => cmd.arg("EX").arg(ttl.as_secs()),
                 Some(ttl) => cmd
@@ -223,35 +341,50 @@ impl Store for RedisStore {
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
-        let key = full_key(namespace, key);
-        self.with_conn(|c| ::redis::cmd("DEL").arg(&key).query::<u64>(c))
-            .map(|n| n > 0)
+        self.with_key(namespace, key, |c, key| {
+            ::redis::cmd("DEL").arg(key).query::<u64>(c)
+        })
+        .map(|n| n > 0)
     }
 
+    /// One `INCR` of the generation (one round trip, whatever the server holds); the old keys
+    /// are unlinked in the background.
     fn clear(&self, namespace: &str) -> Result<(), StoreError> {
-        let mut batches = Vec::new();
-        self.scan(namespace, |keys| {
-            if !keys.is_empty() {
-                batches.push(keys);
+        let gen_key = generation::key(namespace);
+        let generation = self.with_conn(|c| {
+            let mut generation: u64 = ::redis::cmd("INCR").arg(&gen_key).query(c)?;
+            if generation == 1 {
+                // It was missing (or evicted): a fresh one never meets an old generation.
+                generation = (self.generations.replacement(namespace).saturating_add(1))
+                    .max(generation::unix_millis());
+                ::redis::cmd("SET")
+                    .arg(&gen_key)
+                    .arg(generation)
+                    .query::<()>(c)?;
             }
-        })?;
-        for keys in batches {
-            // One UNLINK per key in a pipeline: no multi-key command, so cluster-safe.
-            self.with_conn(|c| {
-                let mut pipe = ::redis::pipe();
-                for key in &keys {
-                    pipe.cmd("UNLINK").arg(key).ignore();
-                }
-                pipe.query::<()>(c)
-            })?;
-        }
+            Ok(generation)
+        });
+        let generation = match generation {
+            // A garbled generation cannot be incremented: start a fresh one.
+            Err(e) if e.kind() == ErrorKind::Rejected => self.with_conn(|c| {
+                let fresh = generation::unix_millis();
+                ::redis::cmd("SET")
+                    .arg(&gen_key)
+                    .arg(fresh)
+                    .query::<()>(c)?;
+                Ok(fresh)
+            })?,
+            other => other?,
+        };
+        self.generations.remember(namespace, generation);
+        reclaim(self, namespace, generation);
         Ok(())
     }
 
+    /// Unknown: Redis cannot count one namespace's live keys without scanning the keyspace.
     fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
-        let mut count = 0;
-        self.scan(namespace, |keys| count += keys.len())?;
-        Ok(Some(count))
+        let _ = namespace;
+        Ok(None)
     }
 }
 
@@ -273,5 +406,9 @@ mod tests {
     fn namespace_pattern_escapes_glob_characters() {
         assert_eq!(namespace_pattern("memo:a::f:v1.00"), "memo:a::f:v1.00:*");
         assert_eq!(namespace_pattern("p[1]*?\\"), "p\\[1\\]\\*\\?\\\\:*");
+        assert_eq!(
+            data_key("memo:a::f:v1.00", 7, "[1]"),
+            "memo:a::f:v1.00:7:[1]"
+        );
     }
 }
