@@ -40,6 +40,8 @@ use std::time::Duration;
 mod cache;
 mod codec;
 mod fault;
+#[cfg(feature = "memcached")]
+mod ketama;
 mod key;
 #[cfg(feature = "memcached")]
 mod memcached;
