@@ -54,7 +54,7 @@ mod registry;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use cache::StoreCache;
-pub use codec::{Codec, CodecError, Compression};
+pub use codec::{Codec, CodecError, Compression, DEFAULT_MAX_DECODED_SIZE};
 pub use fault::StoreHealth;
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStore;

@@ -101,6 +101,19 @@ impl StoreOptions {
         self
     }
 
+    /// The largest size a stored value may decode to, decompressed (default 64 MiB): a value
+    /// past it (a zstd or LZ4 bomb, another program's huge value) is a miss, with one warning,
+    /// and is never inflated beyond it.
+    ///
+    /// ```
+    /// let options = memo_core::stores::StoreOptions::default().max_decoded_size(1 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn max_decoded_size(mut self, bytes: u64) -> Self {
+        self.format.max_decoded_size = bytes;
+        self
+    }
+
     /// The longest wait between retries during an outage (default 30 s).
     ///
     /// ```
