@@ -49,6 +49,8 @@ mod memcached;
 mod persistent;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod registry;
 
 #[cfg(feature = "redis")]

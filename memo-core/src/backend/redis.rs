@@ -4,14 +4,17 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::redis_conn::{Conn, Target};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
 /// A [`Store`] on a Redis server (or Valkey, KeyDB, any server of the protocol).
 ///
 /// Keys are `namespace:key`; values are set with `SET key value PX ttl`; [`clear`](Store::clear)
 /// walks the namespace with `SCAN MATCH` and `UNLINK`s what it finds. Only single-key commands are
-/// used, so the same calls work against a Redis Cluster, which a later constructor can reach
-/// without any change to this API or to the functions that use the store.
+/// used, so the same calls work against a Redis Cluster ([`cluster`](RedisStore::cluster)),
+/// where the `redis` crate's cluster client sends each to the master of its key's slot; a clear
+/// scans every master. `rediss://` URLs connect through rustls (feature `redis-tls`), trusting
+/// the system's roots or [`with_root_certificate`](RedisStore::with_root_certificate).
 ///
 /// Connections are made on first use (a server that is down at start-up is an outage like any
 /// other) and kept in a small pool; every connect, read and write is bounded by a timeout
@@ -28,8 +31,8 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// # Ok::<(), stores::StoreError>(())
 /// ```
 pub struct RedisStore {
-    client: ::redis::Client,
-    pool: Mutex<Vec<::redis::Connection>>,
+    target: Target,
+    pool: Mutex<Vec<Conn>>,
     connect_timeout: Duration,
     io_timeout: Duration,
     max_idle: usize,
@@ -44,15 +47,72 @@ impl RedisStore {
     /// assert!(memo_core::stores::RedisStore::connect("not a url").is_err());
     /// ```
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url)
+        let target = Target::single(url)
             .map_err(|e| StoreError::new(ErrorKind::Config, format!("redis url `{url}`: {e}")))?;
-        Ok(RedisStore {
-            client,
+        Ok(Self::on(target))
+    }
+
+    /// A store on the Redis Cluster that any of `urls` belongs to (one is enough; the client
+    /// finds every master): each key goes to the master of its slot, and a master that moves
+    /// slots is followed. Only the URLs are checked here; the cluster is reached on first use.
+    ///
+    /// ```
+    /// use memo_core::stores::RedisStore;
+    /// let store = RedisStore::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])?;
+    /// # let _ = store;
+    /// assert!(RedisStore::cluster(["not a url"]).is_err());
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn cluster<I>(urls: I) -> Result<Self, StoreError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_string()).collect();
+        let target = Target::cluster(urls.clone()).map_err(|e| {
+            StoreError::new(
+                ErrorKind::Config,
+                format!("redis cluster `{}`: {e}", urls.join(",")),
+            )
+        })?;
+        Ok(Self::on(target))
+    }
+
+    fn on(target: Target) -> Self {
+        RedisStore {
+            target,
             pool: Mutex::new(Vec::new()),
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
             max_idle: 16,
-        })
+        }
+    }
+
+    /// Trusts the CA certificates in `pem` (PEM text) for `rediss://` servers, instead of the
+    /// system's roots: servers with certificates of a private CA.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis-tls")] {
+    /// let store = memo_core::stores::RedisStore::connect("rediss://127.0.0.1:6380");
+    /// assert!(store?.with_root_certificate(b"not a certificate").is_err());
+    /// # }
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<Self, StoreError> {
+        let config = |e: ::redis::RedisError| {
+            StoreError::new(ErrorKind::Config, format!("redis root certificate: {e}"))
+        };
+        // Check the PEM now (a bad one would otherwise fail every connect).
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(StoreError::new(
+                ErrorKind::Config,
+                "redis root certificate: no PEM certificate in it",
+            ));
+        }
+        self.target = self.target.with_root_cert(pem.to_vec()).map_err(config)?;
+        self.pool.lock().clear();
+        Ok(self)
     }
 
     /// The timeouts of connecting and of each read or write (both 250 ms by default).
@@ -82,22 +142,17 @@ impl RedisStore {
         self
     }
 
-    fn open(&self) -> Result<::redis::Connection, StoreError> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)
-            .map_err(|e| redis_error(&e, true))?;
-        conn.set_read_timeout(Some(self.io_timeout))
-            .and_then(|()| conn.set_write_timeout(Some(self.io_timeout)))
-            .map_err(|e| redis_error(&e, true))?;
-        Ok(conn)
+    fn open(&self) -> Result<Conn, StoreError> {
+        self.target
+            .open(self.connect_timeout, self.io_timeout)
+            .map_err(|e| redis_error(&e, true))
     }
 
     /// Runs `op` on a pooled connection, or a new one; a pooled connection that turns out dead
     /// is replaced once. A connection that failed in any way is dropped, never pooled.
     fn with_conn<T>(
         &self,
-        op: impl Fn(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
+        op: impl Fn(&mut Conn) -> ::redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let pooled = self.pool.lock().pop();
         let (mut conn, reused) = match pooled {
@@ -162,26 +217,29 @@ fn namespace_pattern(namespace: &str) -> String {
 }
 
 impl RedisStore {
-    /// Every key of `namespace`, one SCAN batch at a time.
+    /// Every key of `namespace`, one SCAN batch at a time (on every master of a cluster).
     fn scan(&self, namespace: &str, mut each: impl FnMut(Vec<Vec<u8>>)) -> Result<(), StoreError> {
         let pattern = namespace_pattern(namespace);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.with_conn(|c| {
-                ::redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(c)
-            })?;
-            each(keys);
-            if next == 0 {
-                return Ok(());
+        for node in self.with_conn(Conn::masters)? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = self.with_conn(|c| {
+                    let mut scan = ::redis::cmd("SCAN");
+                    scan.arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000);
+                    c.query_on(&node, &scan)
+                })?;
+                each(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(())
     }
 }
 
@@ -228,13 +286,7 @@ impl Store for RedisStore {
         })?;
         for keys in batches {
             // One UNLINK per key in a pipeline: no multi-key command, so cluster-safe.
-            self.with_conn(|c| {
-                let mut pipe = ::redis::pipe();
-                for key in &keys {
-                    pipe.cmd("UNLINK").arg(key).ignore();
-                }
-                pipe.query::<()>(c)
-            })?;
+            self.with_conn(|c| c.unlink_each(&keys))?;
         }
         Ok(())
     }
@@ -249,7 +301,7 @@ impl Store for RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("server", &self.client.get_connection_info().addr())
+            .field("target", &self.target.describe())
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .finish_non_exhaustive()
