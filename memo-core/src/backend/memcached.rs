@@ -507,6 +507,16 @@ fn backoff(failures: u32) -> Duration {
         .min(SERVER_MAX_RETRY)
 }
 
+/// The cross-process single-flight lock of the memcached key `data`.
+fn lock_key(data: &str) -> String {
+    let lock = format!("lock:{data}");
+    if lock.len() <= MAX_KEY_LEN {
+        lock
+    } else {
+        format!("lock:#{}", sha256_hex(data.as_bytes()))
+    }
+}
+
 fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -679,6 +689,27 @@ impl Store for MemcachedStore {
         Ok(self
             .routed(self.server_of(&key), |c| c.delete(&key))?
             .unwrap_or(false))
+    }
+
+    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let Some(data) = self.data_key(namespace, key)? else {
+            return Ok(true); // its server is down: compute
+        };
+        let lock = lock_key(&data);
+        let exptime = exptime(Some(ttl), unix_secs());
+        let taken = self.routed(self.server_of(&lock), |c| {
+            c.store("add", &lock, b"1", exptime)
+        })?;
+        Ok(taken.unwrap_or(true))
+    }
+
+    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let Some(data) = self.data_key(namespace, key)? else {
+            return Ok(());
+        };
+        let lock = lock_key(&data);
+        self.routed(self.server_of(&lock), |c| c.delete(&lock))
+            .map(drop)
     }
 
     fn clear(&self, namespace: &str) -> Result<(), StoreError> {

@@ -148,6 +148,50 @@ pub trait Store: Send + Sync + 'static {
         let _ = namespace;
         Ok(None)
     }
+
+    /// Takes the short lock of `key` for `ttl` if no one holds it (`SET NX PX` in Redis, `add`
+    /// in memcached): whether this call took it. What cross-process single-flight
+    /// ([`StoreOptions::cross_process_single_flight`]) uses; the default, for stores without
+    /// locks, always succeeds, so every process computes.
+    ///
+    /// ```
+    /// # use memo_core::stores::{Store, StoreError};
+    /// # struct Nothing;
+    /// # impl Store for Nothing {
+    /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
+    /// #     fn set(&self, _: &str, _: &str, _: &[u8], _: Option<std::time::Duration>)
+    /// #         -> Result<(), StoreError> { Ok(()) }
+    /// #     fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     fn clear(&self, _: &str) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// assert!(Nothing.try_lock("ns", "k", std::time::Duration::from_secs(1))?);
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let _ = (namespace, key, ttl);
+        Ok(true)
+    }
+
+    /// Releases the lock of `key` taken by [`try_lock`](Store::try_lock) (the default does
+    /// nothing).
+    ///
+    /// ```
+    /// # use memo_core::stores::{Store, StoreError};
+    /// # struct Nothing;
+    /// # impl Store for Nothing {
+    /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
+    /// #     fn set(&self, _: &str, _: &str, _: &[u8], _: Option<std::time::Duration>)
+    /// #         -> Result<(), StoreError> { Ok(()) }
+    /// #     fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     fn clear(&self, _: &str) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// Nothing.unlock("ns", "k")?;
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let _ = (namespace, key);
+        Ok(())
+    }
 }
 
 /// What went wrong in a store: its kind decides whether the store is considered down.

@@ -199,6 +199,12 @@ fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
     StoreError::new(kind, e.to_string())
 }
 
+/// The cross-process single-flight lock of a key: outside the namespace, so that counting and
+/// clearing it never see locks.
+fn lock_key(namespace: &str, key: &str) -> String {
+    format!("lock:{namespace}:{key}")
+}
+
 fn full_key(namespace: &str, key: &str) -> String {
     format!("{namespace}:{key}")
 }
@@ -289,6 +295,26 @@ impl Store for RedisStore {
             self.with_conn(|c| c.unlink_each(&keys))?;
         }
         Ok(())
+    }
+
+    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let lock = lock_key(namespace, key);
+        let millis = ttl.as_millis().clamp(1, i64::MAX as u128) as u64;
+        self.with_conn(|c| {
+            let reply: Option<String> = ::redis::cmd("SET")
+                .arg(&lock)
+                .arg(std::process::id())
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query(c)?;
+            Ok(reply.is_some())
+        })
+    }
+
+    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let lock = lock_key(namespace, key);
+        self.with_conn(|c| ::redis::cmd("DEL").arg(&lock).query::<()>(c))
     }
 
     fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
