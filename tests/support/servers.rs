@@ -549,7 +549,7 @@ fn install_servers_if_missing(binary: &str) {
             "-c",
             "[ \"$(id -u)\" = 0 ] && export DEBIAN_FRONTEND=noninteractive && \
              apt-get -o DPkg::Lock::Timeout=300 update -qq && \
-             apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server memcached",
+             apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server redis-tools memcached openssl",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

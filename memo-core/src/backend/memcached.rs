@@ -715,6 +715,12 @@ impl Store for MemcachedStore {
     fn clear(&self, namespace: &str) -> Result<(), StoreError> {
         let gen_key = format!("{namespace}:gen");
         let index = self.server_of(&gen_key);
+        // A fresh generation must differ from the one in use, even within one millisecond.
+        let newer = self
+            .generations
+            .lock()
+            .get(namespace)
+            .map_or(0, |&(generation, _)| generation + 1);
         let generation = self.routed(index, |c| {
             let incremented = match c.incr(&gen_key) {
                 // Garbage, which `incr` refuses, is replaced like a missing generation.
@@ -725,7 +731,7 @@ impl Store for MemcachedStore {
                 Some(generation) => Ok(generation),
                 None => {
                     // No generation yet (or evicted): a fresh one orphans whatever was there.
-                    let fresh = unix_millis();
+                    let fresh = unix_millis().max(newer);
                     c.store("set", &gen_key, fresh.to_string().as_bytes(), 0)?;
                     Ok(fresh)
                 }
