@@ -1,11 +1,14 @@
 //! [`StoreCache`]: one function's cache in a named store, what `#[memoize(store = "...")]` uses.
 
 use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,7 +55,13 @@ pub struct StoreCache<K, V> {
     misses: AtomicU64,
     warned_codec: AtomicBool,
     refusals: Refusals,
+    /// Keys whose cross-process lock this process holds while it computes them.
+    locked: Mutex<HashSet<String>>,
 }
+
+/// Locks remembered at most: a body that panics leaves its key here (the lock itself expires in
+/// the store), so the set is emptied past this size.
+const MAX_LOCKED: usize = 1024;
 
 enum Backing<K, V> {
     Store {
@@ -85,6 +94,7 @@ impl<K, V> StoreCache<K, V> {
             misses: AtomicU64::new(0),
             warned_codec: AtomicBool::new(false),
             refusals: Refusals::default(),
+            locked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -226,6 +236,10 @@ where
             None
         } else {
             self.fetch(store, namespace, probe)
+                .or_else(|| match store.single_flight_wait {
+                    Some(wait) => self.wait_for_other_process(store, namespace, probe, wait),
+                    None => None,
+                })
         };
         let counter = if found.is_some() {
             &self.hits
@@ -265,6 +279,49 @@ where
         op: impl FnOnce(&dyn super::Store) -> Result<T, super::StoreError>,
     ) -> Option<T> {
         store.call(&self.path, &self.refusals, op)
+    }
+
+    /// Cross-process single-flight after a miss: take the key's lock and return `None` (this
+    /// process computes, and [`put`](StoreCache::put) releases it), or, if another process
+    /// holds it, poll for its value for up to `wait`; `None` then (compute after all).
+    fn wait_for_other_process<Q: Serialize + ?Sized>(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        probe: &Q,
+        wait: Duration,
+    ) -> Option<V> {
+        let item = key::item(namespace, probe).ok()?;
+        match self.call(store, |s| s.try_lock(namespace, &item, wait)) {
+            Some(true) => {
+                // The holder may have finished between the miss and the lock: look once more.
+                if let Some(value) = self.fetch(store, namespace, probe) {
+                    self.call(store, |s| s.unlock(namespace, &item));
+                    return Some(value);
+                }
+                let mut locked = self.locked.lock();
+                if locked.len() >= MAX_LOCKED {
+                    locked.clear();
+                }
+                locked.insert(item);
+                return None;
+            }
+            Some(false) => {}
+            None => return None, // the store is down: compute
+        }
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(50));
+            if let Some(value) = self.fetch(store, namespace, probe) {
+                return Some(value);
+            }
+        }
     }
 
     fn codec_failed(&self, what: &str, error: &dyn fmt::Display) -> Option<V> {
@@ -347,6 +404,9 @@ where
             }
         };
         self.call(store, |s| s.set(namespace, &item, &bytes, self.ttl));
+        if store.single_flight_wait.is_some() && self.locked.lock().remove(&item) {
+            self.call(store, |s| s.unlock(namespace, &item));
+        }
     }
 
     /// The value for `key`, computing and storing it with `compute` on a miss.

@@ -40,12 +40,17 @@ impl Generations {
         (read_at.elapsed() < self.refresh).then_some(*generation)
     }
 
-    /// What a missing or garbled generation is recreated as: the last one seen, or the time.
-    pub fn replacement(&self, namespace: &str) -> u64 {
+    /// The generation of `namespace` last read or set by this process, however long ago.
+    pub fn last(&self, namespace: &str) -> Option<u64> {
         self.seen
             .lock()
             .get(namespace)
-            .map_or_else(unix_millis, |(generation, _)| *generation)
+            .map(|(generation, _)| *generation)
+    }
+
+    /// What a missing or garbled generation is recreated as: the last one seen, or the time.
+    pub fn replacement(&self, namespace: &str) -> u64 {
+        self.last(namespace).unwrap_or_else(unix_millis)
     }
 
     pub fn remember(&self, namespace: &str, generation: u64) {
@@ -83,12 +88,15 @@ mod tests {
             generations.replacement("ns") >= 1_700_000_000_000,
             "the time in ms"
         );
+        assert_eq!(generations.last("ns"), None);
         generations.remember("ns", 7);
         assert_eq!(generations.fresh("ns"), Some(7));
+        assert_eq!(generations.last("ns"), Some(7));
         assert_eq!(generations.replacement("ns"), 7);
         let stale = Generations::new(Duration::ZERO);
         stale.remember("ns", 7);
         assert_eq!(stale.fresh("ns"), None);
+        assert_eq!(stale.last("ns"), Some(7), "remembered past the refresh");
         assert_eq!(
             (parse(b"42"), parse(b"4x"), parse(b"")),
             (Some(42), None, None)

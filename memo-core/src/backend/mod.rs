@@ -40,8 +40,10 @@ use std::time::Duration;
 mod cache;
 mod codec;
 mod fault;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "memcached"))]
 mod generation;
+#[cfg(feature = "memcached")]
+mod ketama;
 mod key;
 #[cfg(feature = "memcached")]
 mod memcached;
@@ -49,12 +51,14 @@ mod memcached;
 mod persistent;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod registry;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use cache::StoreCache;
-pub use codec::{Codec, CodecError, Compression};
+pub use codec::{Codec, CodecError, Compression, DEFAULT_MAX_DECODED_SIZE};
 pub use fault::StoreHealth;
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStore;
@@ -145,6 +149,50 @@ pub trait Store: Send + Sync + 'static {
     fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
         let _ = namespace;
         Ok(None)
+    }
+
+    /// Takes the short lock of `key` for `ttl` if no one holds it (`SET NX PX` in Redis, `add`
+    /// in memcached): whether this call took it. What cross-process single-flight
+    /// ([`StoreOptions::cross_process_single_flight`]) uses; the default, for stores without
+    /// locks, always succeeds, so every process computes.
+    ///
+    /// ```
+    /// # use memo_core::stores::{Store, StoreError};
+    /// # struct Nothing;
+    /// # impl Store for Nothing {
+    /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
+    /// #     fn set(&self, _: &str, _: &str, _: &[u8], _: Option<std::time::Duration>)
+    /// #         -> Result<(), StoreError> { Ok(()) }
+    /// #     fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     fn clear(&self, _: &str) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// assert!(Nothing.try_lock("ns", "k", std::time::Duration::from_secs(1))?);
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let _ = (namespace, key, ttl);
+        Ok(true)
+    }
+
+    /// Releases the lock of `key` taken by [`try_lock`](Store::try_lock) (the default does
+    /// nothing).
+    ///
+    /// ```
+    /// # use memo_core::stores::{Store, StoreError};
+    /// # struct Nothing;
+    /// # impl Store for Nothing {
+    /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
+    /// #     fn set(&self, _: &str, _: &str, _: &[u8], _: Option<std::time::Duration>)
+    /// #         -> Result<(), StoreError> { Ok(()) }
+    /// #     fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     fn clear(&self, _: &str) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// Nothing.unlock("ns", "k")?;
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let _ = (namespace, key);
+        Ok(())
     }
 }
 

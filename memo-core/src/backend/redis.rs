@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use std::sync::Arc;
+
 use super::generation::{self, Generations};
+use super::redis_conn::{Conn, Target};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
 /// A [`Store`] on a Redis server (or Valkey, KeyDB, any server of the protocol).
@@ -17,8 +20,13 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// process, so a clear made by another process is seen within that time; this process's own
 /// clears are seen at once. A missing generation (a restart, an eviction) is recreated, one that
 /// does not parse is overwritten: a miss, never an outage. Redis cannot count one namespace's live
-/// keys without a scan, so [`len`](Store::len) is unknown (`None`). Only single-key commands are
-/// used, so the same calls work against a Redis Cluster.
+/// keys without a scan, so [`len`](Store::len) is unknown (`None`).
+///
+/// Only single-key commands are used, so the same calls work against a Redis Cluster
+/// ([`cluster`](RedisStore::cluster)), where the `redis` crate's cluster client sends each to the
+/// master of its key's slot; the background unlinking of a clear scans every master. `rediss://`
+/// URLs connect through rustls (feature `redis-tls`), trusting the system's roots or
+/// [`with_root_certificate`](RedisStore::with_root_certificate).
 ///
 /// Connections are made on first use (a server that is down at start-up is an outage like any
 /// other) and kept in a small pool; every connect, read and write is bounded by a timeout
@@ -35,8 +43,8 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// # Ok::<(), stores::StoreError>(())
 /// ```
 pub struct RedisStore {
-    client: ::redis::Client,
-    pool: Mutex<Vec<::redis::Connection>>,
+    target: Arc<Target>,
+    pool: Mutex<Vec<Conn>>,
     connect_timeout: Duration,
     io_timeout: Duration,
     max_idle: usize,
@@ -52,16 +60,73 @@ impl RedisStore {
     /// assert!(memo_core::stores::RedisStore::connect("not a url").is_err());
     /// ```
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url)
+        let target = Target::single(url)
             .map_err(|e| StoreError::new(ErrorKind::Config, format!("redis url `{url}`: {e}")))?;
-        Ok(RedisStore {
-            client,
+        Ok(Self::on(target))
+    }
+
+    /// A store on the Redis Cluster that any of `urls` belongs to (one is enough; the client
+    /// finds every master): each key goes to the master of its slot, and a master that moves
+    /// slots is followed. Only the URLs are checked here; the cluster is reached on first use.
+    ///
+    /// ```
+    /// use memo_core::stores::RedisStore;
+    /// let store = RedisStore::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])?;
+    /// # let _ = store;
+    /// assert!(RedisStore::cluster(["not a url"]).is_err());
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn cluster<I>(urls: I) -> Result<Self, StoreError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_string()).collect();
+        let target = Target::cluster(urls.clone()).map_err(|e| {
+            StoreError::new(
+                ErrorKind::Config,
+                format!("redis cluster `{}`: {e}", urls.join(",")),
+            )
+        })?;
+        Ok(Self::on(target))
+    }
+
+    fn on(target: Target) -> Self {
+        RedisStore {
+            target: Arc::new(target),
             pool: Mutex::new(Vec::new()),
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
             max_idle: 16,
             generations: Generations::new(Duration::from_secs(1)),
-        })
+        }
+    }
+
+    /// Trusts the CA certificates in `pem` (PEM text) for `rediss://` servers, instead of the
+    /// system's roots: servers with certificates of a private CA.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis-tls")] {
+    /// let store = memo_core::stores::RedisStore::connect("rediss://127.0.0.1:6380");
+    /// assert!(store?.with_root_certificate(b"not a certificate").is_err());
+    /// # }
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<Self, StoreError> {
+        let config = |e: ::redis::RedisError| {
+            StoreError::new(ErrorKind::Config, format!("redis root certificate: {e}"))
+        };
+        // Check the PEM now (a bad one would otherwise fail every connect).
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(StoreError::new(
+                ErrorKind::Config,
+                "redis root certificate: no PEM certificate in it",
+            ));
+        }
+        self.target = Arc::new(self.target.with_root_cert(pem.to_vec()).map_err(config)?);
+        self.pool.lock().clear();
+        Ok(self)
     }
 
     /// The timeouts of connecting and of each read or write (both 250 ms by default).
@@ -106,15 +171,17 @@ impl RedisStore {
         self
     }
 
-    fn open(&self) -> Result<::redis::Connection, StoreError> {
-        open(&self.client, self.connect_timeout, self.io_timeout)
+    fn open(&self) -> Result<Conn, StoreError> {
+        self.target
+            .open(self.connect_timeout, self.io_timeout)
+            .map_err(|e| redis_error(&e, true))
     }
 
     /// Runs `op` on a pooled connection, or a new one; a pooled connection that turns out dead
     /// is replaced once. A connection that failed in any way is dropped, never pooled.
     fn with_conn<T>(
         &self,
-        op: impl Fn(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
+        op: impl Fn(&mut Conn) -> ::redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let pooled = self.pool.lock().pop();
         let (mut conn, reused) = match pooled {
@@ -139,21 +206,6 @@ impl RedisStore {
             Err(e) => Err(redis_error(&e, false)),
         }
     }
-}
-
-/// A connection to the server of `client`: the one place connections are made.
-fn open(
-    client: &::redis::Client,
-    connect_timeout: Duration,
-    io_timeout: Duration,
-) -> Result<::redis::Connection, StoreError> {
-    let conn = client
-        .get_connection_with_timeout(connect_timeout)
-        .map_err(|e| redis_error(&e, true))?;
-    conn.set_read_timeout(Some(io_timeout))
-        .and_then(|()| conn.set_write_timeout(Some(io_timeout)))
-        .map_err(|e| redis_error(&e, true))?;
-    Ok(conn)
 }
 
 /// A pooled connection that the server closed (restart, idle timeout): worth one retry.
@@ -185,6 +237,12 @@ fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
     }
 }
 
+/// The cross-process single-flight lock of a key: outside the namespace, so that clearing it
+/// never sees locks.
+fn lock_key(namespace: &str, key: &str) -> String {
+    format!("lock:{namespace}:{key}")
+}
+
 /// A SCAN pattern matching the keys of `namespace` exactly: its glob characters escaped.
 fn namespace_pattern(namespace: &str) -> String {
     let mut pattern = String::with_capacity(namespace.len() + 3);
@@ -200,11 +258,7 @@ fn namespace_pattern(namespace: &str) -> String {
 
 impl RedisStore {
     /// The generation of `namespace` (see the type's docs), read through `conn` if not fresh.
-    fn generation(
-        &self,
-        conn: &mut ::redis::Connection,
-        namespace: &str,
-    ) -> ::redis::RedisResult<u64> {
+    fn generation(&self, conn: &mut Conn, namespace: &str) -> ::redis::RedisResult<u64> {
         if let Some(generation) = self.generations.fresh(namespace) {
             return Ok(generation);
         }
@@ -241,7 +295,7 @@ impl RedisStore {
         &self,
         namespace: &str,
         key: &str,
-        op: impl Fn(&mut ::redis::Connection, &str) -> ::redis::RedisResult<T>,
+        op: impl Fn(&mut Conn, &str) -> ::redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         self.with_conn(|c| {
             let generation = self.generation(c, namespace)?;
@@ -258,8 +312,8 @@ fn data_key(namespace: &str, generation: u64, key: &str) -> String {
 /// memory of a cleared namespace is given back without the caller waiting for a SCAN of the
 /// whole keyspace. Best effort: a failure leaves the keys to their ttl or to eviction.
 fn reclaim(store: &RedisStore, namespace: &str, current: u64) {
-    let (client, connect, io) = (
-        store.client.clone(),
+    let (target, connect, io) = (
+        Arc::clone(&store.target),
         store.connect_timeout,
         store.io_timeout,
     );
@@ -270,37 +324,47 @@ fn reclaim(store: &RedisStore, namespace: &str, current: u64) {
         .name("memo-redis-reclaim".into())
         .spawn(move || {
             let result = (|| -> Result<usize, StoreError> {
-                let mut conn = open(&client, connect, io)?;
-                let mut cursor: u64 = 0;
+                let error = |e: ::redis::RedisError| redis_error(&e, false);
+                let mut conn = target
+                    .open(connect, io)
+                    .map_err(|e| redis_error(&e, true))?;
                 let mut unlinked = 0;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query(&mut conn)
-                        .map_err(|e| redis_error(&e, false))?;
-                    let mut pipe = ::redis::pipe();
-                    let before = unlinked;
-                    for key in &keys {
-                        let generation = key[prefix.len()..].split(':').next().unwrap_or("");
-                        // Old generations' data keys only: not `gen`, not the current one.
-                        if generation != current && generation.bytes().all(|b| b.is_ascii_digit()) {
-                            pipe.cmd("UNLINK").arg(key).ignore();
-                            unlinked += 1;
+                // Every master of a cluster (the one server otherwise).
+                for node in conn.masters().map_err(error)? {
+                    let mut cursor: u64 = 0;
+                    loop {
+                        let mut scan = ::redis::cmd("SCAN");
+                        scan.arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000);
+                        let (next, keys): (u64, Vec<String>) =
+                            conn.query_on(&node, &scan).map_err(error)?;
+                        let old: Vec<Vec<u8>> = keys
+                            .into_iter()
+                            .filter(|key| {
+                                let generation =
+                                    key[prefix.len()..].split(':').next().unwrap_or("");
+                                // Old generations' data keys only: not `gen`, not the current one.
+                                generation != current
+                                    && generation.bytes().all(|b| b.is_ascii_digit())
+                            })
+                            .map(String::into_bytes)
+                            .collect();
+                        if !old.is_empty() {
+                            // One UNLINK per key in a pipeline: no multi-key command, so
+                            // cluster-safe.
+                            conn.unlink_each(&old).map_err(error)?;
+                            unlinked += old.len();
                         }
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
                     }
-                    if unlinked > before {
-                        pipe.query::<()>(&mut conn)
-                            .map_err(|e| redis_error(&e, false))?;
-                    }
-                    if next == 0 {
-                        return Ok(unlinked);
-                    }
-                    cursor = next;
                 }
+                Ok(unlinked)
             })();
             match result {
                 Ok(unlinked) => tracing::debug!(unlinked, "redis: old generations unlinked"),
@@ -381,6 +445,26 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let lock = lock_key(namespace, key);
+        let millis = ttl.as_millis().clamp(1, i64::MAX as u128) as u64;
+        self.with_conn(|c| {
+            let reply: Option<String> = ::redis::cmd("SET")
+                .arg(&lock)
+                .arg(std::process::id())
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query(c)?;
+            Ok(reply.is_some())
+        })
+    }
+
+    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let lock = lock_key(namespace, key);
+        self.with_conn(|c| ::redis::cmd("DEL").arg(&lock).query::<()>(c))
+    }
+
     /// Unknown: Redis cannot count one namespace's live keys without scanning the keyspace.
     fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
         let _ = namespace;
@@ -391,7 +475,7 @@ impl Store for RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("server", &self.client.get_connection_info().addr())
+            .field("target", &self.target.describe())
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .finish_non_exhaustive()

@@ -26,6 +26,7 @@ use super::{Codec, Compression, Store, StoreError};
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     format: Format,
+    single_flight_wait: Option<Duration>,
     key_prefix: String,
     retry_after: Duration,
     max_retry_after: Duration,
@@ -36,6 +37,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             format: Format::default(),
+            single_flight_wait: None,
             key_prefix: "memo".to_string(),
             retry_after: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(30),
@@ -101,6 +103,37 @@ impl StoreOptions {
         self
     }
 
+    /// The largest size a stored value may decode to, decompressed (default 64 MiB): a value
+    /// past it (a zstd or LZ4 bomb, another program's huge value) is a miss, with one warning,
+    /// and is never inflated beyond it.
+    ///
+    /// ```
+    /// let options = memo_core::stores::StoreOptions::default().max_decoded_size(1 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn max_decoded_size(mut self, bytes: u64) -> Self {
+        self.format.max_decoded_size = bytes;
+        self
+    }
+
+    /// Cross-process single-flight (off by default): when several processes miss the same key
+    /// at once, one takes a short lock in the store (`SET NX PX` in Redis, `add` in memcached)
+    /// and runs the function; the others poll the store for its value (every 5 ms, doubling to
+    /// 50 ms) and get it as a hit. After `wait` without a value (a slow or dead lock holder:
+    /// the lock also expires after `wait`), they run the function themselves, so nobody stalls
+    /// longer. Stores without locks (SQLite) compute in every process, as without the option.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = memo_core::stores::StoreOptions::default()
+    ///     .cross_process_single_flight(Duration::from_secs(2));
+    /// # let _ = options;
+    /// ```
+    pub fn cross_process_single_flight(mut self, wait: Duration) -> Self {
+        self.single_flight_wait = Some(wait).filter(|w| !w.is_zero());
+        self
+    }
+
     /// The longest wait between retries during an outage (default 30 s).
     ///
     /// ```
@@ -119,6 +152,8 @@ pub(crate) struct Registered {
     pub name: String,
     pub format: Format,
     pub key_prefix: String,
+    /// Cross-process single-flight: how long a miss waits for another process's value.
+    pub single_flight_wait: Option<Duration>,
     store: Box<dyn Store>,
     breaker: Breaker,
 }
@@ -220,6 +255,7 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
         name: name.clone(),
         format: options.format,
         key_prefix: options.key_prefix,
+        single_flight_wait: options.single_flight_wait,
         store: Box::new(store),
         breaker: Breaker::new(options.retry_after, options.max_retry_after),
     };
