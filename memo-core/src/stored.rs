@@ -18,6 +18,8 @@ use std::hash::Hash;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::__private::{tagged_memo, Met, Unmet, Unsatisfiable};
+#[cfg(not(feature = "stores"))]
+use crate::memo::FunctionCache;
 use crate::memo::{ErasedMemo, Memo, Params, TypeCaches};
 
 /// The memo of a function with a store.
@@ -59,6 +61,116 @@ pub fn store_memo<K: Hash + Eq, V: Clone>(
 ) -> StoreMemo<K, V> {
     let _ = (store, signature, version);
     Memo::new(path.into(), params)
+}
+
+/// The lookup of an `async fn` with a store: awaits the store's I/O threads.
+#[cfg(feature = "stores")]
+pub async fn store_get_by_async<K, V, Q>(
+    cache: &crate::stores::StoreCache<K, V>,
+    probe: &Q,
+    is_match: impl FnMut(&K) -> bool,
+) -> Option<V>
+where
+    K: StoredKey,
+    V: StoredValue,
+    Q: Serialize + Hash + ?Sized,
+{
+    cache.get_by_async(probe, is_match).await
+}
+
+/// The lookup of an `async fn` with a store, by an owned key (`key = ...`).
+#[cfg(feature = "stores")]
+pub async fn store_get_async<K: StoredKey, V: StoredValue>(
+    cache: &crate::stores::StoreCache<K, V>,
+    key: &K,
+) -> Option<V> {
+    cache.get_async(key).await
+}
+
+/// The write of an `async fn` with a store after a miss, awaited on the store's I/O threads.
+#[cfg(feature = "stores")]
+pub async fn store_insert_async<K: StoredKey, V: StoredValue>(
+    cache: &crate::stores::StoreCache<K, V>,
+    key: K,
+    value: V,
+) {
+    cache.insert_async(key, value).await;
+}
+
+/// What the single-flight leader of an `async fn` with a store completes into; `flush()` then
+/// awaits the write.
+#[cfg(feature = "stores")]
+pub fn store_write_behind<K: StoredKey, V: StoredValue>(
+    cache: &crate::stores::StoreCache<K, V>,
+) -> crate::stores::WriteBehind<'_, K, V> {
+    crate::stores::WriteBehind::new(cache)
+}
+
+/// The lookup of an `async fn` with a store (in memory: the `stores` feature is off).
+#[cfg(not(feature = "stores"))]
+pub async fn store_get_by_async<K: Hash + Eq, V: Clone, Q: Hash + ?Sized>(
+    cache: &crate::Cache<K, V>,
+    probe: &Q,
+    is_match: impl FnMut(&K) -> bool,
+) -> Option<V> {
+    cache.get_by(probe, is_match)
+}
+
+/// The lookup of an `async fn` with a store, by an owned key (in memory).
+#[cfg(not(feature = "stores"))]
+pub async fn store_get_async<K: Hash + Eq, V: Clone>(
+    cache: &crate::Cache<K, V>,
+    key: &K,
+) -> Option<V> {
+    cache.get(key)
+}
+
+/// The write of an `async fn` with a store after a miss (in memory).
+#[cfg(not(feature = "stores"))]
+pub async fn store_insert_async<K: Hash + Eq, V: Clone>(
+    cache: &crate::Cache<K, V>,
+    key: K,
+    value: V,
+) {
+    cache.insert_if_absent(key, value);
+}
+
+/// What the single-flight leader of an `async fn` with a store completes into (in memory: the
+/// cache itself, and `flush()` does nothing).
+#[cfg(not(feature = "stores"))]
+pub fn store_write_behind<K: Hash + Eq, V: Clone>(
+    cache: &crate::Cache<K, V>,
+) -> DirectWrite<'_, K, V> {
+    DirectWrite(cache)
+}
+
+/// The cache itself, by reference, with nothing to flush (the `stores` feature is off).
+#[cfg(not(feature = "stores"))]
+pub struct DirectWrite<'a, K, V>(&'a crate::Cache<K, V>);
+
+#[cfg(not(feature = "stores"))]
+impl<K, V> DirectWrite<'_, K, V> {
+    /// Nothing: the write was made.
+    pub async fn flush(self) {}
+}
+
+#[cfg(not(feature = "stores"))]
+impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for DirectWrite<'_, K, V> {
+    fn peek(&self, key: &K) -> Option<V> {
+        FunctionCache::peek(self.0, key)
+    }
+    fn insert_if_absent(&self, key: K, value: V) {
+        FunctionCache::insert_if_absent(self.0, key, value);
+    }
+    fn remove(&self, key: &K) -> bool {
+        FunctionCache::remove(self.0, key)
+    }
+    fn info(&self) -> crate::CacheInfo {
+        FunctionCache::info(self.0)
+    }
+    fn reset(&self) {
+        FunctionCache::reset(self.0);
+    }
 }
 
 /// What the memo of a function with a store needs of its key: what [`StoreArgKey`],
