@@ -488,6 +488,7 @@ where
     /// ```
     /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// cache.insert(1, 2);
+    /// use std::future::Future;
     /// let mut found = std::pin::pin!(cache.get_async(&1));
     /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     /// assert_eq!(found.as_mut().poll(&mut cx), std::task::Poll::Ready(Some(2)));
@@ -532,6 +533,7 @@ where
     ///
     /// ```
     /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// use std::future::Future;
     /// let mut write = std::pin::pin!(cache.insert_async(1, 10));
     /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     /// assert!(write.as_mut().poll(&mut cx).is_ready());
