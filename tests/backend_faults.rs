@@ -318,8 +318,8 @@ fn a_redis_key_of_another_type_is_a_miss_then_overwritten() {
 /// An `async fn` with a store never blocks its executor: on a current_thread runtime a 1 ms
 /// ticker keeps ticking during 2000 store hits, and while the server is frozen (SIGSTOP) its
 /// lookups wait on the store's I/O threads, not on the executor thread. (Before: gaps of 7 ms
-/// up and 275 ms frozen, the whole 250 ms timeout.) The bounds are generous for a loaded CI
-/// machine, and far below the timeout a blocking lookup waits.
+/// up and 275 ms frozen, the whole 250 ms timeout.) The bounds (100 ms) are generous for a
+/// loaded CI machine, and well below the 250 ms timeout a blocking lookup waits.
 mod async_io {
     use super::*;
     use std::cell::Cell;
@@ -393,8 +393,8 @@ mod async_io {
             .await;
             server.resume();
             eprintln!("largest ticker gap: up {up:.1?}, frozen {frozen:.1?}");
-            assert!(up <= Duration::from_millis(25), "up: {up:?}");
-            assert!(frozen <= Duration::from_millis(50), "frozen: {frozen:?}");
+            assert!(up <= Duration::from_millis(100), "up: {up:?}");
+            assert!(frozen <= Duration::from_millis(100), "frozen: {frozen:?}");
             assert_eq!(stores::health("faults-async").unwrap().outages, 1);
         });
     }

@@ -63,38 +63,38 @@ pub fn store_memo<K: Hash + Eq, V: Clone>(
     Memo::new(path.into(), params)
 }
 
-/// The lookup of an `async fn` with a store: awaits the store's I/O threads.
-#[cfg(feature = "stores")]
-pub async fn store_get_by_async<K, V, Q>(
-    cache: &crate::stores::StoreCache<K, V>,
-    probe: &Q,
-    is_match: impl FnMut(&K) -> bool,
-) -> Option<V>
-where
-    K: StoredKey,
-    V: StoredValue,
-    Q: Serialize + Hash + ?Sized,
-{
-    cache.get_by_async(probe, is_match).await
+/// The async lookups and writes of an `async fn` with a store, on the in-memory cache that
+/// stands in for the store when the `stores` feature is off (with it, `StoreCache`'s own
+/// methods are called, and this trait has no impl).
+pub trait InMemoryAsync<K, V> {
+    /// `get_by`, as a future.
+    fn get_by_async<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> impl core::future::Future<Output = Option<V>>;
+    /// `get`, as a future.
+    fn get_async(&self, key: &K) -> impl core::future::Future<Output = Option<V>>;
+    /// `insert_if_absent`, as a future.
+    fn insert_async(&self, key: K, value: V) -> impl core::future::Future<Output = ()>;
 }
 
-/// The lookup of an `async fn` with a store, by an owned key (`key = ...`).
-#[cfg(feature = "stores")]
-pub async fn store_get_async<K: StoredKey, V: StoredValue>(
-    cache: &crate::stores::StoreCache<K, V>,
-    key: &K,
-) -> Option<V> {
-    cache.get_async(key).await
-}
-
-/// The write of an `async fn` with a store after a miss, awaited on the store's I/O threads.
-#[cfg(feature = "stores")]
-pub async fn store_insert_async<K: StoredKey, V: StoredValue>(
-    cache: &crate::stores::StoreCache<K, V>,
-    key: K,
-    value: V,
-) {
-    cache.insert_async(key, value).await;
+#[cfg(not(feature = "stores"))]
+impl<K: Hash + Eq, V: Clone> InMemoryAsync<K, V> for crate::Cache<K, V> {
+    fn get_by_async<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> impl core::future::Future<Output = Option<V>> {
+        core::future::ready(self.get_by(probe, is_match))
+    }
+    fn get_async(&self, key: &K) -> impl core::future::Future<Output = Option<V>> {
+        core::future::ready(self.get(key))
+    }
+    fn insert_async(&self, key: K, value: V) -> impl core::future::Future<Output = ()> {
+        self.insert_if_absent(key, value);
+        core::future::ready(())
+    }
 }
 
 /// What the single-flight leader of an `async fn` with a store completes into; `flush()` then
@@ -104,35 +104,6 @@ pub fn store_write_behind<K: StoredKey, V: StoredValue>(
     cache: &crate::stores::StoreCache<K, V>,
 ) -> crate::stores::WriteBehind<'_, K, V> {
     crate::stores::WriteBehind::new(cache)
-}
-
-/// The lookup of an `async fn` with a store (in memory: the `stores` feature is off).
-#[cfg(not(feature = "stores"))]
-pub async fn store_get_by_async<K: Hash + Eq, V: Clone, Q: Hash + ?Sized>(
-    cache: &crate::Cache<K, V>,
-    probe: &Q,
-    is_match: impl FnMut(&K) -> bool,
-) -> Option<V> {
-    cache.get_by(probe, is_match)
-}
-
-/// The lookup of an `async fn` with a store, by an owned key (in memory).
-#[cfg(not(feature = "stores"))]
-pub async fn store_get_async<K: Hash + Eq, V: Clone>(
-    cache: &crate::Cache<K, V>,
-    key: &K,
-) -> Option<V> {
-    cache.get(key)
-}
-
-/// The write of an `async fn` with a store after a miss (in memory).
-#[cfg(not(feature = "stores"))]
-pub async fn store_insert_async<K: Hash + Eq, V: Clone>(
-    cache: &crate::Cache<K, V>,
-    key: K,
-    value: V,
-) {
-    cache.insert_if_absent(key, value);
 }
 
 /// What the single-flight leader of an `async fn` with a store completes into (in memory: the

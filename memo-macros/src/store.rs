@@ -204,7 +204,12 @@ impl Plan<'_> {
     ) -> TokenStream {
         let path = &self.memo;
         if self.store_async() {
-            quote!(#path::__private::store_get_by_async(&#memo.cache, #probe, #is_match).await)
+            // A method, as the sync lookup: a key that is not `Serialize` is then one error.
+            quote!({
+                #[allow(unused_imports)]
+                use #path::__private::InMemoryAsync as _;
+                #memo.cache.get_by_async(#probe, #is_match).await
+            })
         } else {
             quote!(#memo.cache.get_by(#probe, #is_match))
         }
@@ -214,7 +219,11 @@ impl Plan<'_> {
     pub(crate) fn lookup_key(&self, memo: &Ident, key: &Ident) -> TokenStream {
         let path = &self.memo;
         if self.store_async() {
-            quote!(#path::__private::store_get_async(&#memo.cache, &#key).await)
+            quote!({
+                #[allow(unused_imports)]
+                use #path::__private::InMemoryAsync as _;
+                #memo.cache.get_async(&#key).await
+            })
         } else {
             quote!(#memo.cache.get(&#key))
         }
@@ -230,7 +239,11 @@ impl Plan<'_> {
     ) -> TokenStream {
         let path = &self.memo;
         if self.store_async() {
-            quote!(#path::__private::store_insert_async(&#memo.cache, #key, #value).await;)
+            quote!({
+                #[allow(unused_imports)]
+                use #path::__private::InMemoryAsync as _;
+                #memo.cache.insert_async(#key, #value).await;
+            })
         } else {
             quote!(#memo.cache.insert_if_absent(#key, #value);)
         }
@@ -568,7 +581,7 @@ mod tests {
             ),
         );
         for part in [
-            "store_get_by_async (& __memo . cache",
+            "__memo . cache . get_by_async (",
             ". await",
             "store_write_behind (& __memo . cache)",
             "__memo_write . flush () . await",
@@ -583,11 +596,8 @@ mod tests {
                 }
             ),
         );
-        assert!(text.contains("store_get_async (& __memo . cache"), "{text}");
-        assert!(
-            text.contains("store_insert_async (& __memo . cache"),
-            "{text}"
-        );
+        assert!(text.contains("__memo . cache . get_async (&"), "{text}");
+        assert!(text.contains("__memo . cache . insert_async ("), "{text}");
         // A sync function, or an async one without a store, keeps the direct calls.
         let text = expand(
             quote!(),
@@ -597,7 +607,7 @@ mod tests {
                 }
             ),
         );
-        assert!(!text.contains("store_get"), "{text}");
+        assert!(!text.contains("get_by_async"), "{text}");
         let text = expand(
             quote!(store = "s"),
             quote!(
@@ -606,7 +616,7 @@ mod tests {
                 }
             ),
         );
-        assert!(!text.contains("store_get"), "{text}");
+        assert!(!text.contains("get_by_async"), "{text}");
     }
 
     #[test]
