@@ -320,3 +320,69 @@ fn a_lock_left_by_a_dead_process_delays_a_miss_by_the_wait_only() {
     // Once a value is there, nobody waits.
     assert_eq!(cache.get_or_insert_with(1, || unreachable!()), 10);
 }
+
+/// An `async` lookup (the path of an `async fn`, on the store's I/O threads) takes part in the
+/// cross-process single-flight too: while another process holds the key's lock, it waits for
+/// that process's value and hits, and the executor thread is not blocked meanwhile; when it
+/// takes the lock itself, its write releases it.
+#[test]
+fn an_async_lookup_waits_for_the_holders_value_and_releases_its_own_lock() {
+    if std::env::var_os(ROLE).is_some() || std::env::var_os(FLIGHT_ROLE).is_some() {
+        return;
+    }
+    let redis = Server::redis();
+    stores::register_with(
+        "flight-async",
+        RedisStore::connect(&redis.redis_url()).unwrap(),
+        StoreOptions::default().cross_process_single_flight(std::time::Duration::from_secs(5)),
+    );
+    // Two caches of one function: two processes as far as the locks go.
+    let holder: StoreCache<u64, u64> = StoreCache::new("flight-async", "app::g");
+    let waiter: StoreCache<u64, u64> = StoreCache::new("flight-async", "app::g");
+    let lock = format!(
+        "lock:{}:{}",
+        holder.namespace().unwrap(),
+        holder.key_of(&1).unwrap()
+    );
+    assert_eq!(holder.get(&1), None, "a miss: the holder takes the lock");
+    assert_eq!(redis.redis_cli(&["EXISTS", &lock]), "1");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    // One thread: if the lookup blocked it, the holder's write could not run, and the lookup
+    // would miss after the whole wait (5 s).
+    let started = std::time::Instant::now();
+    let found = runtime.block_on(async {
+        let lookup = waiter.get_async(&1);
+        let insert = async {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            holder.insert(1, 11); // the holder's value
+        };
+        tokio::join!(lookup, insert).0
+    });
+    assert_eq!(found, Some(11), "the waiter got the holder's value");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        redis.redis_cli(&["EXISTS", &lock]),
+        "0",
+        "the holder's write released its lock"
+    );
+    // The async path takes a lock on its own miss, and its write releases it.
+    runtime.block_on(async {
+        assert_eq!(waiter.get_async(&2).await, None);
+        let lock = format!(
+            "lock:{}:{}",
+            waiter.namespace().unwrap(),
+            waiter.key_of(&2).unwrap()
+        );
+        assert_eq!(redis.redis_cli(&["EXISTS", &lock]), "1");
+        waiter.insert_async(2, 22).await;
+        assert_eq!(redis.redis_cli(&["EXISTS", &lock]), "0");
+        assert_eq!(waiter.get_async(&2).await, Some(22));
+    });
+}

@@ -314,3 +314,88 @@ fn a_redis_key_of_another_type_is_a_miss_then_overwritten() {
     assert_eq!((health.outages, health.refused), (0, 1), "{health:?}");
     assert!(health.last_error.unwrap().contains("WRONGTYPE"));
 }
+
+/// An `async fn` with a store never blocks its executor: on a current_thread runtime a 1 ms
+/// ticker keeps ticking during 2000 store hits, and while the server is frozen (SIGSTOP) its
+/// lookups wait on the store's I/O threads, not on the executor thread. (Before: gaps of 7 ms
+/// up and 275 ms frozen, the whole 250 ms timeout.) The bounds (100 ms) are generous for a
+/// loaded CI machine, and well below the 250 ms timeout a blocking lookup waits.
+mod async_io {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    pub static RUNS: AtomicU64 = AtomicU64::new(0);
+
+    #[memo::memoize(store = "faults-async")]
+    pub async fn square(n: u64) -> u64 {
+        RUNS.fetch_add(1, Ordering::Relaxed);
+        n * n
+    }
+
+    /// The largest gap of a 1 ms ticker while `work` runs on the same thread.
+    async fn largest_gap(work: impl std::future::Future<Output = ()>) -> Duration {
+        let largest = Rc::new(Cell::new(Duration::ZERO));
+        let done = Rc::new(Cell::new(false));
+        let (gap, stop) = (Rc::clone(&largest), Rc::clone(&done));
+        let ticker = tokio::task::spawn_local(async move {
+            let mut last = Instant::now();
+            while !stop.get() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let now = Instant::now();
+                gap.set(gap.get().max(now - last));
+                last = now;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await; // the ticker is running
+        work.await;
+        done.set(true);
+        ticker.await.unwrap();
+        largest.get()
+    }
+
+    #[test]
+    fn an_async_fn_with_a_store_never_blocks_the_executor() {
+        let server = Server::redis();
+        stores::register_with(
+            "faults-async",
+            RedisStore::connect(&server.redis_url()).unwrap(),
+            options(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            for n in 0..100 {
+                assert_eq!(square(n).await, n * n);
+            }
+            // The writes are queued: wait until all are stored.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while server.redis_cli(&["DBSIZE"]) != "101" {
+                assert!(Instant::now() < deadline, "the writes were not made");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let up = largest_gap(async {
+                for i in 0..2000 {
+                    assert_eq!(square(i % 100).await, (i % 100) * (i % 100));
+                }
+            })
+            .await;
+            assert_eq!(RUNS.load(Ordering::Relaxed), 100, "2000 hits");
+            server.pause();
+            let frozen = largest_gap(async {
+                for i in 0..200 {
+                    assert_eq!(square(i % 100).await, (i % 100) * (i % 100));
+                }
+            })
+            .await;
+            server.resume();
+            eprintln!("largest ticker gap: up {up:.1?}, frozen {frozen:.1?}");
+            assert!(up <= Duration::from_millis(100), "up: {up:?}");
+            assert!(frozen <= Duration::from_millis(100), "frozen: {frozen:?}");
+            assert_eq!(stores::health("faults-async").unwrap().outages, 1);
+        });
+    }
+}

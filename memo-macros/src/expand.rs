@@ -700,10 +700,11 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         Some(expr) => {
             let get_memo = plan.memo_binding(memo, Some(key));
             let value = plan.key_expr_value(expr);
+            let lookup = plan.lookup_key(memo, key);
             quote! {
                 let #key = #value;
                 #get_memo
-                if let ::core::option::Option::Some(#found) = #memo.cache.get(&#key) {
+                if let ::core::option::Option::Some(#found) = #lookup {
                     return #hit;
                 }
             }
@@ -712,11 +713,10 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             let get_memo = plan.memo_binding(memo, None);
             let borrowed = plan.borrowed_keys();
             let is_match = plan.is_match();
+            let lookup = plan.lookup_by(memo, &quote!(&(#(#borrowed,)*)), &is_match);
             quote! {
                 #get_memo
-                if let ::core::option::Option::Some(#found) =
-                    #memo.cache.get_by(&(#(#borrowed,)*), #is_match)
-                {
+                if let ::core::option::Option::Some(#found) = #lookup {
                     return #hit;
                 }
             }
@@ -744,11 +744,7 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         None => call,
     };
     let clone = plan.clone_value(stored);
-    let store = plan.if_cacheable(
-        ret,
-        stored,
-        quote!(#memo.cache.insert_if_absent(#key, #clone);),
-    );
+    let store = plan.if_cacheable(ret, stored, plan.insert_after_miss(memo, key, &clone));
     quote! {
         #lookup
         #owned_key
@@ -795,11 +791,7 @@ fn single_flight_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     };
     let hit = plan.hit(found);
     let clone = plan.clone_value(stored);
-    let store = plan.if_cacheable(
-        ret,
-        stored,
-        quote!(#memo.flights.complete(#leader, &#memo.cache, #clone);),
-    );
+    let store = plan.if_cacheable(ret, stored, plan.complete_leader(memo, leader, &clone));
     quote! {
         #lookup
         let #leader = match #join {

@@ -15,9 +15,10 @@
 //! | [`RedisStore`] | `redis` | per server config | every machine | tens of µs |
 //! | [`MemcachedStore`] | `memcached` | no | every machine | tens of µs |
 //!
-//! Calls are synchronous and bounded by short timeouts (250 ms by default), so an `async fn` may
-//! call a store directly: a lookup blocks its executor thread for one loopback or LAN round trip,
-//! and for at most the timeout when the server hangs.
+//! Calls are bounded by short timeouts (250 ms by default). A sync function calls its store on
+//! its own thread; an `async fn` awaits it: the call runs on a few I/O threads of the store's and
+//! the executor thread goes on with other tasks meanwhile, on any runtime (no runtime is a
+//! dependency). The I/O threads' queue is bounded: when it is full, a lookup is a miss at once.
 //!
 //! ```
 //! use memo_core::stores::{self, StoreCache};
@@ -42,6 +43,7 @@ mod codec;
 mod fault;
 #[cfg(any(feature = "redis", feature = "memcached"))]
 mod generation;
+mod io;
 #[cfg(feature = "memcached")]
 mod ketama;
 mod key;
@@ -58,6 +60,8 @@ mod registry;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use cache::StoreCache;
+#[doc(hidden)]
+pub use cache::WriteBehind;
 pub use codec::{Codec, CodecError, Compression, DEFAULT_MAX_DECODED_SIZE};
 pub use fault::StoreHealth;
 #[cfg(feature = "memcached")]

@@ -1,13 +1,14 @@
 //! Named stores, configured once at start-up (Django's `CACHES`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
 use super::codec::Format;
 use super::fault::{Breaker, StoreHealth};
+use super::io::IoThreads;
 use super::{Codec, Compression, Store, StoreError};
 
 /// How a registered store is used: value format, key prefix and the backoff after a fault.
@@ -156,6 +157,8 @@ pub(crate) struct Registered {
     pub single_flight_wait: Option<Duration>,
     store: Box<dyn Store>,
     breaker: Breaker,
+    /// The threads that run the calls of `async fn`s, started on the first one.
+    io: OnceLock<Option<IoThreads>>,
 }
 
 /// The refusals one function was warned about: one warning per kind (the server's code).
@@ -188,6 +191,16 @@ impl Refusals {
 }
 
 impl Registered {
+    /// Runs `job` on one of the store's I/O threads (for an `async fn`); `false` if it could not
+    /// be queued (the threads are that far behind), and `job` is dropped.
+    pub fn submit(self: &Arc<Self>, job: impl FnOnce(&Registered) + Send + 'static) -> bool {
+        let Some(threads) = self.io.get_or_init(|| IoThreads::start(&self.name)) else {
+            return false;
+        };
+        let this = Arc::clone(self);
+        threads.submit(move || job(&this))
+    }
+
     /// Runs `op` on the store for `function` unless an outage is under way; `None` if skipped
     /// or failed. A fault of the connection is counted and logged once per outage; a refusal
     /// fails this call only and is logged once per kind through `refusals`.
@@ -258,6 +271,7 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
         single_flight_wait: options.single_flight_wait,
         store: Box::new(store),
         breaker: Breaker::new(options.retry_after, options.max_retry_after),
+        io: OnceLock::new(),
     };
     STORES.write().insert(name, Arc::new(registered));
 }
