@@ -213,3 +213,189 @@ fn a_pooled_connection_to_a_restarted_server_is_replaced_without_an_outage() {
     store.set("ns", "k", b"2", None).unwrap();
     assert_eq!(store.get("ns", "k").unwrap(), Some(b"2".to_vec()));
 }
+
+/// Redis at `maxmemory` with `noeviction` refuses writes (OOM): those calls run uncached, and
+/// reads keep hitting; no outage (the breaker used to open on each refusal and skip the reads).
+#[test]
+fn redis_refusing_writes_under_maxmemory_fails_the_writes_only() {
+    let server = Server::redis();
+    let name = "faults-redis-oom";
+    stores::register_with(name, redis_store(&server), options());
+    let square = Square::new(name);
+    square.sweep();
+    assert_eq!(square.runs(), 20);
+    server.redis_cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    server.redis_cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    for round in 0..3 {
+        let runs = square.runs();
+        square.sweep();
+        assert_eq!(
+            square.runs(),
+            runs,
+            "round {round}: the stored keys keep hitting"
+        );
+        for n in 100..110 {
+            assert_eq!(square.call(n), n * n);
+        }
+    }
+    assert_eq!(
+        square.runs(),
+        50,
+        "each new key ran every time: its write was refused"
+    );
+    let health = stores::health(name).unwrap();
+    assert!(health.up, "{health:?}");
+    assert_eq!((health.outages, health.skipped), (0, 0), "{health:?}");
+    assert_eq!(health.refused, 30, "{health:?}");
+    assert!(
+        health
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("request rejected: OOM command not allowed"),
+        "{health:?}"
+    );
+    server.redis_cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    square.call(100);
+    let runs = square.runs();
+    square.call(100);
+    assert_eq!(square.runs(), runs, "writes are accepted again");
+}
+
+/// A read-only replica refuses writes (READONLY): the same, a refusal per write, no outage.
+#[test]
+fn a_read_only_redis_refuses_writes_without_an_outage() {
+    let master = Server::redis();
+    let replica = Server::redis();
+    let name = "faults-redis-readonly";
+    stores::register_with(name, redis_store(&replica), options());
+    let square = Square::new(name);
+    replica.redis_cli(&["REPLICAOF", "127.0.0.1", &master.port().to_string()]);
+    square.sweep();
+    square.sweep();
+    assert_eq!(square.runs(), 40, "every write was refused");
+    let health = stores::health(name).unwrap();
+    assert!(health.up, "{health:?}");
+    // Each call is refused twice: its lookup cannot create the namespace's generation, and its
+    // write is refused.
+    assert_eq!((health.outages, health.refused), (0, 80), "{health:?}");
+    assert!(
+        health.last_error.as_deref().unwrap().contains("READONLY"),
+        "{health:?}"
+    );
+}
+
+/// A key of another type where a value should be (WRONGTYPE on GET): a miss, and the next write
+/// replaces it; the other keys keep hitting.
+#[test]
+fn a_redis_key_of_another_type_is_a_miss_then_overwritten() {
+    let server = Server::redis();
+    let name = "faults-redis-wrongtype";
+    stores::register_with(name, redis_store(&server), options());
+    let square = Square::new(name);
+    square.sweep();
+    let item = square.cache.key_of(&(7u64,)).unwrap();
+    let pattern = item.replace('[', "\\[").replace(']', "\\]");
+    let keys = server.redis_cli(&["--raw", "KEYS", &format!("*:{pattern}")]);
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    server.redis_cli(&["DEL", keys[0]]);
+    server.redis_cli(&["RPUSH", keys[0], "not a value"]);
+    assert_eq!(square.call(7), 49);
+    assert_eq!(square.runs(), 21, "the list is a miss");
+    assert_eq!(
+        server.redis_cli(&["TYPE", keys[0]]),
+        "string",
+        "and was overwritten"
+    );
+    square.sweep();
+    assert_eq!(square.runs(), 21, "every key hits again");
+    let health = stores::health(name).unwrap();
+    assert_eq!((health.outages, health.refused), (0, 1), "{health:?}");
+    assert!(health.last_error.unwrap().contains("WRONGTYPE"));
+}
+
+/// An `async fn` with a store never blocks its executor: on a current_thread runtime a 1 ms
+/// ticker keeps ticking during 2000 store hits, and while the server is frozen (SIGSTOP) its
+/// lookups wait on the store's I/O threads, not on the executor thread. (Before: gaps of 7 ms
+/// up and 275 ms frozen, the whole 250 ms timeout.) The bounds (100 ms) are generous for a
+/// loaded CI machine, and well below the 250 ms timeout a blocking lookup waits.
+mod async_io {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    pub static RUNS: AtomicU64 = AtomicU64::new(0);
+
+    #[memo::memoize(store = "faults-async")]
+    pub async fn square(n: u64) -> u64 {
+        RUNS.fetch_add(1, Ordering::Relaxed);
+        n * n
+    }
+
+    /// The largest gap of a 1 ms ticker while `work` runs on the same thread.
+    async fn largest_gap(work: impl std::future::Future<Output = ()>) -> Duration {
+        let largest = Rc::new(Cell::new(Duration::ZERO));
+        let done = Rc::new(Cell::new(false));
+        let (gap, stop) = (Rc::clone(&largest), Rc::clone(&done));
+        let ticker = tokio::task::spawn_local(async move {
+            let mut last = Instant::now();
+            while !stop.get() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let now = Instant::now();
+                gap.set(gap.get().max(now - last));
+                last = now;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await; // the ticker is running
+        work.await;
+        done.set(true);
+        ticker.await.unwrap();
+        largest.get()
+    }
+
+    #[test]
+    fn an_async_fn_with_a_store_never_blocks_the_executor() {
+        let server = Server::redis();
+        stores::register_with(
+            "faults-async",
+            RedisStore::connect(&server.redis_url()).unwrap(),
+            options(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            for n in 0..100 {
+                assert_eq!(square(n).await, n * n);
+            }
+            // The writes are queued: wait until all are stored.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while server.redis_cli(&["DBSIZE"]) != "101" {
+                assert!(Instant::now() < deadline, "the writes were not made");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let up = largest_gap(async {
+                for i in 0..2000 {
+                    assert_eq!(square(i % 100).await, (i % 100) * (i % 100));
+                }
+            })
+            .await;
+            assert_eq!(RUNS.load(Ordering::Relaxed), 100, "2000 hits");
+            server.pause();
+            let frozen = largest_gap(async {
+                for i in 0..200 {
+                    assert_eq!(square(i % 100).await, (i % 100) * (i % 100));
+                }
+            })
+            .await;
+            server.resume();
+            eprintln!("largest ticker gap: up {up:.1?}, frozen {frozen:.1?}");
+            assert!(up <= Duration::from_millis(100), "up: {up:?}");
+            assert!(frozen <= Duration::from_millis(100), "frozen: {frozen:?}");
+            assert_eq!(stores::health("faults-async").unwrap().outages, 1);
+        });
+    }
+}

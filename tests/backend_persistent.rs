@@ -151,3 +151,125 @@ fn threads_share_one_store() {
     assert!(info.misses >= 50);
     assert_eq!(info.currsize, 50);
 }
+
+/// Database files beside `file` whose names begin with its name and `.corrupt-`.
+fn moved_aside(file: &TempFile) -> Vec<PathBuf> {
+    let mut found = aside_files(file);
+    found.retain(|p| {
+        let name = p.to_string_lossy();
+        !name.ends_with("-wal") && !name.ends_with("-shm")
+    });
+    found
+}
+
+/// Every file moved aside from `file` (with their WAL and shared memory).
+fn aside_files(file: &TempFile) -> Vec<PathBuf> {
+    let name = file.0.file_name().unwrap().to_string_lossy().into_owned();
+    let mut found: Vec<PathBuf> = std::fs::read_dir(file.0.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}.corrupt-")))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn remove_aside(file: &TempFile) {
+    for path in aside_files(file) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_moved_aside_and_started_over() {
+    let file = TempFile::new("not-a-database");
+    std::fs::create_dir_all(file.0.parent().unwrap()).unwrap();
+    std::fs::write(&file.0, vec![0xA5u8; 8192]).unwrap();
+    let store = PersistentStore::open(&file.0).expect("open never fails on a corrupt file");
+    stores::register("persistent-corrupt-open", store);
+    let cache: StoreCache<u8, u8> = StoreCache::new("persistent-corrupt-open", "app::f");
+    cache.insert(1, 2);
+    assert_eq!(cache.get(&1), Some(2));
+    let aside = moved_aside(&file);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(&aside[0]).unwrap(),
+        vec![0xA5u8; 8192],
+        "kept as it was"
+    );
+    remove_aside(&file);
+}
+
+#[test]
+fn a_file_corrupted_while_open_is_replaced_at_the_next_call() {
+    let file = TempFile::new("corrupted-later");
+    let store = PersistentStore::open(&file.0).unwrap();
+    for i in 0..200 {
+        store.set("ns", &i.to_string(), &[7; 100], None).unwrap();
+    }
+    drop(store);
+    // Another program scribbles over the file (the WAL was checkpointed at close).
+    let store = PersistentStore::open(&file.0).unwrap();
+    let mut bytes = std::fs::read(&file.0).unwrap();
+    for b in bytes.iter_mut() {
+        *b = !*b;
+    }
+    std::fs::write(&file.0, &bytes).unwrap();
+    stores::register("persistent-corrupt-later", store);
+    let cache: StoreCache<u8, u8> = StoreCache::new("persistent-corrupt-later", "app::f");
+    assert_eq!(cache.get(&1), None, "a miss");
+    cache.insert(1, 2);
+    assert_eq!(cache.get(&1), Some(2));
+    assert_eq!(moved_aside(&file).len(), 1);
+    let health = stores::health("persistent-corrupt-later").unwrap();
+    assert_eq!((health.up, health.outages), (true, 0), "{health:?}");
+    remove_aside(&file);
+}
+
+#[test]
+fn a_full_file_refuses_writes_alone_and_reads_keep_hitting() {
+    let file = TempFile::new("full");
+    let store = PersistentStore::open(&file.0)
+        .unwrap()
+        .with_max_file_size(128 << 10)
+        .unwrap();
+    stores::register("persistent-full", store);
+    let cache: StoreCache<u32, String> = StoreCache::new("persistent-full", "app::f");
+    let value = |n: u32| format!("{n}:{}", "x".repeat(4000));
+    let mut stored = 0;
+    for n in 0..100 {
+        cache.insert(n, value(n));
+        if cache.get(&n).is_none() {
+            break;
+        }
+        stored += 1;
+    }
+    assert!((5..60).contains(&stored), "{stored} values fit");
+    for n in 0..stored {
+        assert_eq!(cache.get(&n), Some(value(n)), "value {n} still hits");
+    }
+    let health = stores::health("persistent-full").unwrap();
+    assert_eq!((health.up, health.outages), (true, 0), "{health:?}");
+    assert!(health.last_error.unwrap().contains("full"));
+}
+
+#[test]
+fn huge_ttls_are_capped_not_wrapped() {
+    let file = TempFile::new("huge-ttl");
+    stores::register(
+        "persistent-huge-ttl",
+        PersistentStore::open(&file.0).unwrap(),
+    );
+    for (i, ttl) in [Duration::MAX, Duration::from_secs(u64::MAX)]
+        .into_iter()
+        .enumerate()
+    {
+        let cache: StoreCache<u8, u8> =
+            StoreCache::new("persistent-huge-ttl", format!("app::f{i}")).with_ttl(ttl);
+        cache.insert(1, 1);
+        assert_eq!(cache.get(&1), Some(1), "{ttl:?}");
+    }
+}

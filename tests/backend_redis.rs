@@ -7,10 +7,45 @@ mod servers;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memo::stores::{self, RedisStore, Store, StoreCache, StoreOptions};
 use servers::Server;
+
+/// The Redis key of `item` in `namespace`: `namespace:generation:item`.
+fn raw_key(server: &Server, namespace: &str, item: &str) -> String {
+    let generation = server.redis_cli(&["GET", &format!("{namespace}:gen")]);
+    assert!(generation.parse::<u64>().is_ok(), "{generation:?}");
+    format!("{namespace}:{generation}:{item}")
+}
+
+/// The Redis key under which `cache` stores `args`.
+fn key_in<K, V, Q>(server: &Server, cache: &StoreCache<K, V>, args: &Q) -> String
+where
+    K: serde::Serialize + std::hash::Hash + Eq,
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    Q: serde::Serialize + ?Sized,
+{
+    raw_key(
+        server,
+        cache.namespace().unwrap(),
+        &cache.key_of(args).unwrap(),
+    )
+}
+
+/// Waits (10 s at most) until the server holds `n` keys: the old generations of a cleared
+/// namespace are unlinked in the background.
+fn wait_for_dbsize(server: &Server, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let size: usize = server.redis_cli(&["DBSIZE"]).parse().unwrap();
+        if size == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{size} keys, not {n}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Registers a store on `server` under `name` (unique per test: the registry is global).
 fn register(name: &str, server: &Server, options: StoreOptions) {
@@ -27,7 +62,11 @@ fn second_lookup_hits_what_the_first_call_stored() {
     squares.insert_if_absent((7,), 49);
     assert_eq!(squares.get_by(&(&7u64,), |_| unreachable!()), Some(49));
     let info = squares.info();
-    assert_eq!((info.hits, info.misses, info.currsize), (1, 1, 1));
+    assert_eq!((info.hits, info.misses), (1, 1));
+    assert!(
+        !info.currsize_known,
+        "redis cannot count a namespace without a scan"
+    );
 }
 
 #[test]
@@ -37,8 +76,12 @@ fn values_are_readable_json_under_namespaced_keys() {
     let temps: StoreCache<(String, u32), Vec<f64>> =
         StoreCache::new("redis-json", "app::weather::temperature").with_signature(0xfeed);
     temps.insert(("Paris".into(), 3), vec![21.5, 19.0]);
-    let key = "memo:app::weather::temperature:v1.000000000000feed:[\"Paris\",3]";
-    assert_eq!(server.redis_cli(&["GET", key]), "[21.5,19.0]");
+    let key = raw_key(
+        &server,
+        "memo:app::weather::temperature:v1.000000000000feed",
+        "[\"Paris\",3]",
+    );
+    assert_eq!(server.redis_cli(&["GET", &key]), "[21.5,19.0]");
 }
 
 #[test]
@@ -52,11 +95,7 @@ fn ttl_is_set_on_the_server() {
     minutes.insert(1, 1);
     millis.insert(1, 1);
     let ttl = |cache: &StoreCache<u8, u8>| -> i64 {
-        let key = format!(
-            "{}:{}",
-            cache.namespace().unwrap(),
-            cache.key_of(&1u8).unwrap()
-        );
+        let key = key_in(&server, cache, &1u8);
         server.redis_cli(&["PTTL", &key]).parse().unwrap()
     };
     let (minutes_ttl, millis_ttl) = (ttl(&minutes), ttl(&millis));
@@ -80,14 +119,18 @@ fn clear_removes_only_this_functions_keys() {
         orders.insert(i, format!("order {i}"));
         users_v2.insert(i, format!("user v2 {i}"));
     }
-    assert_eq!(server.redis_cli(&["DBSIZE"]), "150");
+    // 150 values and 3 generations.
+    assert_eq!(server.redis_cli(&["DBSIZE"]), "153");
     assert_eq!(orders.get(&1).as_deref(), Some("order 1"), "no collision");
     users.reset();
-    assert_eq!(server.redis_cli(&["DBSIZE"]), "100");
-    assert_eq!(users.get(&1), None);
+    assert_eq!(users.get(&1), None, "cleared at once");
     assert_eq!(orders.get(&1).as_deref(), Some("order 1"));
     assert_eq!(users_v2.get(&1).as_deref(), Some("user v2 1"));
-    assert_eq!((users.info().hits, users.info().currsize), (0, 0));
+    assert_eq!(users.info().hits, 0);
+    // The old generation's 50 keys are unlinked in the background, and only those.
+    wait_for_dbsize(&server, 103);
+    assert_eq!(orders.get(&2).as_deref(), Some("order 2"));
+    assert_eq!(users_v2.get(&2).as_deref(), Some("user v2 2"));
 }
 
 #[test]
@@ -95,11 +138,8 @@ fn undecodable_value_is_a_miss_and_is_overwritten() {
     let server = Server::redis();
     register("redis-garbage", &server, StoreOptions::default());
     let cache: StoreCache<u8, Vec<u8>> = StoreCache::new("redis-garbage", "app::f");
-    let key = format!(
-        "{}:{}",
-        cache.namespace().unwrap(),
-        cache.key_of(&1u8).unwrap()
-    );
+    assert_eq!(cache.get(&1), None); // creates the generation
+    let key = key_in(&server, &cache, &1u8);
     server.redis_cli(&["SET", &key, "{not json"]);
     assert_eq!(cache.get(&1), None);
     cache.insert_if_absent(1, vec![1, 2]);
@@ -118,7 +158,7 @@ fn long_and_spaced_keys_are_hashed() {
         assert_eq!(cache.get(text.as_str()), Some(text.len()));
         let key = cache.key_of(&text).unwrap();
         assert!(key.starts_with('#') && key.len() == 65, "{key}");
-        let full = format!("{}:{key}", cache.namespace().unwrap());
+        let full = raw_key(&server, cache.namespace().unwrap(), &key);
         assert_eq!(server.redis_cli(&["EXISTS", &full]), "1");
     }
 }
@@ -137,14 +177,13 @@ fn the_store_trait_passes_bytes_through() {
     assert!(store.delete("ns", "k").unwrap());
     assert!(!store.delete("ns", "k").unwrap());
     assert_eq!(store.get("ns", "k").unwrap(), None);
+    assert_eq!(store.len("ns").unwrap(), None, "unknown: no scan");
     store.set("n*s", "a", b"1", None).unwrap();
     store.set("n-s", "a", b"1", None).unwrap();
-    assert_eq!(
-        store.len("n*s").unwrap(),
-        Some(1),
-        "a glob in a namespace is literal"
-    );
     store.clear("n*s").unwrap();
+    assert_eq!(store.get("n*s", "a").unwrap(), None);
+    // ns:gen, n*s:gen, n-s:gen and n-s's value: a glob in a namespace is literal.
+    wait_for_dbsize(&server, 4);
     assert_eq!(store.get("n-s", "a").unwrap(), Some(b"1".to_vec()));
 }
 
@@ -166,11 +205,7 @@ fn large_values_are_stored_compressed() {
     let report = "line of a long report\n".repeat(1000);
     cache.insert(1, report.clone());
     assert_eq!(cache.get(&1), Some(report.clone()));
-    let key = format!(
-        "{}:{}",
-        cache.namespace().unwrap(),
-        cache.key_of(&1u8).unwrap()
-    );
+    let key = key_in(&server, &cache, &1u8);
     let stored: usize = server.redis_cli(&["STRLEN", &key]).parse().unwrap();
     assert!(
         stored < report.len() / 20,
@@ -221,4 +256,48 @@ fn an_async_function_uses_the_store_like_a_sync_one() {
     assert_eq!(block_on(double(&cache, 21)), 42);
     assert_eq!(block_on(double(&cache, 21)), 42);
     assert_eq!((cache.info().hits, cache.info().misses), (1, 1));
+}
+
+/// `cache_info` and `cache_clear` cost a constant number of round trips whatever else the
+/// server holds: with 1,000,000 unrelated keys, `info` sends nothing and `reset` one INCR (the
+/// old keys are unlinked by a background SCAN, off the caller's path).
+#[test]
+fn admin_calls_cost_constant_round_trips_beside_a_million_unrelated_keys() {
+    let server = Server::redis();
+    register("redis-admin", &server, StoreOptions::default());
+    let cache: StoreCache<u32, u32> = StoreCache::new("redis-admin", "app::admin");
+    for i in 0..100 {
+        cache.insert(i, i);
+    }
+    server.redis_cli(&[
+        "EVAL",
+        "for i = 1, 1000000 do redis.call('SET', 'unrelated:' .. i, 'v') end",
+        "0",
+    ]);
+    assert_eq!(server.redis_cli(&["DBSIZE"]), "1000101");
+    let commands = || -> Vec<(String, u64)> {
+        let stats = server.redis_cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+                let calls = rest.split(',').next()?.parse().ok()?;
+                Some((name.to_string(), calls))
+            })
+            .filter(|(name, _)| !matches!(name.as_str(), "info" | "config|resetstat"))
+            .collect()
+    };
+    server.redis_cli(&["CONFIG", "RESETSTAT"]);
+    let info = cache.info();
+    assert!(!info.currsize_known);
+    assert_eq!(commands(), [], "info sends nothing");
+    cache.reset();
+    let sent = commands();
+    let by_caller: Vec<_> = sent
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "scan" | "unlink"))
+        .collect();
+    assert_eq!(by_caller, [&("incr".to_string(), 1)], "{sent:?}");
+    assert_eq!(cache.get(&1), None);
+    wait_for_dbsize(&server, 1_000_001);
 }

@@ -18,7 +18,7 @@ static LOOKUPS: AtomicU32 = AtomicU32::new(0);
 #[memoize(ttl = "1h", err_ttl = "300ms")]
 fn lookup(id: u32) -> Result<String, String> {
     LOOKUPS.fetch_add(1, Ordering::SeqCst);
-    if id % 2 == 0 {
+    if id.is_multiple_of(2) {
         Ok(format!("row {id}"))
     } else {
         Err(format!("upstream down for {id}"))

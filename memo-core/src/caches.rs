@@ -141,7 +141,7 @@ struct Registry {
     generic: BTreeSet<usize>,
 }
 
-static REGISTRY: Mutex<Registry> = parking_lot::const_mutex(Registry {
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     entries: Vec::new(),
     generic: BTreeSet::new(),
 });

@@ -100,8 +100,9 @@ pub mod __private {
     };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
     pub use crate::stored::{
-        store_memo, store_memo_by_type, StoreArgKey, StoreCachedValue, StoreKey, StoreKeyExpr,
-        StoreMemo, StoreSelfKey, StoreValue, StoredKey, StoredValue,
+        store_memo, store_memo_by_type, store_write_behind, InMemoryAsync, StoreArgKey,
+        StoreCachedValue, StoreKey, StoreKeyExpr, StoreMemo, StoreSelfKey, StoreValue, StoredKey,
+        StoredValue,
     };
     pub use crate::{Cache, CacheInfo, InstanceCache, Policy};
 

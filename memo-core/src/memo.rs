@@ -299,6 +299,7 @@ impl TypeCaches {
             info.hits += one.hits;
             info.misses += one.misses;
             info.currsize += one.currsize;
+            info.currsize_known &= one.currsize_known;
             info.evictions += one.evictions;
             info.expirations += one.expirations;
             info.waits += one.waits;
@@ -331,6 +332,7 @@ fn empty_info(params: Params) -> CacheInfo {
         misses: 0,
         maxsize: params.maxsize,
         currsize: 0,
+        currsize_known: true,
         evictions: 0,
         expirations: 0,
         policy: params.policy,

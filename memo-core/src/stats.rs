@@ -35,8 +35,14 @@ pub struct CacheInfo {
     pub misses: u64,
     /// The bound on the number of entries; `None` is unbounded.
     pub maxsize: Option<usize>,
-    /// Entries stored now (expired entries not yet swept count until they are).
+    /// Entries stored now (expired entries not yet swept count until they are); meaningful only
+    /// when [`currsize_known`](CacheInfo::currsize_known).
     pub currsize: usize,
+    /// Whether `currsize` is a count. Always for an in-memory cache and the SQLite store; never
+    /// for Redis and Memcached, which cannot count one function's entries without a scan of the
+    /// server, nor for any store while it is unreachable: `currsize` is then 0 and means
+    /// nothing (printed as `currsize=None`).
+    pub currsize_known: bool,
     /// Entries removed to make room for new ones.
     pub evictions: u64,
     /// Entries removed because their ttl had passed.
@@ -88,7 +94,13 @@ impl fmt::Display for CacheInfo {
         write!(
             f,
             ", currsize={}, evictions={}, expirations={}",
-            self.currsize, self.evictions, self.expirations
+            if self.currsize_known {
+                self.currsize.to_string()
+            } else {
+                "None".to_string()
+            },
+            self.evictions,
+            self.expirations
         )?;
         if self.waits > 0 {
             write!(f, ", waits={}", self.waits)?;

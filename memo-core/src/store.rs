@@ -400,6 +400,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
             misses: counters.misses,
             maxsize: self.maxsize,
             currsize,
+            currsize_known: true,
             evictions: counters.evictions,
             expirations: counters.expirations,
             policy: self.policy,

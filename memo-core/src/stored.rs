@@ -18,6 +18,8 @@ use std::hash::Hash;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::__private::{tagged_memo, Met, Unmet, Unsatisfiable};
+#[cfg(not(feature = "stores"))]
+use crate::memo::FunctionCache;
 use crate::memo::{ErasedMemo, Memo, Params, TypeCaches};
 
 /// The memo of a function with a store.
@@ -59,6 +61,87 @@ pub fn store_memo<K: Hash + Eq, V: Clone>(
 ) -> StoreMemo<K, V> {
     let _ = (store, signature, version);
     Memo::new(path.into(), params)
+}
+
+/// The async lookups and writes of an `async fn` with a store, on the in-memory cache that
+/// stands in for the store when the `stores` feature is off (with it, `StoreCache`'s own
+/// methods are called, and this trait has no impl).
+pub trait InMemoryAsync<K, V> {
+    /// `get_by`, as a future.
+    fn get_by_async<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> impl core::future::Future<Output = Option<V>>;
+    /// `get`, as a future.
+    fn get_async(&self, key: &K) -> impl core::future::Future<Output = Option<V>>;
+    /// `insert_if_absent`, as a future.
+    fn insert_async(&self, key: K, value: V) -> impl core::future::Future<Output = ()>;
+}
+
+#[cfg(not(feature = "stores"))]
+impl<K: Hash + Eq, V: Clone> InMemoryAsync<K, V> for crate::Cache<K, V> {
+    fn get_by_async<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> impl core::future::Future<Output = Option<V>> {
+        core::future::ready(self.get_by(probe, is_match))
+    }
+    fn get_async(&self, key: &K) -> impl core::future::Future<Output = Option<V>> {
+        core::future::ready(self.get(key))
+    }
+    fn insert_async(&self, key: K, value: V) -> impl core::future::Future<Output = ()> {
+        self.insert_if_absent(key, value);
+        core::future::ready(())
+    }
+}
+
+/// What the single-flight leader of an `async fn` with a store completes into; `flush()` then
+/// awaits the write.
+#[cfg(feature = "stores")]
+pub fn store_write_behind<K: StoredKey, V: StoredValue>(
+    cache: &crate::stores::StoreCache<K, V>,
+) -> crate::stores::WriteBehind<'_, K, V> {
+    crate::stores::WriteBehind::new(cache)
+}
+
+/// What the single-flight leader of an `async fn` with a store completes into (in memory: the
+/// cache itself, and `flush()` does nothing).
+#[cfg(not(feature = "stores"))]
+pub fn store_write_behind<K: Hash + Eq, V: Clone>(
+    cache: &crate::Cache<K, V>,
+) -> DirectWrite<'_, K, V> {
+    DirectWrite(cache)
+}
+
+/// The cache itself, by reference, with nothing to flush (the `stores` feature is off).
+#[cfg(not(feature = "stores"))]
+pub struct DirectWrite<'a, K, V>(&'a crate::Cache<K, V>);
+
+#[cfg(not(feature = "stores"))]
+impl<K, V> DirectWrite<'_, K, V> {
+    /// Nothing: the write was made.
+    pub async fn flush(self) {}
+}
+
+#[cfg(not(feature = "stores"))]
+impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for DirectWrite<'_, K, V> {
+    fn peek(&self, key: &K) -> Option<V> {
+        FunctionCache::peek(self.0, key)
+    }
+    fn insert_if_absent(&self, key: K, value: V) {
+        FunctionCache::insert_if_absent(self.0, key, value);
+    }
+    fn remove(&self, key: &K) -> bool {
+        FunctionCache::remove(self.0, key)
+    }
+    fn info(&self) -> crate::CacheInfo {
+        FunctionCache::info(self.0)
+    }
+    fn reset(&self) {
+        FunctionCache::reset(self.0);
+    }
 }
 
 /// What the memo of a function with a store needs of its key: what [`StoreArgKey`],

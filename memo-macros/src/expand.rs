@@ -800,10 +800,11 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         Some(expr) => {
             let get_memo = plan.memo_binding(memo, Some(key));
             let value = plan.key_expr_value(expr);
+            let lookup = plan.lookup_key(memo, key);
             quote! {
                 let #key = #value;
                 #get_memo
-                if let ::core::option::Option::Some(#found) = #memo.cache.get(&#key) {
+                if let ::core::option::Option::Some(#found) = #lookup {
                     return #hit;
                 }
                 #negative_by_key
@@ -813,11 +814,10 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             let get_memo = plan.memo_binding(memo, None);
             let borrowed = plan.borrowed_keys();
             let is_match = plan.is_match();
+            let lookup = plan.lookup_by(memo, &quote!(&(#(#borrowed,)*)), &is_match);
             quote! {
                 #get_memo
-                if let ::core::option::Option::Some(#found) =
-                    #memo.cache.get_by(&(#(#borrowed,)*), #is_match)
-                {
+                if let ::core::option::Option::Some(#found) = #lookup {
                     return #hit;
                 }
                 #negative_by_probe
@@ -848,11 +848,13 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let clone = plan.clone_value(stored);
     let epoch = Ident::new("__memo_epoch", Span::mixed_site());
     // Not stored when the key was invalidated while the body ran (see `Flights::store_since`).
-    let mut store = plan.if_cacheable(
-        ret,
-        stored,
-        quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);),
-    );
+    let insert = if plan.store_async() {
+        // Awaited on the store's I/O threads (the epoch check is the in-memory path's).
+        plan.insert_after_miss(memo, key, &clone)
+    } else {
+        quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);)
+    };
+    let mut store = plan.if_cacheable(ret, stored, insert);
     if plan.negative().is_some() {
         let error = Ident::new("__memo_error", Span::mixed_site());
         let failure = plan.negative_failure(&error);
@@ -954,10 +956,10 @@ fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     } = locals;
     let memo_path = &plan.memo;
     let clone = plan.clone_value(stored);
-    let complete = quote!(#memo.flights.complete(#leader, &#memo.cache, #clone));
+    let complete = plan.complete_leader(memo, leader, &clone);
     let fail = |failure: TokenStream| quote!(#memo.flights.fail(#leader, #failure));
     match plan.function.output {
-        Output::Plain { .. } => quote!({ let #stored = &#ret; #complete; }),
+        Output::Plain { .. } => quote!({ let #stored = &#ret; #complete }),
         Output::Result { .. } => {
             let error = Ident::new("__memo_error", Span::mixed_site());
             let failure = match plan.shared_return() {
@@ -977,7 +979,7 @@ fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             };
             quote! {
                 match &#ret {
-                    ::core::result::Result::Ok(#stored) => #complete,
+                    ::core::result::Result::Ok(#stored) => { #complete }
                     ::core::result::Result::Err(#error) => #fail,
                 }
             }
@@ -992,7 +994,7 @@ fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             };
             quote! {
                 match &#ret {
-                    ::core::option::Option::Some(#stored) => #complete,
+                    ::core::option::Option::Some(#stored) => { #complete }
                     ::core::option::Option::None => #fail,
                 }
             }

@@ -25,7 +25,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
 use syn::ext::IdentExt;
-use syn::{Expr, ExprLit, GenericParam, Lit, LitStr};
+use syn::{Expr, ExprLit, GenericParam, Ident, Lit, LitStr};
 
 use crate::ast::{Function, Place};
 use crate::attr::{Options, Spanned};
@@ -186,6 +186,87 @@ impl Plan<'_> {
         let signature = syn::LitInt::new(&format!("{signature:#x}u64"), Span::call_site());
         let version = self.options.version.as_ref().map_or(1, |v| v.value);
         quote!(#memo::__private::store_memo(#store, #path, #signature, #version, #params))
+    }
+
+    /// Whether the function is an `async fn` with a store: it then awaits its lookups (on the
+    /// store's I/O threads) and queues its writes, never blocking the executor thread.
+    pub(crate) fn store_async(&self) -> bool {
+        self.options.store.is_some() && self.function.sig.asyncness.is_some()
+    }
+
+    /// The lookup by a borrowed probe: `cache.get_by(probe, is_match)`, awaited through the
+    /// store for an `async fn` with a store.
+    pub(crate) fn lookup_by(
+        &self,
+        memo: &Ident,
+        probe: &TokenStream,
+        is_match: &TokenStream,
+    ) -> TokenStream {
+        let path = &self.memo;
+        if self.store_async() {
+            // A method, as the sync lookup: a key that is not `Serialize` is then one error.
+            quote!({
+                #[allow(unused_imports)]
+                use #path::__private::InMemoryAsync as _;
+                #memo.cache.get_by_async(#probe, #is_match).await
+            })
+        } else {
+            quote!(#memo.cache.get_by(#probe, #is_match))
+        }
+    }
+
+    /// The lookup by an owned key (`key = ...`): `cache.get(&key)`, or awaited.
+    pub(crate) fn lookup_key(&self, memo: &Ident, key: &Ident) -> TokenStream {
+        let path = &self.memo;
+        if self.store_async() {
+            quote!({
+                #[allow(unused_imports)]
+                use #path::__private::InMemoryAsync as _;
+                #memo.cache.get_async(&#key).await
+            })
+        } else {
+            quote!(#memo.cache.get(&#key))
+        }
+    }
+
+    /// The write after a miss: `cache.insert_if_absent(key, value);`, or awaited through the
+    /// store's I/O threads.
+    pub(crate) fn insert_after_miss(
+        &self,
+        memo: &Ident,
+        key: &Ident,
+        value: &TokenStream,
+    ) -> TokenStream {
+        let path = &self.memo;
+        if self.store_async() {
+            quote!({
+                #[allow(unused_imports)]
+                use #path::__private::InMemoryAsync as _;
+                #memo.cache.insert_async(#key, #value).await;
+            })
+        } else {
+            quote!(#memo.cache.insert_if_absent(#key, #value);)
+        }
+    }
+
+    /// The leader's completion: `flights.complete(leader, &cache, value);`, or, for an `async
+    /// fn` with a store, into a cache that keeps the write, awaited once the flight is done.
+    pub(crate) fn complete_leader(
+        &self,
+        memo: &Ident,
+        leader: &Ident,
+        value: &TokenStream,
+    ) -> TokenStream {
+        let path = &self.memo;
+        if self.store_async() {
+            quote! {
+                let __memo_write = #path::__private::store_write_behind(&#memo.cache);
+                #memo.flights.complete(#leader, &__memo_write, #value);
+                __memo_write.flush().await;
+            }
+        } else {
+            quote!(#memo.flights.complete(#leader, &#memo.cache, #value);)
+        }
     }
 
     /// With a store, the facade's check that its `stores` feature is on, at the `store` token.
@@ -485,6 +566,57 @@ mod tests {
             ),
         );
         assert!(text.contains("StoreKeyExpr < _ >"), "{text}");
+    }
+
+    #[test]
+    fn an_async_fn_with_a_store_awaits_its_lookups_and_writes() {
+        let expand =
+            |args: TokenStream, item: TokenStream| crate::expand::memoize(args, item).to_string();
+        let text = expand(
+            quote!(store = "s"),
+            quote!(
+                async fn f(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        for part in [
+            "__memo . cache . get_by_async (",
+            ". await",
+            "store_write_behind (& __memo . cache)",
+            "__memo_write . flush () . await",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        let text = expand(
+            quote!(store = "s", single_flight = false, key = x),
+            quote!(
+                async fn g(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(text.contains("__memo . cache . get_async (&"), "{text}");
+        assert!(text.contains("__memo . cache . insert_async ("), "{text}");
+        // A sync function, or an async one without a store, keeps the direct calls.
+        let text = expand(
+            quote!(),
+            quote!(
+                async fn h(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(!text.contains("get_by_async"), "{text}");
+        let text = expand(
+            quote!(store = "s"),
+            quote!(
+                fn k(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(!text.contains("get_by_async"), "{text}");
     }
 
     #[test]

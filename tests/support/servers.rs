@@ -25,6 +25,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Kind {
     Redis,
     Memcached,
+    /// A redis-server that speaks only TLS, with a certificate the harness made (`tls_ca`).
+    RedisTls,
+    /// A redis-server in cluster mode, with its bus on a second free port (`Cluster`).
+    RedisClusterNode {
+        bus_port: u16,
+    },
 }
 
 /// A server process on `127.0.0.1:port`; dropping it kills the process.
@@ -46,16 +52,36 @@ impl Server {
         Server::start_new(Kind::Memcached)
     }
 
+    /// `count` fresh `memcached` processes, each on its own free port: a pool for consistent
+    /// hashing.
+    pub fn memcached_pool(count: usize) -> Vec<Server> {
+        (0..count).map(|_| Server::memcached()).collect()
+    }
+
+    /// A fresh `redis-server` that accepts only TLS on its port, with a CA and a certificate
+    /// for `127.0.0.1` made by `openssl` in its folder ([`tls_ca`](Server::tls_ca)).
+    pub fn redis_tls() -> Server {
+        Server::start_new(Kind::RedisTls)
+    }
+
     fn start_new(kind: Kind) -> Server {
         // A port found free may be taken by another test before the server binds it: retry.
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
+            let kind = match kind {
+                Kind::RedisClusterNode { .. } => Kind::RedisClusterNode {
+                    bus_port: free_port(),
+                },
+                other => other,
+            };
             let dir = std::env::temp_dir().join(format!(
                 "memo-{}-{}-{port}",
                 match kind {
                     Kind::Redis => "redis",
                     Kind::Memcached => "memcached",
+                    Kind::RedisTls => "redis-tls",
+                    Kind::RedisClusterNode { .. } => "redis-cluster",
                 },
                 std::process::id()
             ));
@@ -87,14 +113,45 @@ impl Server {
     fn try_start(&mut self) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
         let port = self.port.to_string();
+        let redis = |dir: &PathBuf| {
+            let mut c = Command::new("redis-server");
+            c.args(["--bind", "127.0.0.1", "--save", ""])
+                .args(["--appendonly", "no", "--protected-mode", "no"])
+                .args(["--daemonize", "no", "--loglevel", "warning"])
+                .arg("--dir")
+                .arg(dir);
+            c
+        };
         let mut command = match self.kind {
             Kind::Redis => {
-                let mut c = Command::new("redis-server");
-                c.args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-                    .args(["--appendonly", "no", "--protected-mode", "no"])
-                    .args(["--daemonize", "no", "--loglevel", "warning"])
-                    .arg("--dir")
-                    .arg(&self.dir);
+                let mut c = redis(&self.dir);
+                c.args(["--port", &port]);
+                c
+            }
+            Kind::RedisTls => {
+                if !self.dir.join("server.key").exists() {
+                    make_certificates(&self.dir)?;
+                }
+                let mut c = redis(&self.dir);
+                c.args(["--port", "0", "--tls-port", &port])
+                    .args([
+                        "--tls-cert-file",
+                        "server.crt",
+                        "--tls-key-file",
+                        "server.key",
+                    ])
+                    .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"]);
+                c
+            }
+            Kind::RedisClusterNode { bus_port } => {
+                let mut c = redis(&self.dir);
+                // A node that a restart brings back keeps its identity in nodes.conf; without
+                // full coverage, the other masters keep serving while one is down.
+                c.args(["--port", &port, "--cluster-enabled", "yes"])
+                    .args(["--cluster-port", &bus_port.to_string()])
+                    .args(["--cluster-config-file", "nodes.conf"])
+                    .args(["--cluster-node-timeout", "1000"])
+                    .args(["--cluster-require-full-coverage", "no"]);
                 c
             }
             Kind::Memcached => {
@@ -117,8 +174,8 @@ impl Server {
             }
         };
         let binary = match self.kind {
-            Kind::Redis => "redis-server",
             Kind::Memcached => "memcached",
+            _ => "redis-server",
         };
         install_servers_if_missing(binary);
         let child = command
@@ -159,8 +216,16 @@ impl Server {
     /// Whether the server answers a ping (`PING` / `version`) now.
     pub fn answers(&self) -> bool {
         let (request, reply): (&[u8], &[u8]) = match self.kind {
-            Kind::Redis => (b"PING\r\n", b"+PONG"),
             Kind::Memcached => (b"version\r\n", b"VERSION"),
+            Kind::RedisTls => {
+                return Command::new("redis-cli")
+                    .args(self.cli_args())
+                    .arg("PING")
+                    .stderr(Stdio::null())
+                    .output()
+                    .is_ok_and(|o| o.stdout.starts_with(b"PONG"));
+            }
+            Kind::Redis | Kind::RedisClusterNode { .. } => (b"PING\r\n", b"+PONG"),
         };
         let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200))
         else {
@@ -240,9 +305,36 @@ impl Server {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// `redis://127.0.0.1:<port>/`.
+    /// `redis://127.0.0.1:<port>/` (`rediss://` for the TLS server).
     pub fn redis_url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.kind == Kind::RedisTls {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// The PEM of the CA that signed the TLS server's certificate.
+    pub fn tls_ca(&self) -> Vec<u8> {
+        assert_eq!(self.kind, Kind::RedisTls);
+        std::fs::read(self.dir.join("ca.crt")).expect("the CA certificate")
+    }
+
+    /// redis-cli's options to reach this server.
+    fn cli_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "-h".to_string(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string(),
+        ];
+        if self.kind == Kind::RedisTls {
+            args.push("--tls".into());
+            args.push("--cacert".into());
+            args.push(self.dir.join("ca.crt").display().to_string());
+        }
+        args
     }
 
     /// `127.0.0.1:<port>`.
@@ -252,9 +344,9 @@ impl Server {
 
     /// Runs `redis-cli` against this server and returns its output, trimmed.
     pub fn redis_cli(&self, args: &[&str]) -> String {
-        assert_eq!(self.kind, Kind::Redis);
+        assert_ne!(self.kind, Kind::Memcached);
         let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(self.cli_args())
             .args(args)
             .output()
             .expect("run redis-cli");
@@ -318,6 +410,115 @@ impl Drop for Server {
     }
 }
 
+/// A CA and a server certificate for `127.0.0.1` signed by it, in `dir` (`ca.crt`,
+/// `server.crt`, `server.key`): rustls accepts no self-signed CA as a server certificate.
+fn make_certificates(dir: &std::path::Path) -> Result<(), String> {
+    let run = |args: &[&str]| -> Result<(), String> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("cannot run openssl ({e}); install it with apt-get"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.crt"],
+        &["-days", "2", "-subj", "/CN=memo test CA"],
+    ]
+    .concat())?;
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "server.key", "-out", "server.csr"],
+        &["-subj", "/CN=127.0.0.1"],
+    ]
+    .concat())?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .map_err(|e| e.to_string())?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ])
+}
+
+/// A Redis Cluster of `masters` masters (no replicas) on loopback, all slots assigned and the
+/// cluster state `ok`; dropping it kills every node.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+}
+
+impl Cluster {
+    pub fn start(masters: usize) -> Cluster {
+        let nodes: Vec<Server> = (0..masters)
+            .map(|_| Server::start_new(Kind::RedisClusterNode { bus_port: 0 }))
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(Server::address).collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(output.status.success(), "cluster create: {output:?}");
+        let cluster = Cluster { nodes };
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and knows every slot.
+    pub fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in self.nodes.iter().filter(|n| n.pid().is_some()) {
+            loop {
+                let info = node.redis_cli(&["CLUSTER", "INFO"]);
+                if info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster not ok: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// `redis://` URLs of the nodes: what a cluster client starts from.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Server::redis_url).collect()
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
@@ -348,7 +549,7 @@ fn install_servers_if_missing(binary: &str) {
             "-c",
             "[ \"$(id -u)\" = 0 ] && export DEBIAN_FRONTEND=noninteractive && \
              apt-get -o DPkg::Lock::Timeout=300 update -qq && \
-             apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server memcached",
+             apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server redis-tools memcached openssl",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,17 +1,20 @@
 //! [`StoreCache`]: one function's cache in a named store, what `#[memoize(store = "...")]` uses.
 
 use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::key;
-use super::registry::{self, Registered};
+use super::registry::{self, Refusals, Registered};
 use crate::{Cache, CacheInfo, Policy};
 
 /// The cache of one function in a named store: typed keys and values over a [`Store`]'s bytes.
@@ -51,7 +54,14 @@ pub struct StoreCache<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,
     warned_codec: AtomicBool,
+    refusals: Arc<Refusals>,
+    /// Keys whose cross-process lock this process holds while it computes them.
+    locked: Mutex<HashSet<String>>,
 }
+
+/// Locks remembered at most: a body that panics leaves its key here (the lock itself expires in
+/// the store), so the set is emptied past this size.
+const MAX_LOCKED: usize = 1024;
 
 enum Backing<K, V> {
     Store {
@@ -83,6 +93,8 @@ impl<K, V> StoreCache<K, V> {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             warned_codec: AtomicBool::new(false),
+            refusals: Arc::default(),
+            locked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -224,6 +236,10 @@ where
             None
         } else {
             self.fetch(store, namespace, probe)
+                .or_else(|| match store.single_flight_wait {
+                    Some(wait) => self.wait_for_other_process(store, namespace, probe, wait),
+                    None => None,
+                })
         };
         let counter = if found.is_some() {
             &self.hits
@@ -244,7 +260,7 @@ where
             Ok(item) => item,
             Err(error) => return self.codec_failed("key", &error),
         };
-        let bytes = store.call(|s| s.get(namespace, &item))??;
+        let bytes = self.call(store, |s| s.get(namespace, &item))??;
         match store.format.decode(bytes) {
             Ok(value) => Some(value),
             Err(error) => {
@@ -252,6 +268,58 @@ where
                 tracing::debug!(store = %store.name, namespace, key = %item, %error,
                     "stored value does not decode; treating it as a miss");
                 None
+            }
+        }
+    }
+
+    /// `op` on the store, for this function (see [`Registered::call`]).
+    fn call<T>(
+        &self,
+        store: &Registered,
+        op: impl FnOnce(&dyn super::Store) -> Result<T, super::StoreError>,
+    ) -> Option<T> {
+        store.call(&self.path, &self.refusals, op)
+    }
+
+    /// Cross-process single-flight after a miss: take the key's lock and return `None` (this
+    /// process computes, and [`put`](StoreCache::put) releases it), or, if another process
+    /// holds it, poll for its value for up to `wait`; `None` then (compute after all).
+    fn wait_for_other_process<Q: Serialize + ?Sized>(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        probe: &Q,
+        wait: Duration,
+    ) -> Option<V> {
+        let item = key::item(namespace, probe).ok()?;
+        match self.call(store, |s| s.try_lock(namespace, &item, wait)) {
+            Some(true) => {
+                // The holder may have finished between the miss and the lock: look once more.
+                if let Some(value) = self.fetch(store, namespace, probe) {
+                    self.call(store, |s| s.unlock(namespace, &item));
+                    return Some(value);
+                }
+                let mut locked = self.locked.lock();
+                if locked.len() >= MAX_LOCKED {
+                    locked.clear();
+                }
+                locked.insert(item);
+                return None;
+            }
+            Some(false) => {}
+            None => return None, // the store is down: compute
+        }
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(50));
+            if let Some(value) = self.fetch(store, namespace, probe) {
+                return Some(value);
             }
         }
     }
@@ -335,7 +403,10 @@ where
                 return;
             }
         };
-        store.call(|s| s.set(namespace, &item, &bytes, self.ttl));
+        self.call(store, |s| s.set(namespace, &item, &bytes, self.ttl));
+        if store.single_flight_wait.is_some() && self.locked.lock().remove(&item) {
+            self.call(store, |s| s.unlock(namespace, &item));
+        }
     }
 
     /// The value for `key`, computing and storing it with `compute` on a miss.
@@ -373,14 +444,16 @@ where
                 let Ok(item) = key::item(namespace, key) else {
                     return false;
                 };
-                store.call(|s| s.delete(namespace, &item)).unwrap_or(false)
+                self.call(store, |s| s.delete(namespace, &item))
+                    .unwrap_or(false)
             }
         }
     }
 
     /// Hits and misses of this cache in this process, maxsize and ttl; `currsize` is the number
-    /// of this function's entries in the store where the store can count them (SQLite: a count;
-    /// Redis: a SCAN of the keyspace; Memcached cannot, and reports 0).
+    /// of this function's entries in the store where the store keeps a count (SQLite: one
+    /// indexed count), else unknown (`currsize_known` false: Redis and Memcached, whose count
+    /// would be a scan of the server, and any store while it is down). One round trip at most.
     ///
     /// ```
     /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
@@ -392,12 +465,13 @@ where
             Backing::Memory(cache) => return cache.info(),
             Backing::Store { store, namespace } => (store, namespace),
         };
-        let currsize = store.call(|s| s.len(namespace)).flatten().unwrap_or(0);
+        let currsize = self.call(store, |s| s.len(namespace)).flatten();
         CacheInfo {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             maxsize: self.maxsize,
-            currsize,
+            currsize: currsize.unwrap_or(0),
+            currsize_known: currsize.is_some(),
             evictions: 0,
             expirations: 0,
             policy: Policy::Lru,
@@ -421,11 +495,275 @@ where
         match self.backing() {
             Backing::Memory(cache) => cache.reset(),
             Backing::Store { store, namespace } => {
-                store.call(|s| s.clear(namespace));
+                self.call(store, |s| s.clear(namespace));
                 self.hits.store(0, Ordering::Relaxed);
                 self.misses.store(0, Ordering::Relaxed);
             }
         }
+    }
+}
+
+impl<K, V> StoreCache<K, V>
+where
+    K: Serialize + Hash + Eq,
+    V: Serialize + DeserializeOwned + Clone,
+{
+    /// [`get_by`](StoreCache::get_by) for an `async fn`: the store is called on its I/O
+    /// threads and awaited, so the executor thread never waits for the server.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
+    /// cache.insert(("a".to_string(),), 1);
+    /// let found = futures_lite_block_on(cache.get_by_async(&("a",), |k| k.0 == "a"));
+    /// assert_eq!(found, Some(1));
+    /// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    /// ```
+    pub async fn get_by_async<Q: Serialize + Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> Option<V> {
+        let (store, namespace) = match self.backing() {
+            Backing::Memory(cache) => return cache.get_by(probe, is_match),
+            Backing::Store { store, namespace } => (store, namespace),
+        };
+        let found = if self.maxsize == Some(0) {
+            None
+        } else {
+            self.fetch_async(store, namespace, probe).await
+        };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// [`get`](StoreCache::get) for an `async fn`.
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// cache.insert(1, 2);
+    /// use std::future::Future;
+    /// let mut found = std::pin::pin!(cache.get_async(&1));
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// assert_eq!(found.as_mut().poll(&mut cx), std::task::Poll::Ready(Some(2)));
+    /// ```
+    pub async fn get_async<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + Hash + Eq + ?Sized,
+    {
+        self.get_by_async(key, |k| k.borrow() == key).await
+    }
+
+    async fn fetch_async<Q: Serialize + ?Sized>(
+        &self,
+        store: &Arc<Registered>,
+        namespace: &str,
+        probe: &Q,
+    ) -> Option<V> {
+        let item = match key::item(namespace, probe) {
+            Ok(item) => item,
+            Err(error) => return self.codec_failed("key", &error),
+        };
+        let (reply, answer) = super::io::reply();
+        let (path, refusals, ns) = (
+            self.path.clone(),
+            Arc::clone(&self.refusals),
+            namespace.to_string(),
+        );
+        let wait = store.single_flight_wait;
+        let queued = store.submit(move |store| {
+            let found = store.call(&path, &refusals, |s| s.get(&ns, &item));
+            let waited = match (found, wait) {
+                (Some(Some(bytes)), _) => Waited::Found(bytes),
+                (Some(None), Some(wait)) => lock_or_wait(store, &path, &refusals, &ns, item, wait),
+                _ => Waited::Nothing,
+            };
+            answer.send(waited);
+        });
+        if !queued {
+            return None;
+        }
+        match reply.await? {
+            Waited::Found(bytes) => store.format.decode(bytes).ok(),
+            Waited::Locked(item) => {
+                let mut locked = self.locked.lock();
+                if locked.len() >= MAX_LOCKED {
+                    locked.clear();
+                }
+                locked.insert(item);
+                None
+            }
+            Waited::Nothing => None,
+        }
+    }
+
+    /// Stores `value` under `key` after a miss, for an `async fn`: the write runs on the store's
+    /// I/O threads and is awaited (dropped at once if their queue is full). In memory, as
+    /// [`insert_if_absent`](StoreCache::insert_if_absent).
+    ///
+    /// ```
+    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// use std::future::Future;
+    /// let mut write = std::pin::pin!(cache.insert_async(1, 10));
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// assert!(write.as_mut().poll(&mut cx).is_ready());
+    /// assert_eq!(cache.get(&1), Some(10));
+    /// ```
+    pub async fn insert_async(&self, key: K, value: V) {
+        let (store, namespace) = match self.backing() {
+            Backing::Memory(cache) => return cache.insert_if_absent(key, value),
+            Backing::Store { store, namespace } => (store, namespace),
+        };
+        if self.maxsize == Some(0) {
+            return;
+        }
+        let item = match key::item(namespace, &key) {
+            Ok(item) => item,
+            Err(error) => {
+                self.codec_failed("key", &error);
+                return;
+            }
+        };
+        let bytes = match store.format.encode(&value) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.codec_failed("value", &error);
+                return;
+            }
+        };
+        let (path, refusals, ns, ttl) = (
+            self.path.clone(),
+            Arc::clone(&self.refusals),
+            namespace.to_string(),
+            self.ttl,
+        );
+        let unlock = store.single_flight_wait.is_some() && self.locked.lock().remove(&item);
+        let (reply, answer) = super::io::reply();
+        let queued = store.submit(move |store| {
+            store.call(&path, &refusals, |s| s.set(&ns, &item, &bytes, ttl));
+            if unlock {
+                store.call(&path, &refusals, |s| s.unlock(&ns, &item));
+            }
+            answer.send(());
+        });
+        if queued {
+            reply.await;
+        }
+    }
+}
+
+/// What an async lookup found on the store's I/O thread.
+enum Waited {
+    /// The value's bytes (this process's read, or another process's value after waiting).
+    Found(Vec<u8>),
+    /// A miss, and this process took the key's cross-process lock (the key): it computes.
+    Locked(String),
+    /// A miss: compute (the store is down, or the wait ran out).
+    Nothing,
+}
+
+/// Cross-process single-flight after a miss of an `async fn`, on an I/O thread of the store
+/// (the caller awaits it, so it may sleep): as [`StoreCache::wait_for_other_process`], the
+/// key's lock or the value of the process that holds it, polled for up to `wait`.
+fn lock_or_wait(
+    store: &Registered,
+    path: &str,
+    refusals: &Refusals,
+    namespace: &str,
+    item: String,
+    wait: Duration,
+) -> Waited {
+    let get = || {
+        store
+            .call(path, refusals, |s| s.get(namespace, &item))
+            .flatten()
+    };
+    match store.call(path, refusals, |s| s.try_lock(namespace, &item, wait)) {
+        Some(true) => {
+            // The holder may have finished between the miss and the lock: look once more.
+            if let Some(bytes) = get() {
+                store.call(path, refusals, |s| s.unlock(namespace, &item));
+                return Waited::Found(bytes);
+            }
+            return Waited::Locked(item);
+        }
+        Some(false) => {}
+        None => return Waited::Nothing, // the store is down: compute
+    }
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Waited::Nothing;
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
+        if let Some(bytes) = get() {
+            return Waited::Found(bytes);
+        }
+    }
+}
+
+/// What the single-flight leader of an `async fn` with a store completes into: the write is
+/// kept, to be awaited by [`flush`](WriteBehind::flush) once the flight's lock is released.
+#[doc(hidden)]
+pub struct WriteBehind<'a, K, V> {
+    cache: &'a StoreCache<K, V>,
+    pending: parking_lot::Mutex<Option<(K, V)>>,
+}
+
+impl<'a, K, V> WriteBehind<'a, K, V>
+where
+    K: Serialize + Hash + Eq,
+    V: Serialize + DeserializeOwned + Clone,
+{
+    /// Writes into `cache`, later.
+    pub fn new(cache: &'a StoreCache<K, V>) -> Self {
+        WriteBehind {
+            cache,
+            pending: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Makes the kept write, awaiting the store.
+    pub async fn flush(self) {
+        if let Some((key, value)) = self.pending.into_inner() {
+            self.cache.insert_async(key, value).await;
+        }
+    }
+}
+
+impl<K, V> crate::memo::FunctionCache<K, V> for WriteBehind<'_, K, V>
+where
+    K: Serialize + Hash + Eq,
+    V: Serialize + DeserializeOwned + Clone,
+{
+    const REMOTE: bool = true;
+
+    fn peek(&self, key: &K) -> Option<V> {
+        crate::memo::FunctionCache::peek(self.cache, key)
+    }
+    fn insert_if_absent(&self, key: K, value: V) {
+        *self.pending.lock() = Some((key, value));
+    }
+    fn remove(&self, key: &K) -> bool {
+        self.cache.remove(key)
+    }
+    fn info(&self) -> CacheInfo {
+        self.cache.info()
+    }
+    fn reset(&self) {
+        self.cache.reset();
     }
 }
 

@@ -6,25 +6,43 @@
 //! the client is built (so registration fails while the server is down), and has no connect
 //! timeout. The five commands used here (`get`, `set`, `add`, `incr`, `delete`) are short.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use super::generation::{self, Generations};
+use super::ketama::Ketama;
 use super::key::{is_safe, sha256_hex, MAX_KEY_LEN};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
-/// A [`Store`] on a memcached server.
+/// A [`Store`] on one memcached server or several (Django's list of `LOCATION`s).
 ///
 /// Memcached cannot list keys, so each namespace has a generation, a number stored in
 /// memcached under `namespace:gen` and part of every key (`namespace:generation:key`);
 /// [`clear`](Store::clear) increments it, which orphans the old keys (memcached evicts them in
 /// time). The generation is read at most once per `generation_refresh` (1 s by default) per
 /// namespace and process, so a clear made by another process is seen within that time; this
-/// process's own clears are seen at once. Ttls are in whole seconds (rounded up), memcached's
-/// resolution.
+/// process's own clears are seen at once. A generation that is not a number (garbage written by
+/// something else) is replaced by a fresh one, once, with a warning: the namespace's old entries
+/// become misses, as an undecodable value does.
+///
+/// Ttls are in whole seconds (rounded up), memcached's resolution; up to 30 days they are sent
+/// as they are, beyond as a Unix time, capped at the largest memcached accepts (2038-01-19), so
+/// no ttl overflows or wraps around to "already expired". A value too large for memcached's item
+/// limit (1 MiB by default, [`with_item_size_max`](MemcachedStore::with_item_size_max)) is not
+/// sent: the call is counted as a refused request (code `TOO_LARGE`), warned once per function.
+///
+/// With several servers, each key lives on one of them, chosen by ketama consistent hashing
+/// (libmemcached's and pylibmc's continuum, so the same list places keys as they do); a server
+/// that fails is skipped alone, for one second, doubling on each failed retry up to 30 s: only
+/// its share of the keys misses (they are not moved to the other servers, whose entries would
+/// go stale when it comes back), the others keep hitting, and one warning is logged per server
+/// outage. Only when every server is down does the store report an outage. A namespace's
+/// generation lives on one server too; while that one is down, the generation this process last
+/// saw is used, and a clear of that namespace fails.
 ///
 /// ```
 /// use memo_core::stores::{self, MemcachedStore};
@@ -33,16 +51,35 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// let store = MemcachedStore::connect("memcache://127.0.0.1:11211")?
 ///     .with_timeouts(Duration::from_millis(100), Duration::from_millis(200));
 /// stores::register("doc-memcached", store);
+/// // Three servers: keys spread by consistent hashing.
+/// let pool = MemcachedStore::pool(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"])?;
+/// stores::register("doc-memcached-pool", pool);
 /// # Ok::<(), stores::StoreError>(())
 /// ```
 pub struct MemcachedStore {
-    address: String,
-    pool: Mutex<Vec<Connection>>,
-    generations: Mutex<HashMap<String, (u64, Instant)>>,
+    servers: Vec<Server>,
+    /// Where keys go when there are several servers.
+    ring: Option<Ketama>,
+    generations: Generations,
     connect_timeout: Duration,
     io_timeout: Duration,
-    generation_refresh: Duration,
     max_idle: usize,
+    item_size_max: usize,
+    warned_generation: AtomicBool,
+}
+
+/// One server of the store: its idle connections, and whether it is down (in a pool).
+struct Server {
+    address: String,
+    idle: Mutex<Vec<Connection>>,
+    down: Mutex<Option<Down>>,
+}
+
+/// A server of a pool that failed: skipped until `retry_at`.
+struct Down {
+    since: Instant,
+    retry_at: Instant,
+    failures: u32,
 }
 
 struct Connection {
@@ -52,36 +89,94 @@ struct Connection {
 /// Memcached reads an expiry above 30 days as a Unix time.
 const RELATIVE_EXPIRY_LIMIT: u64 = 30 * 24 * 3600;
 
+/// The largest expiry memcached accepts: it parses `exptime` as a signed 32-bit number.
+const MAX_EXPTIME: u64 = i32::MAX as u64;
+
+/// Memcached's default item size limit (`-I 1m`).
+const DEFAULT_ITEM_SIZE_MAX: usize = 1 << 20;
+
+/// What an item costs memcached beside its key and value (header, flags, lengths, CAS).
+const ITEM_OVERHEAD: usize = 96;
+
+/// How long a failed server of a pool is skipped at first, and at most.
+const SERVER_RETRY: Duration = Duration::from_secs(1);
+const SERVER_MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// `host:port` from `host:port` or `memcache://host:port/`.
+fn parse_address(address: &str) -> Result<String, StoreError> {
+    let address = address.trim();
+    let address = address.strip_prefix("memcache://").unwrap_or(address);
+    let address = address.trim_end_matches('/');
+    let port_ok = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if port_ok {
+        Ok(address.to_string())
+    } else {
+        Err(StoreError::new(
+            ErrorKind::Config,
+            format!("memcached address `{address}`: expected host:port"),
+        ))
+    }
+}
+
 impl MemcachedStore {
-    /// A store on the server at `address` (`host:port`, optionally `memcache://host:port`).
-    /// Only the form is checked here; the connection is made on first use.
+    /// A store on the server at `address` (`host:port`, optionally `memcache://host:port`), or
+    /// on several servers separated by commas or semicolons (as [`pool`](MemcachedStore::pool)).
+    /// Only the form is checked here; connections are made on first use.
     ///
     /// ```
     /// use memo_core::stores::MemcachedStore;
     /// assert!(MemcachedStore::connect("127.0.0.1:11211").is_ok());
     /// assert!(MemcachedStore::connect("memcache://localhost:11211").is_ok());
+    /// assert!(MemcachedStore::connect("10.0.0.1:11211,10.0.0.2:11211").is_ok());
     /// assert!(MemcachedStore::connect("localhost").is_err()); // no port
     /// ```
     pub fn connect(address: &str) -> Result<Self, StoreError> {
-        let address = address.strip_prefix("memcache://").unwrap_or(address);
-        let address = address.trim_end_matches('/');
-        let port_ok = address
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
+        Self::pool(address.split([',', ';']))
+    }
+
+    /// A store on several servers, keys spread by ketama consistent hashing; the order of the
+    /// list does not matter, but every process sharing the store must list the same servers.
+    ///
+    /// ```
+    /// use memo_core::stores::MemcachedStore;
+    /// assert!(MemcachedStore::pool(["10.0.0.1:11211", "10.0.0.2:11211"]).is_ok());
+    /// assert!(MemcachedStore::pool(Vec::<String>::new()).is_err()); // no server
+    /// ```
+    pub fn pool<I>(addresses: I) -> Result<Self, StoreError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let addresses = addresses
+            .into_iter()
+            .map(|a| parse_address(a.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if addresses.is_empty() {
             return Err(StoreError::new(
                 ErrorKind::Config,
-                format!("memcached address `{address}`: expected host:port"),
+                "a memcached store needs at least one server",
             ));
         }
+        let ring = (addresses.len() > 1).then(|| Ketama::new(&addresses));
+        let servers = addresses
+            .into_iter()
+            .map(|address| Server {
+                address,
+                idle: Mutex::new(Vec::new()),
+                down: Mutex::new(None),
+            })
+            .collect();
         Ok(MemcachedStore {
-            address: address.to_string(),
-            pool: Mutex::new(Vec::new()),
-            generations: Mutex::new(HashMap::new()),
+            servers,
+            ring,
+            generations: Generations::new(Duration::from_secs(1)),
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
-            generation_refresh: Duration::from_secs(1),
             max_idle: 16,
+            item_size_max: DEFAULT_ITEM_SIZE_MAX,
+            warned_generation: AtomicBool::new(false),
         })
     }
 
@@ -111,17 +206,30 @@ impl MemcachedStore {
     /// # Ok::<(), memo_core::stores::StoreError>(())
     /// ```
     pub fn with_generation_refresh(mut self, refresh: Duration) -> Self {
-        self.generation_refresh = refresh;
+        self.generations.set_refresh(refresh);
         self
     }
 
-    fn open(&self) -> Result<Connection, StoreError> {
-        let addrs: Vec<SocketAddr> = self
-            .address
+    /// The servers' item size limit, memcached's `-I` (default 1 MiB): a value that would not
+    /// fit with its key is not sent.
+    ///
+    /// ```
+    /// let store = memo_core::stores::MemcachedStore::connect("127.0.0.1:11211")?
+    ///     .with_item_size_max(4 << 20); // servers started with -I 4m
+    /// # let _ = store;
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn with_item_size_max(mut self, bytes: usize) -> Self {
+        self.item_size_max = bytes;
+        self
+    }
+
+    fn open(&self, address: &str) -> Result<Connection, StoreError> {
+        let addrs: Vec<SocketAddr> = address
             .to_socket_addrs()
-            .map_err(|e| StoreError::new(ErrorKind::Connect, format!("{}: {e}", self.address)))?
+            .map_err(|e| StoreError::new(ErrorKind::Connect, format!("{address}: {e}")))?
             .collect();
-        let mut last = StoreError::new(ErrorKind::Connect, format!("{}: no address", self.address));
+        let mut last = StoreError::new(ErrorKind::Connect, format!("{address}: no address"));
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(stream) => {
@@ -144,111 +252,270 @@ impl MemcachedStore {
         Err(last)
     }
 
-    /// Runs `op` on a pooled connection, or a new one; a pooled connection that turns out dead
-    /// is replaced once. A connection that failed in any way is dropped, never pooled.
+    /// Runs `op` on a pooled connection to server `index`, or a new one; a pooled connection
+    /// that turns out dead is replaced once. A connection that failed in any way is dropped,
+    /// never pooled.
     fn with_conn<T>(
         &self,
+        index: usize,
         op: impl Fn(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = self.pool.lock().pop();
+        let server = &self.servers[index];
+        let pooled = server.idle.lock().pop();
         let (mut conn, reused) = match pooled {
             Some(conn) => (conn, true),
-            None => (self.open()?, false),
+            None => (self.open(&server.address)?, false),
         };
         let result = match op(&mut conn) {
             Err(e) if reused && e.kind() == ErrorKind::Io => {
-                conn = self.open()?;
+                conn = self.open(&server.address)?;
                 op(&mut conn)
             }
             other => other,
         };
         if result.is_ok() {
-            let mut pool = self.pool.lock();
-            if pool.len() < self.max_idle {
-                pool.push(conn);
+            let mut idle = server.idle.lock();
+            if idle.len() < self.max_idle {
+                idle.push(conn);
             }
         }
         result
     }
 
-    /// The generation of `namespace`: from this process's memory if fresh, else from the
-    /// server, created there if missing: as the last one this process saw, or else the current
-    /// time in ms (so that a generation lost to eviction never comes back to an old value).
-    fn generation(&self, conn: &mut Connection, namespace: &str) -> Result<u64, StoreError> {
-        let remembered = self.generations.lock().get(namespace).copied();
-        if let Some((generation, read_at)) = remembered {
-            if read_at.elapsed() < self.generation_refresh {
-                return Ok(generation);
-            }
+    /// The server that holds `key`.
+    fn server_of(&self, key: &str) -> usize {
+        self.ring.as_ref().map_or(0, |ring| ring.server(key))
+    }
+
+    /// Runs `op` on server `index`. With one server, errors pass through (the registry's
+    /// breaker handles outages). In a pool, a server that is down is skipped (`Ok(None)`), and
+    /// an outage error marks it down and also gives `Ok(None)`, unless every server is down:
+    /// then the error, so that the whole store counts as down.
+    fn routed<T>(
+        &self,
+        index: usize,
+        op: impl Fn(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        if self.ring.is_none() {
+            return self.with_conn(index, op).map(Some);
         }
-        let gen_key = format!("{namespace}:gen");
-        let generation = match conn.get(&gen_key)? {
-            Some(bytes) => parse_number(&bytes)?,
+        let server = &self.servers[index];
+        if !server.may_try() {
+            return self.unless_all_down(None);
+        }
+        match self.with_conn(index, op) {
+            Ok(value) => {
+                server.recovered();
+                Ok(Some(value))
+            }
+            Err(error) if error.is_outage() => {
+                server.failed(&error, self.servers.len());
+                self.unless_all_down(Some(error))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `Ok(None)` (a skipped server) while some server is up; the error once all are down.
+    fn unless_all_down<T>(&self, error: Option<StoreError>) -> Result<Option<T>, StoreError> {
+        if self.servers.iter().any(|s| s.down.lock().is_none()) {
+            return Ok(None);
+        }
+        let error = error.unwrap_or_else(|| {
+            StoreError::new(
+                ErrorKind::Connect,
+                "every memcached server of the pool is down",
+            )
+        });
+        Err(StoreError::new(
+            error.kind(),
+            format!(
+                "every memcached server of the pool is down; last: {}",
+                error.message()
+            ),
+        ))
+    }
+
+    /// The generation of `namespace`: from this process's memory if fresh, else from its
+    /// server, created there if missing (as the last one this process saw, or else the current
+    /// time in ms, so that a generation lost to eviction never comes back to an old value) and
+    /// replaced if garbage. `None` if its server is down and this process never saw it.
+    fn generation(&self, namespace: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(generation) = self.generations.fresh(namespace) {
+            return Ok(Some(generation));
+        }
+        let gen_key = generation::key(namespace);
+        let remembered = self.generations.last(namespace);
+        let read = self.routed(self.server_of(&gen_key), |c| {
+            self.read_generation(c, &gen_key, remembered)
+        })?;
+        match read {
+            Some(generation) => {
+                self.generations.remember(namespace, generation);
+                Ok(Some(generation))
+            }
+            // Its server is down: nobody can clear the namespace meanwhile, so the generation
+            // last seen is still right.
+            None => Ok(remembered),
+        }
+    }
+
+    fn read_generation(
+        &self,
+        c: &mut Connection,
+        gen_key: &str,
+        remembered: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        match c.get(gen_key)? {
+            Some(bytes) => match generation::parse(&bytes) {
+                Some(generation) => Ok(generation),
+                None => {
+                    // Garbage: repaired like an undecodable value, by overwriting it with a
+                    // generation newer than any (the entries under the garbage are orphaned).
+                    let fresh = generation::unix_millis().max(remembered.map_or(0, |g| g + 1));
+                    c.store("set", gen_key, fresh.to_string().as_bytes(), 0)?;
+                    if !self.warned_generation.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            key = gen_key,
+                            "memcached generation `{gen_key}` held something that is not a \
+                             number; replaced it with a fresh generation (that function's \
+                             entries start over)"
+                        );
+                    }
+                    Ok(fresh)
+                }
+            },
             None => {
                 // Lost (a restart, an eviction): put back the last one seen, if any, so that
                 // entries written under it stay readable.
-                let fresh = remembered.map_or_else(unix_millis, |(generation, _)| generation);
-                if conn.store("add", &gen_key, fresh.to_string().as_bytes(), 0)? {
-                    fresh
+                let fresh = remembered.unwrap_or_else(generation::unix_millis);
+                if c.store("add", gen_key, fresh.to_string().as_bytes(), 0)? {
+                    Ok(fresh)
                 } else {
-                    // Another process added it first.
-                    let bytes = conn.get(&gen_key)?.ok_or_else(|| {
-                        StoreError::new(ErrorKind::Protocol, "generation vanished")
-                    })?;
-                    parse_number(&bytes)?
+                    // Another process added it first: read it again (garbage included).
+                    self.read_generation(c, gen_key, remembered)
                 }
             }
+        }
+    }
+
+    /// The memcached key of `key` in `namespace`; `None` if the generation is unknown.
+    fn data_key(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let Some(generation) = self.generation(namespace)? else {
+            return Ok(None);
         };
-        self.remember(namespace, generation);
-        Ok(generation)
-    }
-
-    fn remember(&self, namespace: &str, generation: u64) {
-        self.generations
-            .lock()
-            .insert(namespace.to_string(), (generation, Instant::now()));
-    }
-
-    fn data_key(
-        &self,
-        conn: &mut Connection,
-        namespace: &str,
-        key: &str,
-    ) -> Result<String, StoreError> {
-        let generation = self.generation(conn, namespace)?;
         let full = format!("{namespace}:{generation}:{key}");
         if full.len() <= MAX_KEY_LEN && is_safe(&full) {
-            Ok(full)
+            Ok(Some(full))
         } else {
-            Ok(format!(
+            Ok(Some(format!(
                 "{namespace}:{generation}:#{}",
                 sha256_hex(key.as_bytes())
-            ))
+            )))
+        }
+    }
+
+    /// The refusal of a value that memcached would not take (code `TOO_LARGE`): like any
+    /// refusal, warned once per function by the registry.
+    fn oversized(&self, len: usize) -> StoreError {
+        StoreError::new(
+            ErrorKind::Rejected,
+            format!(
+                "a value of {len} bytes is over memcached's item size limit of {} bytes with its \
+                 key; not sent (raise it with `memcached -I` and \
+                 MemcachedStore::with_item_size_max, or compress values)",
+                self.item_size_max
+            ),
+        )
+        .with_code("TOO_LARGE")
+    }
+}
+
+impl Server {
+    /// Whether this server of a pool may be used now; past its retry time, one call claims
+    /// the retry and the others keep skipping it.
+    fn may_try(&self) -> bool {
+        let mut down = self.down.lock();
+        match down.as_mut() {
+            None => true,
+            Some(down) if Instant::now() >= down.retry_at => {
+                down.retry_at = Instant::now() + backoff(down.failures);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn failed(&self, error: &StoreError, servers: usize) {
+        let mut down = self.down.lock();
+        match down.as_mut() {
+            Some(down) => {
+                down.failures = down.failures.saturating_add(1);
+                down.retry_at = Instant::now() + backoff(down.failures);
+            }
+            None => {
+                *down = Some(Down {
+                    since: Instant::now(),
+                    retry_at: Instant::now() + SERVER_RETRY,
+                    failures: 0,
+                });
+                tracing::warn!(
+                    server = %self.address,
+                    %error,
+                    "memcached server {} unreachable: {error}; its share of the keys (1/{servers}) \
+                     misses until it recovers, the other servers are used as before",
+                    self.address
+                );
+            }
+        }
+    }
+
+    fn recovered(&self) {
+        let mut down = self.down.lock();
+        if let Some(was) = down.take() {
+            tracing::info!(
+                server = %self.address,
+                "memcached server {} recovered after {:.1?}; using it again",
+                self.address,
+                was.since.elapsed()
+            );
         }
     }
 }
 
-fn unix_millis() -> u64 {
+fn backoff(failures: u32) -> Duration {
+    SERVER_RETRY
+        .saturating_mul(1 << failures.min(16))
+        .min(SERVER_MAX_RETRY)
+}
+
+/// The cross-process single-flight lock of the memcached key `data`.
+fn lock_key(data: &str) -> String {
+    let lock = format!("lock:{data}");
+    if lock.len() <= MAX_KEY_LEN {
+        lock
+    } else {
+        format!("lock:#{}", sha256_hex(data.as_bytes()))
+    }
+}
+
+fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| d.as_secs())
 }
 
-fn parse_number(bytes: &[u8]) -> Result<u64, StoreError> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| StoreError::new(ErrorKind::Protocol, "a generation that is not a number"))
-}
-
-/// Memcached's `exptime` for `ttl`: seconds rounded up, or a Unix time beyond 30 days.
-fn exptime(ttl: Option<Duration>) -> u64 {
+/// Memcached's `exptime` for `ttl` at Unix time `now`: seconds rounded up, or beyond 30 days a
+/// Unix time, capped at the largest memcached accepts.
+fn exptime(ttl: Option<Duration>, now: u64) -> u64 {
     let Some(ttl) = ttl else { return 0 };
-    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     if secs <= RELATIVE_EXPIRY_LIMIT {
         secs.max(1)
     } else {
-        unix_millis() / 1000 + secs
+        now.saturating_add(secs).min(MAX_EXPTIME)
     }
 }
 
@@ -287,7 +554,8 @@ impl Connection {
     /// An error line (`ERROR`, `CLIENT_ERROR ...`, `SERVER_ERROR ...`) as an error.
     fn unexpected(line: &str) -> StoreError {
         if line.starts_with("SERVER_ERROR") || line.starts_with("CLIENT_ERROR") {
-            StoreError::new(ErrorKind::Rejected, line.to_string())
+            let code = line.split(' ').next().unwrap_or(line);
+            StoreError::new(ErrorKind::Rejected, line.to_string()).with_code(code)
         } else {
             protocol(format!("unexpected response `{line}`"))
         }
@@ -359,10 +627,12 @@ impl Connection {
 
 impl Store for MemcachedStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with_conn(|c| {
-            let key = self.data_key(c, namespace, key)?;
-            c.get(&key)
-        })
+        let Some(key) = self.data_key(namespace, key)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .routed(self.server_of(&key), |c| c.get(&key))?
+            .flatten())
     }
 
     fn set(
@@ -372,39 +642,95 @@ impl Store for MemcachedStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            let key = self.data_key(c, namespace, key)?;
-            c.store("set", &key, value, exptime(ttl)).map(drop)
+        let Some(key) = self.data_key(namespace, key)? else {
+            return Ok(());
+        };
+        if value.len().saturating_add(key.len() + ITEM_OVERHEAD) > self.item_size_max {
+            return Err(self.oversized(value.len()));
+        }
+        let exptime = exptime(ttl, unix_secs());
+        self.routed(self.server_of(&key), |c| {
+            c.store("set", &key, value, exptime)
         })
+        .map(drop)
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
-        self.with_conn(|c| {
-            let key = self.data_key(c, namespace, key)?;
-            c.delete(&key)
-        })
+        let Some(key) = self.data_key(namespace, key)? else {
+            return Ok(false);
+        };
+        Ok(self
+            .routed(self.server_of(&key), |c| c.delete(&key))?
+            .unwrap_or(false))
+    }
+
+    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let Some(data) = self.data_key(namespace, key)? else {
+            return Ok(true); // its server is down: compute
+        };
+        let lock = lock_key(&data);
+        let exptime = exptime(Some(ttl), unix_secs());
+        let taken = self.routed(self.server_of(&lock), |c| {
+            c.store("add", &lock, b"1", exptime)
+        })?;
+        Ok(taken.unwrap_or(true))
+    }
+
+    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let Some(data) = self.data_key(namespace, key)? else {
+            return Ok(());
+        };
+        let lock = lock_key(&data);
+        self.routed(self.server_of(&lock), |c| c.delete(&lock))
+            .map(drop)
     }
 
     fn clear(&self, namespace: &str) -> Result<(), StoreError> {
-        let gen_key = format!("{namespace}:gen");
-        let generation = self.with_conn(|c| match c.incr(&gen_key)? {
-            Some(generation) => Ok(generation),
-            None => {
-                // No generation yet (or evicted): a fresh one orphans whatever was there.
-                let fresh = unix_millis();
-                c.store("set", &gen_key, fresh.to_string().as_bytes(), 0)?;
-                Ok(fresh)
+        let gen_key = generation::key(namespace);
+        let index = self.server_of(&gen_key);
+        // A fresh generation must differ from the one in use, even within one millisecond.
+        let newer = self
+            .generations
+            .last(namespace)
+            .map_or(0, |generation| generation + 1);
+        let generation = self.routed(index, |c| {
+            let incremented = match c.incr(&gen_key) {
+                // Garbage, which `incr` refuses, is replaced like a missing generation.
+                Err(error) if error.kind() == ErrorKind::Rejected => None,
+                other => other?,
+            };
+            match incremented {
+                Some(generation) => Ok(generation),
+                None => {
+                    // No generation yet (or evicted): a fresh one orphans whatever was there.
+                    let fresh = generation::unix_millis().max(newer);
+                    c.store("set", &gen_key, fresh.to_string().as_bytes(), 0)?;
+                    Ok(fresh)
+                }
             }
         })?;
-        self.remember(namespace, generation);
-        Ok(())
+        match generation {
+            Some(generation) => {
+                self.generations.remember(namespace, generation);
+                Ok(())
+            }
+            None => Err(StoreError::new(
+                ErrorKind::Rejected,
+                format!(
+                    "cannot clear `{namespace}`: the memcached server holding its generation \
+                     ({}) is down",
+                    self.servers[index].address
+                ),
+            )),
+        }
     }
 }
 
 impl std::fmt::Debug for MemcachedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<&str> = self.servers.iter().map(|s| s.address.as_str()).collect();
         f.debug_struct("MemcachedStore")
-            .field("address", &self.address)
+            .field("servers", &servers)
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .finish_non_exhaustive()
@@ -415,13 +741,43 @@ impl std::fmt::Debug for MemcachedStore {
 mod tests {
     use super::*;
 
+    const NOW: u64 = 1_800_000_000;
+
     #[test]
     fn exptime_rounds_up_to_seconds_and_switches_to_unix_time_past_30_days() {
-        assert_eq!(exptime(None), 0);
-        assert_eq!(exptime(Some(Duration::from_millis(1))), 1);
-        assert_eq!(exptime(Some(Duration::from_millis(1500))), 2);
-        assert_eq!(exptime(Some(Duration::from_secs(60))), 60);
-        let far = exptime(Some(Duration::from_secs(RELATIVE_EXPIRY_LIMIT + 1)));
-        assert!(far > unix_millis() / 1000, "{far}");
+        assert_eq!(exptime(None, NOW), 0);
+        assert_eq!(exptime(Some(Duration::from_millis(1)), NOW), 1);
+        assert_eq!(exptime(Some(Duration::from_millis(1500)), NOW), 2);
+        assert_eq!(exptime(Some(Duration::from_secs(60)), NOW), 60);
+        let month = Duration::from_secs(RELATIVE_EXPIRY_LIMIT);
+        assert_eq!(exptime(Some(month), NOW), RELATIVE_EXPIRY_LIMIT);
+        let far = exptime(Some(month + Duration::from_secs(1)), NOW);
+        assert_eq!(far, NOW + RELATIVE_EXPIRY_LIMIT + 1);
+    }
+
+    #[test]
+    fn huge_ttls_are_capped_at_the_largest_exptime_without_overflow() {
+        for ttl in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX),
+            Duration::from_secs(100 * 365 * 24 * 3600),
+        ] {
+            assert_eq!(exptime(Some(ttl), NOW), MAX_EXPTIME, "{ttl:?}");
+        }
+        assert_eq!(exptime(Some(Duration::MAX), u64::MAX), MAX_EXPTIME);
+    }
+
+    #[test]
+    fn addresses_are_checked_and_lists_make_a_ring() {
+        let one = MemcachedStore::connect("memcache://127.0.0.1:11211/").unwrap();
+        assert!(one.ring.is_none());
+        assert_eq!(one.servers[0].address, "127.0.0.1:11211");
+        let three = MemcachedStore::connect("a:1, b:2;c:3").unwrap();
+        assert_eq!(three.servers.len(), 3);
+        assert!(three.ring.is_some());
+        assert_eq!(
+            MemcachedStore::connect("a:1,b").unwrap_err().kind(),
+            ErrorKind::Config
+        );
     }
 }

@@ -15,9 +15,10 @@
 //! | [`RedisStore`] | `redis` | per server config | every machine | tens of µs |
 //! | [`MemcachedStore`] | `memcached` | no | every machine | tens of µs |
 //!
-//! Calls are synchronous and bounded by short timeouts (250 ms by default), so an `async fn` may
-//! call a store directly: a lookup blocks its executor thread for one loopback or LAN round trip,
-//! and for at most the timeout when the server hangs.
+//! Calls are bounded by short timeouts (250 ms by default). A sync function calls its store on
+//! its own thread; an `async fn` awaits it: the call runs on a few I/O threads of the store's and
+//! the executor thread goes on with other tasks meanwhile, on any runtime (no runtime is a
+//! dependency). The I/O threads' queue is bounded: when it is full, a lookup is a miss at once.
 //!
 //! ```
 //! use memo_core::stores::{self, StoreCache};
@@ -40,6 +41,11 @@ use std::time::Duration;
 mod cache;
 mod codec;
 mod fault;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod generation;
+mod io;
+#[cfg(feature = "memcached")]
+mod ketama;
 mod key;
 #[cfg(feature = "memcached")]
 mod memcached;
@@ -47,12 +53,16 @@ mod memcached;
 mod persistent;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod registry;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use cache::StoreCache;
-pub use codec::{Codec, CodecError, Compression};
+#[doc(hidden)]
+pub use cache::WriteBehind;
+pub use codec::{Codec, CodecError, Compression, DEFAULT_MAX_DECODED_SIZE};
 pub use fault::StoreHealth;
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStore;
@@ -144,6 +154,50 @@ pub trait Store: Send + Sync + 'static {
         let _ = namespace;
         Ok(None)
     }
+
+    /// Takes the short lock of `key` for `ttl` if no one holds it (`SET NX PX` in Redis, `add`
+    /// in memcached): whether this call took it. What cross-process single-flight
+    /// ([`StoreOptions::cross_process_single_flight`]) uses; the default, for stores without
+    /// locks, always succeeds, so every process computes.
+    ///
+    /// ```
+    /// # use memo_core::stores::{Store, StoreError};
+    /// # struct Nothing;
+    /// # impl Store for Nothing {
+    /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
+    /// #     fn set(&self, _: &str, _: &str, _: &[u8], _: Option<std::time::Duration>)
+    /// #         -> Result<(), StoreError> { Ok(()) }
+    /// #     fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     fn clear(&self, _: &str) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// assert!(Nothing.try_lock("ns", "k", std::time::Duration::from_secs(1))?);
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let _ = (namespace, key, ttl);
+        Ok(true)
+    }
+
+    /// Releases the lock of `key` taken by [`try_lock`](Store::try_lock) (the default does
+    /// nothing).
+    ///
+    /// ```
+    /// # use memo_core::stores::{Store, StoreError};
+    /// # struct Nothing;
+    /// # impl Store for Nothing {
+    /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
+    /// #     fn set(&self, _: &str, _: &str, _: &[u8], _: Option<std::time::Duration>)
+    /// #         -> Result<(), StoreError> { Ok(()) }
+    /// #     fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     fn clear(&self, _: &str) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// Nothing.unlock("ns", "k")?;
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let _ = (namespace, key);
+        Ok(())
+    }
 }
 
 /// What went wrong in a store: its kind decides whether the store is considered down.
@@ -160,6 +214,7 @@ pub trait Store: Send + Sync + 'static {
 pub struct StoreError {
     kind: ErrorKind,
     message: String,
+    code: Option<String>,
 }
 
 /// The kinds of [`StoreError`].
@@ -179,7 +234,8 @@ pub enum ErrorKind {
     Io,
     /// The server answered something that is not its protocol.
     Protocol,
-    /// The server refused this one request (a value too large, say) but is healthy.
+    /// The server answered, refusing this one request (a value too large, a write to a full or
+    /// read-only server, a key of another type): that call is not cached, the others go on.
     Rejected,
     /// The store was configured wrongly (a bad URL).
     Config,
@@ -196,7 +252,32 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// The same error with the server's code for it (`OOM`, `READONLY`, `WRONGTYPE`, `FULL`):
+    /// refusals are warned once per code and function.
+    ///
+    /// ```
+    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// let e = StoreError::new(ErrorKind::Rejected, "maxmemory reached").with_code("OOM");
+    /// assert_eq!(e.code(), Some("OOM"));
+    /// assert_eq!(e.to_string(), "request rejected: OOM maxmemory reached");
+    /// ```
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The server's code for the error, if it gave one.
+    ///
+    /// ```
+    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// assert_eq!(StoreError::new(ErrorKind::Io, "reset").code(), None);
+    /// ```
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
     }
 
     /// The kind of error.
@@ -219,8 +300,9 @@ impl StoreError {
         &self.message
     }
 
-    /// Whether the error says the store is down or unhealthy (so it is skipped for a while),
-    /// rather than that it refused one request.
+    /// Whether the error is a fault of the connection (cannot connect, no answer in time, a
+    /// connection broken or speaking garbage), so the store is skipped for a while, rather than
+    /// an answer refusing one request (or a wrong configuration), which fails that call only.
     ///
     /// ```
     /// use memo_core::stores::{ErrorKind, StoreError};
@@ -228,7 +310,10 @@ impl StoreError {
     /// assert!(!StoreError::new(ErrorKind::Rejected, "too large").is_outage());
     /// ```
     pub fn is_outage(&self) -> bool {
-        !matches!(self.kind, ErrorKind::Rejected | ErrorKind::Config)
+        matches!(
+            self.kind,
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Io | ErrorKind::Protocol
+        )
     }
 }
 
@@ -242,7 +327,10 @@ impl fmt::Display for StoreError {
             ErrorKind::Rejected => "request rejected",
             ErrorKind::Config => "bad configuration",
         };
-        write!(f, "{kind}: {}", self.message)
+        match &self.code {
+            Some(code) => write!(f, "{kind}: {code} {}", self.message),
+            None => write!(f, "{kind}: {}", self.message),
+        }
     }
 }
 

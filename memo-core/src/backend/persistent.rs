@@ -19,11 +19,19 @@ use crate::ManualClock;
 /// A [`Store`] in a SQLite file: entries survive restarts and are shared by the processes of
 /// one machine.
 ///
-/// Each entry keeps its expiry as a Unix time in milliseconds. The number of entries is bounded
+/// Each entry keeps its expiry as a Unix time in milliseconds (a ttl too long for SQLite's
+/// 64-bit integers, `Duration::MAX` say, is capped: never wrapped to "already expired"). The
+/// number of entries is bounded
 /// (10 000 by default, [`with_max_entries`](PersistentStore::with_max_entries)): when an insert
 /// finds the file over the bound, expired entries go first, then the oldest, down to 90% of
 /// it (Django's culling, by age instead of at random). Lookups do not write, so the order is of
 /// insertion (FIFO), not of use.
+///
+/// Faults stay small. A file that is not a database or is corrupt, found at open or at any
+/// later call, is moved aside (`<file>.corrupt-<unix ms>`, kept for inspection) and a new one is
+/// made in its place, with a warning: the entries start over and the application goes on. A
+/// write refused because the disk (or [`with_max_file_size`](PersistentStore::with_max_file_size))
+/// is full or the file is read-only fails alone, as a refused request: lookups keep hitting.
 ///
 /// ```
 /// use memo_core::stores::{PersistentStore, Store};
@@ -50,19 +58,108 @@ struct Inner {
     /// Entries in the file at the last count, plus inserts since: when it passes the bound, the
     /// file is counted (other processes insert too) and culled.
     estimate: usize,
+    /// The file this connection opened (device, inode), so that a process that finds it
+    /// corrupt does not move aside a new file another process made in its place.
+    file_id: Option<(u64, u64)>,
+    busy_timeout: Duration,
+    max_pages: Option<i64>,
 }
 
 fn sqlite_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::ErrorCode;
-    let kind = match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorKind::Timeout,
-        Some(ErrorCode::TooBig) => ErrorKind::Rejected,
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
-            ErrorKind::Connect
-        }
-        _ => ErrorKind::Io,
+    // A full disk or a read-only file refuses writes only: reads keep hitting.
+    let (kind, code) = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (ErrorKind::Timeout, None),
+        Some(ErrorCode::TooBig) => (ErrorKind::Rejected, Some("TOOBIG")),
+        Some(ErrorCode::DiskFull) => (ErrorKind::Rejected, Some("FULL")),
+        Some(ErrorCode::ReadOnly) => (ErrorKind::Rejected, Some("READONLY")),
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => (ErrorKind::Connect, None),
+        _ => (ErrorKind::Io, None),
     };
-    StoreError::new(kind, format!("sqlite: {e}"))
+    let error = StoreError::new(kind, format!("sqlite: {e}"));
+    match code {
+        Some(code) => error.with_code(code),
+        None => error,
+    }
+}
+
+/// Whether `e` says the file is not a (sound) database.
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::ErrorCode;
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// The (device, inode) of the file at `path`, where the platform has them.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Moves the corrupt file at `path` (and its WAL and shared-memory files) aside; the name it
+/// got.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let aside = with_suffix(path, &format!(".corrupt-{}", wall_millis()));
+    std::fs::rename(path, &aside)?;
+    for extra in ["-wal", "-shm"] {
+        let from = with_suffix(path, extra);
+        if from.exists() {
+            let _ = std::fs::rename(&from, with_suffix(&aside, extra));
+        }
+    }
+    Ok(aside)
+}
+
+/// A connection to the file at `path`, its schema made, and its count of entries.
+fn open_file(
+    path: &Path,
+    busy_timeout: Duration,
+    max_pages: Option<i64>,
+) -> rusqlite::Result<(Connection, usize)> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    if let Some(pages) = max_pages {
+        conn.pragma_update(None, "max_page_count", pages)?;
+    }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS memo_entries (
+             namespace TEXT NOT NULL,
+             key TEXT NOT NULL,
+             value BLOB NOT NULL,
+             expires_at INTEGER,
+             stored_at INTEGER NOT NULL,
+             PRIMARY KEY (namespace, key)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS memo_entries_by_age ON memo_entries (stored_at);",
+    )?;
+    let entries = count(&conn)?;
+    Ok((conn, entries))
+}
+
+/// The expiry, in Unix ms, of an entry stored at `now` with `ttl`: at least 1 ms later, and
+/// capped at SQLite's largest integer.
+fn expiry(now: i64, ttl: Duration) -> i64 {
+    let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    now.saturating_add(millis)
 }
 
 impl PersistentStore {
@@ -80,29 +177,30 @@ impl PersistentStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let conn = Connection::open(&path).map_err(sqlite_error)?;
-        conn.busy_timeout(Duration::from_millis(250))
-            .map_err(sqlite_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sqlite_error)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS memo_entries (
-                 namespace TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 value BLOB NOT NULL,
-                 expires_at INTEGER,
-                 stored_at INTEGER NOT NULL,
-                 PRIMARY KEY (namespace, key)
-             ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS memo_entries_by_age ON memo_entries (stored_at);",
-        )
-        .map_err(sqlite_error)?;
-        let estimate = count(&conn).map_err(sqlite_error)?;
+        let busy_timeout = Duration::from_millis(250);
+        let (conn, estimate) = match open_file(&path, busy_timeout, None) {
+            Ok(opened) => opened,
+            Err(e) if is_corrupt(&e) => {
+                let aside = move_aside(&path)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "{} is not a sound SQLite database ({e}); moved it to {} and started a new                      one",
+                    path.display(),
+                    aside.display()
+                );
+                open_file(&path, busy_timeout, None).map_err(sqlite_error)?
+            }
+            Err(e) => return Err(sqlite_error(e)),
+        };
         Ok(PersistentStore {
+            conn: Mutex::new(Inner {
+                conn,
+                estimate,
+                file_id: file_id(&path),
+                busy_timeout,
+                max_pages: None,
+            }),
             path,
-            conn: Mutex::new(Inner { conn, estimate }),
             max_entries: 10_000,
             clock: None,
         })
@@ -132,11 +230,39 @@ impl PersistentStore {
     /// # Ok::<(), memo_core::stores::StoreError>(())
     /// ```
     pub fn with_busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
-        self.conn
-            .lock()
-            .conn
-            .busy_timeout(timeout)
-            .map_err(sqlite_error)?;
+        {
+            let mut inner = self.conn.lock();
+            inner.conn.busy_timeout(timeout).map_err(sqlite_error)?;
+            inner.busy_timeout = timeout;
+        }
+        Ok(self)
+    }
+
+    /// A bound on the size of the file, beyond which a write fails alone (lookups go on), as on
+    /// a full disk; rounded down to SQLite's pages (4 KiB). Default: none.
+    ///
+    /// ```
+    /// # let path = std::env::temp_dir().join(format!("memo-doc-size-{}.sqlite", std::process::id()));
+    /// let store = memo_core::stores::PersistentStore::open(&path)?.with_max_file_size(64 << 20)?;
+    /// # drop(store); let _ = std::fs::remove_file(&path);
+    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// ```
+    pub fn with_max_file_size(self, bytes: u64) -> Result<Self, StoreError> {
+        {
+            let mut inner = self.conn.lock();
+            let page_size: i64 = inner
+                .conn
+                .pragma_query_value(None, "page_size", |row| row.get(0))
+                .map_err(sqlite_error)?;
+            let pages = i64::try_from(bytes / page_size.max(1) as u64)
+                .unwrap_or(i64::MAX)
+                .max(1);
+            inner
+                .conn
+                .pragma_update(None, "max_page_count", pages)
+                .map_err(sqlite_error)?;
+            inner.max_pages = Some(pages);
+        }
         Ok(self)
     }
 
@@ -184,7 +310,7 @@ impl PersistentStore {
     /// # Ok::<(), memo_core::stores::StoreError>(())
     /// ```
     pub fn total_entries(&self) -> Result<usize, StoreError> {
-        count(&self.conn.lock().conn).map_err(sqlite_error)
+        self.with_inner(|inner| count(&inner.conn))
     }
 
     fn now_millis(&self) -> i64 {
@@ -230,21 +356,57 @@ fn count(conn: &Connection) -> rusqlite::Result<usize> {
     .map(|n| n as usize)
 }
 
+impl PersistentStore {
+    /// Runs `op` on the connection; if the file turns out corrupt, moves it aside, makes a new
+    /// one (one warning) and runs `op` once more there.
+    fn with_inner<T>(
+        &self,
+        op: impl Fn(&mut Inner) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut inner = self.conn.lock();
+        match op(&mut inner) {
+            Err(e) if is_corrupt(&e) => {
+                self.recover(&mut inner, &e)?;
+                op(&mut inner).map_err(sqlite_error)
+            }
+            other => other.map_err(sqlite_error),
+        }
+    }
+
+    /// Replaces a corrupt file by a new one, unless another process did already.
+    fn recover(&self, inner: &mut Inner, error: &rusqlite::Error) -> Result<(), StoreError> {
+        let ours = inner.file_id.is_some() && file_id(&self.path) == inner.file_id;
+        if ours || inner.file_id.is_none() {
+            let aside = move_aside(&self.path)?;
+            tracing::warn!(
+                path = %self.path.display(),
+                "{} turned out corrupt ({error}); moved it to {} and started a new one",
+                self.path.display(),
+                aside.display()
+            );
+        }
+        let (conn, estimate) =
+            open_file(&self.path, inner.busy_timeout, inner.max_pages).map_err(sqlite_error)?;
+        inner.conn = conn;
+        inner.estimate = estimate;
+        inner.file_id = file_id(&self.path);
+        Ok(())
+    }
+}
+
 impl Store for PersistentStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.now_millis();
-        let inner = self.conn.lock();
-        let mut statement = inner
-            .conn
-            .prepare_cached(
-                "SELECT value FROM memo_entries WHERE namespace = ?1 AND key = ?2
-                 AND (expires_at IS NULL OR expires_at > ?3)",
-            )
-            .map_err(sqlite_error)?;
-        statement
-            .query_row(params![namespace, key, now], |row| row.get(0))
-            .optional()
-            .map_err(sqlite_error)
+        self.with_inner(|inner| {
+            inner
+                .conn
+                .prepare_cached(
+                    "SELECT value FROM memo_entries WHERE namespace = ?1 AND key = ?2
+                     AND (expires_at IS NULL OR expires_at > ?3)",
+                )?
+                .query_row(params![namespace, key, now], |row| row.get(0))
+                .optional()
+        })
     }
 
     fn set(
@@ -255,60 +417,61 @@ impl Store for PersistentStore {
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         let now = self.now_millis();
-        let expires_at = ttl.map(|t| now.saturating_add(t.as_millis().max(1) as i64));
-        let mut inner = self.conn.lock();
-        inner
-            .conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO memo_entries (namespace, key, value, expires_at, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| s.execute(params![namespace, key, value, expires_at, now]))
-            .map_err(sqlite_error)?;
-        inner.estimate += 1;
-        if inner.estimate > self.max_entries {
-            self.cull(&mut inner, now).map_err(sqlite_error)?;
-        }
-        Ok(())
+        let expires_at = ttl.map(|t| expiry(now, t));
+        self.with_inner(|inner| {
+            inner
+                .conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO memo_entries
+                         (namespace, key, value, expires_at, stored_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![namespace, key, value, expires_at, now])?;
+            inner.estimate += 1;
+            if inner.estimate > self.max_entries {
+                self.cull(inner, now)?;
+            }
+            Ok(())
+        })
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
-        let inner = self.conn.lock();
-        inner
-            .conn
-            .execute(
-                "DELETE FROM memo_entries WHERE namespace = ?1 AND key = ?2",
-                params![namespace, key],
-            )
-            .map(|n| n > 0)
-            .map_err(sqlite_error)
+        self.with_inner(|inner| {
+            inner
+                .conn
+                .execute(
+                    "DELETE FROM memo_entries WHERE namespace = ?1 AND key = ?2",
+                    params![namespace, key],
+                )
+                .map(|n| n > 0)
+        })
     }
 
     fn clear(&self, namespace: &str) -> Result<(), StoreError> {
-        let inner = self.conn.lock();
-        inner
-            .conn
-            .execute(
-                "DELETE FROM memo_entries WHERE namespace = ?1",
-                params![namespace],
-            )
-            .map(drop)
-            .map_err(sqlite_error)
+        self.with_inner(|inner| {
+            inner
+                .conn
+                .execute(
+                    "DELETE FROM memo_entries WHERE namespace = ?1",
+                    params![namespace],
+                )
+                .map(drop)
+        })
     }
 
     fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
         let now = self.now_millis();
-        let inner = self.conn.lock();
-        inner
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM memo_entries WHERE namespace = ?1
-                 AND (expires_at IS NULL OR expires_at > ?2)",
-                params![namespace, now],
-                |row| row.get::<_, i64>(0),
-            )
-            .map(|n| Some(n as usize))
-            .map_err(sqlite_error)
+        self.with_inner(|inner| {
+            inner
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM memo_entries WHERE namespace = ?1
+                     AND (expires_at IS NULL OR expires_at > ?2)",
+                    params![namespace, now],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map(|n| Some(n as usize))
+        })
     }
 }
 
@@ -318,5 +481,40 @@ impl std::fmt::Debug for PersistentStore {
             .field("path", &self.path)
             .field("max_entries", &self.max_entries)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_capped_never_wrapped() {
+        assert_eq!(expiry(1_000, Duration::from_millis(5)), 1_005);
+        assert_eq!(expiry(1_000, Duration::from_micros(1)), 1_001);
+        assert_eq!(expiry(1_000, Duration::MAX), i64::MAX);
+        assert_eq!(expiry(1_000, Duration::from_secs(u64::MAX)), i64::MAX);
+        assert_eq!(expiry(i64::MAX - 1, Duration::from_secs(1)), i64::MAX);
+    }
+
+    #[test]
+    fn full_and_read_only_refuse_one_write_and_corruption_is_recognized() {
+        use rusqlite::ffi;
+        for (code, kind) in [
+            (ffi::SQLITE_FULL, ErrorKind::Rejected),
+            (ffi::SQLITE_READONLY, ErrorKind::Rejected),
+            (ffi::SQLITE_TOOBIG, ErrorKind::Rejected),
+            (ffi::SQLITE_BUSY, ErrorKind::Timeout),
+            (ffi::SQLITE_CANTOPEN, ErrorKind::Connect),
+        ] {
+            let error = rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+            assert_eq!(sqlite_error(error).kind(), kind, "code {code}");
+        }
+        for code in [ffi::SQLITE_CORRUPT, ffi::SQLITE_NOTADB] {
+            assert!(is_corrupt(&rusqlite::Error::SqliteFailure(
+                ffi::Error::new(code),
+                None
+            )));
+        }
     }
 }

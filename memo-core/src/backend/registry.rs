@@ -1,13 +1,14 @@
 //! Named stores, configured once at start-up (Django's `CACHES`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
 use super::codec::Format;
 use super::fault::{Breaker, StoreHealth};
+use super::io::IoThreads;
 use super::{Codec, Compression, Store, StoreError};
 
 /// How a registered store is used: value format, key prefix and the backoff after a fault.
@@ -26,6 +27,7 @@ use super::{Codec, Compression, Store, StoreError};
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     format: Format,
+    single_flight_wait: Option<Duration>,
     key_prefix: String,
     retry_after: Duration,
     max_retry_after: Duration,
@@ -36,6 +38,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             format: Format::default(),
+            single_flight_wait: None,
             key_prefix: "memo".to_string(),
             retry_after: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(30),
@@ -101,6 +104,37 @@ impl StoreOptions {
         self
     }
 
+    /// The largest size a stored value may decode to, decompressed (default 64 MiB): a value
+    /// past it (a zstd or LZ4 bomb, another program's huge value) is a miss, with one warning,
+    /// and is never inflated beyond it.
+    ///
+    /// ```
+    /// let options = memo_core::stores::StoreOptions::default().max_decoded_size(1 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn max_decoded_size(mut self, bytes: u64) -> Self {
+        self.format.max_decoded_size = bytes;
+        self
+    }
+
+    /// Cross-process single-flight (off by default): when several processes miss the same key
+    /// at once, one takes a short lock in the store (`SET NX PX` in Redis, `add` in memcached)
+    /// and runs the function; the others poll the store for its value (every 5 ms, doubling to
+    /// 50 ms) and get it as a hit. After `wait` without a value (a slow or dead lock holder:
+    /// the lock also expires after `wait`), they run the function themselves, so nobody stalls
+    /// longer. Stores without locks (SQLite) compute in every process, as without the option.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = memo_core::stores::StoreOptions::default()
+    ///     .cross_process_single_flight(Duration::from_secs(2));
+    /// # let _ = options;
+    /// ```
+    pub fn cross_process_single_flight(mut self, wait: Duration) -> Self {
+        self.single_flight_wait = Some(wait).filter(|w| !w.is_zero());
+        self
+    }
+
     /// The longest wait between retries during an outage (default 30 s).
     ///
     /// ```
@@ -119,24 +153,74 @@ pub(crate) struct Registered {
     pub name: String,
     pub format: Format,
     pub key_prefix: String,
+    /// Cross-process single-flight: how long a miss waits for another process's value.
+    pub single_flight_wait: Option<Duration>,
     store: Box<dyn Store>,
     breaker: Breaker,
+    /// The threads that run the calls of `async fn`s, started on the first one.
+    io: OnceLock<Option<IoThreads>>,
+}
+
+/// The refusals one function was warned about: one warning per kind (the server's code).
+#[derive(Default)]
+pub(crate) struct Refusals(Mutex<Vec<String>>);
+
+impl Refusals {
+    /// Warns about `error`, refused by `store` for `function`, unless its kind was warned of.
+    fn warn(&self, store: &str, function: &str, error: &StoreError) {
+        let kind = match error.code() {
+            Some(code) => code.to_string(),
+            None => format!("{:?}", error.kind()),
+        };
+        {
+            let mut warned = self.0.lock();
+            if warned.contains(&kind) {
+                tracing::debug!(store, function, %error, "store `{store}` refused a request");
+                return;
+            }
+            warned.push(kind);
+        }
+        tracing::warn!(
+            store,
+            function,
+            %error,
+            "store `{store}` refused a request of `{function}`: {error}; such calls are not \
+             cached, the store stays in use for the others (warned once per kind of refusal)"
+        );
+    }
 }
 
 impl Registered {
-    /// Runs `op` on the store unless an outage is under way; `None` if skipped or failed (the
-    /// failure is counted, and logged once per outage).
-    pub fn call<T>(&self, op: impl FnOnce(&dyn Store) -> Result<T, StoreError>) -> Option<T> {
-        if !self.breaker.allow() {
-            return None;
-        }
+    /// Runs `job` on one of the store's I/O threads (for an `async fn`); `false` if it could not
+    /// be queued (the threads are that far behind), and `job` is dropped.
+    pub fn submit(self: &Arc<Self>, job: impl FnOnce(&Registered) + Send + 'static) -> bool {
+        let Some(threads) = self.io.get_or_init(|| IoThreads::start(&self.name)) else {
+            return false;
+        };
+        let this = Arc::clone(self);
+        threads.submit(move || job(&this))
+    }
+
+    /// Runs `op` on the store for `function` unless an outage is under way; `None` if skipped
+    /// or failed. A fault of the connection is counted and logged once per outage; a refusal
+    /// fails this call only and is logged once per kind through `refusals`.
+    pub fn call<T>(
+        &self,
+        function: &str,
+        refusals: &Refusals,
+        op: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        let permit = self.breaker.allow()?;
         match op(&*self.store) {
             Ok(value) => {
-                self.breaker.on_success(&self.name);
+                self.breaker.on_success(&self.name, permit);
                 Some(value)
             }
             Err(error) => {
-                self.breaker.on_error(&self.name, &error);
+                self.breaker.on_error(&self.name, permit, &error);
+                if !error.is_outage() {
+                    refusals.warn(&self.name, function, &error);
+                }
                 None
             }
         }
@@ -184,8 +268,10 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
         name: name.clone(),
         format: options.format,
         key_prefix: options.key_prefix,
+        single_flight_wait: options.single_flight_wait,
         store: Box::new(store),
         breaker: Breaker::new(options.retry_after, options.max_retry_after),
+        io: OnceLock::new(),
     };
     STORES.write().insert(name, Arc::new(registered));
 }

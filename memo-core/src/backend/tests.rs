@@ -24,6 +24,8 @@ struct MapStore {
     ttls: Arc<Mutex<Vec<Option<Duration>>>>,
     down: Arc<AtomicBool>,
     calls: Arc<AtomicUsize>,
+    /// While set, writes are refused with this code (a full or read-only server).
+    refuse_writes: Arc<Mutex<Option<&'static str>>>,
 }
 
 impl MapStore {
@@ -57,6 +59,9 @@ impl Store for MapStore {
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         self.check()?;
+        if let Some(code) = *self.refuse_writes.lock() {
+            return Err(StoreError::new(ErrorKind::Rejected, "refused").with_code(code));
+        }
         self.ttls.lock().push(ttl);
         self.entries
             .lock()
@@ -279,6 +284,42 @@ fn an_outage_warns_once_skips_the_store_and_recovery_is_logged_once() {
     assert!(health.up);
     assert_eq!(health.outages, 1);
     assert_eq!((cache.info().hits, cache.info().misses), (2, 5));
+}
+
+#[test]
+fn a_refused_write_fails_alone_and_is_warned_once_per_kind_and_function() {
+    let store = registered("unit-refused", StoreOptions::default());
+    let f: StoreCache<u8, u8> = StoreCache::new("unit-refused", "app::f");
+    let g: StoreCache<u8, u8> = StoreCache::new("unit-refused", "app::g");
+    f.insert(1, 1);
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), || {
+        *store.refuse_writes.lock() = Some("OOM");
+        for n in 10..20 {
+            assert_eq!(f.get_or_insert_with(n, || n), n);
+            assert_eq!(f.get(&1), Some(1), "reads keep hitting");
+        }
+        assert_eq!(g.get_or_insert_with(1, || 1), 1);
+        *store.refuse_writes.lock() = Some("WRONGTYPE");
+        f.insert(2, 2);
+        f.insert(3, 3);
+    });
+    let warnings = capture.at(Level::WARN);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "store `unit-refused` refused a request of `app::f`: request rejected: OOM refused; \
+             such calls are not cached"
+        ),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[1].contains("of `app::g`: request rejected: OOM"));
+    assert!(warnings[2].contains("of `app::f`: request rejected: WRONGTYPE"));
+    let health = health("unit-refused").unwrap();
+    assert!(health.up);
+    assert_eq!((health.outages, health.refused, health.skipped), (0, 13, 0));
+    assert_eq!((f.info().hits, f.info().misses), (10, 10));
 }
 
 #[test]

@@ -604,7 +604,7 @@ fn panicking_operation(cache: &Cache<fused::Key, fused::Val>, op: u8, k: u8, clo
         7 => clock.advance(Duration::from_millis(40)),
         8 => drop(cache.info()),
         _ => {
-            if k % 4 == 0 {
+            if k.is_multiple_of(4) {
                 cache.clear();
             } else {
                 let _ = cache.len();

@@ -1,0 +1,2 @@
+//! Resolved, not built, by tests/coexist.rs.
+fn main() {}
