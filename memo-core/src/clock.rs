@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// told to, so tests of expiry never sleep.
 ///
 /// ```
-/// use memo_core::{Cache, ManualClock};
+/// use memo::{Cache, ManualClock};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
@@ -39,7 +39,7 @@ impl Clock {
     /// The system's monotonic clock, read with [`Instant::now`] at every use.
     ///
     /// ```
-    /// let clock = memo_core::Clock::system();
+    /// let clock = memo::Clock::system();
     /// let _ = clock.clone();
     /// ```
     pub fn system() -> Self {
@@ -52,7 +52,7 @@ impl Clock {
     /// at most about a millisecond late. If no thread can be started, it reads the system clock.
     ///
     /// ```
-    /// let clock = memo_core::Clock::coarse();
+    /// let clock = memo::Clock::coarse();
     /// let _ = clock.clone();
     /// ```
     pub fn coarse() -> Self {
@@ -85,7 +85,7 @@ impl Default for Clock {
 /// Clones share one time, so a test keeps a clone and hands another to the cache.
 ///
 /// ```
-/// use memo_core::ManualClock;
+/// use memo::ManualClock;
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
@@ -101,7 +101,7 @@ impl ManualClock {
     /// A manual clock at time zero.
     ///
     /// ```
-    /// assert_eq!(memo_core::ManualClock::new().elapsed(), std::time::Duration::ZERO);
+    /// assert_eq!(memo::ManualClock::new().elapsed(), std::time::Duration::ZERO);
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -110,7 +110,7 @@ impl ManualClock {
     /// Moves the clock forward by `by`.
     ///
     /// ```
-    /// let clock = memo_core::ManualClock::new();
+    /// let clock = memo::ManualClock::new();
     /// clock.advance(std::time::Duration::from_secs(2));
     /// assert_eq!(clock.elapsed().as_secs(), 2);
     /// ```
@@ -126,7 +126,7 @@ impl ManualClock {
     /// How far the clock has been advanced since it was made.
     ///
     /// ```
-    /// assert!(memo_core::ManualClock::new().elapsed().is_zero());
+    /// assert!(memo::ManualClock::new().elapsed().is_zero());
     /// ```
     pub fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::Acquire))

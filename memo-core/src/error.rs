@@ -5,7 +5,7 @@ use std::fmt;
 /// Why [`CacheBuilder::build`](crate::CacheBuilder::build) refused a configuration.
 ///
 /// ```
-/// use memo_core::{BuildError, Cache};
+/// use memo::{BuildError, Cache};
 ///
 /// let err = Cache::<u32, u32>::builder().shards(3).build().unwrap_err();
 /// assert_eq!(err, BuildError::ShardsNotPowerOfTwo(3));

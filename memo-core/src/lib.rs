@@ -74,7 +74,7 @@ pub const DEFAULT_MAXSIZE: usize = 128;
 /// compile time.
 ///
 /// ```
-/// let err = memo_core::Cache::<u8, u8>::builder().maxsize(memo_core::MAX_MAXSIZE + 1).build();
+/// let err = memo::Cache::<u8, u8>::builder().maxsize(memo::MAX_MAXSIZE + 1).build();
 /// assert!(err.is_err());
 /// ```
 pub const MAX_MAXSIZE: usize = 1 << 31;
@@ -82,8 +82,8 @@ pub const MAX_MAXSIZE: usize = 1 << 31;
 /// The most shards a cache can be split into.
 ///
 /// ```
-/// let err = memo_core::Cache::<u8, u8>::builder().shards(memo_core::MAX_SHARDS * 2).build();
-/// assert_eq!(err.unwrap_err(), memo_core::BuildError::TooManyShards(memo_core::MAX_SHARDS * 2));
+/// let err = memo::Cache::<u8, u8>::builder().shards(memo::MAX_SHARDS * 2).build();
+/// assert_eq!(err.unwrap_err(), memo::BuildError::TooManyShards(memo::MAX_SHARDS * 2));
 /// ```
 pub const MAX_SHARDS: usize = 1024;
 

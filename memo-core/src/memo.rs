@@ -364,7 +364,7 @@ fn empty_info(params: Params) -> CacheInfo {
 /// gives the clone an empty cache.
 ///
 /// ```
-/// let cache = memo_core::InstanceCache::new();
+/// let cache = memo::InstanceCache::new();
 /// assert_eq!(cache.info(), None); // the method was not called yet
 /// assert!(cache.clone().info().is_none());
 /// ```
@@ -378,7 +378,7 @@ impl InstanceCache {
     /// An empty cache; the method makes it on first use with its own options.
     ///
     /// ```
-    /// let cache = memo_core::InstanceCache::new();
+    /// let cache = memo::InstanceCache::new();
     /// assert_eq!(cache.info(), None);
     /// ```
     pub fn new() -> Self {
@@ -388,7 +388,7 @@ impl InstanceCache {
     /// The statistics, or `None` before the method's first call.
     ///
     /// ```
-    /// assert!(memo_core::InstanceCache::new().info().is_none());
+    /// assert!(memo::InstanceCache::new().info().is_none());
     /// ```
     pub fn info(&self) -> Option<CacheInfo> {
         self.memo.get().map(|(_, memo)| memo.info())
@@ -397,7 +397,7 @@ impl InstanceCache {
     /// Empties the cache and zeroes its statistics.
     ///
     /// ```
-    /// memo_core::InstanceCache::new().clear();
+    /// memo::InstanceCache::new().clear();
     /// ```
     pub fn clear(&self) {
         if let Some((_, memo)) = self.memo.get() {

@@ -11,7 +11,7 @@ use crate::{BuildError, Cache, Clock, Policy};
 /// error instead of panicking.
 ///
 /// ```
-/// use memo_core::{Cache, Policy};
+/// use memo::{Cache, Policy};
 /// use std::time::Duration;
 ///
 /// let cache: Cache<u64, String> = Cache::builder()
@@ -21,7 +21,7 @@ use crate::{BuildError, Cache, Clock, Policy};
 ///     .build()?;
 /// cache.insert(1, "one".into());
 /// assert_eq!(cache.get(&1).as_deref(), Some("one"));
-/// # Ok::<(), memo_core::BuildError>(())
+/// # Ok::<(), memo::BuildError>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
@@ -52,7 +52,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// The bound on the number of entries: a number, or `None` for unbounded (default 128).
     ///
     /// ```
-    /// let cache = memo_core::Cache::<u8, u8>::builder().maxsize(None).build().unwrap();
+    /// let cache = memo::Cache::<u8, u8>::builder().maxsize(None).build().unwrap();
     /// assert_eq!(cache.maxsize(), None);
     /// ```
     pub fn maxsize(mut self, maxsize: impl Into<Option<usize>>) -> Self {
@@ -63,7 +63,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// The eviction policy (default [`Policy::Lru`]).
     ///
     /// ```
-    /// use memo_core::{Cache, Policy};
+    /// use memo::{Cache, Policy};
     /// let cache = Cache::<u8, u8>::builder().policy(Policy::Mru).build().unwrap();
     /// assert_eq!(cache.policy(), Policy::Mru);
     /// ```
@@ -76,7 +76,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let cache = memo_core::Cache::<u8, u8>::builder().ttl(Duration::from_secs(5)).build().unwrap();
+    /// let cache = memo::Cache::<u8, u8>::builder().ttl(Duration::from_secs(5)).build().unwrap();
     /// assert_eq!(cache.ttl(), Some(Duration::from_secs(5)));
     /// ```
     pub fn ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
@@ -88,8 +88,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// [`ManualClock`](crate::ManualClock).
     ///
     /// ```
-    /// let clock = memo_core::ManualClock::new();
-    /// let cache = memo_core::Cache::<u8, u8>::builder().clock(clock).build().unwrap();
+    /// let clock = memo::ManualClock::new();
+    /// let cache = memo::Cache::<u8, u8>::builder().clock(clock).build().unwrap();
     /// # drop(cache);
     /// ```
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
@@ -104,9 +104,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// shards than `maxsize` can fill (each holds at least one entry).
     ///
     /// ```
-    /// let cache = memo_core::Cache::<u8, u8>::builder().shards(4).build().unwrap();
+    /// let cache = memo::Cache::<u8, u8>::builder().shards(4).build().unwrap();
     /// assert_eq!(cache.shard_count(), 4);
-    /// let small = memo_core::Cache::<u8, u8>::builder().maxsize(10).shards(64).build().unwrap();
+    /// let small = memo::Cache::<u8, u8>::builder().maxsize(10).shards(64).build().unwrap();
     /// assert_eq!(small.shard_count(), 8);
     /// ```
     pub fn shards(mut self, shards: usize) -> Self {
@@ -118,7 +118,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///
     /// ```
     /// use std::collections::hash_map::RandomState;
-    /// let cache = memo_core::Cache::<u8, u8>::builder().hasher(RandomState::new()).build().unwrap();
+    /// let cache = memo::Cache::<u8, u8>::builder().hasher(RandomState::new()).build().unwrap();
     /// # drop(cache);
     /// ```
     pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
@@ -136,7 +136,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Checks the configuration and makes the cache.
     ///
     /// ```
-    /// use memo_core::{BuildError, Cache};
+    /// use memo::{BuildError, Cache};
     /// use std::time::Duration;
     /// let err = Cache::<u8, u8>::builder().ttl(Duration::ZERO).build().unwrap_err();
     /// assert_eq!(err, BuildError::ZeroTtl);

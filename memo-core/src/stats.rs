@@ -11,7 +11,7 @@ use crate::Policy;
 /// `expirations` count entries pushed out by the size bound and by the ttl.
 ///
 /// ```
-/// use memo_core::Cache;
+/// use memo::Cache;
 ///
 /// let cache: Cache<u32, u32> = Cache::new(2);
 /// assert_eq!(cache.get(&1), None); // a miss
@@ -66,7 +66,7 @@ impl CacheInfo {
     /// Hits divided by lookups, or 0 before the first lookup.
     ///
     /// ```
-    /// let cache: memo_core::Cache<u8, u8> = memo_core::Cache::new(1);
+    /// let cache: memo::Cache<u8, u8> = memo::Cache::new(1);
     /// assert_eq!(cache.info().hit_ratio(), 0.0);
     /// ```
     pub fn hit_ratio(&self) -> f64 {

@@ -26,7 +26,7 @@ use crate::{CacheInfo, Clock, Policy};
 /// most `maxsize` plus a small constant (16, plus one per read stripe) entries are ever alive.
 ///
 /// ```
-/// use memo_core::Cache;
+/// use memo::Cache;
 ///
 /// let cache: Cache<String, usize> = Cache::new(2);
 /// cache.insert("a".to_string(), 1);
@@ -50,7 +50,7 @@ impl<K, V> Cache<K, V> {
     /// A cache of at most `maxsize` entries with the default policy (LRU) and no expiry.
     ///
     /// ```
-    /// let cache: memo_core::Cache<u32, u32> = memo_core::Cache::new(100);
+    /// let cache: memo::Cache<u32, u32> = memo::Cache::new(100);
     /// assert_eq!(cache.maxsize(), Some(100));
     /// ```
     pub fn new(maxsize: usize) -> Self {
@@ -63,7 +63,7 @@ impl<K, V> Cache<K, V> {
     /// A cache without a bound on its size.
     ///
     /// ```
-    /// let cache: memo_core::Cache<u32, u32> = memo_core::Cache::unbounded();
+    /// let cache: memo::Cache<u32, u32> = memo::Cache::unbounded();
     /// assert_eq!(cache.maxsize(), None);
     /// ```
     pub fn unbounded() -> Self {
@@ -76,7 +76,7 @@ impl<K, V> Cache<K, V> {
     /// A builder for the other settings: policy, ttl, clock, shards, hasher.
     ///
     /// ```
-    /// let cache = memo_core::Cache::<u32, u32>::builder().maxsize(10).build().unwrap();
+    /// let cache = memo::Cache::<u32, u32>::builder().maxsize(10).build().unwrap();
     /// assert!(cache.is_empty());
     /// ```
     pub fn builder() -> CacheBuilder<K, V> {
@@ -116,7 +116,7 @@ impl<K, V, S> Cache<K, V, S> {
     /// The bound on the number of entries; `None` is unbounded.
     ///
     /// ```
-    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).maxsize(), Some(3));
+    /// assert_eq!(memo::Cache::<u8, u8>::new(3).maxsize(), Some(3));
     /// ```
     pub fn maxsize(&self) -> Option<usize> {
         self.maxsize
@@ -125,7 +125,7 @@ impl<K, V, S> Cache<K, V, S> {
     /// How long entries live; `None` is forever.
     ///
     /// ```
-    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).ttl(), None);
+    /// assert_eq!(memo::Cache::<u8, u8>::new(3).ttl(), None);
     /// ```
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
@@ -134,7 +134,7 @@ impl<K, V, S> Cache<K, V, S> {
     /// The eviction policy.
     ///
     /// ```
-    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).policy(), memo_core::Policy::Lru);
+    /// assert_eq!(memo::Cache::<u8, u8>::new(3).policy(), memo::Policy::Lru);
     /// ```
     pub fn policy(&self) -> Policy {
         self.policy
@@ -143,7 +143,7 @@ impl<K, V, S> Cache<K, V, S> {
     /// How many shards the cache is split into.
     ///
     /// ```
-    /// assert_eq!(memo_core::Cache::<u8, u8>::new(3).shard_count(), 1);
+    /// assert_eq!(memo::Cache::<u8, u8>::new(3).shard_count(), 1);
     /// ```
     pub fn shard_count(&self) -> usize {
         self.shards.len()
@@ -170,7 +170,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// or a lookup finds it expired).
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert(1, 1);
     /// assert_eq!(cache.len(), 1);
     /// ```
@@ -182,7 +182,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// Whether no entry is stored.
     ///
     /// ```
-    /// assert!(memo_core::Cache::<u8, u8>::new(3).is_empty());
+    /// assert!(memo::Cache::<u8, u8>::new(3).is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -191,7 +191,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// Removes every entry; the statistics are kept (see [`reset`](Cache::reset)).
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert(1, 1);
     /// cache.clear();
     /// assert!(cache.is_empty());
@@ -206,7 +206,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// Removes every entry and zeroes the statistics: `functools`' `cache_clear()`.
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert(1, 1);
     /// cache.get(&1);
     /// cache.reset();
@@ -222,7 +222,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// The value for `key`, if stored and alive. Counts a hit or a miss.
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert("k".to_string(), 1);
     /// assert_eq!(cache.get("k"), Some(1));
     /// assert_eq!(cache.get("nope"), None);
@@ -242,7 +242,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// stored `(String, u32)` keys without allocating. Counts a hit or a miss.
     ///
     /// ```
-    /// let cache: memo_core::Cache<(String, u32), u32> = memo_core::Cache::new(3);
+    /// let cache: memo::Cache<(String, u32), u32> = memo::Cache::new(3);
     /// cache.insert(("a".to_string(), 1), 10);
     /// let hit = cache.get_by(&("a", &1u32), |k| k.0 == "a" && k.1 == 1);
     /// assert_eq!(hit, Some(10));
@@ -260,7 +260,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// The value for `key` without counting a hit or a miss and without touching the policy.
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert(1, 1);
     /// assert_eq!(cache.peek(&1), Some(1));
     /// assert_eq!(cache.info().hits, 0);
@@ -280,7 +280,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// Whether `key` is stored and alive (counts nothing).
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert(1, ());
     /// assert!(cache.contains_key(&1));
     /// ```
@@ -300,7 +300,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// the entry and restarts its ttl). A full cache first evicts one entry per its policy.
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(1);
+    /// let cache = memo::Cache::new(1);
     /// cache.insert(1, "a");
     /// cache.insert(1, "b");
     /// assert_eq!(cache.get(&1), Some("b"));
@@ -316,7 +316,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// call stored the key while the outer call was computing it.
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert_if_absent(1, "first");
     /// cache.insert_if_absent(1, "second");
     /// assert_eq!(cache.get(&1), Some("first"));
@@ -338,7 +338,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// while `compute` runs, so it may use the cache itself (recursion works).
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(10);
+    /// let cache = memo::Cache::new(10);
     /// assert_eq!(cache.get_or_insert_with(2, || 2 * 21), 42);
     /// assert_eq!(cache.get_or_insert_with(2, || unreachable!()), 42);
     /// ```
@@ -357,7 +357,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// Removes `key`, returning (a clone of) its value if it was stored and alive.
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert(1, "a");
     /// assert_eq!(cache.remove(&1), Some("a"));
     /// assert_eq!(cache.remove(&1), None);
@@ -381,7 +381,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// counts live entries.
     ///
     /// ```
-    /// let cache = memo_core::Cache::new(3);
+    /// let cache = memo::Cache::new(3);
     /// cache.insert(1, 1);
     /// let info = cache.info();
     /// assert_eq!((info.currsize, info.maxsize), (1, Some(3)));

@@ -29,7 +29,7 @@ use crate::{Cache, CacheInfo, Policy};
 /// miss, overwritten by the next insert.
 ///
 /// ```
-/// use memo_core::stores::StoreCache;
+/// use memo::stores::StoreCache;
 /// use std::time::Duration;
 ///
 /// // Never registered: cached in memory, with one warning.
@@ -77,8 +77,8 @@ impl<K, V> StoreCache<K, V> {
     /// a store has its own bound).
     ///
     /// ```
-    /// let cache: memo_core::stores::StoreCache<u64, u64> =
-    ///     memo_core::stores::StoreCache::new("shared", "app::fib");
+    /// let cache: memo::stores::StoreCache<u64, u64> =
+    ///     memo::stores::StoreCache::new("shared", "app::fib");
     /// assert_eq!(cache.store_name(), "shared");
     /// ```
     pub fn new(store: impl Into<String>, path: impl Into<String>) -> Self {
@@ -102,7 +102,7 @@ impl<K, V> StoreCache<K, V> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f")
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("s", "f")
     ///     .with_ttl(Duration::from_secs(60));
     /// assert_eq!(cache.info().ttl, Some(Duration::from_secs(60)));
     /// ```
@@ -115,7 +115,7 @@ impl<K, V> StoreCache<K, V> {
     /// meaning, and old entries are no longer read (Django's `VERSION`).
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f").with_version(3);
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("s", "f").with_version(3);
     /// # let _ = cache;
     /// ```
     pub fn with_version(mut self, version: u32) -> Self {
@@ -127,7 +127,7 @@ impl<K, V> StoreCache<K, V> {
     /// that a changed signature never reads values of the old one. The macro computes it.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f").with_signature(0x5eed);
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("s", "f").with_signature(0x5eed);
     /// # let _ = cache;
     /// ```
     pub fn with_signature(mut self, signature: u64) -> Self {
@@ -139,7 +139,7 @@ impl<K, V> StoreCache<K, V> {
     /// `Some(0)` stores nothing (every call is a miss), as in `functools`.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("s", "f").with_maxsize(None);
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("s", "f").with_maxsize(None);
     /// assert_eq!(cache.info().maxsize, None);
     /// ```
     pub fn with_maxsize(mut self, maxsize: impl Into<Option<usize>>) -> Self {
@@ -150,7 +150,7 @@ impl<K, V> StoreCache<K, V> {
     /// The name of the store.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("shared", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("shared", "f");
     /// assert_eq!(cache.store_name(), "shared");
     /// ```
     pub fn store_name(&self) -> &str {
@@ -186,12 +186,12 @@ where
     ///
     /// ```
     /// # #[cfg(feature = "redis")] {
-    /// use memo_core::stores::{self, StoreCache};
+    /// use memo::stores::{self, StoreCache};
     /// stores::register("doc-ns", stores::RedisStore::connect("redis://127.0.0.1:1")?);
     /// let cache = StoreCache::<u8, u8>::new("doc-ns", "app::get").with_signature(0xab);
     /// assert_eq!(cache.namespace(), Some("memo:app::get:v1.00000000000000ab"));
     /// # }
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn namespace(&self) -> Option<&str> {
         match self.backing() {
@@ -204,7 +204,7 @@ where
     /// SHA-256 when long or spaced. `None` when caching in memory or if `args` cannot be JSON.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<(String, u32), u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<(String, u32), u8>::new("doc-nowhere", "f");
     /// assert_eq!(cache.key_of(&("Paris", 3)), None); // in memory: no key
     /// ```
     pub fn key_of<Q: Serialize + ?Sized>(&self, args: &Q) -> Option<String> {
@@ -219,7 +219,7 @@ where
     /// or a miss.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
     /// cache.insert(("a".to_string(),), 1);
     /// assert_eq!(cache.get_by(&("a",), |k| k.0 == "a"), Some(1));
     /// ```
@@ -341,7 +341,7 @@ where
     /// The value stored under `key`, if any. Counts a hit or a miss.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<String, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<String, u8>::new("doc-nowhere", "f");
     /// cache.insert("a".to_string(), 1);
     /// assert_eq!(cache.get("a"), Some(1));
     /// ```
@@ -357,7 +357,7 @@ where
     /// [`insert_if_absent`](StoreCache::insert_if_absent)), with the ttl.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// cache.insert(1, 10);
     /// cache.insert(1, 11);
     /// assert_eq!(cache.get(&1), Some(11));
@@ -374,7 +374,7 @@ where
     /// did not decode.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// cache.insert_if_absent(1, 10);
     /// assert_eq!(cache.get(&1), Some(10));
     /// ```
@@ -412,7 +412,7 @@ where
     /// The value for `key`, computing and storing it with `compute` on a miss.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u16>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u16>::new("doc-nowhere", "f");
     /// assert_eq!(cache.get_or_insert_with(2, || 4), 4);
     /// assert_eq!(cache.get_or_insert_with(2, || unreachable!()), 4);
     /// ```
@@ -428,7 +428,7 @@ where
     /// Removes `key`; whether it was stored (`false` also when the store is unreachable).
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// cache.insert(1, 1);
     /// assert!(cache.remove(&1));
     /// assert!(!cache.remove(&1));
@@ -456,7 +456,7 @@ where
     /// would be a scan of the server, and any store while it is down). One round trip at most.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// cache.get(&1);
     /// assert_eq!(cache.info().misses, 1);
     /// ```
@@ -485,7 +485,7 @@ where
     /// statistics: `cache_clear()`.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// cache.insert(1, 1);
     /// cache.get(&1);
     /// cache.reset();
@@ -512,7 +512,7 @@ where
     /// threads and awaited, so the executor thread never waits for the server.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
     /// cache.insert(("a".to_string(),), 1);
     /// let found = futures_lite_block_on(cache.get_by_async(&("a",), |k| k.0 == "a"));
     /// assert_eq!(found, Some(1));
@@ -548,7 +548,7 @@ where
     /// [`get`](StoreCache::get) for an `async fn`.
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// cache.insert(1, 2);
     /// use std::future::Future;
     /// let mut found = std::pin::pin!(cache.get_async(&1));
@@ -611,7 +611,7 @@ where
     /// [`insert_if_absent`](StoreCache::insert_if_absent).
     ///
     /// ```
-    /// let cache = memo_core::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
     /// use std::future::Future;
     /// let mut write = std::pin::pin!(cache.insert_async(1, 10));
     /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

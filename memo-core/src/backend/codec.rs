@@ -16,13 +16,13 @@ use serde::Serialize;
 /// The serde format of stored values.
 ///
 /// ```
-/// use memo_core::stores::Codec;
+/// use memo::stores::Codec;
 ///
 /// let bytes = Codec::Json.encode(&("Paris", 21.5))?;
 /// assert_eq!(bytes, br#"["Paris",21.5]"#);
 /// let back: (String, f64) = Codec::Json.decode(&bytes)?;
 /// assert_eq!(back, ("Paris".to_string(), 21.5));
-/// # Ok::<(), memo_core::stores::CodecError>(())
+/// # Ok::<(), memo::stores::CodecError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -41,7 +41,7 @@ impl Codec {
     /// The bytes of `value`.
     ///
     /// ```
-    /// assert_eq!(memo_core::stores::Codec::Json.encode(&[1, 2]).unwrap(), b"[1,2]");
+    /// assert_eq!(memo::stores::Codec::Json.encode(&[1, 2]).unwrap(), b"[1,2]");
     /// ```
     pub fn encode<V: Serialize + ?Sized>(self, value: &V) -> Result<Vec<u8>, CodecError> {
         match self {
@@ -54,7 +54,7 @@ impl Codec {
     /// The value in `bytes`; an error if they are not a `V` in this format.
     ///
     /// ```
-    /// use memo_core::stores::Codec;
+    /// use memo::stores::Codec;
     /// assert_eq!(Codec::Json.decode::<u32>(b"7").unwrap(), 7);
     /// assert!(Codec::Json.decode::<u32>(b"\"seven\"").is_err());
     /// ```
@@ -74,7 +74,7 @@ impl Codec {
 /// whatever the setting, so it can be changed without emptying the store.
 ///
 /// ```
-/// use memo_core::stores::Compression;
+/// use memo::stores::Compression;
 ///
 /// let text = "all work and no play ".repeat(100);
 /// let packed = Compression::None.compress(text.as_bytes().to_vec())?;
@@ -84,7 +84,7 @@ impl Codec {
 /// assert!(packed.len() < text.len() / 10);
 /// assert_eq!(Compression::decompress(packed)?, text.as_bytes());
 /// # }
-/// # Ok::<(), memo_core::stores::CodecError>(())
+/// # Ok::<(), memo::stores::CodecError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -115,7 +115,7 @@ impl Compression {
     /// `encoded`, compressed if the setting and its size ask for it.
     ///
     /// ```
-    /// use memo_core::stores::Compression;
+    /// use memo::stores::Compression;
     /// assert_eq!(Compression::None.compress(b"abc".to_vec()).unwrap(), b"abc");
     /// ```
     pub fn compress(self, encoded: Vec<u8>) -> Result<Vec<u8>, CodecError> {
@@ -152,7 +152,7 @@ impl Compression {
     /// an error (a miss, then overwritten).
     ///
     /// ```
-    /// use memo_core::stores::Compression;
+    /// use memo::stores::Compression;
     /// assert_eq!(Compression::decompress(b"[1,2]".to_vec()).unwrap(), b"[1,2]");
     /// ```
     pub fn decompress(stored: Vec<u8>) -> Result<Vec<u8>, CodecError> {
@@ -165,7 +165,7 @@ impl Compression {
     /// with its window limited to the bound: a small bomb never inflates.
     ///
     /// ```
-    /// use memo_core::stores::Compression;
+    /// use memo::stores::Compression;
     /// let err = Compression::decompress_at_most(b"[1,2,3]".to_vec(), 4).unwrap_err();
     /// assert!(err.to_string().contains("more than 4 bytes"));
     /// ```
@@ -226,14 +226,14 @@ fn read_at_most(reader: impl std::io::Read, max_size: u64) -> Result<Vec<u8>, Co
 /// ([`StoreOptions::max_decoded_size`](super::StoreOptions::max_decoded_size)).
 ///
 /// ```
-/// assert_eq!(memo_core::stores::DEFAULT_MAX_DECODED_SIZE, 64 << 20);
+/// assert_eq!(memo::stores::DEFAULT_MAX_DECODED_SIZE, 64 << 20);
 /// ```
 pub const DEFAULT_MAX_DECODED_SIZE: u64 = 64 << 20;
 
 /// A value that could not be encoded, decoded, compressed or decompressed.
 ///
 /// ```
-/// let err = memo_core::stores::Codec::Json.decode::<u8>(b"300").unwrap_err();
+/// let err = memo::stores::Codec::Json.decode::<u8>(b"300").unwrap_err();
 /// assert!(err.to_string().contains("expected u8"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use super::StoreError;
 /// The health of a registered store, as [`health`](super::health) reports it.
 ///
 /// ```
-/// use memo_core::stores::{self, StoreCache};
+/// use memo::stores::{self, StoreCache};
 /// # #[cfg(feature = "memcached")] {
 /// stores::register("doc-health", stores::MemcachedStore::connect("127.0.0.1:1")?);
 /// let cache: StoreCache<u8, u8> = StoreCache::new("doc-health", "doc::f");

@@ -45,7 +45,7 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// saw is used, and a clear of that namespace fails.
 ///
 /// ```
-/// use memo_core::stores::{self, MemcachedStore};
+/// use memo::stores::{self, MemcachedStore};
 /// use std::time::Duration;
 ///
 /// let store = MemcachedStore::connect("memcache://127.0.0.1:11211")?
@@ -126,7 +126,7 @@ impl MemcachedStore {
     /// Only the form is checked here; connections are made on first use.
     ///
     /// ```
-    /// use memo_core::stores::MemcachedStore;
+    /// use memo::stores::MemcachedStore;
     /// assert!(MemcachedStore::connect("127.0.0.1:11211").is_ok());
     /// assert!(MemcachedStore::connect("memcache://localhost:11211").is_ok());
     /// assert!(MemcachedStore::connect("10.0.0.1:11211,10.0.0.2:11211").is_ok());
@@ -140,7 +140,7 @@ impl MemcachedStore {
     /// list does not matter, but every process sharing the store must list the same servers.
     ///
     /// ```
-    /// use memo_core::stores::MemcachedStore;
+    /// use memo::stores::MemcachedStore;
     /// assert!(MemcachedStore::pool(["10.0.0.1:11211", "10.0.0.2:11211"]).is_ok());
     /// assert!(MemcachedStore::pool(Vec::<String>::new()).is_err()); // no server
     /// ```
@@ -184,10 +184,10 @@ impl MemcachedStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let store = memo_core::stores::MemcachedStore::connect("127.0.0.1:11211")?
+    /// let store = memo::stores::MemcachedStore::connect("127.0.0.1:11211")?
     ///     .with_timeouts(Duration::from_millis(50), Duration::from_millis(100));
     /// # let _ = store;
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_timeouts(mut self, connect: Duration, io: Duration) -> Self {
         self.connect_timeout = connect.max(Duration::from_millis(1));
@@ -200,10 +200,10 @@ impl MemcachedStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let store = memo_core::stores::MemcachedStore::connect("127.0.0.1:11211")?
+    /// let store = memo::stores::MemcachedStore::connect("127.0.0.1:11211")?
     ///     .with_generation_refresh(Duration::ZERO); // read it on every call
     /// # let _ = store;
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_generation_refresh(mut self, refresh: Duration) -> Self {
         self.generations.set_refresh(refresh);
@@ -214,10 +214,10 @@ impl MemcachedStore {
     /// fit with its key is not sent.
     ///
     /// ```
-    /// let store = memo_core::stores::MemcachedStore::connect("127.0.0.1:11211")?
+    /// let store = memo::stores::MemcachedStore::connect("127.0.0.1:11211")?
     ///     .with_item_size_max(4 << 20); // servers started with -I 4m
     /// # let _ = store;
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_item_size_max(mut self, bytes: usize) -> Self {
         self.item_size_max = bytes;

@@ -21,7 +21,7 @@
 //! dependency). The I/O threads' queue is bounded: when it is full, a lookup is a miss at once.
 //!
 //! ```
-//! use memo_core::stores::{self, StoreCache};
+//! use memo::stores::{self, StoreCache};
 //!
 //! // At start-up: nothing listens on port 1, so every call below runs the function (and one
 //! // warning is logged); with a real server the second call would be a hit.
@@ -81,7 +81,7 @@ pub use registry::{health, is_registered, register, register_with, StoreOptions}
 /// timeout.
 ///
 /// ```
-/// use memo_core::stores::{Store, StoreError};
+/// use memo::stores::{Store, StoreError};
 /// use std::collections::HashMap;
 /// use std::sync::Mutex;
 /// use std::time::Duration;
@@ -138,7 +138,7 @@ pub trait Store: Send + Sync + 'static {
     /// How many live keys `namespace` has, if the store can tell (Memcached cannot).
     ///
     /// ```
-    /// # use memo_core::stores::{Store, StoreError};
+    /// # use memo::stores::{Store, StoreError};
     /// # struct Nothing;
     /// # impl Store for Nothing {
     /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
@@ -161,7 +161,7 @@ pub trait Store: Send + Sync + 'static {
     /// locks, always succeeds, so every process computes.
     ///
     /// ```
-    /// # use memo_core::stores::{Store, StoreError};
+    /// # use memo::stores::{Store, StoreError};
     /// # struct Nothing;
     /// # impl Store for Nothing {
     /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
@@ -182,7 +182,7 @@ pub trait Store: Send + Sync + 'static {
     /// nothing).
     ///
     /// ```
-    /// # use memo_core::stores::{Store, StoreError};
+    /// # use memo::stores::{Store, StoreError};
     /// # struct Nothing;
     /// # impl Store for Nothing {
     /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> { Ok(None) }
@@ -203,7 +203,7 @@ pub trait Store: Send + Sync + 'static {
 /// What went wrong in a store: its kind decides whether the store is considered down.
 ///
 /// ```
-/// use memo_core::stores::{ErrorKind, StoreError};
+/// use memo::stores::{ErrorKind, StoreError};
 ///
 /// let error = StoreError::new(ErrorKind::Timeout, "no answer within 250ms");
 /// assert_eq!(error.kind(), ErrorKind::Timeout);
@@ -220,7 +220,7 @@ pub struct StoreError {
 /// The kinds of [`StoreError`].
 ///
 /// ```
-/// use memo_core::stores::ErrorKind;
+/// use memo::stores::ErrorKind;
 /// assert_ne!(ErrorKind::Connect, ErrorKind::Rejected);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -245,7 +245,7 @@ impl StoreError {
     /// An error of `kind` explained by `message`.
     ///
     /// ```
-    /// let e = memo_core::stores::StoreError::new(memo_core::stores::ErrorKind::Io, "reset");
+    /// let e = memo::stores::StoreError::new(memo::stores::ErrorKind::Io, "reset");
     /// assert_eq!(e.message(), "reset");
     /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -260,7 +260,7 @@ impl StoreError {
     /// refusals are warned once per code and function.
     ///
     /// ```
-    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// use memo::stores::{ErrorKind, StoreError};
     /// let e = StoreError::new(ErrorKind::Rejected, "maxmemory reached").with_code("OOM");
     /// assert_eq!(e.code(), Some("OOM"));
     /// assert_eq!(e.to_string(), "request rejected: OOM maxmemory reached");
@@ -273,7 +273,7 @@ impl StoreError {
     /// The server's code for the error, if it gave one.
     ///
     /// ```
-    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// use memo::stores::{ErrorKind, StoreError};
     /// assert_eq!(StoreError::new(ErrorKind::Io, "reset").code(), None);
     /// ```
     pub fn code(&self) -> Option<&str> {
@@ -283,7 +283,7 @@ impl StoreError {
     /// The kind of error.
     ///
     /// ```
-    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// use memo::stores::{ErrorKind, StoreError};
     /// assert_eq!(StoreError::new(ErrorKind::Config, "bad url").kind(), ErrorKind::Config);
     /// ```
     pub fn kind(&self) -> ErrorKind {
@@ -293,7 +293,7 @@ impl StoreError {
     /// The explanation.
     ///
     /// ```
-    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// use memo::stores::{ErrorKind, StoreError};
     /// assert_eq!(StoreError::new(ErrorKind::Config, "bad url").message(), "bad url");
     /// ```
     pub fn message(&self) -> &str {
@@ -305,7 +305,7 @@ impl StoreError {
     /// an answer refusing one request (or a wrong configuration), which fails that call only.
     ///
     /// ```
-    /// use memo_core::stores::{ErrorKind, StoreError};
+    /// use memo::stores::{ErrorKind, StoreError};
     /// assert!(StoreError::new(ErrorKind::Connect, "refused").is_outage());
     /// assert!(!StoreError::new(ErrorKind::Rejected, "too large").is_outage());
     /// ```
@@ -351,7 +351,7 @@ impl From<std::io::Error> for StoreError {
 /// The default connect and read/write timeout of the network stores.
 ///
 /// ```
-/// assert_eq!(memo_core::stores::DEFAULT_TIMEOUT.as_millis(), 250);
+/// assert_eq!(memo::stores::DEFAULT_TIMEOUT.as_millis(), 250);
 /// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 

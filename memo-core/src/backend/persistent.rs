@@ -34,7 +34,7 @@ use crate::ManualClock;
 /// is full or the file is read-only fails alone, as a refused request: lookups keep hitting.
 ///
 /// ```
-/// use memo_core::stores::{PersistentStore, Store};
+/// use memo::stores::{PersistentStore, Store};
 ///
 /// let path = std::env::temp_dir().join(format!("memo-doc-persistent-{}.sqlite", std::process::id()));
 /// {
@@ -44,7 +44,7 @@ use crate::ManualClock;
 /// let reopened = PersistentStore::open(&path)?; // a restart
 /// assert_eq!(reopened.get("ns", "[1]")?, Some(b"one".to_vec()));
 /// # drop(reopened); let _ = std::fs::remove_file(&path);
-/// # Ok::<(), memo_core::stores::StoreError>(())
+/// # Ok::<(), memo::stores::StoreError>(())
 /// ```
 pub struct PersistentStore {
     path: PathBuf,
@@ -167,10 +167,10 @@ impl PersistentStore {
     ///
     /// ```
     /// let path = std::env::temp_dir().join(format!("memo-doc-open-{}.sqlite", std::process::id()));
-    /// let store = memo_core::stores::PersistentStore::open(&path)?;
+    /// let store = memo::stores::PersistentStore::open(&path)?;
     /// assert_eq!(store.path(), path);
     /// # drop(store); let _ = std::fs::remove_file(&path);
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -210,9 +210,9 @@ impl PersistentStore {
     ///
     /// ```
     /// # let path = std::env::temp_dir().join(format!("memo-doc-max-{}.sqlite", std::process::id()));
-    /// let store = memo_core::stores::PersistentStore::open(&path)?.with_max_entries(100);
+    /// let store = memo::stores::PersistentStore::open(&path)?.with_max_entries(100);
     /// # drop(store); let _ = std::fs::remove_file(&path);
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = max_entries.max(1);
@@ -224,10 +224,10 @@ impl PersistentStore {
     ///
     /// ```
     /// # let path = std::env::temp_dir().join(format!("memo-doc-busy-{}.sqlite", std::process::id()));
-    /// let store = memo_core::stores::PersistentStore::open(&path)?
+    /// let store = memo::stores::PersistentStore::open(&path)?
     ///     .with_busy_timeout(std::time::Duration::from_millis(100))?;
     /// # drop(store); let _ = std::fs::remove_file(&path);
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
         {
@@ -243,9 +243,9 @@ impl PersistentStore {
     ///
     /// ```
     /// # let path = std::env::temp_dir().join(format!("memo-doc-size-{}.sqlite", std::process::id()));
-    /// let store = memo_core::stores::PersistentStore::open(&path)?.with_max_file_size(64 << 20)?;
+    /// let store = memo::stores::PersistentStore::open(&path)?.with_max_file_size(64 << 20)?;
     /// # drop(store); let _ = std::fs::remove_file(&path);
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_max_file_size(self, bytes: u64) -> Result<Self, StoreError> {
         {
@@ -270,7 +270,7 @@ impl PersistentStore {
     /// expire entries without sleeping.
     ///
     /// ```
-    /// use memo_core::{stores::{PersistentStore, Store}, ManualClock};
+    /// use memo::{stores::{PersistentStore, Store}, ManualClock};
     /// use std::time::Duration;
     /// # let path = std::env::temp_dir().join(format!("memo-doc-clock-{}.sqlite", std::process::id()));
     /// let clock = ManualClock::new();
@@ -279,7 +279,7 @@ impl PersistentStore {
     /// clock.advance(Duration::from_secs(60));
     /// assert_eq!(store.get("ns", "k")?, None);
     /// # drop(store); let _ = std::fs::remove_file(&path);
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_clock(mut self, clock: ManualClock) -> Self {
         self.clock = Some((wall_millis(), clock));
@@ -290,10 +290,10 @@ impl PersistentStore {
     ///
     /// ```
     /// # let path = std::env::temp_dir().join(format!("memo-doc-path-{}.sqlite", std::process::id()));
-    /// let store = memo_core::stores::PersistentStore::open(&path)?;
+    /// let store = memo::stores::PersistentStore::open(&path)?;
     /// assert_eq!(store.path(), path);
     /// # drop(store); let _ = std::fs::remove_file(&path);
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
@@ -304,10 +304,10 @@ impl PersistentStore {
     /// ```
     /// # let path = std::env::temp_dir().join(format!("memo-doc-total-{}.sqlite", std::process::id()));
     /// # let _ = std::fs::remove_file(&path);
-    /// let store = memo_core::stores::PersistentStore::open(&path)?;
+    /// let store = memo::stores::PersistentStore::open(&path)?;
     /// assert_eq!(store.total_entries()?, 0);
     /// # drop(store); let _ = std::fs::remove_file(&path);
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn total_entries(&self) -> Result<usize, StoreError> {
         self.with_inner(|inner| count(&inner.conn))

@@ -34,7 +34,7 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// at once, before the call is counted as a failure.
 ///
 /// ```
-/// use memo_core::stores::{self, RedisStore};
+/// use memo::stores::{self, RedisStore};
 /// use std::time::Duration;
 ///
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/0")?
@@ -56,8 +56,8 @@ impl RedisStore {
     /// included). Only the URL is checked here; the connection is made on first use.
     ///
     /// ```
-    /// assert!(memo_core::stores::RedisStore::connect("redis://127.0.0.1:6379").is_ok());
-    /// assert!(memo_core::stores::RedisStore::connect("not a url").is_err());
+    /// assert!(memo::stores::RedisStore::connect("redis://127.0.0.1:6379").is_ok());
+    /// assert!(memo::stores::RedisStore::connect("not a url").is_err());
     /// ```
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let target = Target::single(url)
@@ -70,11 +70,11 @@ impl RedisStore {
     /// slots is followed. Only the URLs are checked here; the cluster is reached on first use.
     ///
     /// ```
-    /// use memo_core::stores::RedisStore;
+    /// use memo::stores::RedisStore;
     /// let store = RedisStore::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])?;
     /// # let _ = store;
     /// assert!(RedisStore::cluster(["not a url"]).is_err());
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn cluster<I>(urls: I) -> Result<Self, StoreError>
     where
@@ -107,10 +107,10 @@ impl RedisStore {
     ///
     /// ```
     /// # #[cfg(feature = "redis-tls")] {
-    /// let store = memo_core::stores::RedisStore::connect("rediss://127.0.0.1:6380");
+    /// let store = memo::stores::RedisStore::connect("rediss://127.0.0.1:6380");
     /// assert!(store?.with_root_certificate(b"not a certificate").is_err());
     /// # }
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     #[cfg(feature = "redis-tls")]
     pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<Self, StoreError> {
@@ -133,10 +133,10 @@ impl RedisStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let store = memo_core::stores::RedisStore::connect("redis://127.0.0.1")?
+    /// let store = memo::stores::RedisStore::connect("redis://127.0.0.1")?
     ///     .with_timeouts(Duration::from_millis(50), Duration::from_millis(100));
     /// # let _ = store;
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_timeouts(mut self, connect: Duration, io: Duration) -> Self {
         self.connect_timeout = connect.max(Duration::from_millis(1));
@@ -147,9 +147,9 @@ impl RedisStore {
     /// How many idle connections are kept for reuse (default 16).
     ///
     /// ```
-    /// let store = memo_core::stores::RedisStore::connect("redis://127.0.0.1")?.with_max_idle(4);
+    /// let store = memo::stores::RedisStore::connect("redis://127.0.0.1")?.with_max_idle(4);
     /// # let _ = store;
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_max_idle(mut self, max_idle: usize) -> Self {
         self.max_idle = max_idle;
@@ -161,10 +161,10 @@ impl RedisStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let store = memo_core::stores::RedisStore::connect("redis://127.0.0.1")?
+    /// let store = memo::stores::RedisStore::connect("redis://127.0.0.1")?
     ///     .with_generation_refresh(Duration::ZERO); // read it on every call
     /// # let _ = store;
-    /// # Ok::<(), memo_core::stores::StoreError>(())
+    /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_generation_refresh(mut self, refresh: Duration) -> Self {
         self.generations.set_refresh(refresh);

@@ -14,7 +14,7 @@ use super::{Codec, Compression, Store, StoreError};
 /// How a registered store is used: value format, key prefix and the backoff after a fault.
 ///
 /// ```
-/// use memo_core::stores::{Codec, Compression, StoreOptions};
+/// use memo::stores::{Codec, Compression, StoreOptions};
 /// use std::time::Duration;
 ///
 /// let options = StoreOptions::default()
@@ -50,7 +50,7 @@ impl StoreOptions {
     /// The serde format of values (default JSON).
     ///
     /// ```
-    /// let options = memo_core::stores::StoreOptions::default().codec(memo_core::stores::Codec::Json);
+    /// let options = memo::stores::StoreOptions::default().codec(memo::stores::Codec::Json);
     /// # let _ = options;
     /// ```
     pub fn codec(mut self, codec: Codec) -> Self {
@@ -61,7 +61,7 @@ impl StoreOptions {
     /// Compression of large values (default none).
     ///
     /// ```
-    /// use memo_core::stores::{Compression, StoreOptions};
+    /// use memo::stores::{Compression, StoreOptions};
     /// let options = StoreOptions::default().compression(Compression::None);
     /// # let _ = options;
     /// ```
@@ -74,7 +74,7 @@ impl StoreOptions {
     /// server keep apart by prefix.
     ///
     /// ```
-    /// let options = memo_core::stores::StoreOptions::default().key_prefix("billing");
+    /// let options = memo::stores::StoreOptions::default().key_prefix("billing");
     /// assert_eq!(options.get_key_prefix(), "billing");
     /// ```
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -85,7 +85,7 @@ impl StoreOptions {
     /// The key prefix.
     ///
     /// ```
-    /// assert_eq!(memo_core::stores::StoreOptions::default().get_key_prefix(), "memo");
+    /// assert_eq!(memo::stores::StoreOptions::default().get_key_prefix(), "memo");
     /// ```
     pub fn get_key_prefix(&self) -> &str {
         &self.key_prefix
@@ -96,7 +96,7 @@ impl StoreOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let options = memo_core::stores::StoreOptions::default().retry_after(Duration::from_secs(2));
+    /// let options = memo::stores::StoreOptions::default().retry_after(Duration::from_secs(2));
     /// # let _ = options;
     /// ```
     pub fn retry_after(mut self, wait: Duration) -> Self {
@@ -109,7 +109,7 @@ impl StoreOptions {
     /// and is never inflated beyond it.
     ///
     /// ```
-    /// let options = memo_core::stores::StoreOptions::default().max_decoded_size(1 << 20);
+    /// let options = memo::stores::StoreOptions::default().max_decoded_size(1 << 20);
     /// # let _ = options;
     /// ```
     pub fn max_decoded_size(mut self, bytes: u64) -> Self {
@@ -126,7 +126,7 @@ impl StoreOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let options = memo_core::stores::StoreOptions::default()
+    /// let options = memo::stores::StoreOptions::default()
     ///     .cross_process_single_flight(Duration::from_secs(2));
     /// # let _ = options;
     /// ```
@@ -139,7 +139,7 @@ impl StoreOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let options = memo_core::stores::StoreOptions::default().max_retry_after(Duration::from_secs(5));
+    /// let options = memo::stores::StoreOptions::default().max_retry_after(Duration::from_secs(5));
     /// # let _ = options;
     /// ```
     pub fn max_retry_after(mut self, wait: Duration) -> Self {
@@ -235,7 +235,7 @@ static WARNED_MISSING: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default:
 /// the store for functions not yet called.
 ///
 /// ```
-/// use memo_core::stores::{self, StoreCache};
+/// use memo::stores::{self, StoreCache};
 /// # #[cfg(feature = "persistent")] {
 /// let path = std::env::temp_dir().join(format!("memo-doc-register-{}.sqlite", std::process::id()));
 /// stores::register("doc-local", stores::PersistentStore::open(&path)?);
@@ -254,7 +254,7 @@ pub fn register(name: impl Into<String>, store: impl Store) {
 /// Registers `store` under `name` with `options`.
 ///
 /// ```
-/// use memo_core::stores::{self, Codec, StoreOptions};
+/// use memo::stores::{self, Codec, StoreOptions};
 /// # #[cfg(feature = "redis")] {
 /// let options = StoreOptions::default().codec(Codec::Json).key_prefix("billing");
 /// stores::register_with("doc-billing", stores::RedisStore::connect("redis://127.0.0.1:1")?, options);
@@ -279,7 +279,7 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
 /// Whether a store is registered under `name`.
 ///
 /// ```
-/// assert!(!memo_core::stores::is_registered("never-registered"));
+/// assert!(!memo::stores::is_registered("never-registered"));
 /// ```
 pub fn is_registered(name: &str) -> bool {
     STORES.read().contains_key(name)
@@ -289,7 +289,7 @@ pub fn is_registered(name: &str) -> bool {
 /// errors and skipped calls it has had.
 ///
 /// ```
-/// assert_eq!(memo_core::stores::health("never-registered"), None);
+/// assert_eq!(memo::stores::health("never-registered"), None);
 /// ```
 pub fn health(name: &str) -> Option<StoreHealth> {
     STORES.read().get(name).map(|r| r.breaker.health())

@@ -15,7 +15,7 @@ use list::ListPolicy;
 /// Which entry a full cache gives up to make room.
 ///
 /// ```
-/// use memo_core::{Cache, Policy};
+/// use memo::{Cache, Policy};
 ///
 /// let cache: Cache<u32, u32> = Cache::builder().maxsize(2).policy(Policy::Fifo).build().unwrap();
 /// cache.insert(1, 1);
@@ -51,7 +51,7 @@ impl Policy {
     /// The name used in `#[memoize(policy = "...")]`.
     ///
     /// ```
-    /// assert_eq!(memo_core::Policy::Lru.name(), "lru");
+    /// assert_eq!(memo::Policy::Lru.name(), "lru");
     /// ```
     pub fn name(self) -> &'static str {
         match self {
@@ -66,7 +66,7 @@ impl Policy {
     /// Every policy: the default first.
     ///
     /// ```
-    /// assert!(memo_core::Policy::ALL.contains(&memo_core::Policy::Fifo));
+    /// assert!(memo::Policy::ALL.contains(&memo::Policy::Fifo));
     /// ```
     pub const ALL: &'static [Policy] = &[
         Policy::Lru,
