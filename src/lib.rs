@@ -104,8 +104,9 @@
 //! | `serde` | `CacheInfo` and `CacheReport` implement `serde::Serialize` | 4 (serde) |
 //! | `metrics` | [`metrics`](mod@metrics): every cache's counters through the `metrics` facade | 3 (metrics) |
 //! | `stores` | [`stores`]: the `Store` trait, named stores, JSON values, `store = ...` | 18 (serde_json, sha2, tracing) |
-//! | `redis` | `stores::RedisStore` | 54 with `stores` (redis) |
-//! | `memcached` | `stores::MemcachedStore` (its text protocol, no client crate) | 18 with `stores` |
+//! | `redis` | `stores::RedisStore`: one server or a Redis Cluster | 60 with `stores` (redis) |
+//! | `redis-tls` | `rediss://` URLs for `stores::RedisStore` | 73 with `redis` (rustls, ring) |
+//! | `memcached` | `stores::MemcachedStore`: one server or a ketama pool (its text protocol) | 19 with `stores` (md-5) |
 //! | `persistent` | `stores::PersistentStore`: one SQLite file that survives restarts | 31 with `stores` (rusqlite, SQLite compiled in) |
 //! | `msgpack` | `stores::Codec::MessagePack` values | 22 with `stores` (rmp-serde) |
 //! | `lz4`, `zstd` | compression of large stored values | 20 / 26 with `stores` (lz4_flex / zstd, C) |
