@@ -29,7 +29,8 @@ impl Stats {
     #[memo::memoize]
     fn scaled_mean(&self, xs: &[u64]) -> u64 {
         SCALED.fetch_add(1, Ordering::SeqCst);
-        Self::mean(xs) * self.scale
+        // Not `Self::mean(xs)`: the tests run in parallel and count `mean`'s calls.
+        xs.iter().sum::<u64>() / xs.len() as u64 * self.scale
     }
 
     /// An associated function that names `Self`.
