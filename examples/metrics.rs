@@ -18,17 +18,18 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// A price list: 3 items, asked for again and again.
 #[memoize(maxsize = 2)]
-fn price(item: u32) -> u64 {
+pub fn price(item: u32) -> u64 {
     u64::from(item) * 125
 }
 
-struct Catalog;
+/// A catalog whose descriptions are memoized.
+pub struct Catalog;
 
 #[memoize]
 impl Catalog {
     /// A description, cached for a minute.
     #[memoize(ttl = "60s")]
-    fn describe(item: u32) -> String {
+    pub fn describe(item: u32) -> String {
         format!("item #{item}")
     }
 }
@@ -69,7 +70,7 @@ fn main() {
 }
 
 /// The exporter's text, once its listener (started on a thread of its own) answers.
-fn scrape(addr: SocketAddr) -> String {
+pub fn scrape(addr: SocketAddr) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match ureq::get(format!("http://{addr}/metrics")).call() {

@@ -1,25 +1,17 @@
 //! `memo::metrics`: every cache's counters through the `metrics` facade, scraped from a real
 //! Prometheus endpoint (metrics-exporter-prometheus' HTTP listener on a loopback port).
-use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
+//!
+//! The example's own functions are the ones scraped: `examples/metrics.rs` is compiled here as a
+//! module, so the test and the example cannot drift apart.
+use std::net::TcpListener;
 
-use memo::memoize;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-#[memoize(maxsize = 2)]
-fn price(item: u32) -> u64 {
-    u64::from(item) * 125
-}
+#[path = "../examples/metrics.rs"]
+#[allow(dead_code)] // its `main` runs as the example, not here
+mod example;
 
-struct Catalog;
-
-#[memoize]
-impl Catalog {
-    #[memoize(ttl = "60s")]
-    fn describe(item: u32) -> String {
-        format!("item #{item}")
-    }
-}
+use example::{price, scrape, Catalog};
 
 /// The value of `metric{function="<function>"}` in a Prometheus text scrape.
 fn value(scrape: &str, metric: &str, function: &str) -> Option<f64> {
@@ -28,20 +20,6 @@ fn value(scrape: &str, metric: &str, function: &str) -> Option<f64> {
         .lines()
         .find_map(|line| line.strip_prefix(&prefix))
         .map(|v| v.parse().expect("a number"))
-}
-
-/// GET /metrics, once the exporter's listener (started on its own thread) answers.
-fn scrape(addr: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match ureq::get(format!("http://{addr}/metrics")).call() {
-            Ok(mut response) => return response.body_mut().read_to_string().expect("text"),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no answer from {addr}: {e}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
 }
 
 #[test]
@@ -64,7 +42,10 @@ fn a_scrape_shows_every_cache_counters_after_known_calls() {
     }
     memo::metrics::collect();
     let text = scrape(addr);
-    let (p, d) = ("metrics::price", "metrics::Catalog::describe");
+    let (p, d) = (
+        "metrics::example::price",
+        "metrics::example::Catalog::describe",
+    );
     let of = |metric, function| value(&text, metric, function);
     assert_eq!(of("memo_cache_hits_total", p), Some(5.0), "{text}");
     assert_eq!(of("memo_cache_misses_total", p), Some(4.0), "{text}");
