@@ -109,15 +109,14 @@ impl Writer {
             .is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
 
+    /// Marks `id` live or not; `id` was handed out (`alloc` sized `live` for it).
+    #[inline]
     fn set_live(&mut self, id: u32, live: bool) {
-        let word = id as usize / 64;
-        if self.live.len() <= word {
-            self.live.resize(word + 1, 0);
-        }
+        let word = &mut self.live[id as usize / 64];
         if live {
-            self.live[word] |= 1 << (id % 64);
+            *word |= 1 << (id % 64);
         } else {
-            self.live[word] &= !(1 << (id % 64));
+            *word &= !(1 << (id % 64));
         }
     }
 }
@@ -244,6 +243,9 @@ impl<K, V> Shard<K, V> {
         let id = w.next_id;
         assert!(id < u32::MAX - 1, "a shard holds at most 2^32 - 2 slots");
         w.next_id += 1;
+        if w.live.len() <= id as usize / 64 {
+            w.live.push(0);
+        }
         self.slots
             .ensure(id, || UnsafeCell::new(MaybeUninit::uninit()));
         if let Some(d) = &self.deadlines {
@@ -272,6 +274,13 @@ impl<K, V> Shard<K, V> {
     }
 
     fn free_unannounced(&self, w: &mut Writer, announced: &Announced, dropped: &mut Dropped<K, V>) {
+        if announced.is_empty() {
+            // No reader inside (single-threaded use, or readers between lookups): all go.
+            while let Some(Retired { id, .. }) = w.retired.pop() {
+                self.free_slot(w, id, dropped);
+            }
+            return;
+        }
         let mut i = 0;
         while i < w.retired.len() {
             let Retired { id, tag } = w.retired[i];
