@@ -48,8 +48,12 @@ impl Clock {
 
     /// The system's monotonic clock, read from a time that a background thread refreshes every
     /// millisecond while a cache uses it (the default for caches with a ttl). Reading it costs
-    /// one atomic load instead of a call to [`Instant::now`] (about 16 ns here), and entries expire
-    /// at most about a millisecond late. If no thread can be started, it reads the system clock.
+    /// one atomic load instead of a call to [`Instant::now`] (about 16 ns here). That thread may
+    /// be starved when CPU-bound threads outnumber the cores, so its time may fall behind: a
+    /// cache confirms with [`Instant::now`] an entry within a second of its deadline before
+    /// returning it, and so never returns an entry past its ttl unless the whole process stalls
+    /// for more than a second (a cache with a ttl of a second or less reads the clock on every
+    /// hit). If no thread can be started, it reads the system clock.
     ///
     /// ```
     /// let clock = memo::Clock::coarse();
@@ -71,6 +75,19 @@ impl Clock {
             ClockKind::Manual(manual) => manual.nanos.load(Ordering::Acquire),
         }
     }
+
+    /// Whether [`now_nanos`](Self::now_nanos) may lag the real time (the coarse clock, whose
+    /// thread may be starved under load): then entries near their deadline are confirmed by
+    /// [`precise_nanos`].
+    pub(crate) fn is_coarse(&self) -> bool {
+        matches!(self.0, ClockKind::Coarse(_))
+    }
+}
+
+/// The real time on the coarse clock's scale (nanoseconds since the origin), read now; a coarse
+/// time that fell more than two ticks behind is moved up to it, for the other readers.
+pub(crate) fn precise_nanos() -> u64 {
+    coarse::precise_nanos()
 }
 
 impl Default for Clock {
@@ -194,6 +211,20 @@ mod coarse {
         fn drop(&mut self) {
             USERS.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+
+    /// See [`super::precise_nanos`].
+    pub(super) fn precise_nanos() -> u64 {
+        let now = since_origin(Instant::now());
+        // Only a stale tick is moved (a shared write, rare unless the ticker is starved).
+        if NOW
+            .load(Ordering::Relaxed)
+            .saturating_add(2 * TICK.as_nanos() as u64)
+            < now
+        {
+            NOW.fetch_max(now, Ordering::Release);
+        }
+        now
     }
 
     fn tick() {
