@@ -3,7 +3,8 @@
 //! threads sharing the cache, each looking the hot keys up in a fixed pseudo-random order.
 //! Prints the minimum and the median ns per lookup over 15 rounds of 2M lookups per thread
 //! (the minimum is the figure least disturbed by other processes on a shared machine).
-//! `hit_loop miss=128 [ttl]`: the miss that evicts instead (get, then insert), one thread.
+//! `hit_loop ttl` (one hour) or `hit_loop ttl=MS`: with a ttl. `hit_loop miss=128 [ttl]`: the
+//! miss that evicts instead (get, then insert), one thread.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -73,13 +74,18 @@ fn misses(maxsize: usize, ttl: bool) {
 }
 
 fn main() {
-    let ttl = std::env::args().any(|a| a == "ttl");
+    // `ttl`: one hour; `ttl=MS`: that many milliseconds (under a second, every hit reads the clock).
+    let ttl_ms: Option<u64> = std::env::args().find_map(|a| match a.as_str() {
+        "ttl" => Some(3_600_000),
+        a => a.strip_prefix("ttl=")?.parse().ok(),
+    });
+    let ttl = ttl_ms.is_some();
     if let Some(maxsize) = std::env::args().find_map(|a| a.strip_prefix("miss=")?.parse().ok()) {
         return misses(maxsize, ttl);
     }
     let mut builder = Cache::builder().maxsize(128);
-    if ttl {
-        builder = builder.ttl(Duration::from_secs(3600));
+    if let Some(ms) = ttl_ms {
+        builder = builder.ttl(Duration::from_millis(ms));
     }
     let cache: Cache<u64, u64> = builder.build().expect("valid");
     let keys = keys();
@@ -87,9 +93,17 @@ fn main() {
         cache.insert(k, k);
     }
     assert_eq!(cache.len(), 100);
-    let one: Vec<f64> = (0..ROUNDS).map(|_| run(&cache, &keys, 0)).collect();
+    // Each round starts with fresh entries (a short ttl would expire them mid-run).
+    let refresh = || keys.iter().for_each(|&k| cache.insert(k, k));
+    let one: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            refresh();
+            run(&cache, &keys, 0)
+        })
+        .collect();
     let two: Vec<f64> = (0..ROUNDS)
         .flat_map(|_| {
+            refresh();
             std::thread::scope(|s| {
                 let a = s.spawn(|| run(&cache, &keys, 0));
                 let b = s.spawn(|| run(&cache, &keys, 7));
@@ -97,6 +111,7 @@ fn main() {
             })
         })
         .collect();
-    report(if ttl { "1 thread, ttl" } else { "1 thread" }, one);
-    report(if ttl { "2 threads, ttl" } else { "2 threads" }, two);
+    let label = ttl_ms.map_or(String::new(), |ms| format!(", ttl {ms} ms"));
+    report(&format!("1 thread{label}"), one);
+    report(&format!("2 threads{label}"), two);
 }

@@ -242,7 +242,7 @@ impl<K, V> Shard<K, V> {
     #[cold]
     #[inline(never)]
     fn expired_now(deadline: u64) -> bool {
-        deadline <= crate::clock::precise_nanos()
+        crate::clock::is_past(deadline)
     }
 
     /// Whether the entry in slot `id` is past its deadline at `now`, without a clock read (the
