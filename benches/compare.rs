@@ -25,6 +25,8 @@
 //!
 //! `MEMO_BENCH_QUICK=1 cargo bench -p memo-benches --bench compare` (or `-- --quick`) is a smoke run of a few
 //! seconds; so is running the binary without cargo bench's `--bench` flag (as `cargo test` does).
+//! `MEMO_BENCH_ONLY=hit,zipf` runs only the workloads whose names contain one of the words
+//! (`memory` for the memory rows).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
@@ -948,9 +950,13 @@ fn main() {
         entry::<QuickCache>(),
         entry::<Lru>(),
     ];
+    let only: Vec<String> = std::env::var("MEMO_BENCH_ONLY")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let started = Instant::now();
     let mut groups = Vec::new();
-    for w in workloads(&s) {
+    for w in workloads(&s).into_iter().filter(|w| wanted(w.name)) {
         eprintln!("compare: {}", w.name);
         let mut sessions: Vec<_> = entries.iter().map(|e| (e.prepare)(&w, &s)).collect();
         for _ in 0..s.runs {
@@ -972,6 +978,11 @@ fn main() {
             .collect();
         drop(sessions);
         groups.push((w.name.to_string(), "ns", rows));
+    }
+    if !wanted("memory") {
+        eprintln!("compare: done in {:.1} s", started.elapsed().as_secs_f64());
+        print!("{}", render(&groups, &entries, &s));
+        return;
     }
     let memory_rows = (0..entries.len())
         .map(|i| {

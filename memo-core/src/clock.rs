@@ -48,8 +48,12 @@ impl Clock {
 
     /// The system's monotonic clock, read from a time that a background thread refreshes every
     /// millisecond while a cache uses it (the default for caches with a ttl). Reading it costs
-    /// one atomic load instead of a call to [`Instant::now`] (about 16 ns here), and entries expire
-    /// at most about a millisecond late. If no thread can be started, it reads the system clock.
+    /// one atomic load instead of a call to [`Instant::now`] (about 16 ns here). That thread may
+    /// be starved when CPU-bound threads outnumber the cores, so its time may fall behind: a
+    /// cache confirms with [`Instant::now`] an entry within a second of its deadline before
+    /// returning it, and so never returns an entry past its ttl unless the whole process stalls
+    /// for more than a second (a cache with a ttl of a second or less reads the clock on every
+    /// hit). If no thread can be started, it reads the system clock.
     ///
     /// ```
     /// let clock = memo::Clock::coarse();
@@ -71,6 +75,21 @@ impl Clock {
             ClockKind::Manual(manual) => manual.nanos.load(Ordering::Acquire),
         }
     }
+
+    /// Whether [`now_nanos`](Self::now_nanos) may lag the real time (the coarse clock, whose
+    /// thread may be starved under load): then entries near their deadline are confirmed by
+    /// [`is_past`].
+    pub(crate) fn is_coarse(&self) -> bool {
+        matches!(self.0, ClockKind::Coarse(_))
+    }
+}
+
+/// Whether the real time has reached `deadline` (nanoseconds since the origin): the kernel's
+/// coarse clock decides unless it is within a kernel tick of the deadline, then `Instant::now`
+/// does. A shared coarse time that fell more than two ticks behind is moved up, for the other
+/// readers.
+pub(crate) fn is_past(deadline: u64) -> bool {
+    coarse::is_past(deadline)
 }
 
 impl Default for Clock {
@@ -147,7 +166,9 @@ mod coarse {
 
     use parking_lot::Mutex;
 
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    /// The origin, and on Linux the `CLOCK_MONOTONIC` reading taken just after it (the clock
+    /// `Instant` reads there), to put the kernel's coarse clock on the same scale.
+    static ORIGIN: OnceLock<(Instant, u64)> = OnceLock::new();
     static NOW: AtomicU64 = AtomicU64::new(0);
     static USERS: AtomicUsize = AtomicUsize::new(0);
     static RUNNING: Mutex<bool> = Mutex::new(false);
@@ -156,10 +177,61 @@ mod coarse {
 
     /// Nanoseconds from the origin to `t`, saturating.
     pub(super) fn since_origin(t: Instant) -> u64 {
-        let origin = *ORIGIN.get_or_init(Instant::now);
-        t.saturating_duration_since(origin)
+        t.saturating_duration_since(origin().0)
             .as_nanos()
             .min(u64::MAX as u128) as u64
+    }
+
+    fn origin() -> (Instant, u64) {
+        *ORIGIN.get_or_init(|| {
+            let instant = Instant::now();
+            (instant, kernel(KernelClock::Monotonic).unwrap_or(0))
+        })
+    }
+
+    #[derive(Clone, Copy)]
+    enum KernelClock {
+        Monotonic,
+        #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+        Coarse,
+    }
+
+    /// A reading of the kernel's monotonic clock, or of its coarse variant (updated at each
+    /// kernel tick, a few ms, whatever the load: about 10 ns against 35 for `Instant::now` on
+    /// our VM), in nanoseconds since boot; `None` where it is not available.
+    #[cfg(target_os = "linux")]
+    fn kernel(clock: KernelClock) -> Option<u64> {
+        let id = match clock {
+            KernelClock::Monotonic => libc::CLOCK_MONOTONIC,
+            KernelClock::Coarse => libc::CLOCK_MONOTONIC_COARSE,
+        };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and `id`
+        // is a clock id this kernel interface defines; nothing else is read or written.
+        let ok = unsafe { libc::clock_gettime(id, &mut ts) } == 0;
+        let nanos = u64::try_from(ts.tv_sec)
+            .ok()?
+            .checked_mul(1_000_000_000)?
+            .checked_add(u64::try_from(ts.tv_nsec).ok()?)?;
+        ok.then_some(nanos)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn kernel(_: KernelClock) -> Option<u64> {
+        None
+    }
+
+    /// The kernel's coarse time since the origin: never ahead of the real time, behind it by
+    /// at most a kernel tick. `None` where there is none.
+    pub(super) fn kernel_coarse() -> Option<u64> {
+        let (_, mono) = origin();
+        if mono == 0 {
+            return None;
+        }
+        Some(kernel(KernelClock::Coarse)?.saturating_sub(mono))
     }
 
     /// A cache's hold on the ticking thread; the thread stops when the last one is dropped.
@@ -196,6 +268,38 @@ mod coarse {
         }
     }
 
+    /// See [`super::is_past`].
+    pub(super) fn is_past(deadline: u64) -> bool {
+        let now = match kernel_coarse() {
+            Some(coarse) if deadline <= coarse => return publish(coarse),
+            Some(coarse) if deadline - coarse > KERNEL_TICK_BOUND => {
+                publish(coarse);
+                return false;
+            }
+            // Within a kernel tick of the deadline, or no kernel clock: the exact time.
+            _ => since_origin(Instant::now()),
+        };
+        publish(now);
+        deadline <= now
+    }
+
+    /// A kernel tick is at most 10 ms (HZ = 100); further than this from its deadline by the
+    /// kernel's coarse time, an entry is alive whatever the exact time.
+    const KERNEL_TICK_BOUND: u64 = 20_000_000;
+
+    /// Moves the shared coarse time up to `now` if it fell more than two ticks behind (a shared
+    /// write, rare unless the ticking thread is starved). Returns `true`.
+    fn publish(now: u64) -> bool {
+        if NOW
+            .load(Ordering::Relaxed)
+            .saturating_add(2 * TICK.as_nanos() as u64)
+            < now
+        {
+            NOW.fetch_max(now, Ordering::Release);
+        }
+        true
+    }
+
     fn tick() {
         loop {
             std::thread::sleep(TICK);
@@ -209,5 +313,42 @@ mod coarse {
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, not(memo_shuttle)))]
+mod tests {
+    use std::time::Instant;
+
+    use super::coarse::{is_past, kernel_coarse, since_origin};
+
+    #[test]
+    fn the_kernel_coarse_time_lags_the_real_time_by_at_most_a_tick() {
+        let before = since_origin(Instant::now());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        if let Some(coarse) = kernel_coarse() {
+            let after = since_origin(Instant::now());
+            assert!(coarse <= after, "never ahead: {coarse} > {after}");
+            assert!(
+                coarse > before,
+                "at most a tick (10 ms) behind, we slept 30 ms"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deadline_is_past_exactly_when_the_real_time_reached_it() {
+        let now = since_origin(Instant::now());
+        assert!(is_past(0));
+        assert!(is_past(now), "reached already");
+        assert!(
+            !is_past(now + 3_600_000_000_000),
+            "an hour away (coarse decides)"
+        );
+        // A millisecond away: within a kernel tick, so the exact time decides.
+        let soon = since_origin(Instant::now()) + 1_000_000;
+        assert!(!is_past(soon));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(is_past(soon));
     }
 }

@@ -89,24 +89,25 @@ impl<K, V, S> Cache<K, V, S> {
         let ttl_nanos = b
             .ttl
             .map(|t| t.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        let clock = match (b.clock, b.ttl) {
+            (Some(clock), _) => clock,
+            (None, Some(_)) => Clock::coarse(),
+            (None, None) => Clock::system(), // never read without a ttl
+        };
         let shards: Box<[_]> = (0..shards)
             .map(|i| {
                 let capacity = match b.maxsize {
                     Some(n) => n / shards + usize::from(i < n % shards),
                     None => usize::MAX,
                 };
-                Shard::new(capacity, b.policy, ttl_nanos)
+                Shard::new(capacity, b.policy, ttl_nanos, clock.is_coarse())
             })
             .collect();
         Cache {
             mask: shards.len() - 1,
             shards,
             hasher: b.hasher,
-            clock: match (b.clock, b.ttl) {
-                (Some(clock), _) => clock,
-                (None, Some(_)) => Clock::coarse(),
-                (None, None) => Clock::system(), // never read without a ttl
-            },
+            clock,
             maxsize: b.maxsize,
             ttl: b.ttl,
             policy: b.policy,

@@ -41,6 +41,11 @@ const INITIAL_TABLE: usize = 48;
 /// takes the lock.
 const RETRIES: usize = 16;
 
+/// How close to its deadline (by the coarse clock) an entry is confirmed alive by a real clock
+/// read before it is returned: 1 s, so that a cache with a ttl of 1 s or less reads the clock on
+/// every hit, and one with a ttl of an hour in the last second of an entry's life only.
+pub(crate) const CONFIRM_WITHIN: u64 = 1_000_000_000;
+
 /// Keeps what it holds on cache lines of its own.
 #[repr(align(128))]
 pub(crate) struct Padded<T>(pub(crate) T);
@@ -109,15 +114,14 @@ impl Writer {
             .is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
 
+    /// Marks `id` live or not; `id` was handed out (`alloc` sized `live` for it).
+    #[inline]
     fn set_live(&mut self, id: u32, live: bool) {
-        let word = id as usize / 64;
-        if self.live.len() <= word {
-            self.live.resize(word + 1, 0);
-        }
+        let word = &mut self.live[id as usize / 64];
         if live {
-            self.live[word] |= 1 << (id % 64);
+            *word |= 1 << (id % 64);
         } else {
-            self.live[word] &= !(1 << (id % 64));
+            *word &= !(1 << (id % 64));
         }
     }
 }
@@ -129,6 +133,9 @@ pub(crate) struct Shard<K, V> {
     table: AtomicPtr<Table>,
     slots: Segments<Slot<K, V>>,
     deadlines: Option<Segments<AtomicU64>>,
+    /// Entries whose deadline is nearer than this (by the time passed in) are confirmed
+    /// expired or not by a real clock read; 0 when the time passed in is exact.
+    confirm_within: u64,
     stripes: Stripes,
     writer: Padded<Mutex<Writer>>,
 }
@@ -151,7 +158,14 @@ enum Lookup {
 }
 
 impl<K, V> Shard<K, V> {
-    pub(crate) fn new(capacity: usize, policy: Policy, ttl_nanos: Option<u64>) -> Self {
+    /// A shard of `capacity` entries. `coarse_now`: the times callers pass may lag the real
+    /// clock (the coarse clock), so entries near their deadline are confirmed by a clock read.
+    pub(crate) fn new(
+        capacity: usize,
+        policy: Policy,
+        ttl_nanos: Option<u64>,
+        coarse_now: bool,
+    ) -> Self {
         let first = capacity.saturating_add(RESERVE).min(64);
         let stripes = Stripes::new();
         let stripe_count = stripes.len();
@@ -163,6 +177,10 @@ impl<K, V> Shard<K, V> {
             )))),
             slots: Segments::new(first),
             deadlines: ttl_nanos.map(|_| Segments::new(first)),
+            confirm_within: match ttl_nanos {
+                Some(_) if coarse_now => CONFIRM_WITHIN,
+                _ => 0,
+            },
             stripes,
             writer: Padded(Mutex::new(Writer {
                 seen: vec![(0, 0); stripe_count],
@@ -206,9 +224,31 @@ impl<K, V> Shard<K, V> {
         unsafe { (*self.slots.get(id).get()).assume_init_ref() }
     }
 
+    /// Whether the entry in slot `id` is expired: past its deadline at `now`, or, if `now` may
+    /// be stale (the coarse clock) and the deadline is less than [`CONFIRM_WITHIN`] away, at a
+    /// real clock read. So a coarse tick that fell behind (its thread starved under load) can
+    /// make an entry look younger only outside its last second of life: returning an expired
+    /// entry takes the whole process stalled for longer than that.
     #[inline]
     fn is_expired(&self, id: u32, now: u64) -> bool {
-        // Without a ttl the deadline is `u64::MAX`: never reached.
+        // Without a ttl the deadline is `u64::MAX`: never reached, never confirmed.
+        let deadline = self.deadline(id);
+        if deadline <= now {
+            return true;
+        }
+        deadline - now < self.confirm_within && Self::expired_now(deadline)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expired_now(deadline: u64) -> bool {
+        crate::clock::is_past(deadline)
+    }
+
+    /// Whether the entry in slot `id` is past its deadline at `now`, without a clock read (the
+    /// sweep: an entry swept a tick late is never returned meanwhile, lookups confirm).
+    #[inline]
+    fn past_deadline(&self, id: u32, now: u64) -> bool {
         self.deadline(id) <= now
     }
 
@@ -244,6 +284,9 @@ impl<K, V> Shard<K, V> {
         let id = w.next_id;
         assert!(id < u32::MAX - 1, "a shard holds at most 2^32 - 2 slots");
         w.next_id += 1;
+        if w.live.len() <= id as usize / 64 {
+            w.live.push(0);
+        }
         self.slots
             .ensure(id, || UnsafeCell::new(MaybeUninit::uninit()));
         if let Some(d) = &self.deadlines {
@@ -272,6 +315,13 @@ impl<K, V> Shard<K, V> {
     }
 
     fn free_unannounced(&self, w: &mut Writer, announced: &Announced, dropped: &mut Dropped<K, V>) {
+        if announced.is_empty() {
+            // No reader inside (single-threaded use, or readers between lookups): all go.
+            while let Some(Retired { id, .. }) = w.retired.pop() {
+                self.free_slot(w, id, dropped);
+            }
+            return;
+        }
         let mut i = 0;
         while i < w.retired.len() {
             let Retired { id, tag } = w.retired[i];
@@ -787,7 +837,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     fn sweep_locked<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
         while let Some(e) = &w.expiry {
             match e.order.back() {
-                Some(id) if self.is_expired(id, now) => {
+                Some(id) if self.past_deadline(id, now) => {
                     self.remove_id(w, hasher, id);
                     w.counters.expirations += 1;
                 }

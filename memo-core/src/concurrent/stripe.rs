@@ -274,6 +274,12 @@ impl Announced {
             .any(|&w| w & HELD != 0 && (w >> 32) as u32 == if w & SLOT != 0 { id } else { tag })
     }
 
+    /// Whether no stripe was held (nothing is protected).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.words[..self.len].iter().all(|&w| w & HELD == 0)
+    }
+
     /// Whether some holder announced a hash rather than a slot (it holds back every retired
     /// slot of that hash, for the few instructions until it names its slot).
     pub(crate) fn any_hash(&self) -> bool {

@@ -185,3 +185,75 @@ fn a_reader_stalled_in_clone_holds_back_only_its_entry() {
     drop(cache);
     assert_eq!(LIVE.load(Ordering::SeqCst), 0, "every value dropped");
 }
+
+/// The coarse clock's thread starves when CPU-bound threads outnumber the cores, and its time
+/// falls behind; entries must still never be returned past their ttl. Two threads insert a key,
+/// then look it up (by `get` and `peek`) until it is gone, while four CPU-bound threads per core
+/// spin; the age of every value returned, from after its insert returned to before the lookup
+/// began, stays under the ttl (entries near their deadline are confirmed by a real clock read).
+#[test]
+fn a_starved_coarse_clock_never_returns_an_entry_past_its_ttl() {
+    use std::time::Instant;
+
+    const TTL: Duration = Duration::from_millis(50);
+    let cache: Arc<Cache<u64, u64>> =
+        Arc::new(Cache::builder().maxsize(1000).ttl(TTL).build().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinners: Vec<_> = (0..cores * 4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                }
+            })
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_millis(1500);
+    let measurers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                let (mut worst, mut returned) = (Duration::ZERO, 0u64);
+                let mut key = t << 32;
+                while Instant::now() < until {
+                    key += 1;
+                    cache.insert(key, key);
+                    let inserted = Instant::now();
+                    for i in 0u64.. {
+                        let before = Instant::now();
+                        let found = if i % 2 == 0 {
+                            cache.get(&key)
+                        } else {
+                            cache.peek(&key)
+                        };
+                        match found {
+                            Some(v) => {
+                                assert_eq!(v, key);
+                                worst = worst.max(before - inserted);
+                                returned += 1;
+                            }
+                            None => break,
+                        }
+                        std::thread::yield_now();
+                    }
+                }
+                (worst, returned)
+            })
+        })
+        .collect();
+    let results: Vec<_> = measurers.into_iter().map(|m| m.join().unwrap()).collect();
+    stop.store(true, Ordering::Relaxed);
+    spinners.into_iter().for_each(|s| s.join().unwrap());
+    for (worst, returned) in results {
+        assert!(returned > 0, "the values were returned while fresh");
+        assert!(
+            worst < TTL,
+            "a value returned {worst:?} after its insert, ttl {TTL:?}"
+        );
+    }
+}
