@@ -13,6 +13,7 @@
 mod ast;
 mod attr;
 mod companions;
+mod context;
 mod error;
 mod expand;
 mod fallback;
@@ -196,7 +197,9 @@ use proc_macro::TokenStream;
 ///
 /// Not supported, each reported at the offending token: `&mut self`, `self` by value and typed
 /// receivers, `&mut` and `impl Trait` arguments, borrowed return types, `const fn`, `unsafe fn`,
-/// trait `impl` blocks (the companions would not be trait items). A bound that a key, `self` or
+/// a method of a trait `impl` without `#[memoize]` on the block (one error at the attribute
+/// saying to add it: the companions cannot be trait items, and only the block's attribute can
+/// move them to an inherent `impl` of the type). A bound that a key, `self` or
 /// the value misses is reported at that argument, `&self`, the `key` expression or the return
 /// type, and not again at the call sites or in the companions.
 ///
