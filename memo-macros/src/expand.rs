@@ -876,8 +876,11 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let epoch = Ident::new("__memo_epoch", Span::mixed_site());
     // Not stored when the key was invalidated while the body ran (see `Flights::store_since`).
     let insert = if plan.store_async() {
-        // Awaited on the store's I/O threads (the epoch check is the in-memory path's).
-        plan.insert_after_miss(memo, key, &clone)
+        // Awaited on the store's I/O threads, so not under the flights' lock: the epoch is
+        // checked before the write (an invalidation during the write is not seen, as with a
+        // single-flight leader's write-behind).
+        let write = plan.insert_after_miss(memo, key, &clone);
+        quote!(if #memo.flights.epoch() == #epoch { #write })
     } else {
         quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);)
     };
