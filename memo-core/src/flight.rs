@@ -105,6 +105,19 @@ pub struct Flights<K, V> {
     /// shards), read without a lock by the callers that compute without single-flight.
     epoch: AtomicU64,
     hasher: DefaultHashBuilder,
+    /// What a miss accounts for; everything but in `benches/single_flight.rs`.
+    accounting: Accounting,
+}
+
+/// The bookkeeping of a miss that [`Flights::measured_with`] can turn off, so that a benchmark
+/// measures its cost: always on in a memoized function.
+#[derive(Clone, Copy, Debug)]
+struct Accounting {
+    /// The two clock reads of each leader for `load_time`.
+    load_time: bool,
+    /// The waits counter, and the thread's record of the flights it leads that the recursion
+    /// and cycle checks read (sync leaders).
+    waits_and_cycles: bool,
 }
 
 /// One shard of the table, with its own counters: a miss writes only its shard's cache line.
@@ -417,7 +430,24 @@ impl<K, V> Flights<K, V> {
             shards,
             epoch: AtomicU64::new(0),
             hasher: DefaultHashBuilder::default(),
+            accounting: Accounting {
+                load_time: true,
+                waits_and_cycles: true,
+            },
         }
+    }
+
+    /// This table with some of a miss's bookkeeping off: `load_time`'s two clock reads per
+    /// leader, or the waits counter and the record of the flights a sync leader leads (what the
+    /// recursion and cycle checks read). For `benches/single_flight.rs` only, which measures
+    /// what each costs; a memoized function never calls it.
+    #[doc(hidden)]
+    pub fn measured_with(mut self, load_time: bool, waits_and_cycles: bool) -> Self {
+        self.accounting = Accounting {
+            load_time,
+            waits_and_cycles,
+        };
+        self
     }
 
     /// The shard of the keys with hash `hash` (its high bits: hashbrown uses the low ones and
@@ -468,6 +498,9 @@ impl<K, V> Flights<K, V> {
 
     /// Adds the time since `started` (in [`ticks`]) to the load time of the shard of `hash`.
     fn add_load(&self, hash: u64, started: u64) {
+        if !self.accounting.load_time {
+            return;
+        }
         let spent = ticks::now().saturating_sub(started);
         self.shard(hash)
             .load_ticks
@@ -704,7 +737,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 return None;
             }
         };
-        self.shard(hash).waits.fetch_add(1, Ordering::Relaxed);
+        if self.accounting.waits_and_cycles {
+            self.shard(hash).waits.fetch_add(1, Ordering::Relaxed);
+        }
         Some(joined)
     }
 
@@ -753,7 +788,11 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             flights: self,
             hash,
             id,
-            started: ticks::now(),
+            started: if self.accounting.load_time {
+                ticks::now()
+            } else {
+                0
+            },
             finished: false,
         }))
     }
@@ -1032,6 +1071,9 @@ impl<K, V> Leader<'_, K, V> {
     /// Runs a synchronous body as this flight's leader: a call of the same function with the
     /// same key from inside `body` panics instead of waiting for itself.
     pub fn call<R>(&self, body: impl FnOnce() -> R) -> R {
+        if !self.flights.accounting.waits_and_cycles {
+            return body();
+        }
         let _leading = Leading::enter(self.flights.flight_id(self.hash, self.id));
         body()
     }
