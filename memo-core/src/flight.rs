@@ -2,14 +2,16 @@
 //! the function and the others wait for its outcome instead of computing it again.
 //!
 //! - **One table per memoized function**: the computations running right now, each with its
-//!   [`Flight`], behind one lock that is taken on a miss only (the hit path never sees it) and
-//!   never held while user code other than `Hash` and `Eq` runs (or an in-memory cache's insert).
+//!   [`Flight`], in shards chosen by the key's hash (a few per core), each behind a lock that is
+//!   taken on a miss only (the hit path never sees it) and never held while user code other than
+//!   `Hash` and `Eq` runs (or an in-memory cache's insert). A leader's miss allocates nothing:
+//!   the [`Flight`] its waiters share is made by the first of them.
 //! - **Sync and async**: threads wait on the flight's `Condvar`; tasks wait on a list of wakers
 //!   kept under the flight's own mutex, so a completion cannot slip between a waiter's check and
 //!   its registration. No runtime is named: it works on tokio and on any plain executor.
 //! - **Invalidation wins** (Caffeine's and moka's rule): [`Flights::invalidate`] and
 //!   [`Flights::clear`] mark the computations running for the key (or all of them) stale, under
-//!   the table's lock. A stale computation still hands its value to the callers that joined it,
+//!   their shard's lock. A stale computation still hands its value to the callers that joined it,
 //!   but later callers do not join it and its value is not stored. A leader stores its value
 //!   under the same lock (in memory) or while its entry says it is storing (a store outside the
 //!   process, written without the lock): an invalidation waits for such writes of its key before
@@ -31,8 +33,9 @@
 //!   instead, and its flight's waiters proceed. A caller that leads nothing cannot close a cycle
 //!   and skips all this, and hits never see it.
 //! - **Counters**: the calls that waited for another caller's outcome, the calls that found the
-//!   value stored just before they would have led, and the time the leaders spent computing:
-//!   kept here, beside the cache's own counters (see [`FlightCounts`]).
+//!   value stored just before they would have led, and the time the leaders spent computing
+//!   (read from the CPU's time-stamp counter where it is invariant, see [`ticks`]): kept per
+//!   shard, beside the cache's own counters (see [`FlightCounts`]).
 
 use std::any::Any;
 use std::cell::RefCell;
