@@ -122,11 +122,14 @@ fn miss_then_hit(c: &mut Criterion) {
     });
     group.finish();
     let info = cold_with_flight::cache_info();
-    assert_eq!(
-        (info.hits, info.misses),
-        (1_000, 1_000),
-        "the last run: {info}"
-    );
+    // Nothing ran when a filter on the command line left this group out.
+    if info.misses > 0 {
+        assert_eq!(
+            (info.hits, info.misses),
+            (1_000, 1_000),
+            "the last run: {info}"
+        );
+    }
 }
 
 /// A leader's miss through `memo`'s flights, as the generated code makes it.
@@ -165,7 +168,10 @@ fn miss_bookkeeping(c: &mut Criterion) {
                 leader_miss(&memo, key)
             })
         });
-        assert_eq!(memo.info().load_time.is_zero(), !load_time);
+        let info = memo.info();
+        if info.misses > 0 {
+            assert_eq!(info.load_time.is_zero(), !load_time);
+        }
     }
     group.finish();
 }
