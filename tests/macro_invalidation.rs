@@ -222,4 +222,51 @@ mod with_a_store {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    static ASYNC_STORED_VERSION: AtomicU64 = AtomicU64::new(1);
+    static ASYNC_STORED_RUNS: AtomicU64 = AtomicU64::new(0);
+    static ASYNC_STORED_OPEN: AtomicU64 = AtomicU64::new(0);
+
+    #[memoize(store = "invalidation-sqlite-async", single_flight = false)]
+    async fn stored_unshared(key: u32) -> u64 {
+        let _ = key;
+        let version = ASYNC_STORED_VERSION.load(Ordering::SeqCst);
+        if ASYNC_STORED_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+            while ASYNC_STORED_OPEN.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        version
+    }
+
+    /// An `async fn` with a store and without single-flight writes through the store's I/O
+    /// threads: a run that started before the invalidation still stores nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn invalidate_wins_over_an_async_computation_with_a_store_without_single_flight() {
+        let dir =
+            std::env::temp_dir().join(format!("memo-invalidation-async-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("store.sqlite");
+        stores::register(
+            "invalidation-sqlite-async",
+            PersistentStore::open(&file).unwrap(),
+        );
+        let stale = tokio::spawn(stored_unshared(1));
+        while ASYNC_STORED_RUNS.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        ASYNC_STORED_VERSION.store(2, Ordering::SeqCst);
+        stored_unshared::cache_invalidate(1);
+        ASYNC_STORED_OPEN.store(1, Ordering::SeqCst);
+        // The stale run's caller gets its value; it is not stored.
+        assert_eq!(stale.await.unwrap(), 1);
+        assert_eq!(
+            stored_unshared(1).await,
+            2,
+            "the value computed before the invalidation was stored"
+        );
+        assert_eq!(stored_unshared(1).await, 2);
+        assert_eq!(ASYNC_STORED_RUNS.load(Ordering::SeqCst), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

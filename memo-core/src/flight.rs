@@ -2,14 +2,16 @@
 //! the function and the others wait for its outcome instead of computing it again.
 //!
 //! - **One table per memoized function**: the computations running right now, each with its
-//!   [`Flight`], behind one lock that is taken on a miss only (the hit path never sees it) and
-//!   never held while user code other than `Hash` and `Eq` runs (or an in-memory cache's insert).
+//!   [`Flight`], in shards chosen by the key's hash (a few per core), each behind a lock that is
+//!   taken on a miss only (the hit path never sees it) and never held while user code other than
+//!   `Hash` and `Eq` runs (or an in-memory cache's insert). A leader's miss allocates nothing:
+//!   the [`Flight`] its waiters share is made by the first of them.
 //! - **Sync and async**: threads wait on the flight's `Condvar`; tasks wait on a list of wakers
 //!   kept under the flight's own mutex, so a completion cannot slip between a waiter's check and
 //!   its registration. No runtime is named: it works on tokio and on any plain executor.
 //! - **Invalidation wins** (Caffeine's and moka's rule): [`Flights::invalidate`] and
 //!   [`Flights::clear`] mark the computations running for the key (or all of them) stale, under
-//!   the table's lock. A stale computation still hands its value to the callers that joined it,
+//!   their shard's lock. A stale computation still hands its value to the callers that joined it,
 //!   but later callers do not join it and its value is not stored. A leader stores its value
 //!   under the same lock (in memory) or while its entry says it is storing (a store outside the
 //!   process, written without the lock): an invalidation waits for such writes of its key before
@@ -31,8 +33,9 @@
 //!   instead, and its flight's waiters proceed. A caller that leads nothing cannot close a cycle
 //!   and skips all this, and hits never see it.
 //! - **Counters**: the calls that waited for another caller's outcome, the calls that found the
-//!   value stored just before they would have led, and the time the leaders spent computing:
-//!   kept here, beside the cache's own counters (see [`FlightCounts`]).
+//!   value stored just before they would have led, and the time the leaders spent computing
+//!   (read from the CPU's time-stamp counter where it is invariant, see [`ticks`]): kept per
+//!   shard, beside the cache's own counters (see [`FlightCounts`]).
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -43,7 +46,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Condvar, Mutex};
@@ -95,26 +98,89 @@ struct Edge {
 /// caller that leads flights and must wait, so it stays short and uncontended.
 static WAITS: Mutex<Vec<Edge>> = Mutex::new(Vec::new());
 
-/// The keys of one memoized function that are being computed right now.
+/// The keys of one memoized function that are being computed right now, in shards chosen by
+/// the key's hash, so that misses of different keys on different threads rarely meet on a lock.
 pub struct Flights<K, V> {
     /// The function's name, for the recursion and cycle panics.
     name: Arc<str>,
+    shards: Box<[Shard<K, V>]>,
+    /// Bumped by every invalidation (under the key's shard lock; by `clear` before it visits the
+    /// shards), read without a lock by the callers that compute without single-flight.
+    epoch: AtomicU64,
+    hasher: DefaultHashBuilder,
+    /// What a miss accounts for; everything but in `benches/single_flight.rs`.
+    accounting: Accounting,
+}
+
+/// The bookkeeping of a miss that [`Flights::measured_with`] can turn off, so that a benchmark
+/// measures its cost: always on in a memoized function.
+#[derive(Clone, Copy, Debug)]
+struct Accounting {
+    /// The two clock reads of each leader for `load_time`.
+    load_time: bool,
+    /// The waits counter, and the thread's record of the flights it leads that the recursion
+    /// and cycle checks read (sync leaders).
+    waits_and_cycles: bool,
+}
+
+/// One shard of the table, with its own counters: a miss writes only its shard's cache line.
+#[repr(align(128))]
+struct Shard<K, V> {
     table: Mutex<Table<K, V>>,
     /// Notified when a write to a cache outside the process ends: what an invalidation of the
     /// key being written waits for.
     stored: Condvar,
-    /// Bumped under the table's lock by every invalidation, read without it by the callers that
-    /// compute without single-flight.
-    epoch: AtomicU64,
-    hasher: DefaultHashBuilder,
     waits: AtomicU64,
     late_hits: AtomicU64,
-    load_nanos: AtomicU64,
+    /// The leaders' time in the body, in [`ticks`].
+    load_ticks: AtomicU64,
 }
 
 struct Table<K, V> {
     entries: HashTable<Entry<K, V>>,
     next_id: u64,
+}
+
+impl<K, V> Table<K, V> {
+    fn new() -> Self {
+        Table {
+            entries: HashTable::new(),
+            next_id: 0,
+        }
+    }
+
+    /// A new entry, not yet joinable by anyone when `joinable` is false; its id.
+    fn insert(&mut self, hash: u64, key: Option<K>, joinable: bool) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = Entry {
+            hash,
+            key,
+            id,
+            joinable,
+            stale: false,
+            flight: None,
+        };
+        self.entries.insert_unique(hash, entry, |entry| entry.hash);
+        id
+    }
+
+    /// Removes the entry `id` and returns it.
+    fn take(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
+        self.entries
+            .find_entry(hash, |entry| entry.id == id)
+            .ok()
+            .map(|entry| entry.remove().0)
+    }
+}
+
+/// The number of shards of every table: a few per core, so that two threads rarely share one.
+fn shard_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        (cores * 4).next_power_of_two().clamp(4, 64)
+    })
 }
 
 struct Entry<K, V> {
@@ -353,52 +419,102 @@ impl<K, V> Flights<K, V> {
     /// An empty table for the function called `name` (named in the recursion panic).
     pub fn new(name: impl Into<Box<str>>) -> Self {
         let name: Box<str> = name.into();
+        let shards = (0..shard_count())
+            .map(|_| Shard {
+                table: Mutex::new(Table::new()),
+                stored: Condvar::new(),
+                waits: AtomicU64::new(0),
+                late_hits: AtomicU64::new(0),
+                load_ticks: AtomicU64::new(0),
+            })
+            .collect();
         Flights {
             name: name.into(),
-            table: Mutex::new(Table {
-                entries: HashTable::new(),
-                next_id: 0,
-            }),
-            stored: Condvar::new(),
+            shards,
             epoch: AtomicU64::new(0),
             hasher: DefaultHashBuilder::default(),
-            waits: AtomicU64::new(0),
-            late_hits: AtomicU64::new(0),
-            load_nanos: AtomicU64::new(0),
+            accounting: Accounting {
+                load_time: true,
+                waits_and_cycles: true,
+            },
         }
+    }
+
+    /// This table with some of a miss's bookkeeping off: `load_time`'s two clock reads per
+    /// leader, or the waits counter and the record of the flights a sync leader leads (what the
+    /// recursion and cycle checks read). For `benches/single_flight.rs` only, which measures
+    /// what each costs; a memoized function never calls it.
+    #[doc(hidden)]
+    pub fn measured_with(mut self, load_time: bool, waits_and_cycles: bool) -> Self {
+        self.accounting = Accounting {
+            load_time,
+            waits_and_cycles,
+        };
+        self
+    }
+
+    /// The shard of the keys with hash `hash` (its high bits: hashbrown uses the low ones and
+    /// the top seven).
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        &self.shards[self.shard_index(hash)]
+    }
+
+    #[inline]
+    fn shard_index(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize) & (self.shards.len() - 1)
     }
 
     /// How many keys are being computed right now.
     pub fn in_flight(&self) -> usize {
-        let table = self.table.lock();
-        table.entries.iter().filter(|e| e.key.is_some()).count()
+        self.shards
+            .iter()
+            .map(|shard| {
+                let table = shard.table.lock();
+                table.entries.iter().filter(|e| e.key.is_some()).count()
+            })
+            .sum()
     }
 
     /// The counters to fold into the cache's statistics.
     pub fn counts(&self) -> FlightCounts {
+        let sum = |counter: fn(&Shard<K, V>) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|shard| counter(shard).load(Ordering::Relaxed))
+                .fold(0u64, u64::saturating_add)
+        };
         FlightCounts {
-            waits: self.waits.load(Ordering::Relaxed),
-            late_hits: self.late_hits.load(Ordering::Relaxed),
-            load_time: Duration::from_nanos(self.load_nanos.load(Ordering::Relaxed)),
+            waits: sum(|shard| &shard.waits),
+            late_hits: sum(|shard| &shard.late_hits),
+            load_time: ticks::duration(sum(|shard| &shard.load_ticks)),
         }
     }
 
     fn zero_counts(&self) {
-        self.waits.store(0, Ordering::Relaxed);
-        self.late_hits.store(0, Ordering::Relaxed);
-        self.load_nanos.store(0, Ordering::Relaxed);
+        for shard in &*self.shards {
+            shard.waits.store(0, Ordering::Relaxed);
+            shard.late_hits.store(0, Ordering::Relaxed);
+            shard.load_ticks.store(0, Ordering::Relaxed);
+        }
     }
 
-    /// Adds the time since `started` to the load time.
-    fn add_load(&self, started: Instant) {
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.load_nanos.fetch_add(nanos, Ordering::Relaxed);
+    /// Adds the time since `started` (in [`ticks`]) to the load time of the shard of `hash`.
+    fn add_load(&self, hash: u64, started: u64) {
+        if !self.accounting.load_time {
+            return;
+        }
+        let spent = ticks::now().saturating_sub(started);
+        self.shard(hash)
+            .load_ticks
+            .fetch_add(spent, Ordering::Relaxed);
     }
 
-    fn flight_id(&self, id: u64) -> FlightId {
+    /// The process-wide name of the entry `id` of the shard of `hash`.
+    fn flight_id(&self, hash: u64, id: u64) -> FlightId {
         FlightId {
             table: std::ptr::from_ref(self) as *const () as usize,
-            id,
+            id: (id << 8) | self.shard_index(hash) as u64,
         }
     }
 
@@ -409,24 +525,14 @@ impl<K, V> Flights<K, V> {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Removes the entry `id` from the table and returns it.
-    fn take_entry(table: &mut Table<K, V>, hash: u64, id: u64) -> Option<Entry<K, V>> {
-        table
-            .entries
-            .find_entry(hash, |entry| entry.id == id)
-            .ok()
-            .map(|entry| entry.remove().0)
-    }
-
-    /// Marks stale every computation of the keys that `is_key` accepts (with hash `hash`, or
-    /// any) and returns the ids of the writes in progress among them. Under the table's lock.
+    /// Marks stale every computation in `table` of the keys that `is_key` accepts (with hash
+    /// `hash`, or any) and returns the ids of the writes in progress among them. Under the
+    /// shard's lock.
     fn mark_stale(
-        &self,
         table: &mut Table<K, V>,
         hash: Option<u64>,
         mut is_key: impl FnMut(&K) -> bool,
     ) -> Vec<(u64, u64)> {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut writing = Vec::new();
         let mut mark = |entry: &mut Entry<K, V>| match &entry.key {
             Some(key) if is_key(key) => {
@@ -443,9 +549,9 @@ impl<K, V> Flights<K, V> {
         writing
     }
 
-    /// Waits, releasing the table's lock meanwhile, until the writes `writing` have ended.
+    /// Waits, releasing the shard's lock meanwhile, until the writes `writing` have ended.
     fn wait_for_writes(
-        &self,
+        shard: &Shard<K, V>,
         table: &mut parking_lot::MutexGuard<'_, Table<K, V>>,
         writing: &[(u64, u64)],
     ) {
@@ -458,7 +564,7 @@ impl<K, V> Flights<K, V> {
             })
         };
         while pending(table) {
-            self.stored.wait(table);
+            shard.stored.wait(table);
         }
     }
 
@@ -585,19 +691,16 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         hash: u64,
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
-        let mut probe = Some(probe);
-        let mut alone = false;
+        let (mut probe, mut alone) = (Some(probe), false);
         loop {
-            match self.step(cache, hash, &mut probe, alone) {
+            let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
-                Step::Wait(flight, blocked) => {
-                    let done = flight.wait();
-                    drop(blocked);
-                    match self.ended(done) {
-                        Ok(joined) => return joined,
-                        Err(released) => alone = released,
-                    }
-                }
+                Step::Wait(flight, blocked) => (flight, blocked),
+            };
+            let done = flight.wait();
+            drop(blocked);
+            if let Some(joined) = self.ended(hash, done, &mut alone) {
+                return joined;
             }
         }
     }
@@ -608,44 +711,42 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         hash: u64,
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
-        let mut probe = Some(probe);
-        let mut alone = false;
+        let (mut probe, mut alone) = (Some(probe), false);
         loop {
-            match self.step(cache, hash, &mut probe, alone) {
+            let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
-                Step::Wait(flight, blocked) => {
-                    let waiting = Waiting {
-                        flight: &flight,
-                        slot: None,
-                    };
-                    let done = waiting.await;
-                    drop(blocked);
-                    match self.ended(done) {
-                        Ok(joined) => return joined,
-                        Err(released) => alone = released,
-                    }
-                }
+                Step::Wait(flight, blocked) => (flight, blocked),
+            };
+            let done = Waiting {
+                flight: &flight,
+                slot: None,
+            }
+            .await;
+            drop(blocked);
+            if let Some(joined) = self.ended(hash, done, &mut alone) {
+                return joined;
             }
         }
     }
 
-    /// What a waiter returns once its flight ended, or whether it runs alone when it does not.
-    fn ended(&self, done: Done<V>) -> Result<Joined<'_, K, V>, bool> {
-        match done {
-            Done::Value(value) => {
-                self.waits.fetch_add(1, Ordering::Relaxed);
-                Ok(Joined::Ready(value))
+    /// What a waiter returns once its flight ended; `None` when it tries again, leading a
+    /// computation nobody can join (`alone`) when its leader released it.
+    fn ended(&self, hash: u64, done: Done<V>, alone: &mut bool) -> Option<Joined<'_, K, V>> {
+        let joined = match done {
+            Done::Value(value) => Joined::Ready(value),
+            Done::Failed(failure) => Joined::Failed(failure),
+            Done::Released | Done::Abandoned => {
+                *alone = matches!(done, Done::Released);
+                return None;
             }
-            Done::Failed(failure) => {
-                self.waits.fetch_add(1, Ordering::Relaxed);
-                Ok(Joined::Failed(failure))
-            }
-            Done::Released => Err(true),
-            Done::Abandoned => Err(false),
+        };
+        if self.accounting.waits_and_cycles {
+            self.shard(hash).waits.fetch_add(1, Ordering::Relaxed);
         }
+        Some(joined)
     }
 
-    /// Under the table's lock: the flight to wait for, or a new one that this caller leads (one
+    /// Under the shard's lock: the flight to wait for, or a new one that this caller leads (one
     /// that nobody can join when it was released to run `alone`).
     fn step<P: Probe<K>, C: FunctionCache<K, V>>(
         &self,
@@ -654,7 +755,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         probe: &mut Option<P>,
         alone: bool,
     ) -> Step<'_, K, V> {
-        let mut table = self.table.lock();
+        let shard = self.shard(hash);
+        let mut table = shard.table.lock();
         if !alone {
             let found = match probe {
                 Some(probe) => table.entries.find_mut(hash, |entry| match &entry.key {
@@ -668,7 +770,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 let flight =
                     Arc::clone(entry.flight.get_or_insert_with(|| Arc::new(Flight::new())));
                 drop(table);
-                let blocked = self.block_on(self.flight_id(id));
+                let blocked = self.block_on(self.flight_id(hash, id));
                 return Step::Wait(flight, blocked);
             }
         }
@@ -679,27 +781,21 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         // A leader that finished between this caller's miss and now stored its value first.
         if !C::REMOTE {
             if let Some(value) = cache.peek(&key) {
-                self.late_hits.fetch_add(1, Ordering::Relaxed);
+                shard.late_hits.fetch_add(1, Ordering::Relaxed);
                 return Step::Joined(Joined::Ready(value));
             }
         }
-        let id = table.next_id;
-        table.next_id += 1;
-        let entry = Entry {
-            hash,
-            key: Some(key),
-            id,
-            joinable: !alone,
-            stale: false,
-            flight: None,
-        };
-        table.entries.insert_unique(hash, entry, |entry| entry.hash);
+        let id = table.insert(hash, Some(key), !alone);
         drop(table);
         Step::Joined(Joined::Lead(Leader {
             flights: self,
             hash,
             id,
-            started: Instant::now(),
+            started: if self.accounting.load_time {
+                ticks::now()
+            } else {
+                0
+            },
             finished: false,
         }))
     }
@@ -712,42 +808,35 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         cache: &C,
         value: V,
     ) {
-        leader.finished = true;
-        self.add_load(leader.started);
-        let mut table = self.table.lock();
+        let (hash, id) = leader.finish();
+        let shard = self.shard(hash);
+        let mut table = shard.table.lock();
         if C::REMOTE {
-            let Some(entry) = table
-                .entries
-                .find_mut(leader.hash, |entry| entry.id == leader.id)
-            else {
+            let Some(entry) = table.entries.find_mut(hash, |entry| entry.id == id) else {
                 unreachable!("a leader's entry stays until it finishes");
             };
             let flight = entry.flight.take();
             // A fresh value is written without the lock, the entry saying so meanwhile.
             let key = if entry.stale { None } else { entry.key.take() };
             if key.is_none() {
-                Self::take_entry(&mut table, leader.hash, leader.id);
+                table.take(hash, id);
             }
             drop(table);
             if let Some(flight) = flight {
                 flight.finish(Outcome::Ready(value.clone()));
             }
             if let Some(key) = key {
-                cache.insert_if_absent(key, value);
-                let mut table = self.table.lock();
-                Self::take_entry(&mut table, leader.hash, leader.id);
-                drop(table);
-                self.stored.notify_all();
+                Self::write_remote(shard, cache, hash, id, key, value);
             }
             return;
         }
-        let Some(entry) = Self::take_entry(&mut table, leader.hash, leader.id) else {
+        let Some(entry) = table.take(hash, id) else {
             unreachable!("a leader's entry stays until it finishes");
         };
         let shared = entry.flight.map(|flight| (flight, value.clone()));
-        // Stored before the table's lock is released: a caller that misses the cache now and
-        // finds no flight finds the value when it checks the cache again; an invalidation
-        // either marked the entry stale first or removes the value after.
+        // Stored before the shard's lock is released: a caller that misses the cache now and
+        // finds no flight finds the value when it checks the cache again; an invalidation either marked the entry stale first or removes the value
+        // after.
         if let (false, Some(key)) = (entry.stale, entry.key) {
             cache.insert_if_absent(key, value);
         }
@@ -757,12 +846,27 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         }
     }
 
+    /// Writes `key` to a cache outside the process without the shard's lock, while the entry
+    /// `id` (its key taken out) says so, then removes the entry and wakes the invalidations
+    /// waiting for the write.
+    fn write_remote<C: FunctionCache<K, V>>(
+        shard: &Shard<K, V>,
+        cache: &C,
+        hash: u64,
+        id: u64,
+        key: K,
+        value: V,
+    ) {
+        cache.insert_if_absent(key, value);
+        shard.table.lock().take(hash, id);
+        shard.stored.notify_all();
+    }
+
     /// Ends the leader's flight without a value: hands `failure` to the waiters, or with `None`
     /// releases them at once to run the body each alone.
     pub fn fail(&self, mut leader: Leader<'_, K, V>, failure: Option<Failure>) {
-        leader.finished = true;
-        self.add_load(leader.started);
-        let entry = Self::take_entry(&mut self.table.lock(), leader.hash, leader.id);
+        let (hash, id) = leader.finish();
+        let entry = self.shard(hash).table.lock().take(hash, id);
         if let Some(flight) = entry.and_then(|entry| entry.flight) {
             flight.finish(match failure {
                 Some(failure) => Outcome::Failed(failure),
@@ -781,14 +885,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         cache: &C,
         negative: N,
     ) {
-        leader.finished = true;
-        self.add_load(leader.started);
-        let mut table = self.table.lock();
-        let entry = Self::take_entry(&mut table, leader.hash, leader.id);
-        let Some(entry) = entry else {
+        let (hash, id) = leader.finish();
+        let mut table = self.shard(hash).table.lock();
+        let Some(entry) = table.take(hash, id) else {
             unreachable!("a leader's entry stays until it finishes");
         };
-        // Stored under the table's lock, as `complete` stores a value: an invalidation either
+        // Stored under the shard's lock, as `complete` stores a value: an invalidation either
         // marked the entry stale first or removes the entry after.
         if let (false, Some(key)) = (entry.stale, entry.key) {
             cache.insert_if_absent(key, negative);
@@ -808,7 +910,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         key: K,
         value: N,
     ) {
-        let _table = self.table.lock();
+        let hash = self.hasher.hash_one(&key);
+        let _table = self.shard(hash).table.lock();
         if self.epoch.load(Ordering::Acquire) == since {
             cache.insert_if_absent(key, value);
         }
@@ -818,10 +921,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// or is joined after this returns (its waiters still get it). Whether it was stored.
     pub fn invalidate<C: FunctionCache<K, V>>(&self, cache: &C, key: &K) -> bool {
         let hash = self.hasher.hash_one(key);
-        let mut table = self.table.lock();
-        let writing = self.mark_stale(&mut table, Some(hash), |stored| stored == key);
+        let shard = self.shard(hash);
+        let mut table = shard.table.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let writing = Self::mark_stale(&mut table, Some(hash), |stored| stored == key);
         if C::REMOTE {
-            self.wait_for_writes(&mut table, &writing);
+            Self::wait_for_writes(shard, &mut table, &writing);
             drop(table);
             return cache.remove(key);
         }
@@ -833,23 +938,28 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Empties `cache` and zeroes the statistics; no computation running now stores its value
     /// or is joined after this returns (its waiters still get it).
     pub fn clear<C: FunctionCache<K, V>>(&self, cache: &C) {
-        let mut table = self.table.lock();
-        let writing = self.mark_stale(&mut table, None, |_| true);
-        if C::REMOTE {
-            self.wait_for_writes(&mut table, &writing);
-            drop(table);
-            cache.reset();
-        } else {
-            cache.reset();
-            drop(table);
+        // First the epoch: a caller without single-flight that read it before stores nothing,
+        // one that read it after started its body after this call began.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        // Then each shard in turn: a leader marked stale stores nothing; one that stored before
+        // its shard was visited is removed by the reset below, as is one that started since.
+        for shard in &*self.shards {
+            let mut table = shard.table.lock();
+            let writing = Self::mark_stale(&mut table, None, |_| true);
+            if C::REMOTE {
+                Self::wait_for_writes(shard, &mut table, &writing);
+            }
         }
+        cache.reset();
         self.zero_counts();
     }
 
     /// Stores `value` for `key`, computed by a caller without single-flight that read
     /// [`Flights::epoch`] as `since` before it ran the body, unless an invalidation came since.
     pub fn store_since<C: FunctionCache<K, V>>(&self, cache: &C, since: u64, key: K, value: V) {
-        let mut table = self.table.lock();
+        let hash = self.hasher.hash_one(&key);
+        let shard = self.shard(hash);
+        let mut table = shard.table.lock();
         if self.epoch.load(Ordering::Acquire) != since {
             return;
         }
@@ -858,22 +968,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             return;
         }
         // Written without the lock, as a leader's value, an entry saying so meanwhile.
-        let hash = self.hasher.hash_one(&key);
-        let id = table.next_id;
-        table.next_id += 1;
-        let entry = Entry {
-            hash,
-            key: None,
-            id,
-            joinable: false,
-            stale: false,
-            flight: None,
-        };
-        table.entries.insert_unique(hash, entry, |entry| entry.hash);
+        let id = table.insert(hash, None, false);
         drop(table);
-        cache.insert_if_absent(key, value);
-        Self::take_entry(&mut self.table.lock(), hash, id);
-        self.stored.notify_all();
+        Self::write_remote(shard, cache, hash, id, key, value);
     }
 }
 
@@ -961,15 +1058,26 @@ pub struct Leader<'a, K, V> {
     flights: &'a Flights<K, V>,
     hash: u64,
     id: u64,
-    started: Instant,
+    /// When the body started, in [`ticks`].
+    started: u64,
     finished: bool,
 }
 
 impl<K, V> Leader<'_, K, V> {
+    /// Ends the leader's run: its time goes to the load time. Its hash and entry id.
+    fn finish(&mut self) -> (u64, u64) {
+        self.finished = true;
+        self.flights.add_load(self.hash, self.started);
+        (self.hash, self.id)
+    }
+
     /// Runs a synchronous body as this flight's leader: a call of the same function with the
     /// same key from inside `body` panics instead of waiting for itself.
     pub fn call<R>(&self, body: impl FnOnce() -> R) -> R {
-        let _leading = Leading::enter(self.flights.flight_id(self.id));
+        if !self.flights.accounting.waits_and_cycles {
+            return body();
+        }
+        let _leading = Leading::enter(self.flights.flight_id(self.hash, self.id));
         body()
     }
 
@@ -977,7 +1085,7 @@ impl<K, V> Leader<'_, K, V> {
     /// function with the same key from inside it panics instead of waiting for itself.
     pub fn run<F: Future + Unpin>(&self, body: F) -> Running<F> {
         Running {
-            id: self.flights.flight_id(self.id),
+            id: self.flights.flight_id(self.hash, self.id),
             body,
         }
     }
@@ -988,8 +1096,8 @@ impl<K, V> Drop for Leader<'_, K, V> {
         if self.finished {
             return;
         }
-        self.flights.add_load(self.started);
-        let entry = Flights::take_entry(&mut self.flights.table.lock(), self.hash, self.id);
+        let (hash, id) = self.finish();
+        let entry = self.flights.shard(hash).table.lock().take(hash, id);
         if let Some(flight) = entry.and_then(|entry| entry.flight) {
             flight.finish(Outcome::Abandoned);
         }
@@ -1034,6 +1142,161 @@ impl<F: Future + Unpin> Future for Running<F> {
     }
 }
 
+/// The clock of the load time, read twice by every leader: the CPU's time-stamp counter where it
+/// ticks at a constant rate whatever the power state (x86_64 with an invariant TSC, as the kernel's
+/// own `tsc` clocksource needs), converted to time only when the counters are read; elsewhere
+/// `Instant`. On the team's VM a counter read costs 30 ns and `Instant::now` 105 ns, which made
+/// the two reads most of single-flight's cost on a miss (`benches/single_flight.rs`).
+mod ticks {
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// The first read: the origin of `Instant`-based ticks, and the pair the counter's rate is
+    /// measured from.
+    struct Origin {
+        instant: Instant,
+        /// The counter at `instant`, when the counter is used.
+        counter: Option<u64>,
+    }
+
+    static ORIGIN: OnceLock<Origin> = OnceLock::new();
+
+    fn origin() -> &'static Origin {
+        ORIGIN.get_or_init(|| {
+            if counter::invariant() {
+                let (instant, counter) = pair();
+                Origin {
+                    instant,
+                    counter: Some(counter),
+                }
+            } else {
+                Origin {
+                    instant: Instant::now(),
+                    counter: None,
+                }
+            }
+        })
+    }
+
+    /// An `Instant` and the counter at the same moment: of a few tries, the one whose two
+    /// counter reads around `Instant::now` are closest (a thread preempted between the reads of
+    /// one clock and of the other would skew the rate).
+    fn pair() -> (Instant, u64) {
+        let mut best: Option<(u64, Instant, u64)> = None;
+        for _ in 0..8 {
+            let before = counter::read();
+            let instant = Instant::now();
+            let after = counter::read();
+            let gap = after.saturating_sub(before);
+            if best.is_none_or(|(best_gap, _, _)| gap < best_gap) {
+                best = Some((gap, instant, before + gap / 2));
+            }
+        }
+        match best {
+            Some((_, instant, counter)) => (instant, counter),
+            None => unreachable!("eight tries"),
+        }
+    }
+
+    /// Now, in ticks: only differences mean something.
+    #[inline]
+    pub(super) fn now() -> u64 {
+        let origin = origin();
+        match origin.counter {
+            Some(_) => counter::read(),
+            None => nanos(origin.instant.elapsed()),
+        }
+    }
+
+    /// `ticks` (a sum of differences of [`now`]) as time.
+    pub(super) fn duration(ticks: u64) -> Duration {
+        let origin = origin();
+        let Some(start) = origin.counter else {
+            return Duration::from_nanos(ticks);
+        };
+        if ticks == 0 {
+            return Duration::ZERO;
+        }
+        // The counter's rate, measured once over a millisecond at least from the first read
+        // (spinning for the rest of it when the counters are read sooner), so that the same
+        // ticks always give the same time.
+        static RATE: OnceLock<(u128, u128)> = OnceLock::new();
+        let &(elapsed, counted) = RATE.get_or_init(|| loop {
+            let (instant, counter) = pair();
+            let elapsed = instant.saturating_duration_since(origin.instant);
+            let counted = counter.saturating_sub(start);
+            if elapsed >= Duration::from_millis(1) && counted > 0 {
+                break (elapsed.as_nanos(), u128::from(counted));
+            }
+            std::hint::spin_loop();
+        });
+        let scaled = u128::from(ticks) * elapsed / counted;
+        Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX))
+    }
+
+    fn nanos(duration: Duration) -> u64 {
+        u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[cfg(all(target_arch = "x86_64", not(target_env = "sgx")))]
+    mod counter {
+        use std::arch::x86_64::{__cpuid, _rdtsc};
+
+        /// Whether the time-stamp counter is invariant (CPUID leaf 0x8000_0007, EDX bit 8).
+        // `__cpuid` is a safe function from Rust 1.94 on, an unsafe one before (MSRV 1.89).
+        #[allow(unused_unsafe)]
+        pub(super) fn invariant() -> bool {
+            // SAFETY: `cpuid` exists on every x86_64 processor (SGX enclaves, where it faults,
+            // are excluded by the `cfg`), and leaf 0x8000_0000 is always valid.
+            let highest = unsafe { __cpuid(0x8000_0000) }.eax;
+            // SAFETY: as above; the leaf is asked for only when the processor has it.
+            highest >= 0x8000_0007 && unsafe { __cpuid(0x8000_0007) }.edx & (1 << 8) != 0
+        }
+
+        #[inline]
+        pub(super) fn read() -> u64 {
+            // SAFETY: `rdtsc` exists on every x86_64 processor and reads a register: no memory
+            // is touched. (A process that forbade it with `prctl(PR_SET_TSC)` would fault, as
+            // every TSC clock does there.)
+            unsafe { _rdtsc() }
+        }
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", not(target_env = "sgx"))))]
+    mod counter {
+        pub(super) fn invariant() -> bool {
+            false
+        }
+
+        pub(super) fn read() -> u64 {
+            unreachable!("the counter is read only where it is invariant")
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn ticks_convert_to_the_time_that_passed() {
+            let started = now();
+            let wall = Instant::now();
+            while wall.elapsed() < Duration::from_millis(20) {
+                std::hint::spin_loop();
+            }
+            let measured = duration(now() - started);
+            let wall = wall.elapsed();
+            // Generous bounds: the two clocks are read a few instructions apart, but a preempted
+            // thread may sit between the reads of one and of the other.
+            assert!(
+                measured >= wall / 2 && measured <= wall * 2,
+                "{measured:?} vs {wall:?}"
+            );
+            assert_eq!(duration(0), Duration::ZERO);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1071,14 +1334,18 @@ mod tests {
     /// Spins until `flights` has a flight that `waiters` callers wait for.
     fn until_waiting(flights: &Flights<u32, String>, waiters: usize) {
         loop {
-            let held = {
-                let table = flights.table.lock();
-                table
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.flight.as_ref().map(Arc::strong_count))
-                    .max()
-            };
+            let held = flights
+                .shards
+                .iter()
+                .filter_map(|shard| {
+                    let table = shard.table.lock();
+                    table
+                        .entries
+                        .iter()
+                        .filter_map(|e| e.flight.as_ref().map(Arc::strong_count))
+                        .max()
+                })
+                .max();
             // The table holds one reference; every waiter one more.
             if held == Some(waiters + 1) {
                 return;
@@ -1200,23 +1467,19 @@ mod tests {
     }
 
     /// A cache outside the process, as single-flight sees one: never read under the table's
-    /// lock, written after the waiters are released.
-    struct Remote<'f> {
+    /// lock, written after the waiters are released; `before_write` runs at each write.
+    struct Remote<F> {
         cache: Cache<u32, String>,
-        /// The table whose flights are counted when a value is stored.
-        flights: &'f Flights<u32, String>,
-        in_flight_at_insert: AtomicUsize,
+        before_write: F,
     }
 
-    impl FunctionCache<u32, String> for Remote<'_> {
+    impl<F: Fn()> FunctionCache<u32, String> for Remote<F> {
         const REMOTE: bool = true;
         fn peek(&self, _: &u32) -> Option<String> {
             unreachable!("a remote cache is not read again under the flights' lock")
         }
         fn insert_if_absent(&self, key: u32, value: String) {
-            // `in_flight` takes the table's lock: it would deadlock if the caller held it.
-            self.in_flight_at_insert
-                .store(self.flights.in_flight(), Ordering::SeqCst);
+            (self.before_write)();
             self.cache.insert_if_absent(key, value);
         }
         fn remove(&self, key: &u32) -> bool {
@@ -1233,17 +1496,18 @@ mod tests {
     #[test]
     fn a_remote_cache_is_written_after_the_flight_is_released_and_never_peeked() {
         let flights = Flights::new("f");
+        let in_flight_at_insert = AtomicUsize::new(usize::MAX);
         let remote = Remote {
             cache: cache(),
-            flights: &flights,
-            in_flight_at_insert: AtomicUsize::new(usize::MAX),
+            // `in_flight` takes the shards' locks: it would deadlock if the caller held one.
+            before_write: || in_flight_at_insert.store(flights.in_flight(), Ordering::SeqCst),
         };
         let Joined::Lead(leader) = flights.join_owned(&remote, 3) else {
             panic!("the first caller leads");
         };
         flights.complete(leader, &remote, "three".to_owned());
         // The flight was gone when the store was written: no lock held across the round trip.
-        assert_eq!(remote.in_flight_at_insert.load(Ordering::SeqCst), 0);
+        assert_eq!(in_flight_at_insert.load(Ordering::SeqCst), 0);
         assert_eq!(remote.cache.peek(&3).as_deref(), Some("three"));
         // Concurrent misses still run the body once, the waiters taking the leader's value.
         let runs = AtomicUsize::new(0);
@@ -1339,41 +1603,17 @@ mod tests {
         assert_eq!(cache.peek(&1).as_deref(), Some("fresh"));
     }
 
-    /// A store outside the process whose writes block until the test lets them end.
-    struct SlowRemote {
-        cache: Cache<u32, String>,
-        writing: Barrier,
-        written: Barrier,
-    }
-
-    impl FunctionCache<u32, String> for SlowRemote {
-        const REMOTE: bool = true;
-        fn peek(&self, _: &u32) -> Option<String> {
-            None
-        }
-        fn insert_if_absent(&self, key: u32, value: String) {
-            self.writing.wait();
-            self.written.wait();
-            self.cache.insert_if_absent(key, value);
-        }
-        fn remove(&self, key: &u32) -> bool {
-            FunctionCache::remove(&self.cache, key)
-        }
-        fn info(&self) -> CacheInfo {
-            self.cache.info()
-        }
-        fn reset(&self) {
-            self.cache.reset();
-        }
-    }
-
     #[test]
     fn an_invalidation_waits_for_a_remote_write_of_its_key_then_removes_it() {
         let flights = Flights::new("f");
-        let remote = SlowRemote {
+        // A write blocks until the test lets it end.
+        let (writing, written) = (Barrier::new(2), Barrier::new(2));
+        let remote = Remote {
             cache: cache(),
-            writing: Barrier::new(2),
-            written: Barrier::new(2),
+            before_write: || {
+                writing.wait();
+                written.wait();
+            },
         };
         let invalidated = AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -1383,7 +1623,7 @@ mod tests {
                 };
                 flights.complete(leader, &remote, "four".to_owned());
             });
-            remote.writing.wait(); // the leader is writing, without the table's lock
+            writing.wait(); // the leader is writing, without the table's lock
             let invalidation = s.spawn(|| {
                 flights.invalidate(&remote, &4);
                 invalidated.store(1, Ordering::SeqCst);
@@ -1393,7 +1633,7 @@ mod tests {
                 std::thread::yield_now();
             }
             let early = invalidated.load(Ordering::SeqCst);
-            remote.written.wait();
+            written.wait();
             invalidation.join().unwrap();
             assert_eq!(early, 0, "the invalidation returned during the write");
         });

@@ -93,6 +93,19 @@ pub(crate) fn function(args: TokenStream, item: syn::ItemFn, context: &Context) 
         function.place = Place::Associated;
         function.generic_self = context.generic_impl;
     }
+    if !context.in_impl && crate::context::attribute_in_trait_impl() {
+        // The companions would be items of the trait impl, each one rustc error: one error
+        // here instead, and the method unchanged, so the impl stays complete.
+        errors.push(in_trait_impl(&function));
+        let Function {
+            attrs,
+            vis,
+            sig,
+            block,
+            ..
+        } = &function;
+        return with_errors(quote!(#(#attrs)* #vis #sig #block), &errors);
+    }
     let expanded = match valid::check(&options, &function) {
         Ok(()) => expand(&Plan::new(&options, &function)),
         Err(error) => {
@@ -106,6 +119,20 @@ pub(crate) fn function(args: TokenStream, item: syn::ItemFn, context: &Context) 
         }
     };
     with_errors(expanded, &errors)
+}
+
+/// The error of `#[memoize]` on a method alone in a trait impl, saying what to write instead.
+fn in_trait_impl(function: &Function) -> syn::Error {
+    let name = function.sig.ident.unraw();
+    syn::Error::new(
+        Span::call_site(),
+        format!(
+            "`#[memoize]` on a method of a trait impl needs `#[memoize]` on the `impl` block too: \
+             write `#[memoize] impl Trait for Type {{ #[memoize] fn {name}(..) }}`, which keeps \
+             `{name}` in the trait impl and puts its companions (`Type::{name}_cache_info()`, \
+             ...) on the type; alone, the attribute cannot add them to the trait impl"
+        ),
+    )
 }
 
 fn with_errors(tokens: TokenStream, errors: &Errors) -> TokenStream {
@@ -849,8 +876,11 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let epoch = Ident::new("__memo_epoch", Span::mixed_site());
     // Not stored when the key was invalidated while the body ran (see `Flights::store_since`).
     let insert = if plan.store_async() {
-        // Awaited on the store's I/O threads (the epoch check is the in-memory path's).
-        plan.insert_after_miss(memo, key, &clone)
+        // Awaited on the store's I/O threads, so not under the flights' lock: the epoch is
+        // checked before the write (an invalidation during the write is not seen, as with a
+        // single-flight leader's write-behind).
+        let write = plan.insert_after_miss(memo, key, &clone);
+        quote!(if #memo.flights.epoch() == #epoch { #write })
     } else {
         quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);)
     };

@@ -13,6 +13,7 @@
 mod ast;
 mod attr;
 mod companions;
+mod context;
 mod error;
 mod expand;
 mod fallback;
@@ -152,7 +153,9 @@ use proc_macro::TokenStream;
 ///
 /// When several threads or tasks miss the same key at once, the first runs the function and the
 /// others wait for its value (`single_flight = false` opts out). A hit never touches it; a miss
-/// pays about 80 ns more (`benches/single_flight.rs`). A panic in the function reaches its own
+/// takes its shard of the function's flight table twice (a few shards per core), looks at the
+/// cache once more and reads the CPU's time-stamp counter twice for `load_time`
+/// (`benches/single_flight.rs` measures each part). A panic in the function reaches its own
 /// caller, caches nothing and poisons nothing: the waiters wake up and one of them runs the
 /// function again. A function that calls itself with the same arguments on the same thread (or,
 /// for an `async fn`, from inside its own computation) panics with its name instead of waiting
@@ -196,7 +199,9 @@ use proc_macro::TokenStream;
 ///
 /// Not supported, each reported at the offending token: `&mut self`, `self` by value and typed
 /// receivers, `&mut` and `impl Trait` arguments, borrowed return types, `const fn`, `unsafe fn`,
-/// trait `impl` blocks (the companions would not be trait items). A bound that a key, `self` or
+/// a method of a trait `impl` without `#[memoize]` on the block (one error at the attribute
+/// saying to add it: the companions cannot be trait items, and only the block's attribute can
+/// move them to an inherent `impl` of the type). A bound that a key, `self` or
 /// the value misses is reported at that argument, `&self`, the `key` expression or the return
 /// type, and not again at the call sites or in the companions.
 ///
