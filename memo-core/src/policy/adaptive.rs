@@ -551,6 +551,37 @@ mod tests {
     }
 
     #[test]
+    fn while_lru_is_ahead_a_hit_in_main_moves_to_the_window() {
+        let mut driver = Driver::new(1000);
+        // Short-lived keys: LRU hits every second use, a 1% window none.
+        let mut i = 0;
+        // Ahead by two more requests than it takes, so that the hit below still sees it ahead.
+        while driver.policy.lead < GUARD_MARGIN * driver.policy.guard_horizon() + 2.0 {
+            assert!(i < 10_000, "LRU never seen ahead");
+            driver.access(i);
+            if i >= 250 {
+                driver.access(i - 250);
+            }
+            i += 1;
+        }
+        let main_slot = |d: &Driver| {
+            d.index
+                .values()
+                .copied()
+                .find(|&slot| d.policy.region(slot) != WINDOW)
+        };
+        let slot = main_slot(&driver).expect("main holds entries");
+        driver.policy.on_hit(slot);
+        assert_eq!(driver.policy.region(slot), WINDOW);
+        assert_eq!(
+            driver.policy.window.front(),
+            Some(slot),
+            "the most recent of all"
+        );
+        driver.policy.validate(driver.slots.len());
+    }
+
+    #[test]
     fn capacity_is_learnt_at_the_first_eviction() {
         let mut driver = Driver::new(64);
         for k in 0..64 {
