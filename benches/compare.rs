@@ -380,6 +380,17 @@ memo_macro_contender!(
     single_flight = false
 );
 
+memo_macro_contender!(
+    MemoMacroAdaptive,
+    "memo #[memoize(maxsize = N, policy = \"adaptive\")]",
+    [
+        memo_adaptive_small,
+        memo_adaptive_large,
+        memo_adaptive_memory
+    ],
+    policy = "adaptive"
+);
+
 /// `cached::LruCache` behind a lock, which is what `#[cached(max_size = N)]` generates.
 struct CachedLru(Mutex<cached::LruCache<u64, u64>>);
 
@@ -943,6 +954,7 @@ fn main() {
         entry::<MemoStore<MemoTtl>>(),
         entry::<MemoMacro>(),
         entry::<MemoMacroPlain>(),
+        entry::<MemoMacroAdaptive>(),
         entry::<CachedLru>(),
         entry::<CachedSharded>(),
         entry::<MemoizeMacro>(),

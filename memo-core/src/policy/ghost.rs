@@ -17,8 +17,8 @@ pub(crate) struct Ghost {
     /// `GENERATIONS` Bloom filters; `generations[newest]` takes the insertions.
     generations: Vec<Vec<u64>>,
     newest: usize,
-    /// Bits per generation minus one (a power of two minus one).
-    mask: u64,
+    /// Bits per generation (a multiple of 64).
+    bits: u64,
     /// Insertions into the newest generation.
     inserted: usize,
     /// Insertions per generation.
@@ -28,26 +28,31 @@ pub(crate) struct Ghost {
 /// How many filters share the horizon: a hit also tells roughly how long ago the key left.
 pub(crate) const GENERATIONS: usize = 4;
 
-/// `PROBES` bit positions of `fingerprint` (mixed differently from the frequency sketch's).
+/// `PROBES` bit positions of `fingerprint` (mixed differently from the frequency sketch's) in
+/// a filter of `bits` bits: 32-bit hashes scaled to the range by a multiplication (Lemire's
+/// "fast range"), so that the filter need not be a power of two (which wasted up to half of it).
 #[inline]
-fn probes(fingerprint: u32, mask: u64) -> [u64; PROBES] {
+fn probes(fingerprint: u32, bits: u64) -> [u64; PROBES] {
     let mut z = u64::from(fingerprint) ^ 0xd6e8_feb8_6659_fd93;
     z = (z ^ (z >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
     z = (z ^ (z >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
     z ^= z >> 32;
-    let (a, b) = (z & 0xffff_ffff, z >> 32 | 1);
-    std::array::from_fn(|i| a.wrapping_add(i as u64 * b) & mask)
+    let (a, b) = (z as u32, (z >> 32) as u32 | 1);
+    std::array::from_fn(|i| {
+        let h = a.wrapping_add((i as u32).wrapping_mul(b));
+        (u64::from(h) * bits) >> 32
+    })
 }
 
 impl Ghost {
     /// Remembers about the last `horizon` insertions.
     pub(crate) fn new(horizon: usize) -> Self {
         let generation = horizon.div_ceil(GENERATIONS).max(1);
-        let bits = (generation * BITS_PER_ENTRY).next_power_of_two().max(64);
+        let words = (generation * BITS_PER_ENTRY).div_ceil(64).max(1);
         Ghost {
-            generations: vec![vec![0; bits / 64]; GENERATIONS],
+            generations: vec![vec![0; words]; GENERATIONS],
             newest: 0,
-            mask: bits as u64 - 1,
+            bits: words as u64 * 64,
             inserted: 0,
             generation,
         }
@@ -56,7 +61,7 @@ impl Ghost {
     /// Remembers `fingerprint`.
     pub(crate) fn insert(&mut self, fingerprint: u32) {
         let bits = &mut self.generations[self.newest];
-        for at in probes(fingerprint, self.mask) {
+        for at in probes(fingerprint, self.bits) {
             bits[(at >> 6) as usize] |= 1 << (at & 63);
         }
         self.inserted += 1;
@@ -72,7 +77,7 @@ impl Ghost {
     /// insertions: `Some(0)` for the newest, `None` if not remembered (or, rarely, a false
     /// positive says otherwise).
     pub(crate) fn age(&self, fingerprint: u32) -> Option<usize> {
-        let at = probes(fingerprint, self.mask);
+        let at = probes(fingerprint, self.bits);
         (0..GENERATIONS).find(|&age| {
             let bits = &self.generations[(self.newest + GENERATIONS - age) % GENERATIONS];
             at.iter()

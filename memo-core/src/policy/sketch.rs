@@ -37,9 +37,16 @@ pub(crate) struct FrequencySketch {
     sample_size: usize,
 }
 
+/// Entries of capacity per word of counters: eight 4-bit counters per entry (four bytes per
+/// entry, rounded up to a power of two). Caffeine keeps sixteen; at eight, the traces' mean gap
+/// to OPT moves by 0.03 points and Zipf 0.99 at 10k by 0.03, and a 1M-entry cache saves 4 MiB.
+const ENTRIES_PER_WORD: usize = 2;
+
 /// The words of counters and the events between halvings for `capacity` entries.
 fn dimensions(capacity: usize) -> (usize, usize) {
-    let words = capacity.max(MIN_WORDS).next_power_of_two();
+    let words = (capacity / ENTRIES_PER_WORD)
+        .max(MIN_WORDS)
+        .next_power_of_two();
     let sample = capacity.saturating_mul(SAMPLE_PER_ENTRY).max(MIN_SAMPLE);
     (words, sample)
 }
@@ -175,6 +182,6 @@ mod tests {
         for k in 0..5u32 {
             assert!(sketch.frequency(k) > k as u8, "key {k}");
         }
-        assert_eq!(sketch.table_bytes(), 4096 * 8);
+        assert_eq!(sketch.table_bytes(), 4096 / ENTRIES_PER_WORD * 8);
     }
 }
