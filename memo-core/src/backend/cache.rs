@@ -428,7 +428,7 @@ where
 
     /// Hits and misses of this cache in this process, maxsize and ttl; `currsize` is the number
     /// of this function's entries in the store where the store keeps a count (SQLite: one
-    /// indexed count), else unknown (`currsize_known` false: Redis and Memcached, whose count
+    /// count it keeps), else unknown (`currsize_known` false: Redis and Memcached, whose count
     /// would be a scan of the server, and any store while it is down). One round trip at most.
     ///
     /// ```
