@@ -244,13 +244,7 @@ where
                 self.received(store, waited)
             })
         };
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.counted(found)
     }
 
     fn fetch<Q: Serialize + ?Sized>(
@@ -297,6 +291,41 @@ where
                 None
             }
             Waited::Nothing => None,
+        }
+    }
+
+    /// Counts a lookup's hit or miss.
+    fn counted(&self, found: Option<V>) -> Option<V> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// The item and the bytes a write stores; `None` (warned once) if either cannot be made.
+    fn encoded(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        key: &K,
+        value: &V,
+    ) -> Option<(String, Vec<u8>)> {
+        let item = match key::item(namespace, key) {
+            Ok(item) => item,
+            Err(error) => {
+                self.codec_failed("key", &error);
+                return None;
+            }
+        };
+        match store.format.encode(value) {
+            Ok(bytes) => Some((item, bytes)),
+            Err(error) => {
+                self.codec_failed("value", &error);
+                None
+            }
         }
     }
 
@@ -365,19 +394,8 @@ where
         if self.maxsize == Some(0) {
             return;
         }
-        let item = match key::item(namespace, key) {
-            Ok(item) => item,
-            Err(error) => {
-                self.codec_failed("key", &error);
-                return;
-            }
-        };
-        let bytes = match store.format.encode(value) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                self.codec_failed("value", &error);
-                return;
-            }
+        let Some((item, bytes)) = self.encoded(store, namespace, key, value) else {
+            return;
         };
         self.call(store, |s| s.set(namespace, &item, &bytes, self.ttl));
         if store.single_flight_wait.is_some() && self.locked.lock().remove(&item) {
@@ -512,13 +530,7 @@ where
         } else {
             self.fetch_async(store, namespace, probe).await
         };
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.counted(found)
     }
 
     /// [`get`](StoreCache::get) for an `async fn`.
@@ -636,19 +648,8 @@ where
         if self.maxsize == Some(0) {
             return;
         }
-        let item = match key::item(namespace, &key) {
-            Ok(item) => item,
-            Err(error) => {
-                self.codec_failed("key", &error);
-                return;
-            }
-        };
-        let bytes = match store.format.encode(&value) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                self.codec_failed("value", &error);
-                return;
-            }
+        let Some((item, bytes)) = self.encoded(store, namespace, &key, &value) else {
+            return;
         };
         let (path, refusals, ns, ttl) = (
             self.path.clone(),
