@@ -11,12 +11,11 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
-
 use super::generation::{self, Generations};
 use super::ketama::Ketama;
 use super::key::{is_safe, sha256_hex, MAX_KEY_LEN};
 use super::nodes::NodeHealth;
+use super::pool::{self, Idle};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
 /// A [`Store`] on one memcached server or several (Django's list of `LOCATION`s).
@@ -64,7 +63,6 @@ pub struct MemcachedStore {
     generations: Generations,
     connect_timeout: Duration,
     io_timeout: Duration,
-    max_idle: usize,
     item_size_max: usize,
     warned_generation: AtomicBool,
 }
@@ -72,9 +70,12 @@ pub struct MemcachedStore {
 /// One server of the store: its idle connections, and whether it is down (in a pool).
 struct Server {
     address: String,
-    idle: Mutex<Vec<Connection>>,
+    idle: Idle<Connection>,
     health: NodeHealth,
 }
+
+/// Idle connections kept per server.
+const MAX_IDLE: usize = 16;
 
 /// What a server of a pool is called in warnings.
 const SERVER: &str = "memcached server";
@@ -158,7 +159,7 @@ impl MemcachedStore {
             .map(|address| Server {
                 health: NodeHealth::new(address.clone()),
                 address,
-                idle: Mutex::new(Vec::new()),
+                idle: Idle::new(MAX_IDLE),
             })
             .collect();
         Ok(MemcachedStore {
@@ -167,7 +168,6 @@ impl MemcachedStore {
             generations: Generations::new(Duration::from_secs(1)),
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
-            max_idle: 16,
             item_size_max: DEFAULT_ITEM_SIZE_MAX,
             warned_generation: AtomicBool::new(false),
         })
@@ -183,8 +183,8 @@ impl MemcachedStore {
     /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_timeouts(mut self, connect: Duration, io: Duration) -> Self {
-        self.connect_timeout = connect.max(Duration::from_millis(1));
-        self.io_timeout = io.max(Duration::from_millis(1));
+        self.connect_timeout = pool::timeout(connect);
+        self.io_timeout = pool::timeout(io);
         self
     }
 
@@ -254,25 +254,12 @@ impl MemcachedStore {
         op: impl Fn(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let server = &self.servers[index];
-        let pooled = server.idle.lock().pop();
-        let (mut conn, reused) = match pooled {
-            Some(conn) => (conn, true),
-            None => (self.open(&server.address)?, false),
-        };
-        let result = match op(&mut conn) {
-            Err(e) if reused && e.kind() == ErrorKind::Io => {
-                conn = self.open(&server.address)?;
-                op(&mut conn)
-            }
-            other => other,
-        };
-        if result.is_ok() {
-            let mut idle = server.idle.lock();
-            if idle.len() < self.max_idle {
-                idle.push(conn);
-            }
-        }
-        result
+        server.idle.with(
+            || self.open(&server.address),
+            op,
+            |e| e.kind() == ErrorKind::Io,
+            |e| e,
+        )
     }
 
     /// The server that holds `key`.

@@ -62,6 +62,8 @@ mod memcached;
 mod nodes;
 #[cfg(feature = "persistent")]
 mod persistent;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod pool;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(all(feature = "redis", feature = "tokio"))]

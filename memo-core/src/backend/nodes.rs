@@ -103,6 +103,7 @@ impl NodeHealth {
     /// Runs `op` on this node unless it is skipped, and records what happened: an outage error
     /// marks the node down and gives `Ok(None)` unless `all_down()` (every node of the store is
     /// down), then the error. A refusal passes through: the node answered.
+    #[cfg_attr(not(feature = "memcached"), allow(dead_code))]
     pub fn route<T>(
         &self,
         what: &str,

@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use std::sync::Arc;
 
 use super::generation::{self, Generations};
+use super::pool::{self, Idle};
 use super::redis_conn::{Conn, Slots, Target};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
@@ -44,10 +43,9 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// ```
 pub struct RedisStore {
     target: Arc<Target>,
-    pool: Mutex<Vec<Conn>>,
+    pool: Idle<Conn>,
     connect_timeout: Duration,
     io_timeout: Duration,
-    max_idle: usize,
     generations: Arc<Generations>,
 }
 
@@ -94,10 +92,9 @@ impl RedisStore {
     fn on(target: Target) -> Self {
         RedisStore {
             target: Arc::new(target),
-            pool: Mutex::new(Vec::new()),
+            pool: Idle::new(16),
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
-            max_idle: 16,
             generations: Arc::new(Generations::new(Duration::from_secs(1))),
         }
     }
@@ -125,7 +122,7 @@ impl RedisStore {
             ));
         }
         self.target = Arc::new(self.target.with_root_cert(pem.to_vec()).map_err(config)?);
-        self.pool.lock().clear();
+        self.pool.clear();
         Ok(self)
     }
 
@@ -139,8 +136,8 @@ impl RedisStore {
     /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_timeouts(mut self, connect: Duration, io: Duration) -> Self {
-        self.connect_timeout = connect.max(Duration::from_millis(1));
-        self.io_timeout = io.max(Duration::from_millis(1));
+        self.connect_timeout = pool::timeout(connect);
+        self.io_timeout = pool::timeout(io);
         self
     }
 
@@ -152,7 +149,7 @@ impl RedisStore {
     /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_max_idle(mut self, max_idle: usize) -> Self {
-        self.max_idle = max_idle;
+        self.pool.set_max(max_idle);
         self
     }
 
@@ -197,28 +194,8 @@ impl RedisStore {
         &self,
         op: impl Fn(&mut Conn) -> ::redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let pooled = self.pool.lock().pop();
-        let (mut conn, reused) = match pooled {
-            Some(conn) => (conn, true),
-            None => (self.open()?, false),
-        };
-        let result = match op(&mut conn) {
-            Err(e) if reused && is_stale(&e) => {
-                conn = self.open()?;
-                op(&mut conn)
-            }
-            other => other,
-        };
-        match result {
-            Ok(value) => {
-                let mut pool = self.pool.lock();
-                if pool.len() < self.max_idle {
-                    pool.push(conn);
-                }
-                Ok(value)
-            }
-            Err(e) => Err(redis_error(&e, false)),
-        }
+        self.pool
+            .with(|| self.open(), op, is_stale, |e| redis_error(&e, false))
     }
 }
 
