@@ -502,8 +502,9 @@ where
     K: Serialize + Hash + Eq,
     V: Serialize + DeserializeOwned + Clone,
 {
-    /// [`get_by`](StoreCache::get_by) for an `async fn`: the store is called on its I/O
-    /// threads and awaited, so the executor thread never waits for the server.
+    /// [`get_by`](StoreCache::get_by) for an `async fn`: the store is awaited, so the executor
+    /// thread never waits for the server (a Redis store with feature `tokio`: through its async
+    /// connection, bounded by its timeout; any other: on the store's I/O threads).
     ///
     /// ```
     /// let cache = memo::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
@@ -628,8 +629,9 @@ where
         Waited::Nothing
     }
 
-    /// Stores `value` under `key` after a miss, for an `async fn`: the write runs on the store's
-    /// I/O threads and is awaited (dropped at once if their queue is full). In memory, as
+    /// Stores `value` under `key` after a miss, for an `async fn`: the write is awaited, as
+    /// [`get_by_async`](StoreCache::get_by_async)'s lookup (on the I/O threads, dropped at once
+    /// if their queue is full). In memory, as
     /// [`insert_if_absent`](StoreCache::insert_if_absent).
     ///
     /// ```
