@@ -4,6 +4,9 @@
 //!
 //! Every lookup hits one of 100 stored keys `(u64,)` whose values are 64-byte strings.
 //!
+//! Then the same hits from an `async fn` (awaited; with `--features tokio`, Redis's through its
+//! async multiplexed connection).
+//!
 //! `cargo bench -p memo-benches --bench backends --features redis,memcached,persistent -- --warm-up-time 1
 //! --measurement-time 2` for a quick look.
 #![allow(
@@ -42,6 +45,25 @@ fn filled(store: &str) -> StoreCache<(u64,), String> {
         );
     }
     cache
+}
+
+/// Runs `future` to completion on this thread, parking between polls.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
 
 fn hits(c: &mut Criterion) {
@@ -86,6 +108,20 @@ fn hits(c: &mut Criterion) {
             b.iter(|| {
                 n = (n + 1) % KEYS;
                 black_box(cache.get_by(&(&n,), |k| k.0 == n))
+            })
+        });
+    }
+    group.finish();
+
+    // The same hits from an `async fn`: awaited on the store's I/O threads, or (feature
+    // `tokio`, Redis) through the async multiplexed connection.
+    let mut group = c.benchmark_group("hit_async_u64_key_64B_value");
+    group.sample_size(50);
+    for (name, cache) in &caches[1..] {
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                n = (n + 1) % KEYS;
+                black_box(block_on(cache.get_by_async(&(&n,), |k| k.0 == n)))
             })
         });
     }

@@ -6,6 +6,7 @@
 #[path = "support/servers.rs"]
 mod servers;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use memo::stores::{self, RedisStore, StoreCache, StoreOptions};
@@ -73,8 +74,17 @@ fn keys_spread_over_all_masters_and_a_clear_reaches_every_one() {
     assert_eq!((health.outages, health.errors), (0, 0), "{health:?}");
 }
 
+/// The keys of `cache` (0..KEYS) held by `node`: the data keys end with `:<n>`.
+fn keys_on(node: &Server, cache: &StoreCache<u32, String>) -> HashSet<u32> {
+    let namespace = cache.namespace().unwrap();
+    node.redis_cli(&["KEYS", &format!("{namespace}:*")])
+        .lines()
+        .filter_map(|key| key.rsplit(':').next()?.parse().ok())
+        .collect()
+}
+
 #[test]
-fn a_master_killed_mid_run_leaves_every_value_correct() {
+fn a_master_killed_mid_run_misses_only_its_keys_and_the_others_keep_hitting() {
     let mut cluster = Cluster::start(3);
     let options = StoreOptions::default().retry_after(Duration::from_millis(50));
     let store = RedisStore::cluster(cluster.urls())
@@ -83,8 +93,9 @@ fn a_master_killed_mid_run_leaves_every_value_correct() {
     stores::register_with("cluster-kill", store, options);
     let cache: StoreCache<u32, String> = StoreCache::new("cluster-kill", "app::describe");
     let value = |n: u32| format!("value {n}");
-    let run = |rounds: u32| {
-        let (mut hits, mut misses) = (0u64, 0u64);
+    // Hits and misses over `rounds` rounds of every key, and the misses of keys not in `dead`.
+    let run = |rounds: u32, dead: &HashSet<u32>| {
+        let (mut hits, mut misses, mut live_misses) = (0u64, 0u64, 0u64);
         let started = Instant::now();
         for _ in 0..rounds {
             for n in 0..KEYS {
@@ -95,6 +106,7 @@ fn a_master_killed_mid_run_leaves_every_value_correct() {
                     }
                     None => {
                         misses += 1;
+                        live_misses += u64::from(!dead.contains(&n));
                         cache.insert(n, value(n));
                         value(n)
                     }
@@ -102,28 +114,66 @@ fn a_master_killed_mid_run_leaves_every_value_correct() {
                 assert_eq!(got, value(n), "key {n}");
             }
         }
-        (hits, misses, started.elapsed())
+        (hits, misses, live_misses, started.elapsed())
     };
-    let (_, misses, _) = run(1);
+    let none = HashSet::new();
+    let (_, misses, _, _) = run(1, &none);
     assert_eq!(misses, u64::from(KEYS));
-    let (hits, _, before) = run(1);
+    let (hits, _, _, before) = run(1, &none);
     assert_eq!(hits, u64::from(KEYS));
-    let share = dbsize(&cluster.nodes[1]);
+    let dead = keys_on(&cluster.nodes[1], &cache);
+    assert!(!dead.is_empty() && dead.len() < KEYS as usize, "{dead:?}");
     cluster.nodes[1].stop();
-    let (hits, misses, during) = run(3);
+    let (hits, misses, live_misses, during) = run(3, &dead);
+    let health = stores::health("cluster-kill").unwrap();
     println!(
         "cluster, 1 of 3 masters killed: {hits} hits, {misses} misses over {} lookups in \
-         {during:.1?} (its share: {share} keys; one healthy round: {before:.1?}); health {:?}",
+         {during:.1?} (its share: {} keys; one healthy round: {before:.1?}); health {health:?}",
         3 * KEYS,
-        stores::health("cluster-kill").unwrap()
+        dead.len()
     );
-    assert!(misses >= 3 * share, "its keys cannot hit");
+    assert_eq!(live_misses, 0, "every key of a live master hit");
+    assert_eq!(
+        misses,
+        3 * dead.len() as u64,
+        "only the dead master's keys missed"
+    );
+    assert_eq!(
+        health.outages, 0,
+        "no outage of the whole store: {health:?}"
+    );
+
+    // The same from an `async fn` on tokio (feature `tokio`: the async cluster client).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (hits, misses) = runtime.block_on(async {
+        let (mut hits, mut misses) = (0, 0);
+        for n in 0..KEYS {
+            match cache.get_async(&n).await {
+                Some(found) => {
+                    assert_eq!(found, value(n));
+                    assert!(!dead.contains(&n), "key {n} of the dead master hit");
+                    hits += 1;
+                }
+                None => {
+                    assert!(dead.contains(&n), "key {n} of a live master missed");
+                    misses += 1;
+                }
+            }
+        }
+        (hits, misses)
+    });
+    println!("async, 1 of 3 masters killed: {hits} hits, {misses} misses");
+    assert_eq!(stores::health("cluster-kill").unwrap().outages, 0);
+
     // Back: the node rejoins with its identity (nodes.conf) and its slots, empty.
     cluster.nodes[1].start();
     cluster.wait_until_ok();
-    std::thread::sleep(Duration::from_millis(200));
-    run(1);
-    let (hits, misses, _) = run(1);
+    std::thread::sleep(Duration::from_millis(1200)); // past the master's retry time
+    run(1, &none);
+    let (hits, misses, _, _) = run(1, &none);
     assert_eq!((hits, misses), (u64::from(KEYS), 0), "all hit again");
 }
 
@@ -178,6 +228,33 @@ mod tls {
             "hit latency over TLS (debug build): {:?}",
             hit_latency_tls(&cache)
         );
+    }
+
+    #[test]
+    fn an_async_fn_on_tokio_round_trips_over_tls() {
+        let server = Server::redis_tls();
+        let store = RedisStore::connect(&server.redis_url())
+            .unwrap()
+            .with_root_certificate(&server.tls_ca())
+            .unwrap();
+        stores::register("tls-async", store);
+        let cache: StoreCache<u32, u32> = StoreCache::new("tls-async", "app::square");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(cache.get_async(&8).await, None);
+            cache.insert_async(8, 64).await;
+            assert_eq!(cache.get_async(&8).await, Some(64));
+        });
+        assert_eq!(
+            cache.get(&8),
+            Some(64),
+            "the sync path reads what the async one wrote"
+        );
+        let health = stores::health("tls-async").unwrap();
+        assert_eq!((health.outages, health.errors), (0, 0), "{health:?}");
     }
 
     fn hit_latency_tls(cache: &StoreCache<u32, u32>) -> Duration {

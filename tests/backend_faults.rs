@@ -354,6 +354,24 @@ mod async_io {
         largest.get()
     }
 
+    /// The I/O threads started in this process (`memo-io-<store>-<n>`): none when every async
+    /// call went through tokio.
+    fn io_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("memo-io-"))
+            .count()
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .enable_io()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn an_async_fn_with_a_store_never_blocks_the_executor() {
         let server = Server::redis();
@@ -362,10 +380,7 @@ mod async_io {
             RedisStore::connect(&server.redis_url()).unwrap(),
             options(),
         );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = current_thread();
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async {
             for n in 0..100 {
@@ -377,25 +392,113 @@ mod async_io {
                 assert!(Instant::now() < deadline, "the writes were not made");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            let hits_started = Instant::now();
             let up = largest_gap(async {
                 for i in 0..2000 {
                     assert_eq!(square(i % 100).await, (i % 100) * (i % 100));
                 }
             })
             .await;
+            let hit = (hits_started.elapsed() - Duration::from_millis(5)) / 2000;
             assert_eq!(RUNS.load(Ordering::Relaxed), 100, "2000 hits");
             server.pause();
+            let slowest = Rc::new(Cell::new(Duration::ZERO));
             let frozen = largest_gap(async {
                 for i in 0..200 {
+                    let started = Instant::now();
                     assert_eq!(square(i % 100).await, (i % 100) * (i % 100));
+                    slowest.set(slowest.get().max(started.elapsed()));
                 }
             })
             .await;
             server.resume();
-            eprintln!("largest ticker gap: up {up:.1?}, frozen {frozen:.1?}");
+            eprintln!(
+                "largest ticker gap: up {up:.1?}, frozen {frozen:.1?}; slowest call while \
+                 frozen {:.1?} (timeout 250 ms); mean async hit {hit:.1?}",
+                slowest.get()
+            );
             assert!(up <= Duration::from_millis(100), "up: {up:?}");
             assert!(frozen <= Duration::from_millis(100), "frozen: {frozen:?}");
-            assert_eq!(stores::health("faults-async").unwrap().outages, 1);
+            // Bounded by the store's timeout (250 ms), plus scheduling slack on a loaded
+            // machine; a call waiting for its I/O thread behind the hung call took longer.
+            #[cfg(feature = "tokio")]
+            assert!(
+                slowest.get() < Duration::from_millis(330),
+                "{:?}",
+                slowest.get()
+            );
+            let health = stores::health("faults-async").unwrap();
+            assert_eq!(health.outages, 1, "{health:?}");
+            assert!(
+                health.skipped > 0,
+                "the breaker skipped the frozen server: {health:?}"
+            );
         });
+        #[cfg(feature = "tokio")]
+        assert_eq!(io_threads(), 0, "every call went through tokio");
+    }
+
+    pub static FRESH_RUNS: AtomicU64 = AtomicU64::new(0);
+
+    #[memo::memoize(store = "faults-async-fresh")]
+    pub async fn cube(n: u64) -> u64 {
+        FRESH_RUNS.fetch_add(1, Ordering::Relaxed);
+        n * n * n
+    }
+
+    /// A lookup never takes longer than the timeout, connecting included: the first call on a
+    /// server frozen before any connection waits for the connection's handshake, then for the
+    /// GET; with 150 ms for each, a sync client may take 300 ms, an async call at most 150.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn a_lookup_on_a_frozen_server_takes_at_most_the_timeout_connecting_included() {
+        let server = Server::redis();
+        let timeout = Duration::from_millis(150);
+        stores::register_with(
+            "faults-async-fresh",
+            RedisStore::connect(&server.redis_url())
+                .unwrap()
+                .with_timeouts(timeout, timeout),
+            options(),
+        );
+        server.pause();
+        let runtime = current_thread();
+        let (took, value) = runtime.block_on(async {
+            let started = Instant::now();
+            let value = cube(3).await;
+            (started.elapsed(), value)
+        });
+        server.resume();
+        eprintln!("first call on a frozen server: {took:.1?} (timeout {timeout:?})");
+        assert_eq!(value, 27);
+        assert!(took >= timeout, "it waited for the server: {took:?}");
+        assert!(took < Duration::from_millis(250), "{took:?}");
+        let health = stores::health("faults-async-fresh").unwrap();
+        assert_eq!((health.outages, health.up), (1, false), "{health:?}");
+        // Back: after the retry, hits again, from another runtime too.
+        std::thread::sleep(Duration::from_millis(150));
+        let again = current_thread();
+        again.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                assert_eq!(cube(4).await, 64);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let before = FRESH_RUNS.load(Ordering::Relaxed);
+                assert_eq!(cube(4).await, 64);
+                if FRESH_RUNS.load(Ordering::Relaxed) == before {
+                    break; // a hit
+                }
+                assert!(Instant::now() < deadline, "never hit again");
+            }
+        });
+        drop(again);
+        // And from a runtime without drivers (the connections run on memo's own).
+        let bare = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let before = FRESH_RUNS.load(Ordering::Relaxed);
+        assert_eq!(bare.block_on(cube(4)), 64);
+        assert_eq!(FRESH_RUNS.load(Ordering::Relaxed), before, "a hit");
+        assert!(stores::health("faults-async-fresh").unwrap().up);
     }
 }

@@ -126,22 +126,6 @@ pub mod __private {
         fn to_key(&self) -> Self::Key;
     }
 
-    impl<T> MemoKey for T
-    where
-        T: ?Sized + ToOwned + PartialEq,
-        <T as ToOwned>::Owned: Hash + Eq + Send + Sync,
-    {
-        type Key = <T as ToOwned>::Owned;
-        #[inline]
-        fn key_eq(key: &Self::Key, arg: &Self) -> bool {
-            core::borrow::Borrow::<T>::borrow(key) == arg
-        }
-        #[inline]
-        fn to_key(&self) -> Self::Key {
-            self.to_owned()
-        }
-    }
-
     /// A cached value.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be cached as the value of a memoized function",
@@ -153,14 +137,6 @@ pub mod __private {
         type Value;
         /// A clone of the value.
         fn clone_value(&self) -> Self::Value;
-    }
-
-    impl<T: Clone + Send + Sync> MemoValue for T {
-        type Value = T;
-        #[inline]
-        fn clone_value(&self) -> T {
-            self.clone()
-        }
     }
 
     /// The parameter of a checked trait ([`ArgKey`], [`SelfKey`], [`KeyExpr`], [`CachedValue`])
@@ -204,43 +180,6 @@ pub mod __private {
         fn to_key(&self) -> Self::Key;
     }
 
-    #[diagnostic::do_not_recommend]
-    impl<T> ArgKey<Met> for T
-    where
-        T: ?Sized + ToOwned + PartialEq + Hash,
-        <T as ToOwned>::Owned: Hash + Eq + Send + Sync,
-    {
-        type Key = <T as ToOwned>::Owned;
-        type Probe = T;
-        #[inline]
-        fn probe(&self) -> &T {
-            self
-        }
-        #[inline]
-        fn key_eq(key: &Self::Key, arg: &Self) -> bool {
-            core::borrow::Borrow::<T>::borrow(key) == arg
-        }
-        #[inline]
-        fn to_key(&self) -> Self::Key {
-            self.to_owned()
-        }
-    }
-
-    #[diagnostic::do_not_recommend]
-    impl<T: ?Sized + Unsatisfiable> ArgKey<Unmet> for T {
-        type Key = core::convert::Infallible;
-        type Probe = ();
-        fn probe(&self) -> &() {
-            self.absurd()
-        }
-        fn key_eq(key: &Self::Key, _: &Self) -> bool {
-            match *key {}
-        }
-        fn to_key(&self) -> Self::Key {
-            self.absurd()
-        }
-    }
-
     /// `self` as part of a method's key.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` is part of the key of this memoized method, so it must be `Hash + Eq + Clone + Send + Sync + 'static`",
@@ -260,37 +199,6 @@ pub mod __private {
         fn to_key(key: &Self::Key) -> Self::Key;
     }
 
-    #[diagnostic::do_not_recommend]
-    impl<T: Clone + Hash + Eq + Send + Sync + 'static> SelfKey<Met> for T {
-        type Key = T;
-        #[inline]
-        fn as_key(&self) -> &T {
-            self
-        }
-        #[inline]
-        fn key_eq(key: &T, arg: &T) -> bool {
-            key == arg
-        }
-        #[inline]
-        fn to_key(key: &T) -> T {
-            key.clone()
-        }
-    }
-
-    #[diagnostic::do_not_recommend]
-    impl<T: ?Sized + Unsatisfiable> SelfKey<Unmet> for T {
-        type Key = core::convert::Infallible;
-        fn as_key(&self) -> &Self::Key {
-            self.absurd()
-        }
-        fn key_eq(key: &Self::Key, _: &Self::Key) -> bool {
-            match *key {}
-        }
-        fn to_key(key: &Self::Key) -> Self::Key {
-            *key
-        }
-    }
-
     /// The value of a `key = ...` expression.
     #[diagnostic::on_unimplemented(
         message = "the `key` expression's type `{Self}` cannot key a memoized function",
@@ -303,23 +211,6 @@ pub mod __private {
         type Key;
         /// The key, as it is stored.
         fn into_key(self) -> Self::Key;
-    }
-
-    #[diagnostic::do_not_recommend]
-    impl<T: Hash + Eq + Send + Sync + 'static> KeyExpr<Met> for T {
-        type Key = T;
-        #[inline]
-        fn into_key(self) -> T {
-            self
-        }
-    }
-
-    #[diagnostic::do_not_recommend]
-    impl<T: Unsatisfiable> KeyExpr<Unmet> for T {
-        type Key = core::convert::Infallible;
-        fn into_key(self) -> Self::Key {
-            self.absurd()
-        }
     }
 
     /// A cached value of a function whose cache is not a typed static.
@@ -340,36 +231,13 @@ pub mod __private {
         fn from_value(value: Self::Value) -> Self;
     }
 
-    #[diagnostic::do_not_recommend]
-    impl<T: Clone + Send + Sync> CachedValue<Met> for T {
-        type Value = T;
-        #[inline]
-        fn clone_value(&self) -> T {
-            self.clone()
-        }
-        #[inline]
-        fn into_value(self) -> T {
-            self
-        }
-        #[inline]
-        fn from_value(value: T) -> T {
-            value
-        }
-    }
-
-    #[diagnostic::do_not_recommend]
-    impl<T: Unsatisfiable> CachedValue<Unmet> for T {
-        type Value = core::convert::Infallible;
-        fn clone_value(&self) -> Self::Value {
-            self.absurd()
-        }
-        fn into_value(self) -> Self::Value {
-            self.absurd()
-        }
-        fn from_value(value: Self::Value) -> Self {
-            match value {}
-        }
-    }
+    // The impls, with the in-memory bounds (the store's family has the same body, in
+    // `stored.rs`, with serde's traits added).
+    crate::stored::checked_impls!(
+        traits: [MemoKey, MemoValue, ArgKey, SelfKey, KeyExpr, CachedValue],
+        key: [],
+        value: [],
+    );
 
     /// The key type of a memo, read from a closure that makes the key (never called), so that
     /// it is inferred from the checked traits.

@@ -17,7 +17,7 @@ use std::hash::Hash;
 #[cfg(feature = "stores")]
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::__private::{tagged_memo, Met, Unmet, Unsatisfiable};
+use crate::__private::tagged_memo;
 #[cfg(not(feature = "stores"))]
 use crate::memo::FunctionCache;
 use crate::memo::{ErasedMemo, Memo, Params, TypeCaches};
@@ -304,19 +304,27 @@ pub trait StoreCachedValue<M>: Sized {
     fn from_value(value: Self::Value) -> Self;
 }
 
-/// The impls whose bounds are the store's: the in-memory ones plus `$key` on keys and `$value`
-/// on values (serde's traits with the `stores` feature, nothing without).
-macro_rules! store_impls {
-    (key: [$($key:tt)*], value: [$($value:tt)*]) => {
-        impl<T> StoreKey for T
+/// The impls of a family of bound traits (`MemoKey`, `MemoValue`) and checked traits (`ArgKey`,
+/// `SelfKey`, `KeyExpr`, `CachedValue`, each with its `Met` impl and its `Unmet` one), with
+/// `$key` added to the bounds of keys and `$value` to those of values: nothing for the
+/// in-memory family (in `__private`), serde's traits for the store's family here. One body for
+/// both, so that the two families cannot drift apart.
+macro_rules! checked_impls {
+    (
+        traits: [$MemoKey:ident, $MemoValue:ident, $ArgKey:ident, $SelfKey:ident,
+                 $KeyExpr:ident, $CachedValue:ident],
+        key: [$($key:tt)*],
+        value: [$($value:tt)*] $(,)?
+    ) => {
+        impl<T> $MemoKey for T
         where
             T: ?Sized + ToOwned + PartialEq $($key)*,
-            <T as ToOwned>::Owned: Hash + Eq + Send + Sync $($key)*,
+            <T as ToOwned>::Owned: ::core::hash::Hash + Eq + Send + Sync $($key)*,
         {
             type Key = <T as ToOwned>::Owned;
             #[inline]
             fn key_eq(key: &Self::Key, arg: &Self) -> bool {
-                core::borrow::Borrow::<T>::borrow(key) == arg
+                ::core::borrow::Borrow::<T>::borrow(key) == arg
             }
             #[inline]
             fn to_key(&self) -> Self::Key {
@@ -324,7 +332,7 @@ macro_rules! store_impls {
             }
         }
 
-        impl<T: Clone + Send + Sync $($value)*> StoreValue for T {
+        impl<T: Clone + Send + Sync $($value)*> $MemoValue for T {
             type Value = T;
             #[inline]
             fn clone_value(&self) -> T {
@@ -333,10 +341,10 @@ macro_rules! store_impls {
         }
 
         #[diagnostic::do_not_recommend]
-        impl<T> StoreArgKey<Met> for T
+        impl<T> $ArgKey<$crate::__private::Met> for T
         where
-            T: ?Sized + ToOwned + PartialEq + Hash $($key)*,
-            <T as ToOwned>::Owned: Hash + Eq + Send + Sync $($key)*,
+            T: ?Sized + ToOwned + PartialEq + ::core::hash::Hash $($key)*,
+            <T as ToOwned>::Owned: ::core::hash::Hash + Eq + Send + Sync $($key)*,
         {
             type Key = <T as ToOwned>::Owned;
             type Probe = T;
@@ -346,7 +354,7 @@ macro_rules! store_impls {
             }
             #[inline]
             fn key_eq(key: &Self::Key, arg: &Self) -> bool {
-                core::borrow::Borrow::<T>::borrow(key) == arg
+                ::core::borrow::Borrow::<T>::borrow(key) == arg
             }
             #[inline]
             fn to_key(&self) -> Self::Key {
@@ -355,7 +363,24 @@ macro_rules! store_impls {
         }
 
         #[diagnostic::do_not_recommend]
-        impl<T: Clone + Hash + Eq + Send + Sync + 'static $($key)*> StoreSelfKey<Met> for T {
+        impl<T: ?Sized + $crate::__private::Unsatisfiable> $ArgKey<$crate::__private::Unmet> for T {
+            type Key = ::core::convert::Infallible;
+            type Probe = ();
+            fn probe(&self) -> &() {
+                self.absurd()
+            }
+            fn key_eq(key: &Self::Key, _: &Self) -> bool {
+                match *key {}
+            }
+            fn to_key(&self) -> Self::Key {
+                self.absurd()
+            }
+        }
+
+        #[diagnostic::do_not_recommend]
+        impl<T: Clone + ::core::hash::Hash + Eq + Send + Sync + 'static $($key)*>
+            $SelfKey<$crate::__private::Met> for T
+        {
             type Key = T;
             #[inline]
             fn as_key(&self) -> &T {
@@ -372,7 +397,23 @@ macro_rules! store_impls {
         }
 
         #[diagnostic::do_not_recommend]
-        impl<T: Hash + Eq + Send + Sync + 'static $($key)*> StoreKeyExpr<Met> for T {
+        impl<T: ?Sized + $crate::__private::Unsatisfiable> $SelfKey<$crate::__private::Unmet> for T {
+            type Key = ::core::convert::Infallible;
+            fn as_key(&self) -> &Self::Key {
+                self.absurd()
+            }
+            fn key_eq(key: &Self::Key, _: &Self::Key) -> bool {
+                match *key {}
+            }
+            fn to_key(key: &Self::Key) -> Self::Key {
+                *key
+            }
+        }
+
+        #[diagnostic::do_not_recommend]
+        impl<T: ::core::hash::Hash + Eq + Send + Sync + 'static $($key)*>
+            $KeyExpr<$crate::__private::Met> for T
+        {
             type Key = T;
             #[inline]
             fn into_key(self) -> T {
@@ -381,7 +422,15 @@ macro_rules! store_impls {
         }
 
         #[diagnostic::do_not_recommend]
-        impl<T: Clone + Send + Sync $($value)*> StoreCachedValue<Met> for T {
+        impl<T: $crate::__private::Unsatisfiable> $KeyExpr<$crate::__private::Unmet> for T {
+            type Key = ::core::convert::Infallible;
+            fn into_key(self) -> Self::Key {
+                self.absurd()
+            }
+        }
+
+        #[diagnostic::do_not_recommend]
+        impl<T: Clone + Send + Sync $($value)*> $CachedValue<$crate::__private::Met> for T {
             type Value = T;
             #[inline]
             fn clone_value(&self) -> T {
@@ -396,64 +445,36 @@ macro_rules! store_impls {
                 value
             }
         }
+
+        #[diagnostic::do_not_recommend]
+        impl<T: $crate::__private::Unsatisfiable> $CachedValue<$crate::__private::Unmet> for T {
+            type Value = ::core::convert::Infallible;
+            fn clone_value(&self) -> Self::Value {
+                self.absurd()
+            }
+            fn into_value(self) -> Self::Value {
+                self.absurd()
+            }
+            fn from_value(value: Self::Value) -> Self {
+                match value {}
+            }
+        }
     };
 }
+pub(crate) use checked_impls;
 
 #[cfg(feature = "stores")]
-store_impls!(key: [+ Serialize], value: [+ Serialize + DeserializeOwned]);
+checked_impls!(
+    traits: [StoreKey, StoreValue, StoreArgKey, StoreSelfKey, StoreKeyExpr, StoreCachedValue],
+    key: [+ Serialize],
+    value: [+ Serialize + DeserializeOwned],
+);
 #[cfg(not(feature = "stores"))]
-store_impls!(key: [], value: []);
-
-#[diagnostic::do_not_recommend]
-impl<T: ?Sized + Unsatisfiable> StoreArgKey<Unmet> for T {
-    type Key = core::convert::Infallible;
-    type Probe = ();
-    fn probe(&self) -> &() {
-        self.absurd()
-    }
-    fn key_eq(key: &Self::Key, _: &Self) -> bool {
-        match *key {}
-    }
-    fn to_key(&self) -> Self::Key {
-        self.absurd()
-    }
-}
-
-#[diagnostic::do_not_recommend]
-impl<T: ?Sized + Unsatisfiable> StoreSelfKey<Unmet> for T {
-    type Key = core::convert::Infallible;
-    fn as_key(&self) -> &Self::Key {
-        self.absurd()
-    }
-    fn key_eq(key: &Self::Key, _: &Self::Key) -> bool {
-        match *key {}
-    }
-    fn to_key(key: &Self::Key) -> Self::Key {
-        *key
-    }
-}
-
-#[diagnostic::do_not_recommend]
-impl<T: Unsatisfiable> StoreKeyExpr<Unmet> for T {
-    type Key = core::convert::Infallible;
-    fn into_key(self) -> Self::Key {
-        self.absurd()
-    }
-}
-
-#[diagnostic::do_not_recommend]
-impl<T: Unsatisfiable> StoreCachedValue<Unmet> for T {
-    type Value = core::convert::Infallible;
-    fn clone_value(&self) -> Self::Value {
-        self.absurd()
-    }
-    fn into_value(self) -> Self::Value {
-        self.absurd()
-    }
-    fn from_value(value: Self::Value) -> Self {
-        match value {}
-    }
-}
+checked_impls!(
+    traits: [StoreKey, StoreValue, StoreArgKey, StoreSelfKey, StoreKeyExpr, StoreCachedValue],
+    key: [],
+    value: [],
+);
 
 #[cfg(test)]
 mod tests {

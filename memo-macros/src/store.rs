@@ -202,51 +202,48 @@ impl Plan<'_> {
         probe: &TokenStream,
         is_match: &TokenStream,
     ) -> TokenStream {
-        let path = &self.memo;
-        if self.store_async() {
-            // A method, as the sync lookup: a key that is not `Serialize` is then one error.
-            quote!({
-                #[allow(unused_imports)]
-                use #path::__private::InMemoryAsync as _;
-                #memo.cache.get_by_async(#probe, #is_match).await
-            })
-        } else {
-            quote!(#memo.cache.get_by(#probe, #is_match))
-        }
+        self.sync_or_awaited(
+            quote!(#memo.cache.get_by(#probe, #is_match)),
+            quote!(#memo.cache.get_by_async(#probe, #is_match)),
+        )
     }
 
     /// The lookup by an owned key (`key = ...`): `cache.get(&key)`, or awaited.
     pub(crate) fn lookup_key(&self, memo: &Ident, key: &Ident) -> TokenStream {
-        let path = &self.memo;
-        if self.store_async() {
-            quote!({
-                #[allow(unused_imports)]
-                use #path::__private::InMemoryAsync as _;
-                #memo.cache.get_async(&#key).await
-            })
-        } else {
-            quote!(#memo.cache.get(&#key))
-        }
+        self.sync_or_awaited(
+            quote!(#memo.cache.get(&#key)),
+            quote!(#memo.cache.get_async(&#key)),
+        )
     }
 
     /// The write after a miss: `cache.insert_if_absent(key, value);`, or awaited through the
-    /// store's I/O threads.
+    /// store.
     pub(crate) fn insert_after_miss(
         &self,
         memo: &Ident,
         key: &Ident,
         value: &TokenStream,
     ) -> TokenStream {
-        let path = &self.memo;
-        if self.store_async() {
-            quote!({
-                #[allow(unused_imports)]
-                use #path::__private::InMemoryAsync as _;
-                #memo.cache.insert_async(#key, #value).await;
-            })
-        } else {
-            quote!(#memo.cache.insert_if_absent(#key, #value);)
+        let call = self.sync_or_awaited(
+            quote!(#memo.cache.insert_if_absent(#key, #value)),
+            quote!(#memo.cache.insert_async(#key, #value)),
+        );
+        quote!(#call;)
+    }
+
+    /// `sync`, or for an `async fn` with a store `asynchronous.await`: a method call, as the
+    /// sync one, so that a key that is not `Serialize` is one error; with the `stores` feature
+    /// off, `InMemoryAsync` gives the in-memory cache the same methods.
+    fn sync_or_awaited(&self, sync: TokenStream, asynchronous: TokenStream) -> TokenStream {
+        if !self.store_async() {
+            return sync;
         }
+        let path = &self.memo;
+        quote!({
+            #[allow(unused_imports)]
+            use #path::__private::InMemoryAsync as _;
+            #asynchronous.await
+        })
     }
 
     /// The leader's completion: `flights.complete(leader, &cache, value);`, or, for an `async

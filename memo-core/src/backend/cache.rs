@@ -235,19 +235,16 @@ where
         let found = if self.maxsize == Some(0) {
             None
         } else {
-            self.fetch(store, namespace, probe)
-                .or_else(|| match store.single_flight_wait {
-                    Some(wait) => self.wait_for_other_process(store, namespace, probe, wait),
-                    None => None,
-                })
+            self.fetch(store, namespace, probe).or_else(|| {
+                // Cross-process single-flight: take the key's lock (this process computes,
+                // and `put` releases it), or wait for the value of the process holding it.
+                let wait = store.single_flight_wait?;
+                let item = key::item(namespace, probe).ok()?;
+                let waited = lock_or_wait(store, &self.path, &self.refusals, namespace, item, wait);
+                self.received(store, waited)
+            })
         };
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.counted(found)
     }
 
     fn fetch<Q: Serialize + ?Sized>(
@@ -261,15 +258,7 @@ where
             Err(error) => return self.codec_failed("key", &error),
         };
         let bytes = self.call(store, |s| s.get(namespace, &item))??;
-        match store.format.decode(bytes) {
-            Ok(value) => Some(value),
-            Err(error) => {
-                // Another format, another type, a corrupted value: a miss, overwritten later.
-                tracing::debug!(store = %store.name, namespace, key = %item, %error,
-                    "stored value does not decode; treating it as a miss");
-                None
-            }
-        }
+        self.received(store, Waited::Found(bytes))
     }
 
     /// `op` on the store, for this function (see [`Registered::call`]).
@@ -281,45 +270,61 @@ where
         store.call(&self.path, &self.refusals, op)
     }
 
-    /// Cross-process single-flight after a miss: take the key's lock and return `None` (this
-    /// process computes, and [`put`](StoreCache::put) releases it), or, if another process
-    /// holds it, poll for its value for up to `wait`; `None` then (compute after all).
-    fn wait_for_other_process<Q: Serialize + ?Sized>(
-        &self,
-        store: &Registered,
-        namespace: &str,
-        probe: &Q,
-        wait: Duration,
-    ) -> Option<V> {
-        let item = key::item(namespace, probe).ok()?;
-        match self.call(store, |s| s.try_lock(namespace, &item, wait)) {
-            Some(true) => {
-                // The holder may have finished between the miss and the lock: look once more.
-                if let Some(value) = self.fetch(store, namespace, probe) {
-                    self.call(store, |s| s.unlock(namespace, &item));
-                    return Some(value);
+    /// The value in what a lookup found; a lock taken is remembered, for `put` to release.
+    fn received(&self, store: &Registered, waited: Waited) -> Option<V> {
+        match waited {
+            Waited::Found(bytes) => match store.format.decode(bytes) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    // Another format, another type, a corrupted value: a miss, overwritten later.
+                    tracing::debug!(store = %store.name, function = %self.path, %error,
+                        "stored value does not decode; treating it as a miss");
+                    None
                 }
+            },
+            Waited::Locked(item) => {
                 let mut locked = self.locked.lock();
                 if locked.len() >= MAX_LOCKED {
                     locked.clear();
                 }
                 locked.insert(item);
-                return None;
+                None
             }
-            Some(false) => {}
-            None => return None, // the store is down: compute
+            Waited::Nothing => None,
         }
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+    }
+
+    /// Counts a lookup's hit or miss.
+    fn counted(&self, found: Option<V>) -> Option<V> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// The item and the bytes a write stores; `None` (warned once) if either cannot be made.
+    fn encoded(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        key: &K,
+        value: &V,
+    ) -> Option<(String, Vec<u8>)> {
+        let item = match key::item(namespace, key) {
+            Ok(item) => item,
+            Err(error) => {
+                self.codec_failed("key", &error);
                 return None;
             }
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(Duration::from_millis(50));
-            if let Some(value) = self.fetch(store, namespace, probe) {
-                return Some(value);
+        };
+        match store.format.encode(value) {
+            Ok(bytes) => Some((item, bytes)),
+            Err(error) => {
+                self.codec_failed("value", &error);
+                None
             }
         }
     }
@@ -389,19 +394,8 @@ where
         if self.maxsize == Some(0) {
             return;
         }
-        let item = match key::item(namespace, key) {
-            Ok(item) => item,
-            Err(error) => {
-                self.codec_failed("key", &error);
-                return;
-            }
-        };
-        let bytes = match store.format.encode(value) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                self.codec_failed("value", &error);
-                return;
-            }
+        let Some((item, bytes)) = self.encoded(store, namespace, key, value) else {
+            return;
         };
         self.call(store, |s| s.set(namespace, &item, &bytes, self.ttl));
         if store.single_flight_wait.is_some() && self.locked.lock().remove(&item) {
@@ -452,7 +446,7 @@ where
 
     /// Hits and misses of this cache in this process, maxsize and ttl; `currsize` is the number
     /// of this function's entries in the store where the store keeps a count (SQLite: one
-    /// indexed count), else unknown (`currsize_known` false: Redis and Memcached, whose count
+    /// count it keeps), else unknown (`currsize_known` false: Redis and Memcached, whose count
     /// would be a scan of the server, and any store while it is down). One round trip at most.
     ///
     /// ```
@@ -508,8 +502,9 @@ where
     K: Serialize + Hash + Eq,
     V: Serialize + DeserializeOwned + Clone,
 {
-    /// [`get_by`](StoreCache::get_by) for an `async fn`: the store is called on its I/O
-    /// threads and awaited, so the executor thread never waits for the server.
+    /// [`get_by`](StoreCache::get_by) for an `async fn`: the store is awaited, so the executor
+    /// thread never waits for the server (a Redis store with feature `tokio`: through its async
+    /// connection, bounded by its timeout; any other: on the store's I/O threads).
     ///
     /// ```
     /// let cache = memo::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f");
@@ -536,13 +531,7 @@ where
         } else {
             self.fetch_async(store, namespace, probe).await
         };
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.counted(found)
     }
 
     /// [`get`](StoreCache::get) for an `async fn`.
@@ -573,6 +562,11 @@ where
             Ok(item) => item,
             Err(error) => return self.codec_failed("key", &error),
         };
+        #[cfg(all(feature = "redis", feature = "tokio"))]
+        if let Some(redis) = store.redis_async() {
+            let waited = self.lookup_on_tokio(store, redis, namespace, item).await;
+            return self.received(store, waited);
+        }
         let (reply, answer) = super::io::reply();
         let (path, refusals, ns) = (
             self.path.clone(),
@@ -592,22 +586,52 @@ where
         if !queued {
             return None;
         }
-        match reply.await? {
-            Waited::Found(bytes) => store.format.decode(bytes).ok(),
-            Waited::Locked(item) => {
-                let mut locked = self.locked.lock();
-                if locked.len() >= MAX_LOCKED {
-                    locked.clear();
-                }
-                locked.insert(item);
-                None
-            }
-            Waited::Nothing => None,
-        }
+        self.received(store, reply.await?)
     }
 
-    /// Stores `value` under `key` after a miss, for an `async fn`: the write runs on the store's
-    /// I/O threads and is awaited (dropped at once if their queue is full). In memory, as
+    /// A lookup of an `async fn` on tokio, through the Redis store's async connection (feature
+    /// `tokio`): the same steps as [`lock_or_wait`] on the I/O threads, awaited.
+    #[cfg(all(feature = "redis", feature = "tokio"))]
+    async fn lookup_on_tokio(
+        &self,
+        store: &Registered,
+        redis: &Arc<super::redis_async::AsyncRedis>,
+        namespace: &str,
+        item: String,
+    ) -> Waited {
+        let (path, refusals) = (&self.path, &*self.refusals);
+        let get = || store.call_async(path, refusals, redis.get(namespace, &item));
+        let wait = match (get().await, store.single_flight_wait) {
+            (Some(Some(bytes)), _) => return Waited::Found(bytes),
+            (Some(None), Some(wait)) => wait,
+            _ => return Waited::Nothing,
+        };
+        let lock = redis.try_lock(namespace, &item, wait);
+        match store.call_async(path, refusals, lock).await {
+            Some(true) => {
+                // The holder may have finished between the miss and the lock: look once more.
+                if let Some(Some(bytes)) = get().await {
+                    let unlock = redis.unlock(namespace, &item);
+                    store.call_async(path, refusals, unlock).await;
+                    return Waited::Found(bytes);
+                }
+                return Waited::Locked(item);
+            }
+            Some(false) => {}
+            None => return Waited::Nothing, // the store is down: compute
+        }
+        for pause in polls(wait) {
+            tokio::time::sleep(pause).await;
+            if let Some(Some(bytes)) = get().await {
+                return Waited::Found(bytes);
+            }
+        }
+        Waited::Nothing
+    }
+
+    /// Stores `value` under `key` after a miss, for an `async fn`: the write is awaited, as
+    /// [`get_by_async`](StoreCache::get_by_async)'s lookup (on the I/O threads, dropped at once
+    /// if their queue is full). In memory, as
     /// [`insert_if_absent`](StoreCache::insert_if_absent).
     ///
     /// ```
@@ -626,19 +650,8 @@ where
         if self.maxsize == Some(0) {
             return;
         }
-        let item = match key::item(namespace, &key) {
-            Ok(item) => item,
-            Err(error) => {
-                self.codec_failed("key", &error);
-                return;
-            }
-        };
-        let bytes = match store.format.encode(&value) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                self.codec_failed("value", &error);
-                return;
-            }
+        let Some((item, bytes)) = self.encoded(store, namespace, &key, &value) else {
+            return;
         };
         let (path, refusals, ns, ttl) = (
             self.path.clone(),
@@ -647,6 +660,17 @@ where
             self.ttl,
         );
         let unlock = store.single_flight_wait.is_some() && self.locked.lock().remove(&item);
+        #[cfg(all(feature = "redis", feature = "tokio"))]
+        if let Some(redis) = store.redis_async() {
+            let (path, refusals) = (&self.path, &*self.refusals);
+            let set = redis.set(namespace, &item, bytes, self.ttl);
+            store.call_async(path, refusals, set).await;
+            if unlock {
+                let release = redis.unlock(namespace, &item);
+                store.call_async(path, refusals, release).await;
+            }
+            return;
+        }
         let (reply, answer) = super::io::reply();
         let queued = store.submit(move |store| {
             store.call(&path, &refusals, |s| s.set(&ns, &item, &bytes, ttl));
@@ -671,9 +695,10 @@ enum Waited {
     Nothing,
 }
 
-/// Cross-process single-flight after a miss of an `async fn`, on an I/O thread of the store
-/// (the caller awaits it, so it may sleep): as [`StoreCache::wait_for_other_process`], the
-/// key's lock or the value of the process that holds it, polled for up to `wait`.
+/// Cross-process single-flight after a miss, on the caller's thread or an I/O thread of the
+/// store (the caller of an `async fn` awaits it, so it may sleep): take the key's lock (this
+/// process computes), or, if another process holds it, poll for its value for up to `wait`;
+/// [`Waited::Nothing`] then (compute after all).
 fn lock_or_wait(
     store: &Registered,
     path: &str,
@@ -699,19 +724,26 @@ fn lock_or_wait(
         Some(false) => {}
         None => return Waited::Nothing, // the store is down: compute
     }
-    let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Waited::Nothing;
-        }
-        std::thread::sleep(pause.min(left));
-        pause = (pause * 2).min(Duration::from_millis(50));
+    for pause in polls(wait) {
+        std::thread::sleep(pause);
         if let Some(bytes) = get() {
             return Waited::Found(bytes);
         }
     }
+    Waited::Nothing
+}
+
+/// The pauses between the polls of a process waiting for another's value: 5 ms, doubling to
+/// 50 ms, until `wait` has passed (measured from the first pause).
+fn polls(wait: Duration) -> impl Iterator<Item = Duration> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(5);
+    std::iter::from_fn(move || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = pause.min(left);
+        pause = (pause * 2).min(Duration::from_millis(50));
+        (!next.is_zero()).then_some(next)
+    })
 }
 
 /// What the single-flight leader of an `async fn` with a store completes into: the write is

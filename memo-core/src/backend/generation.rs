@@ -49,6 +49,7 @@ impl Generations {
     }
 
     /// What a missing or garbled generation is recreated as: the last one seen, or the time.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn replacement(&self, namespace: &str) -> u64 {
         self.last(namespace).unwrap_or_else(unix_millis)
     }

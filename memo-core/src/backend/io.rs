@@ -1,7 +1,9 @@
 //! The I/O of `async fn`s with a store: the store's blocking calls run on a few threads of the
 //! store's own, and the caller awaits a reply, so an executor thread never waits for a server.
 //! No runtime is involved (the reply is a plain `Future` woken from the I/O thread), so this
-//! works on tokio, async-std, smol or `futures::executor` alike, and needs no feature.
+//! works on tokio, async-std, smol or `futures::executor` alike, and needs no feature. (With
+//! feature `tokio`, a Redis store's calls go through its async connection instead:
+//! `redis_async`.)
 //!
 //! The queue is bounded: when the I/O threads are that far behind (a hung server with more
 //! callers than the breaker has yet turned away), a lookup is a miss and a write is dropped, at

@@ -9,13 +9,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use parking_lot::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::generation::{self, Generations};
 use super::ketama::Ketama;
 use super::key::{is_safe, sha256_hex, MAX_KEY_LEN};
+use super::nodes::NodeHealth;
+use super::pool::{self, Idle};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
 /// A [`Store`] on one memcached server or several (Django's list of `LOCATION`s).
@@ -63,7 +63,6 @@ pub struct MemcachedStore {
     generations: Generations,
     connect_timeout: Duration,
     io_timeout: Duration,
-    max_idle: usize,
     item_size_max: usize,
     warned_generation: AtomicBool,
 }
@@ -71,16 +70,15 @@ pub struct MemcachedStore {
 /// One server of the store: its idle connections, and whether it is down (in a pool).
 struct Server {
     address: String,
-    idle: Mutex<Vec<Connection>>,
-    down: Mutex<Option<Down>>,
+    idle: Idle<Connection>,
+    health: NodeHealth,
 }
 
-/// A server of a pool that failed: skipped until `retry_at`.
-struct Down {
-    since: Instant,
-    retry_at: Instant,
-    failures: u32,
-}
+/// Idle connections kept per server.
+const MAX_IDLE: usize = 16;
+
+/// What a server of a pool is called in warnings.
+const SERVER: &str = "memcached server";
 
 struct Connection {
     stream: BufReader<TcpStream>,
@@ -97,10 +95,6 @@ const DEFAULT_ITEM_SIZE_MAX: usize = 1 << 20;
 
 /// What an item costs memcached beside its key and value (header, flags, lengths, CAS).
 const ITEM_OVERHEAD: usize = 96;
-
-/// How long a failed server of a pool is skipped at first, and at most.
-const SERVER_RETRY: Duration = Duration::from_secs(1);
-const SERVER_MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// `host:port` from `host:port` or `memcache://host:port/`.
 fn parse_address(address: &str) -> Result<String, StoreError> {
@@ -163,9 +157,9 @@ impl MemcachedStore {
         let servers = addresses
             .into_iter()
             .map(|address| Server {
+                health: NodeHealth::new(address.clone()),
                 address,
-                idle: Mutex::new(Vec::new()),
-                down: Mutex::new(None),
+                idle: Idle::new(MAX_IDLE),
             })
             .collect();
         Ok(MemcachedStore {
@@ -174,7 +168,6 @@ impl MemcachedStore {
             generations: Generations::new(Duration::from_secs(1)),
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
-            max_idle: 16,
             item_size_max: DEFAULT_ITEM_SIZE_MAX,
             warned_generation: AtomicBool::new(false),
         })
@@ -190,8 +183,8 @@ impl MemcachedStore {
     /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_timeouts(mut self, connect: Duration, io: Duration) -> Self {
-        self.connect_timeout = connect.max(Duration::from_millis(1));
-        self.io_timeout = io.max(Duration::from_millis(1));
+        self.connect_timeout = pool::timeout(connect);
+        self.io_timeout = pool::timeout(io);
         self
     }
 
@@ -261,25 +254,12 @@ impl MemcachedStore {
         op: impl Fn(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let server = &self.servers[index];
-        let pooled = server.idle.lock().pop();
-        let (mut conn, reused) = match pooled {
-            Some(conn) => (conn, true),
-            None => (self.open(&server.address)?, false),
-        };
-        let result = match op(&mut conn) {
-            Err(e) if reused && e.kind() == ErrorKind::Io => {
-                conn = self.open(&server.address)?;
-                op(&mut conn)
-            }
-            other => other,
-        };
-        if result.is_ok() {
-            let mut idle = server.idle.lock();
-            if idle.len() < self.max_idle {
-                idle.push(conn);
-            }
-        }
-        result
+        server.idle.with(
+            || self.open(&server.address),
+            op,
+            |e| e.kind() == ErrorKind::Io,
+            |e| e,
+        )
     }
 
     /// The server that holds `key`.
@@ -299,41 +279,12 @@ impl MemcachedStore {
         if self.ring.is_none() {
             return self.with_conn(index, op).map(Some);
         }
-        let server = &self.servers[index];
-        if !server.may_try() {
-            return self.unless_all_down(None);
-        }
-        match self.with_conn(index, op) {
-            Ok(value) => {
-                server.recovered();
-                Ok(Some(value))
-            }
-            Err(error) if error.is_outage() => {
-                server.failed(&error, self.servers.len());
-                self.unless_all_down(Some(error))
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// `Ok(None)` (a skipped server) while some server is up; the error once all are down.
-    fn unless_all_down<T>(&self, error: Option<StoreError>) -> Result<Option<T>, StoreError> {
-        if self.servers.iter().any(|s| s.down.lock().is_none()) {
-            return Ok(None);
-        }
-        let error = error.unwrap_or_else(|| {
-            StoreError::new(
-                ErrorKind::Connect,
-                "every memcached server of the pool is down",
-            )
-        });
-        Err(StoreError::new(
-            error.kind(),
-            format!(
-                "every memcached server of the pool is down; last: {}",
-                error.message()
-            ),
-        ))
+        let all_down = || self.servers.iter().all(|s| !s.health.is_up());
+        self.servers[index]
+            .health
+            .route(SERVER, self.servers.len(), all_down, || {
+                self.with_conn(index, op)
+            })
     }
 
     /// The generation of `namespace`: from this process's memory if fresh, else from its
@@ -429,64 +380,6 @@ impl MemcachedStore {
         )
         .with_code("TOO_LARGE")
     }
-}
-
-impl Server {
-    /// Whether this server of a pool may be used now; past its retry time, one call claims
-    /// the retry and the others keep skipping it.
-    fn may_try(&self) -> bool {
-        let mut down = self.down.lock();
-        match down.as_mut() {
-            None => true,
-            Some(down) if Instant::now() >= down.retry_at => {
-                down.retry_at = Instant::now() + backoff(down.failures);
-                true
-            }
-            Some(_) => false,
-        }
-    }
-
-    fn failed(&self, error: &StoreError, servers: usize) {
-        let mut down = self.down.lock();
-        match down.as_mut() {
-            Some(down) => {
-                down.failures = down.failures.saturating_add(1);
-                down.retry_at = Instant::now() + backoff(down.failures);
-            }
-            None => {
-                *down = Some(Down {
-                    since: Instant::now(),
-                    retry_at: Instant::now() + SERVER_RETRY,
-                    failures: 0,
-                });
-                tracing::warn!(
-                    server = %self.address,
-                    %error,
-                    "memcached server {} unreachable: {error}; its share of the keys (1/{servers}) \
-                     misses until it recovers, the other servers are used as before",
-                    self.address
-                );
-            }
-        }
-    }
-
-    fn recovered(&self) {
-        let mut down = self.down.lock();
-        if let Some(was) = down.take() {
-            tracing::info!(
-                server = %self.address,
-                "memcached server {} recovered after {:.1?}; using it again",
-                self.address,
-                was.since.elapsed()
-            );
-        }
-    }
-}
-
-fn backoff(failures: u32) -> Duration {
-    SERVER_RETRY
-        .saturating_mul(1 << failures.min(16))
-        .min(SERVER_MAX_RETRY)
 }
 
 /// The cross-process single-flight lock of the memcached key `data`.

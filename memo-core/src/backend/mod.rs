@@ -16,9 +16,18 @@
 //! | [`MemcachedStore`] | `memcached` | no | every machine | tens of µs |
 //!
 //! Calls are bounded by short timeouts (250 ms by default). A sync function calls its store on
-//! its own thread; an `async fn` awaits it: the call runs on a few I/O threads of the store's and
-//! the executor thread goes on with other tasks meanwhile, on any runtime (no runtime is a
-//! dependency). The I/O threads' queue is bounded: when it is full, a lookup is a miss at once.
+//! its own thread; an `async fn` awaits it, and the executor thread goes on with other tasks
+//! meanwhile, on any runtime:
+//!
+//! - with feature `tokio`, a [`RedisStore`] (one server, a cluster, TLS) is called through the
+//!   `redis` crate's async multiplexed connection, on a tokio runtime thread of memo's own; each
+//!   call, connecting included, is bounded as a whole by the store's timeout (`tokio::time`), so
+//!   a lookup never takes longer;
+//! - otherwise (memcached, SQLite, or Redis without the feature; no runtime is a dependency), the
+//!   call runs on a few I/O threads of the store's. Their queue is bounded: when it is full, a
+//!   lookup is a miss at once.
+//!
+//! Either way the breaker, the refusals and the fallback to calling the function are the same.
 //!
 //! ```
 //! use memo::stores::{self, StoreCache};
@@ -49,10 +58,16 @@ mod ketama;
 mod key;
 #[cfg(feature = "memcached")]
 mod memcached;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod nodes;
 #[cfg(feature = "persistent")]
 mod persistent;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod pool;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(all(feature = "redis", feature = "tokio"))]
+mod redis_async;
 #[cfg(feature = "redis")]
 mod redis_conn;
 mod registry;

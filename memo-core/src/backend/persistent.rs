@@ -24,8 +24,16 @@ use crate::ManualClock;
 /// number of entries is bounded
 /// (10 000 by default, [`with_max_entries`](PersistentStore::with_max_entries)): when an insert
 /// finds the file over the bound, expired entries go first, then the oldest, down to 90% of
-/// it (Django's culling, by age instead of at random). Lookups do not write, so the order is of
+/// it (Django's culling, by age instead of at random). Lookups do not reorder entries (they
+/// write only to remove one found expired), so the order is of
 /// insertion (FIFO), not of use.
+///
+/// [`clear`](Store::clear) and [`len`](Store::len) read or write one row whatever the namespace
+/// holds: each namespace has a generation, part of each of its rows, and a count of the rows of
+/// its current generation that SQLite keeps by triggers in each write's transaction (exact for
+/// every process sharing the file; an expired entry counts until a lookup finds it expired or
+/// the culling removes it). A clear bumps the
+/// generation; the old rows, misses at once, are then removed a few per write.
 ///
 /// Faults stay small. A file that is not a database or is corrupt, found at open or at any
 /// later call, is moved aside (`<file>.corrupt-<unix ms>`, kept for inspection) and a new one is
@@ -140,23 +148,96 @@ fn open_file(
     if let Some(pages) = max_pages {
         conn.pragma_update(None, "max_page_count", pages)?;
     }
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS memo_entries (
-             namespace TEXT NOT NULL,
-             key TEXT NOT NULL,
-             value BLOB NOT NULL,
-             expires_at INTEGER,
-             stored_at INTEGER NOT NULL,
-             PRIMARY KEY (namespace, key)
-         ) WITHOUT ROWID;
-         CREATE INDEX IF NOT EXISTS memo_entries_by_age ON memo_entries (stored_at);",
-    )?;
+    conn.execute_batch(SCHEMA)?;
+    migrate(&conn)?;
+    conn.execute_batch(TRIGGERS)?;
     let entries = count(&conn)?;
     Ok((conn, entries))
 }
 
 /// The expiry, in Unix ms, of an entry stored at `now` with `ttl`: at least 1 ms later, and
 /// capped at SQLite's largest integer.
+/// The entries, and per namespace its generation and the number of its live entries (rows of
+/// its current generation): what makes `clear` and `len` one row each, whatever the namespace
+/// holds. Older files (no `generation` column) are migrated by [`migrate`].
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS memo_entries (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        expires_at INTEGER,
+        stored_at INTEGER NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS memo_entries_by_age ON memo_entries (stored_at);
+    CREATE TABLE IF NOT EXISTS memo_namespaces (
+        namespace TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        entries INTEGER NOT NULL
+    ) WITHOUT ROWID;";
+
+/// The count of each namespace's current entries, kept by SQLite itself in the same
+/// transaction as each write, so it stays exact whichever process writes. Rows of an older
+/// generation (left by a clear) count for nothing.
+const TRIGGERS: &str = "
+    CREATE INDEX IF NOT EXISTS memo_entries_by_generation ON memo_entries (namespace, generation);
+    CREATE TRIGGER IF NOT EXISTS memo_namespace_row BEFORE INSERT ON memo_entries BEGIN
+        INSERT OR IGNORE INTO memo_namespaces (namespace, generation, entries)
+        VALUES (NEW.namespace, 0, 0);
+    END;
+    CREATE TRIGGER IF NOT EXISTS memo_count_insert AFTER INSERT ON memo_entries BEGIN
+        UPDATE memo_namespaces SET entries = entries + 1
+        WHERE namespace = NEW.namespace AND generation = NEW.generation;
+    END;
+    CREATE TRIGGER IF NOT EXISTS memo_count_delete AFTER DELETE ON memo_entries BEGIN
+        UPDATE memo_namespaces SET entries = entries - 1
+        WHERE namespace = OLD.namespace AND generation = OLD.generation;
+    END;
+    CREATE TRIGGER IF NOT EXISTS memo_count_update AFTER UPDATE OF generation ON memo_entries
+    WHEN OLD.generation <> NEW.generation BEGIN
+        UPDATE memo_namespaces SET entries = entries - 1
+        WHERE namespace = OLD.namespace AND generation = OLD.generation;
+        UPDATE memo_namespaces SET entries = entries + 1
+        WHERE namespace = NEW.namespace AND generation = NEW.generation;
+    END;";
+
+/// A file made before generations: adds the column (existing rows are generation 0) and counts
+/// each namespace once, in one transaction (another process may be migrating it too).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_generation = |conn: &Connection| -> rusqlite::Result<bool> {
+        conn.prepare("SELECT 1 FROM pragma_table_info('memo_entries') WHERE name = 'generation'")?
+            .exists([])
+    };
+    if has_generation(conn)? {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let migrated = (|| {
+        if !has_generation(conn)? {
+            conn.execute_batch(
+                "ALTER TABLE memo_entries ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+                 INSERT OR REPLACE INTO memo_namespaces (namespace, generation, entries)
+                     SELECT namespace, 0, COUNT(*) FROM memo_entries GROUP BY namespace;",
+            )?;
+        }
+        Ok(())
+    })();
+    conn.execute_batch(if migrated.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    })?;
+    migrated
+}
+
+/// The current generation of namespace `?1`, in a statement.
+const CURRENT: &str = "COALESCE((SELECT generation FROM memo_namespaces WHERE namespace = ?1), 0)";
+
+/// Rows of older generations removed per write at most: what a clear left is collected in
+/// small steps (and by the culling of the oldest entries), never in one long statement.
+const COLLECT_PER_WRITE: i64 = 16;
+
 fn expiry(now: i64, ttl: Duration) -> i64 {
     let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
     now.saturating_add(millis)
@@ -398,14 +479,30 @@ impl Store for PersistentStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.now_millis();
         self.with_inner(|inner| {
-            inner
+            let found: Option<(Vec<u8>, Option<i64>)> = inner
                 .conn
-                .prepare_cached(
-                    "SELECT value FROM memo_entries WHERE namespace = ?1 AND key = ?2
-                     AND (expires_at IS NULL OR expires_at > ?3)",
-                )?
-                .query_row(params![namespace, key, now], |row| row.get(0))
-                .optional()
+                .prepare_cached(&format!(
+                    "SELECT value, expires_at FROM memo_entries WHERE namespace = ?1
+                     AND key = ?2 AND generation = {CURRENT}"
+                ))?
+                .query_row(params![namespace, key], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            match found {
+                Some((_, Some(expires_at))) if expires_at <= now => {
+                    // Expired: removed now, so that the count stops including it.
+                    inner
+                        .conn
+                        .prepare_cached(
+                            "DELETE FROM memo_entries WHERE namespace = ?1 AND key = ?2
+                             AND expires_at <= ?3",
+                        )?
+                        .execute(params![namespace, key, now])?;
+                    Ok(None)
+                }
+                found => Ok(found.map(|(value, _)| value)),
+            }
         })
     }
 
@@ -421,12 +518,24 @@ impl Store for PersistentStore {
         self.with_inner(|inner| {
             inner
                 .conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO memo_entries
-                         (namespace, key, value, expires_at, stored_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
+                .prepare_cached(&format!(
+                    "INSERT INTO memo_entries
+                         (namespace, key, value, expires_at, stored_at, generation)
+                     VALUES (?1, ?2, ?3, ?4, ?5, {CURRENT})
+                     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value,
+                         expires_at = excluded.expires_at, stored_at = excluded.stored_at,
+                         generation = excluded.generation"
+                ))?
                 .execute(params![namespace, key, value, expires_at, now])?;
+            // A few rows of the namespace's older generations, if a clear left any.
+            inner
+                .conn
+                .prepare_cached(&format!(
+                    "DELETE FROM memo_entries WHERE (namespace, key) IN
+                         (SELECT namespace, key FROM memo_entries
+                          WHERE namespace = ?1 AND generation < {CURRENT} LIMIT ?2)"
+                ))?
+                .execute(params![namespace, COLLECT_PER_WRITE])?;
             inner.estimate += 1;
             if inner.estimate > self.max_entries {
                 self.cull(inner, now)?;
@@ -439,38 +548,43 @@ impl Store for PersistentStore {
         self.with_inner(|inner| {
             inner
                 .conn
-                .execute(
-                    "DELETE FROM memo_entries WHERE namespace = ?1 AND key = ?2",
-                    params![namespace, key],
-                )
+                .prepare_cached(&format!(
+                    "DELETE FROM memo_entries WHERE namespace = ?1 AND key = ?2
+                     AND generation = {CURRENT}"
+                ))?
+                .execute(params![namespace, key])
                 .map(|n| n > 0)
         })
     }
 
+    /// One row: the namespace's generation goes up and its count to zero, whatever it holds.
+    /// The rows of the old generation are misses at once and are collected a few per write
+    /// (and by the culling of the oldest entries).
     fn clear(&self, namespace: &str) -> Result<(), StoreError> {
         self.with_inner(|inner| {
             inner
                 .conn
-                .execute(
-                    "DELETE FROM memo_entries WHERE namespace = ?1",
-                    params![namespace],
-                )
+                .prepare_cached(
+                    "INSERT INTO memo_namespaces (namespace, generation, entries) VALUES (?1, 1, 0)
+                     ON CONFLICT (namespace) DO UPDATE SET generation = generation + 1,
+                         entries = 0",
+                )?
+                .execute(params![namespace])
                 .map(drop)
         })
     }
 
+    /// The count SQLite keeps of the namespace's entries: one row read, however many there
+    /// are. An expired entry counts until it is removed: by the lookup that finds it expired,
+    /// or by the culling, which removes expired entries first.
     fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
-        let now = self.now_millis();
         self.with_inner(|inner| {
             inner
                 .conn
-                .query_row(
-                    "SELECT COUNT(*) FROM memo_entries WHERE namespace = ?1
-                     AND (expires_at IS NULL OR expires_at > ?2)",
-                    params![namespace, now],
-                    |row| row.get::<_, i64>(0),
-                )
-                .map(|n| Some(n as usize))
+                .prepare_cached("SELECT entries FROM memo_namespaces WHERE namespace = ?1")?
+                .query_row(params![namespace], |row| row.get::<_, i64>(0))
+                .optional()
+                .map(|n| Some(n.unwrap_or(0).max(0) as usize))
         })
     }
 }
@@ -487,6 +601,132 @@ impl std::fmt::Debug for PersistentStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows(store: &PersistentStore) -> usize {
+        store.total_entries().unwrap()
+    }
+
+    #[test]
+    fn the_count_is_kept_exact_and_a_clear_touches_one_row() {
+        let path = std::env::temp_dir().join(format!("memo-unit-count-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = PersistentStore::open(&path)
+            .unwrap()
+            .with_max_entries(1 << 30);
+        let len = |ns: &str| store.len(ns).unwrap().unwrap();
+        assert_eq!(len("a"), 0);
+        store.set("a", "1", b"x", None).unwrap();
+        store.set("a", "1", b"y", None).unwrap(); // replaced: still one
+        store.set("a", "2", b"x", None).unwrap();
+        store.set("b", "1", b"x", None).unwrap();
+        assert_eq!((len("a"), len("b")), (2, 1));
+        assert!(store.delete("a", "2").unwrap());
+        assert!(!store.delete("a", "2").unwrap());
+        assert_eq!(len("a"), 1);
+        // Many rows, written straight into the file: a clear and a count stay one row each.
+        let n = std::env::var("MEMO_SQLITE_ROWS").map_or(100_000, |v| v.parse().unwrap());
+        {
+            let mut inner = store.conn.lock();
+            let tx = inner.conn.transaction().unwrap();
+            {
+                let mut insert = tx
+                    .prepare(
+                        "INSERT INTO memo_entries (namespace, key, value, stored_at) \
+                              VALUES ('big', ?1, x'00', 0)",
+                    )
+                    .unwrap();
+                for i in 0..n {
+                    insert.execute(params![i.to_string()]).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(len("big"), n);
+        let counted = started.elapsed();
+        // What the count and the clear cost before: a scan of the namespace's rows.
+        let started = std::time::Instant::now();
+        let scanned: i64 = store
+            .conn
+            .lock()
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM memo_entries WHERE namespace = 'big' \
+                 AND (expires_at IS NULL OR expires_at > 0)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let scan = started.elapsed();
+        assert_eq!(scanned as usize, n);
+        let started = std::time::Instant::now();
+        store.clear("big").unwrap();
+        let cleared = started.elapsed();
+        assert_eq!(len("big"), 0);
+        assert_eq!(
+            store.get("big", "7").unwrap(),
+            None,
+            "old rows are misses at once"
+        );
+        assert_eq!(rows(&store), n + 2, "and still in the file");
+        store.set("big", "7", b"new", None).unwrap();
+        assert_eq!(store.get("big", "7").unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(len("big"), 1);
+        assert_eq!(
+            rows(&store),
+            n + 2 - COLLECT_PER_WRITE as usize,
+            "key 7's old row was overwritten, and a few others collected"
+        );
+        let started = std::time::Instant::now();
+        {
+            let inner = store.conn.lock();
+            inner
+                .conn
+                .execute("DELETE FROM memo_entries WHERE namespace = 'big'", [])
+                .unwrap();
+        }
+        let deleted = started.elapsed();
+        assert_eq!(
+            len("big"),
+            0,
+            "deleting rows of any generation keeps the count"
+        );
+        eprintln!(
+            "sqlite, {n} rows in a namespace: len {counted:?} (a COUNT scan: {scan:?}), \
+             clear {cleared:?} (a DELETE of them: {deleted:?})"
+        );
+        drop(store);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_file_of_before_generations_is_migrated_with_its_counts() {
+        let path = std::env::temp_dir().join(format!("memo-unit-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE memo_entries (namespace TEXT NOT NULL, key TEXT NOT NULL,
+                     value BLOB NOT NULL, expires_at INTEGER, stored_at INTEGER NOT NULL,
+                     PRIMARY KEY (namespace, key)) WITHOUT ROWID;
+                 INSERT INTO memo_entries VALUES ('a', '1', x'01', NULL, 0), ('a', '2', x'02', NULL, 0);",
+            )
+            .unwrap();
+        }
+        let store = PersistentStore::open(&path).unwrap();
+        assert_eq!(store.len("a").unwrap(), Some(2));
+        assert_eq!(store.get("a", "1").unwrap(), Some(vec![1]));
+        store.clear("a").unwrap();
+        assert_eq!(
+            (store.get("a", "1").unwrap(), store.len("a").unwrap()),
+            (None, Some(0))
+        );
+        drop(store);
+        let reopened = PersistentStore::open(&path).unwrap();
+        assert_eq!(reopened.len("a").unwrap(), Some(0), "migrated once");
+        drop(reopened);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn expiry_is_capped_never_wrapped() {

@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use std::sync::Arc;
 
 use super::generation::{self, Generations};
-use super::redis_conn::{Conn, Target};
+use super::pool::{self, Idle};
+use super::redis_conn::{Conn, Slots, Target};
 use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 
 /// A [`Store`] on a Redis server (or Valkey, KeyDB, any server of the protocol).
@@ -44,11 +43,10 @@ use super::{ErrorKind, Store, StoreError, DEFAULT_TIMEOUT};
 /// ```
 pub struct RedisStore {
     target: Arc<Target>,
-    pool: Mutex<Vec<Conn>>,
+    pool: Idle<Conn>,
     connect_timeout: Duration,
     io_timeout: Duration,
-    max_idle: usize,
-    generations: Generations,
+    generations: Arc<Generations>,
 }
 
 impl RedisStore {
@@ -94,11 +92,10 @@ impl RedisStore {
     fn on(target: Target) -> Self {
         RedisStore {
             target: Arc::new(target),
-            pool: Mutex::new(Vec::new()),
+            pool: Idle::new(16),
             connect_timeout: DEFAULT_TIMEOUT,
             io_timeout: DEFAULT_TIMEOUT,
-            max_idle: 16,
-            generations: Generations::new(Duration::from_secs(1)),
+            generations: Arc::new(Generations::new(Duration::from_secs(1))),
         }
     }
 
@@ -125,7 +122,7 @@ impl RedisStore {
             ));
         }
         self.target = Arc::new(self.target.with_root_cert(pem.to_vec()).map_err(config)?);
-        self.pool.lock().clear();
+        self.pool.clear();
         Ok(self)
     }
 
@@ -139,8 +136,8 @@ impl RedisStore {
     /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_timeouts(mut self, connect: Duration, io: Duration) -> Self {
-        self.connect_timeout = connect.max(Duration::from_millis(1));
-        self.io_timeout = io.max(Duration::from_millis(1));
+        self.connect_timeout = pool::timeout(connect);
+        self.io_timeout = pool::timeout(io);
         self
     }
 
@@ -152,7 +149,7 @@ impl RedisStore {
     /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_max_idle(mut self, max_idle: usize) -> Self {
-        self.max_idle = max_idle;
+        self.pool.set_max(max_idle);
         self
     }
 
@@ -167,8 +164,22 @@ impl RedisStore {
     /// # Ok::<(), memo::stores::StoreError>(())
     /// ```
     pub fn with_generation_refresh(mut self, refresh: Duration) -> Self {
-        self.generations.set_refresh(refresh);
+        match Arc::get_mut(&mut self.generations) {
+            Some(generations) => generations.set_refresh(refresh),
+            None => self.generations = Arc::new(Generations::new(refresh)),
+        }
         self
+    }
+
+    /// The async side of this store (feature `tokio`), sharing its target and generations.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn async_side(&self) -> super::redis_async::AsyncRedis {
+        super::redis_async::AsyncRedis::new(
+            Arc::clone(&self.target),
+            Arc::clone(&self.generations),
+            self.connect_timeout,
+            self.io_timeout,
+        )
     }
 
     fn open(&self) -> Result<Conn, StoreError> {
@@ -183,40 +194,20 @@ impl RedisStore {
         &self,
         op: impl Fn(&mut Conn) -> ::redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let pooled = self.pool.lock().pop();
-        let (mut conn, reused) = match pooled {
-            Some(conn) => (conn, true),
-            None => (self.open()?, false),
-        };
-        let result = match op(&mut conn) {
-            Err(e) if reused && is_stale(&e) => {
-                conn = self.open()?;
-                op(&mut conn)
-            }
-            other => other,
-        };
-        match result {
-            Ok(value) => {
-                let mut pool = self.pool.lock();
-                if pool.len() < self.max_idle {
-                    pool.push(conn);
-                }
-                Ok(value)
-            }
-            Err(e) => Err(redis_error(&e, false)),
-        }
+        self.pool
+            .with(|| self.open(), op, is_stale, |e| redis_error(&e, false))
     }
 }
 
 /// A pooled connection that the server closed (restart, idle timeout): worth one retry.
-fn is_stale(e: &::redis::RedisError) -> bool {
+pub(super) fn is_stale(e: &::redis::RedisError) -> bool {
     !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal())
 }
 
 /// The kind of a redis error: a fault of the connection (an outage), or an answer of the server
 /// refusing the request (`OOM` under `maxmemory` with `noeviction`, `READONLY` on a replica,
 /// `WRONGTYPE` at a key of another type, any other error reply), which fails that call only.
-fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
+pub(super) fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
     use ::redis::ErrorKind as Redis;
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
@@ -239,7 +230,7 @@ fn redis_error(e: &::redis::RedisError, connecting: bool) -> StoreError {
 
 /// The cross-process single-flight lock of a key: outside the namespace, so that clearing it
 /// never sees locks.
-fn lock_key(namespace: &str, key: &str) -> String {
+pub(super) fn lock_key(namespace: &str, key: &str) -> String {
     format!("lock:{namespace}:{key}")
 }
 
@@ -262,49 +253,164 @@ impl RedisStore {
         if let Some(generation) = self.generations.fresh(namespace) {
             return Ok(generation);
         }
-        let gen_key = generation::key(namespace);
-        let stored: Option<Vec<u8>> = ::redis::cmd("GET").arg(&gen_key).query(conn)?;
-        let generation = match stored.as_deref().map(generation::parse) {
-            Some(Some(generation)) => generation,
-            missing_or_garbled => {
-                let fresh = self.generations.replacement(namespace);
-                let mut set = ::redis::cmd("SET");
-                set.arg(&gen_key).arg(fresh);
-                if missing_or_garbled.is_none() {
-                    // Missing: unless another process recreated it first.
-                    set.arg("NX");
-                }
-                let stored: Option<String> = set.query(conn)?;
-                if stored.is_some() {
-                    fresh
-                } else {
-                    let again: Option<Vec<u8>> = ::redis::cmd("GET").arg(&gen_key).query(conn)?;
-                    again
-                        .as_deref()
-                        .and_then(generation::parse)
-                        .unwrap_or(fresh)
-                }
+        let steps = GenerationRead::new(&self.generations, namespace);
+        let generation = match steps.found(steps.get().query(conn)?) {
+            Ok(generation) => generation,
+            Err(set) => {
+                let again = match set.query::<Option<String>>(conn)? {
+                    Some(_) => None,
+                    None => steps.get().query(conn)?,
+                };
+                steps.replaced(again)
             }
         };
         self.generations.remember(namespace, generation);
         Ok(generation)
     }
 
-    /// Runs `op` with the data key of `key` in `namespace`.
+    /// Runs `op` with the data key of `key` in `namespace`; `None` if skipped: on a cluster,
+    /// when the master of the key (or of the namespace's generation, never read by this
+    /// process) is down while others are up.
     fn with_key<T>(
         &self,
         namespace: &str,
         key: &str,
         op: impl Fn(&mut Conn, &str) -> ::redis::RedisResult<T>,
-    ) -> Result<T, StoreError> {
-        self.with_conn(|c| {
-            let generation = self.generation(c, namespace)?;
-            op(c, &data_key(namespace, generation, key))
-        })
+    ) -> Result<Option<T>, StoreError> {
+        let Some(slots) = self.target.slots() else {
+            return self
+                .with_conn(|c| {
+                    let generation = self.generation(c, namespace)?;
+                    op(c, &data_key(namespace, generation, key))
+                })
+                .map(Some);
+        };
+        self.refresh_slots(slots);
+        let generation = match self.generations.fresh(namespace) {
+            Some(generation) => generation,
+            None => {
+                let read = self.routed(slots, &generation::key(namespace), |c| {
+                    self.generation(c, namespace)
+                })?;
+                // Its master is down: nobody can clear the namespace meanwhile, so the
+                // generation last seen is still right.
+                match read.or_else(|| self.generations.last(namespace)) {
+                    Some(generation) => generation,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let data = data_key(namespace, generation, key);
+        self.routed(slots, &data, |c| op(c, &data))
+    }
+
+    /// `op` on the master of `key` unless it is down (see [`Slots`]).
+    fn routed<T>(
+        &self,
+        slots: &Slots,
+        key: &str,
+        op: impl Fn(&mut Conn) -> ::redis::RedisResult<T>,
+    ) -> Result<Option<T>, StoreError> {
+        slots.run(key, || self.with_conn(op))
+    }
+
+    /// Reads the cluster's slot map if it is stale (best effort: a failure keeps the old one).
+    fn refresh_slots(&self, slots: &Slots) {
+        if !slots.claim_refresh() {
+            return;
+        }
+        let (cmd, routing) = super::redis_conn::slots_command();
+        match self.with_conn(|c| c.route(&cmd, routing.clone())) {
+            Ok(reply) => slots.update(&reply),
+            Err(_) => slots.refreshed(),
+        }
+    }
+
+    /// `op` on the lock key `lock` (routed on a cluster); `None` if skipped.
+    fn with_lock<T>(
+        &self,
+        lock: &str,
+        op: impl Fn(&mut Conn) -> ::redis::RedisResult<T>,
+    ) -> Result<Option<T>, StoreError> {
+        match self.target.slots() {
+            Some(slots) => self.routed(slots, lock, op),
+            None => self.with_conn(op).map(Some),
+        }
     }
 }
 
-fn data_key(namespace: &str, generation: u64, key: &str) -> String {
+/// The steps of reading a namespace's generation, for the sync and the async connection alike:
+/// `GET` it; if it is missing or garbled, `SET` a replacement (`NX` if missing: unless another
+/// process recreated it first), and if that did not take, `GET` it again.
+pub(super) struct GenerationRead {
+    gen_key: String,
+    fresh: u64,
+}
+
+impl GenerationRead {
+    pub fn new(generations: &Generations, namespace: &str) -> Self {
+        GenerationRead {
+            gen_key: generation::key(namespace),
+            fresh: generations.replacement(namespace),
+        }
+    }
+
+    pub fn get(&self) -> ::redis::Cmd {
+        ::redis::cmd("GET").arg(&self.gen_key).clone()
+    }
+
+    /// The generation `stored`, or the `SET` that replaces it.
+    pub fn found(&self, stored: Option<Vec<u8>>) -> Result<u64, ::redis::Cmd> {
+        match stored.as_deref().map(generation::parse) {
+            Some(Some(generation)) => Ok(generation),
+            missing_or_garbled => {
+                let mut set = ::redis::cmd("SET");
+                set.arg(&self.gen_key).arg(self.fresh);
+                if missing_or_garbled.is_none() {
+                    set.arg("NX");
+                }
+                Err(set)
+            }
+        }
+    }
+
+    /// The generation after the `SET`: the replacement if it took (`again` is `None`), else
+    /// what another process stored, read `again`.
+    pub fn replaced(&self, again: Option<Vec<u8>>) -> u64 {
+        again
+            .as_deref()
+            .and_then(generation::parse)
+            .unwrap_or(self.fresh)
+    }
+}
+
+/// `SET key value` with the ttl in `EX` seconds or `PX` milliseconds.
+pub(super) fn set_command(key: &str, value: &[u8], ttl: Option<Duration>) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    match ttl {
+        Some(ttl) if ttl.subsec_nanos() == 0 => cmd.arg("EX").arg(ttl.as_secs()),
+        Some(ttl) => cmd
+            .arg("PX")
+            .arg(ttl.as_millis().clamp(1, u64::MAX as u128) as u64),
+        None => &mut cmd,
+    };
+    cmd
+}
+
+/// `SET lock pid NX PX ttl`: the cross-process single-flight lock.
+pub(super) fn lock_command(lock: &str, ttl: Duration) -> ::redis::Cmd {
+    let millis = ttl.as_millis().clamp(1, i64::MAX as u128) as u64;
+    ::redis::cmd("SET")
+        .arg(lock)
+        .arg(std::process::id())
+        .arg("NX")
+        .arg("PX")
+        .arg(millis)
+        .clone()
+}
+
+pub(super) fn data_key(namespace: &str, generation: u64, key: &str) -> String {
     format!("{namespace}:{generation}:{key}")
 }
 
@@ -381,6 +487,7 @@ impl Store for RedisStore {
         self.with_key(namespace, key, |c, key| {
             ::redis::cmd("GET").arg(key).query(c)
         })
+        .map(Option::flatten)
     }
 
     fn set(
@@ -391,24 +498,16 @@ impl Store for RedisStore {
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         self.with_key(namespace, key, |c, key| {
-            let mut cmd = ::redis::cmd("SET");
-            cmd.arg(key).arg(value);
-            match ttl {
-                Some(ttl) if ttl.subsec_nanos() == 0 => cmd.arg("EX").arg(ttl.as_secs()),
-                Some(ttl) => cmd
-                    .arg("PX")
-                    .arg(ttl.as_millis().clamp(1, u64::MAX as u128) as u64),
-                None => &mut cmd,
-            };
-            cmd.query::<()>(c)
+            set_command(key, value, ttl).query::<()>(c)
         })
+        .map(drop)
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
         self.with_key(namespace, key, |c, key| {
             ::redis::cmd("DEL").arg(key).query::<u64>(c)
         })
-        .map(|n| n > 0)
+        .map(|n| n.is_some_and(|n| n > 0))
     }
 
     /// One `INCR` of the generation (one round trip, whatever the server holds); the old keys
@@ -447,22 +546,18 @@ impl Store for RedisStore {
 
     fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let lock = lock_key(namespace, key);
-        let millis = ttl.as_millis().clamp(1, i64::MAX as u128) as u64;
-        self.with_conn(|c| {
-            let reply: Option<String> = ::redis::cmd("SET")
-                .arg(&lock)
-                .arg(std::process::id())
-                .arg("NX")
-                .arg("PX")
-                .arg(millis)
-                .query(c)?;
+        self.with_lock(&lock, |c| {
+            let reply: Option<String> = lock_command(&lock, ttl).query(c)?;
             Ok(reply.is_some())
         })
+        // Its master is down: compute.
+        .map(|taken| taken.unwrap_or(true))
     }
 
     fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
         let lock = lock_key(namespace, key);
-        self.with_conn(|c| ::redis::cmd("DEL").arg(&lock).query::<()>(c))
+        self.with_lock(&lock, |c| ::redis::cmd("DEL").arg(&lock).query::<()>(c))
+            .map(drop)
     }
 
     /// Unknown: Redis cannot count one namespace's live keys without scanning the keyspace.

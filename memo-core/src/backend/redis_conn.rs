@@ -7,8 +7,15 @@
 //! both; what a cluster does differently (a command per master: `SCAN`; deleting keys of many
 //! slots) is here too.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
+
+use super::nodes::{self, NodeHealth, Routed};
+use super::StoreError;
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{Client, Cmd, Connection, ConnectionLike, FromRedisValue, RedisResult, Value};
@@ -18,9 +25,13 @@ pub(crate) struct Target {
     urls: Vec<String>,
     root_cert: Option<Vec<u8>>,
     kind: TargetKind,
+    /// For a cluster: which master holds which slots, and whether each is up.
+    slots: Option<Slots>,
 }
 
-enum TargetKind {
+// One per store, made once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum TargetKind {
     Single(Client),
     Cluster(ClusterClient),
 }
@@ -79,6 +90,7 @@ impl Target {
                     urls,
                     root_cert,
                     kind: TargetKind::Single(client),
+                    slots: None,
                 });
             }
             TargetKind::Single(Client::open(url)?)
@@ -86,8 +98,20 @@ impl Target {
         Ok(Target {
             urls,
             root_cert,
+            slots: cluster.then(Slots::default),
             kind,
         })
+    }
+
+    /// The client: one server's, or the cluster's.
+    #[cfg(feature = "tokio")]
+    pub fn kind(&self) -> &TargetKind {
+        &self.kind
+    }
+
+    /// The slot map of a cluster (`None` for one server).
+    pub fn slots(&self) -> Option<&Slots> {
+        self.slots.as_ref()
     }
 
     /// A new connection, every connect bounded by `connect` and every read and write by `io`.
@@ -178,6 +202,14 @@ impl Conn {
         Ok(parse_masters(&text).into_iter().map(Some).collect())
     }
 
+    /// `cmd` routed by `routing` on a cluster (on the one server otherwise).
+    pub fn route(&mut self, cmd: &Cmd, routing: RoutingInfo) -> RedisResult<Value> {
+        match self {
+            Conn::Cluster(conn) => conn.route_command(cmd, routing),
+            Conn::Single(conn) => cmd.query(conn),
+        }
+    }
+
     /// `cmd` on master `node` (from [`masters`](Conn::masters)).
     pub fn query_on<T: FromRedisValue>(&mut self, node: &Node, cmd: &Cmd) -> RedisResult<T> {
         match (self, node) {
@@ -211,6 +243,176 @@ impl Conn {
             }
         }
     }
+}
+
+/// What a master of a cluster is called in warnings.
+const MASTER: &str = "redis cluster master";
+
+/// How long a cluster's slot map is trusted before it is read again.
+const SLOTS_REFRESH: Duration = Duration::from_secs(5);
+
+/// The slots of a Redis Cluster and the health of the masters that serve them: a master that
+/// fails is skipped alone (its keys miss), the others keep serving theirs. Read with
+/// `CLUSTER SLOTS` on first use and every few seconds; until it is known, calls are not routed
+/// (their errors go to the store's breaker).
+#[derive(Default)]
+pub(crate) struct Slots {
+    map: RwLock<SlotMap>,
+    /// Each master's health, by `host:port`, kept across refreshes.
+    health: Mutex<HashMap<String, Arc<NodeHealth>>>,
+    refreshing: AtomicBool,
+}
+
+#[derive(Default)]
+struct SlotMap {
+    /// `(first, last, master)` per range, sorted.
+    ranges: Vec<(u16, u16, Arc<NodeHealth>)>,
+    read_at: Option<Instant>,
+}
+
+/// Where a call on one key goes.
+pub(crate) enum Route {
+    /// No slot map yet: straight to the cluster client, errors to the breaker.
+    Direct,
+    /// To this master.
+    Node(Arc<NodeHealth>),
+    /// Its master is down: skipped (`true`: every master is down).
+    Skip(bool),
+}
+
+impl Slots {
+    /// Whether the map should be read again; `true` claims the refresh (call
+    /// [`update`](Slots::update) or [`refreshed`](Slots::refreshed) after).
+    pub fn claim_refresh(&self) -> bool {
+        let stale = self
+            .map
+            .read()
+            .read_at
+            .is_none_or(|at| at.elapsed() >= SLOTS_REFRESH);
+        stale && !self.refreshing.swap(true, Ordering::AcqRel)
+    }
+
+    /// The end of a refresh that could not read the map.
+    pub fn refreshed(&self) {
+        self.refreshing.store(false, Ordering::Release);
+    }
+
+    /// A new map from the `CLUSTER SLOTS` reply `reply` (left as it was if it does not parse).
+    pub fn update(&self, reply: &Value) {
+        let parsed = parse_slots(reply);
+        if !parsed.is_empty() {
+            let mut health = self.health.lock();
+            let mut ranges: Vec<(u16, u16, Arc<NodeHealth>)> = parsed
+                .into_iter()
+                .map(|(first, last, address)| {
+                    let node = health
+                        .entry(address.clone())
+                        .or_insert_with(|| Arc::new(NodeHealth::new(address)));
+                    (first, last, Arc::clone(node))
+                })
+                .collect();
+            ranges.sort_by_key(|r| r.0);
+            *self.map.write() = SlotMap {
+                ranges,
+                read_at: Some(Instant::now()),
+            };
+        }
+        self.refreshed();
+    }
+
+    /// Where a call on `key` goes.
+    pub fn route(&self, key: &str) -> Route {
+        let slot = slot(key.as_bytes());
+        let map = self.map.read();
+        let found = map
+            .ranges
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&slot));
+        match found {
+            None => Route::Direct,
+            Some((_, _, node)) if node.may_try() => Route::Node(Arc::clone(node)),
+            Some(_) => Route::Skip(self.all_down()),
+        }
+    }
+
+    fn all_down(&self) -> bool {
+        self.health.lock().values().all(|node| !node.is_up())
+    }
+
+    fn masters(&self) -> usize {
+        self.health.lock().len().max(1)
+    }
+
+    /// `op` on the master of `key`, unless it is down.
+    pub fn run<T>(&self, key: &str, op: impl FnOnce() -> Result<T, StoreError>) -> Routed<T> {
+        match self.route(key) {
+            Route::Skip(all_down) => skipped(all_down),
+            route => self.settle(&route, op()),
+        }
+    }
+
+    /// What a call routed by `route` answered: see [`NodeHealth::settle`].
+    pub fn settle<T>(&self, route: &Route, result: Result<T, StoreError>) -> Routed<T> {
+        match route {
+            Route::Direct => result.map(Some),
+            Route::Node(node) => node.settle(MASTER, self.masters(), || self.all_down(), result),
+            Route::Skip(all_down) => skipped(*all_down),
+        }
+    }
+}
+
+/// A call whose master is down: `Ok(None)`, or the error once every master is.
+pub(crate) fn skipped<T>(all_down: bool) -> Routed<T> {
+    nodes::unless_all_down(MASTER, all_down, None)
+}
+
+/// `CLUSTER SLOTS`, routed to any node.
+pub(crate) fn slots_command() -> (Cmd, RoutingInfo) {
+    (
+        ::redis::cmd("CLUSTER").arg("SLOTS").clone(),
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+    )
+}
+
+/// `(first, last, "host:port")` per slot range of a `CLUSTER SLOTS` reply.
+fn parse_slots(reply: &Value) -> Vec<(u16, u16, String)> {
+    let Value::Array(ranges) = reply else {
+        return Vec::new();
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let number = |v: &Value| match v {
+        Value::Int(n) => u16::try_from(*n).ok(),
+        _ => None,
+    };
+    ranges
+        .iter()
+        .filter_map(|range| {
+            let Value::Array(fields) = range else {
+                return None;
+            };
+            let (first, last) = (number(fields.first()?)?, number(fields.get(1)?)?);
+            let Value::Array(master) = fields.get(2)? else {
+                return None;
+            };
+            let (host, port) = (text(master.first()?)?, number(master.get(1)?)?);
+            Some((first, last, format!("{host}:{port}")))
+        })
+        .collect()
+}
+
+/// The cluster slot of `key`: CRC16 (XMODEM) of the key, or of its hash tag (the part between
+/// the first `{` and the next `}`, when not empty), modulo 16384.
+pub(crate) fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % 16384
 }
 
 /// `host:port` of each master in `CLUSTER NODES` output that is not failing.
@@ -314,6 +516,41 @@ e5 127.0.0.1:7004@17004 master - 0 0 5 connected";
                 ("127.0.0.1".to_string(), 7001)
             ]
         );
+    }
+
+    #[test]
+    fn slots_follow_redis_hash_tags_and_crc16() {
+        // Redis's own values (CLUSTER KEYSLOT).
+        assert_eq!(slot(b"123456789"), 0x31c3); // CRC16/XMODEM check value
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        assert_ne!(
+            slot(b"foo{}{bar}"),
+            slot(b"bar"),
+            "an empty tag hashes the whole key"
+        );
+        let reply = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(5460),
+            Value::Array(vec![
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::Int(7000),
+                Value::BulkString(b"id".to_vec()),
+            ]),
+        ])]);
+        assert_eq!(parse_slots(&reply), [(0, 5460, "127.0.0.1:7000".into())]);
+        let slots = Slots::default();
+        assert!(matches!(slots.route("foo"), Route::Direct));
+        assert!(slots.claim_refresh());
+        assert!(!slots.claim_refresh(), "one refresh at a time");
+        slots.update(&reply);
+        assert!(!slots.claim_refresh(), "fresh");
+        let key = (0..)
+            .map(|n| format!("k{n}"))
+            .find(|k| slot(k.as_bytes()) <= 5460)
+            .unwrap();
+        assert!(matches!(slots.route(&key), Route::Node(_)));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use super::codec::Format;
-use super::fault::{Breaker, StoreHealth};
+use super::fault::{Breaker, Permit, StoreHealth};
 use super::io::IoThreads;
 use super::{Codec, Compression, Store, StoreError};
 
@@ -159,6 +159,9 @@ pub(crate) struct Registered {
     breaker: Breaker,
     /// The threads that run the calls of `async fn`s, started on the first one.
     io: OnceLock<Option<IoThreads>>,
+    /// A Redis store's async connection (feature `tokio`), for `async fn`s on tokio.
+    #[cfg(all(feature = "redis", feature = "tokio"))]
+    redis_async: Option<Arc<super::redis_async::AsyncRedis>>,
 }
 
 /// The refusals one function was warned about: one warning per kind (the server's code).
@@ -211,7 +214,37 @@ impl Registered {
         op: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
     ) -> Option<T> {
         let permit = self.breaker.allow()?;
-        match op(&*self.store) {
+        self.settle(function, refusals, permit, op(&*self.store))
+    }
+
+    /// [`call`](Registered::call) of an async operation: `op` is awaited only if the breaker
+    /// lets the call through.
+    #[cfg(all(feature = "redis", feature = "tokio"))]
+    pub async fn call_async<T>(
+        &self,
+        function: &str,
+        refusals: &Refusals,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Option<T> {
+        let permit = self.breaker.allow()?;
+        self.settle(function, refusals, permit, op.await)
+    }
+
+    /// The async side of a Redis store (feature `tokio`).
+    #[cfg(all(feature = "redis", feature = "tokio"))]
+    pub fn redis_async(&self) -> Option<&Arc<super::redis_async::AsyncRedis>> {
+        self.redis_async.as_ref()
+    }
+
+    /// What a call made under `permit` answered: counted, warned, and its value if any.
+    fn settle<T>(
+        &self,
+        function: &str,
+        refusals: &Refusals,
+        permit: Permit,
+        result: Result<T, StoreError>,
+    ) -> Option<T> {
+        match result {
             Ok(value) => {
                 self.breaker.on_success(&self.name, permit);
                 Some(value)
@@ -264,6 +297,11 @@ pub fn register(name: impl Into<String>, store: impl Store) {
 /// ```
 pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreOptions) {
     let name = name.into();
+    // A Redis store also gets its async side, used by `async fn`s on tokio.
+    #[cfg(all(feature = "redis", feature = "tokio"))]
+    let redis_async = (&store as &dyn std::any::Any)
+        .downcast_ref::<super::RedisStore>()
+        .map(|redis| Arc::new(redis.async_side()));
     let registered = Registered {
         name: name.clone(),
         format: options.format,
@@ -272,6 +310,8 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
         store: Box::new(store),
         breaker: Breaker::new(options.retry_after, options.max_retry_after),
         io: OnceLock::new(),
+        #[cfg(all(feature = "redis", feature = "tokio"))]
+        redis_async,
     };
     STORES.write().insert(name, Arc::new(registered));
 }
