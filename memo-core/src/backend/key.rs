@@ -152,6 +152,31 @@ macro_rules! plain {
     };
 }
 
+impl Text {
+    /// Writes `open` and starts a sequence or map whose end writes `close`.
+    fn open(&mut self, open: &str, close: &'static str) -> Compound<'_> {
+        self.out.push_str(open);
+        Compound {
+            text: self,
+            first: true,
+            close,
+        }
+    }
+
+    /// `{"variant":` then [`Text::open`]: a tuple or struct variant, externally tagged.
+    fn open_variant(
+        &mut self,
+        variant: &str,
+        open: &str,
+        close: &'static str,
+    ) -> Result<Compound<'_>, serde_json::Error> {
+        self.out.push('{');
+        self.json(variant)?;
+        self.out.push(':');
+        Ok(self.open(open, close))
+    }
+}
+
 impl<'a> ser::Serializer for &'a mut Text {
     type Ok = ();
     type Error = serde_json::Error;
@@ -226,12 +251,7 @@ impl<'a> ser::Serializer for &'a mut Text {
         Ok(())
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, serde_json::Error> {
-        self.out.push('[');
-        Ok(Compound {
-            text: self,
-            first: true,
-            close: "]",
-        })
+        Ok(self.open("[", "]"))
     }
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a>, serde_json::Error> {
         self.serialize_seq(Some(len))
@@ -250,22 +270,10 @@ impl<'a> ser::Serializer for &'a mut Text {
         variant: &'static str,
         _: usize,
     ) -> Result<Compound<'a>, serde_json::Error> {
-        self.out.push('{');
-        self.json(variant)?;
-        self.out.push_str(":[");
-        Ok(Compound {
-            text: self,
-            first: true,
-            close: "]}",
-        })
+        self.open_variant(variant, "[", "]}")
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, serde_json::Error> {
-        self.out.push('{');
-        Ok(Compound {
-            text: self,
-            first: true,
-            close: "}",
-        })
+        Ok(self.open("{", "}"))
     }
     fn serialize_struct(
         self,
@@ -281,14 +289,7 @@ impl<'a> ser::Serializer for &'a mut Text {
         variant: &'static str,
         _: usize,
     ) -> Result<Compound<'a>, serde_json::Error> {
-        self.out.push('{');
-        self.json(variant)?;
-        self.out.push_str(":{");
-        Ok(Compound {
-            text: self,
-            first: true,
-            close: "}}",
-        })
+        self.open_variant(variant, "{", "}}")
     }
 }
 
