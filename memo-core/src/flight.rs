@@ -16,6 +16,11 @@
 //!   under the same lock (in memory) or while its entry says it is storing (a store outside the
 //!   process, written without the lock): an invalidation waits for such writes of its key before
 //!   it removes the key, so once it returns no value computed before it is stored or returned.
+//!   The entry stays until the cache drops the write's [`WriteEnd`]: at once for a write made on
+//!   the caller's thread, on the store's I/O thread (or memo's tokio runtime) for an `async fn`'s,
+//!   so the wait never needs the caller's executor (a sync wait from a task of a current_thread
+//!   runtime does not deadlock). The wait is bounded ([`REMOTE_WRITE_WAIT`]); a write still under
+//!   way then is cancelled: not made, or removed again once made.
 //!   Without single-flight an epoch plays the same part ([`Flights::store_since`]).
 //! - **Failure never queues callers**: a leader whose function returned an error or `None` ends
 //!   its flight with [`Flights::fail`]. An error that is `Clone + Send + Sync + 'static` is handed
@@ -66,6 +71,14 @@ pub trait FunctionCache<K, V> {
     fn peek(&self, key: &K) -> Option<V>;
     /// Stores `value` for `key` after a miss.
     fn insert_if_absent(&self, key: K, value: V);
+    /// Stores `value` for `key` after a miss, in a cache outside the process: `end` lives
+    /// until the write has ended (invalidations of the key wait for it meanwhile) and says
+    /// whether the write was cancelled ([`WriteEnd::cancelled`]). By default written at once,
+    /// as [`insert_if_absent`](FunctionCache::insert_if_absent), then ended.
+    fn insert_tracked(&self, key: K, value: V, end: WriteEnd<K, V>) {
+        self.insert_if_absent(key, value);
+        drop(end);
+    }
     /// Removes `key`; whether it was stored.
     fn remove(&self, key: &K) -> bool;
     /// The statistics.
@@ -103,7 +116,9 @@ static WAITS: Mutex<Vec<Edge>> = Mutex::new(Vec::new());
 pub struct Flights<K, V> {
     /// The function's name, for the recursion and cycle panics.
     name: Arc<str>,
-    shards: Box<[Shard<K, V>]>,
+    /// Shared with the [`WriteEnd`]s of the writes to a store outside the process, which end
+    /// on the store's I/O threads.
+    shards: Arc<[Shard<K, V>]>,
     /// Bumped by every invalidation (under the key's shard lock; by `clear` before it visits the
     /// shards), read without a lock by the callers that compute without single-flight.
     epoch: AtomicU64,
@@ -173,6 +188,10 @@ impl<K, V> Table<K, V> {
             .map(|entry| entry.remove().0)
     }
 }
+
+/// How long an invalidation waits at most for a write of its key to a store outside the process
+/// (four times a store's default timeout of 250 ms); past it, see [`WriteEnd::cancelled`].
+pub const REMOTE_WRITE_WAIT: Duration = Duration::from_secs(1);
 
 /// The number of shards of every table: a few per core, so that two threads rarely share one.
 fn shard_count() -> usize {
@@ -549,7 +568,10 @@ impl<K, V> Flights<K, V> {
         writing
     }
 
-    /// Waits, releasing the shard's lock meanwhile, until the writes `writing` have ended.
+    /// Waits, releasing the shard's lock meanwhile, until the writes `writing` have ended, for
+    /// [`REMOTE_WRITE_WAIT`] at most: a write still under way then is cancelled (its
+    /// [`WriteEnd::cancelled`] says so: not made if it has not started, removed again once made
+    /// if it has), so that a dead store never hangs an invalidation.
     fn wait_for_writes(
         shard: &Shard<K, V>,
         table: &mut parking_lot::MutexGuard<'_, Table<K, V>>,
@@ -563,8 +585,31 @@ impl<K, V> Flights<K, V> {
                     .is_some()
             })
         };
+        if !pending(table) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + REMOTE_WRITE_WAIT;
         while pending(table) {
-            shard.stored.wait(table);
+            if shard.stored.wait_until(table, deadline).timed_out() {
+                for &(hash, id) in writing {
+                    if let Some(entry) = table.entries.find_mut(hash, |entry| entry.id == id) {
+                        entry.stale = true;
+                    }
+                }
+                #[cfg(feature = "stores")]
+                {
+                    static WARNED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "a store write of a value computed before an invalidation took \
+                             longer than {REMOTE_WRITE_WAIT:?}: the invalidation proceeds and \
+                             the write is cancelled (removed again once made); warned once"
+                        );
+                    }
+                }
+                return;
+            }
         }
     }
 
@@ -826,7 +871,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 flight.finish(Outcome::Ready(value.clone()));
             }
             if let Some(key) = key {
-                Self::write_remote(shard, cache, hash, id, key, value);
+                self.write_remote(cache, hash, id, key, value);
             }
             return;
         }
@@ -847,19 +892,24 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     }
 
     /// Writes `key` to a cache outside the process without the shard's lock, while the entry
-    /// `id` (its key taken out) says so, then removes the entry and wakes the invalidations
-    /// waiting for the write.
+    /// `id` (its key taken out) says so; the entry is removed and the invalidations waiting for
+    /// the write are woken when the cache ends the write (drops its [`WriteEnd`]: at once for a
+    /// write made on this thread, on the store's I/O thread for an `async fn`'s).
     fn write_remote<C: FunctionCache<K, V>>(
-        shard: &Shard<K, V>,
+        &self,
         cache: &C,
         hash: u64,
         id: u64,
         key: K,
         value: V,
     ) {
-        cache.insert_if_absent(key, value);
-        shard.table.lock().take(hash, id);
-        shard.stored.notify_all();
+        let end = WriteEnd {
+            shards: Arc::clone(&self.shards),
+            index: self.shard_index(hash),
+            hash,
+            id,
+        };
+        cache.insert_tracked(key, value, end);
     }
 
     /// Ends the leader's flight without a value: hands `failure` to the waiters, or with `None`
@@ -970,7 +1020,40 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         // Written without the lock, as a leader's value, an entry saying so meanwhile.
         let id = table.insert(hash, None, false);
         drop(table);
-        Self::write_remote(shard, cache, hash, id, key, value);
+        self.write_remote(cache, hash, id, key, value);
+    }
+}
+
+/// A write of a value to a cache outside the process that is under way, made by
+/// [`FunctionCache::insert_tracked`]: while it lives, invalidations of its key wait for it (up to
+/// [`REMOTE_WRITE_WAIT`]); dropping it (the write ended, failed, or will never be made: a
+/// cancelled `async fn` dropped it unsent) ends the write for them. `Send` and `'static` with its
+/// key and value, so that it can end on the store's I/O thread.
+pub struct WriteEnd<K, V> {
+    shards: Arc<[Shard<K, V>]>,
+    index: usize,
+    hash: u64,
+    id: u64,
+}
+
+impl<K, V> WriteEnd<K, V> {
+    /// Whether an invalidation gave up waiting for this write: it is then not made if it has not
+    /// started, and the key is removed again if it was made.
+    pub fn cancelled(&self) -> bool {
+        let table = self.shards[self.index].table.lock();
+        table
+            .entries
+            .find(self.hash, |entry| entry.id == self.id)
+            .is_some_and(|entry| entry.stale)
+    }
+}
+
+impl<K, V> Drop for WriteEnd<K, V> {
+    fn drop(&mut self) {
+        let shard = &self.shards[self.index];
+        let entry = shard.table.lock().take(self.hash, self.id);
+        shard.stored.notify_all();
+        drop(entry);
     }
 }
 
@@ -1641,6 +1724,87 @@ mod tests {
             remote.cache.peek(&4),
             None,
             "the write landed after the invalidation"
+        );
+    }
+
+    /// A cache whose writes end later, elsewhere (as an `async fn`'s on a store's I/O thread):
+    /// it keeps each write's [`WriteEnd`] until the test drops it.
+    struct Deferred {
+        cache: Cache<u32, String>,
+        ends: Mutex<Vec<WriteEnd<u32, String>>>,
+    }
+
+    impl FunctionCache<u32, String> for Deferred {
+        const REMOTE: bool = true;
+        fn peek(&self, _: &u32) -> Option<String> {
+            unreachable!("a remote cache is not read again under the flights' lock")
+        }
+        fn insert_if_absent(&self, key: u32, value: String) {
+            self.cache.insert_if_absent(key, value);
+        }
+        fn insert_tracked(&self, key: u32, value: String, end: WriteEnd<u32, String>) {
+            self.cache.insert_if_absent(key, value);
+            self.ends.lock().push(end);
+        }
+        fn remove(&self, key: &u32) -> bool {
+            FunctionCache::remove(&self.cache, key)
+        }
+        fn info(&self) -> CacheInfo {
+            self.cache.info()
+        }
+        fn reset(&self) {
+            self.cache.reset();
+        }
+    }
+
+    #[test]
+    fn a_write_ended_elsewhere_holds_invalidations_until_its_end_then_a_bounded_time() {
+        let flights = Flights::new("f");
+        let remote = Deferred {
+            cache: cache(),
+            ends: Mutex::new(Vec::new()),
+        };
+        let Joined::Lead(leader) = flights.join_owned(&remote, 4) else {
+            panic!("the first caller leads");
+        };
+        flights.complete(leader, &remote, "four".to_owned());
+        assert_eq!(remote.ends.lock().len(), 1, "the write is still under way");
+        let invalidated = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let invalidation = s.spawn(|| {
+                flights.invalidate(&remote, &4);
+                invalidated.store(1, Ordering::SeqCst);
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let early = invalidated.load(Ordering::SeqCst);
+            let end = remote.ends.lock().pop().unwrap();
+            assert!(!end.cancelled());
+            drop(end); // the write has ended, on another thread
+            invalidation.join().unwrap();
+            assert_eq!(early, 0, "the invalidation returned during the write");
+        });
+        assert_eq!(remote.cache.peek(&4), None, "removed after the write");
+        // A write that never ends: the invalidation gives up after its bound and cancels it.
+        let Joined::Lead(leader) = flights.join_owned(&remote, 4) else {
+            panic!("the key is not cached");
+        };
+        flights.complete(leader, &remote, "four".to_owned());
+        let started = std::time::Instant::now();
+        flights.invalidate(&remote, &4);
+        assert!(started.elapsed() >= REMOTE_WRITE_WAIT);
+        let end = remote.ends.lock().pop().unwrap();
+        assert!(
+            end.cancelled(),
+            "a write outlived by its invalidation is cancelled"
+        );
+        drop(end);
+        assert_eq!(
+            flights
+                .shards
+                .iter()
+                .map(|s| s.table.lock().entries.len())
+                .sum::<usize>(),
+            0
         );
     }
 

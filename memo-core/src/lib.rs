@@ -96,7 +96,7 @@ pub mod __private {
 
     pub use crate::flight::{
         negative_error, Failure, Flights, Joined, Leader, Running, ShareClone, ShareError,
-        ShareNoReturn, ShareNothing, ShareReturn, SharedReturn,
+        ShareNoReturn, ShareNothing, ShareReturn, SharedReturn, WriteEnd,
     };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
     pub use crate::stored::{

@@ -876,11 +876,15 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let epoch = Ident::new("__memo_epoch", Span::mixed_site());
     // Not stored when the key was invalidated while the body ran (see `Flights::store_since`).
     let insert = if plan.store_async() {
-        // Awaited on the store's I/O threads, so not under the flights' lock: the epoch is
-        // checked before the write (an invalidation during the write is not seen, as with a
-        // single-flight leader's write-behind).
-        let write = plan.insert_after_miss(memo, key, &clone);
-        quote!(if #memo.flights.epoch() == #epoch { #write })
+        // Awaited on the store's I/O threads, through a write-behind as a single-flight
+        // leader's write: the epoch is checked and the write recorded under the flights' lock,
+        // and an invalidation that comes during the write waits until it has ended.
+        let path = &plan.memo;
+        quote! {
+            let __memo_write = #path::__private::store_write_behind(&#memo.cache);
+            #memo.flights.store_since(&__memo_write, #epoch, #key, #clone);
+            __memo_write.flush().await;
+        }
     } else {
         quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);)
     };

@@ -216,21 +216,6 @@ impl Plan<'_> {
         )
     }
 
-    /// The write after a miss: `cache.insert_if_absent(key, value);`, or awaited through the
-    /// store.
-    pub(crate) fn insert_after_miss(
-        &self,
-        memo: &Ident,
-        key: &Ident,
-        value: &TokenStream,
-    ) -> TokenStream {
-        let call = self.sync_or_awaited(
-            quote!(#memo.cache.insert_if_absent(#key, #value)),
-            quote!(#memo.cache.insert_async(#key, #value)),
-        );
-        quote!(#call;)
-    }
-
     /// `sync`, or for an `async fn` with a store `asynchronous.await`: a method call, as the
     /// sync one, so that a key that is not `Serialize` is one error; with the `stores` feature
     /// off, `InMemoryAsync` gives the in-memory cache the same methods.
@@ -594,7 +579,7 @@ mod tests {
             ),
         );
         assert!(text.contains("__memo . cache . get_async (&"), "{text}");
-        assert!(text.contains("__memo . cache . insert_async ("), "{text}");
+        assert!(text.contains("store_since (& __memo_write"), "{text}");
         // A sync function, or an async one without a store, keeps the direct calls.
         let text = expand(
             quote!(),

@@ -391,16 +391,35 @@ where
     }
 
     fn put(&self, store: &Registered, namespace: &str, key: &K, value: &V) {
+        self.put_tracked(store, namespace, key, value, None);
+    }
+
+    /// [`put`](StoreCache::put) of a write that `ticket` tracks (a single-flight write, which
+    /// invalidations of the key wait for): see [`write_item`].
+    fn put_tracked(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        key: &K,
+        value: &V,
+        ticket: Option<&dyn Pending>,
+    ) {
         if self.maxsize == Some(0) {
             return;
         }
         let Some((item, bytes)) = self.encoded(store, namespace, key, value) else {
             return;
         };
-        self.call(store, |s| s.set(namespace, &item, &bytes, self.ttl));
-        if store.single_flight_wait.is_some() && self.locked.lock().remove(&item) {
-            self.call(store, |s| s.unlock(namespace, &item));
-        }
+        let unlock = store.single_flight_wait.is_some() && self.locked.lock().remove(&item);
+        let write = Write {
+            path: &self.path,
+            refusals: &self.refusals,
+            namespace,
+            item: &item,
+            ttl: self.ttl,
+            unlock,
+        };
+        write.make(store, &bytes, ticket);
     }
 
     /// The value for `key`, computing and storing it with `compute` on a miss.
@@ -643,6 +662,13 @@ where
     /// assert_eq!(cache.get(&1), Some(10));
     /// ```
     pub async fn insert_async(&self, key: K, value: V) {
+        self.write_async(key, value, None).await;
+    }
+
+    /// [`insert_async`](StoreCache::insert_async) of a write that `ticket` tracks: the ticket
+    /// goes with the write to the I/O thread (or memo's tokio runtime) and is dropped there once
+    /// the write has ended, whether or not the caller still awaits it (see [`write_item`]).
+    async fn write_async(&self, key: K, value: V, ticket: Option<Box<dyn Pending + Send>>) {
         let (store, namespace) = match self.backing() {
             Backing::Memory(cache) => return cache.insert_if_absent(key, value),
             Backing::Store { store, namespace } => (store, namespace),
@@ -653,17 +679,11 @@ where
         let Some((item, bytes)) = self.encoded(store, namespace, &key, &value) else {
             return;
         };
-        let (path, refusals, ns, ttl) = (
-            self.path.clone(),
-            Arc::clone(&self.refusals),
-            namespace.to_string(),
-            self.ttl,
-        );
         let unlock = store.single_flight_wait.is_some() && self.locked.lock().remove(&item);
         #[cfg(all(feature = "redis", feature = "tokio"))]
         if let Some(redis) = store.redis_async() {
             let (path, refusals) = (&self.path, &*self.refusals);
-            let set = redis.set(namespace, &item, bytes, self.ttl);
+            let set = redis.set(namespace, &item, bytes, self.ttl, ticket);
             store.call_async(path, refusals, set).await;
             if unlock {
                 let release = redis.unlock(namespace, &item);
@@ -671,16 +691,73 @@ where
             }
             return;
         }
+        let (path, refusals, ns, ttl) = (
+            self.path.clone(),
+            Arc::clone(&self.refusals),
+            namespace.to_string(),
+            self.ttl,
+        );
         let (reply, answer) = super::io::reply();
+        // A job that cannot be queued is dropped with its ticket: the write has ended.
         let queued = store.submit(move |store| {
-            store.call(&path, &refusals, |s| s.set(&ns, &item, &bytes, ttl));
-            if unlock {
-                store.call(&path, &refusals, |s| s.unlock(&ns, &item));
-            }
+            let write = Write {
+                path: &path,
+                refusals: &refusals,
+                namespace: &ns,
+                item: &item,
+                ttl,
+                unlock,
+            };
+            write.make(store, &bytes, ticket.as_deref().map(|t| t as &dyn Pending));
+            drop(ticket);
             answer.send(());
         });
         if queued {
             reply.await;
+        }
+    }
+}
+
+/// A write of a single-flight leader's value that invalidations of its key wait for: a
+/// [`WriteEnd`](crate::flight::WriteEnd), without its key and value types.
+pub(crate) trait Pending {
+    /// Whether an invalidation stopped waiting for the write (see
+    /// [`WriteEnd::cancelled`](crate::flight::WriteEnd::cancelled)).
+    fn cancelled(&self) -> bool;
+}
+
+impl<K, V> Pending for crate::flight::WriteEnd<K, V> {
+    fn cancelled(&self) -> bool {
+        crate::flight::WriteEnd::cancelled(self)
+    }
+}
+
+/// One write of a function's value to its store, on the caller's thread or an I/O thread.
+struct Write<'a> {
+    path: &'a str,
+    refusals: &'a Refusals,
+    namespace: &'a str,
+    item: &'a str,
+    ttl: Option<Duration>,
+    /// Whether to release the key's cross-process lock after the write.
+    unlock: bool,
+}
+
+impl Write<'_> {
+    /// Writes `bytes`; with a `ticket` whose invalidation stopped waiting for the write (a store
+    /// slower than [`REMOTE_WRITE_WAIT`](crate::flight::REMOTE_WRITE_WAIT)), the write is not
+    /// made if it has not started, and the key is deleted again if it was made meanwhile.
+    fn make(&self, store: &Registered, bytes: &[u8], ticket: Option<&dyn Pending>) {
+        let (path, refusals, namespace, item) =
+            (self.path, self.refusals, self.namespace, self.item);
+        if !ticket.is_some_and(|t| t.cancelled()) {
+            store.call(path, refusals, |s| s.set(namespace, item, bytes, self.ttl));
+            if ticket.is_some_and(|t| t.cancelled()) {
+                store.call(path, refusals, |s| s.delete(namespace, item));
+            }
+        }
+        if self.unlock {
+            store.call(path, refusals, |s| s.unlock(namespace, item));
         }
     }
 }
@@ -751,8 +828,12 @@ fn polls(wait: Duration) -> impl Iterator<Item = Duration> {
 #[doc(hidden)]
 pub struct WriteBehind<'a, K, V> {
     cache: &'a StoreCache<K, V>,
-    pending: parking_lot::Mutex<Option<(K, V)>>,
+    /// The write, and what tracks it for the invalidations of its key: dropped with this
+    /// write-behind if it is never flushed (a cancelled `async fn`), which ends it for them.
+    pending: parking_lot::Mutex<Option<Kept<K, V>>>,
 }
+
+type Kept<K, V> = (K, V, Option<Box<dyn Pending + Send>>);
 
 impl<'a, K, V> WriteBehind<'a, K, V>
 where
@@ -769,16 +850,16 @@ where
 
     /// Makes the kept write, awaiting the store.
     pub async fn flush(self) {
-        if let Some((key, value)) = self.pending.into_inner() {
-            self.cache.insert_async(key, value).await;
+        if let Some((key, value, ticket)) = self.pending.into_inner() {
+            self.cache.write_async(key, value, ticket).await;
         }
     }
 }
 
 impl<K, V> crate::memo::FunctionCache<K, V> for WriteBehind<'_, K, V>
 where
-    K: Serialize + Hash + Eq,
-    V: Serialize + DeserializeOwned + Clone,
+    K: Serialize + Hash + Eq + Send + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + 'static,
 {
     const REMOTE: bool = true;
 
@@ -786,7 +867,10 @@ where
         crate::memo::FunctionCache::peek(self.cache, key)
     }
     fn insert_if_absent(&self, key: K, value: V) {
-        *self.pending.lock() = Some((key, value));
+        *self.pending.lock() = Some((key, value, None));
+    }
+    fn insert_tracked(&self, key: K, value: V, end: crate::flight::WriteEnd<K, V>) {
+        *self.pending.lock() = Some((key, value, Some(Box::new(end))));
     }
     fn remove(&self, key: &K) -> bool {
         self.cache.remove(key)
@@ -814,6 +898,14 @@ where
     }
     fn insert_if_absent(&self, key: K, value: V) {
         StoreCache::insert_if_absent(self, key, value);
+    }
+    fn insert_tracked(&self, key: K, value: V, end: crate::flight::WriteEnd<K, V>) {
+        match self.backing() {
+            Backing::Memory(cache) => cache.insert_if_absent(key, value),
+            Backing::Store { store, namespace } => {
+                self.put_tracked(store, namespace, &key, &value, Some(&end));
+            }
+        }
     }
     fn remove(&self, key: &K) -> bool {
         StoreCache::remove(self, key)

@@ -27,6 +27,7 @@ use ::redis::cluster_routing::RoutingInfo;
 use ::redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, RedisResult, Value};
 use tokio::time::Instant;
 
+use super::cache::Pending;
 use super::generation::Generations;
 use super::redis::{
     data_key, is_stale, lock_command, lock_key, redis_error, set_command, GenerationRead,
@@ -107,6 +108,11 @@ async fn spawned<T: Send + 'static>(
     }
 }
 
+/// Whether an invalidation stopped waiting for the write `ticket` tracks.
+fn cancelled(ticket: &Option<Box<dyn Pending + Send>>) -> bool {
+    ticket.as_ref().is_some_and(|t| t.cancelled())
+}
+
 impl AsyncRedis {
     pub fn new(
         target: Arc<Target>,
@@ -140,18 +146,31 @@ impl AsyncRedis {
         .await
     }
 
-    /// `SET` of `key` in `namespace`, with the ttl.
+    /// `SET` of `key` in `namespace`, with the ttl. A `ticket` (a single-flight leader's write,
+    /// which invalidations of the key wait for) goes with the call to memo's runtime and is
+    /// dropped there when the write has ended, whether or not the caller still awaits it; if an
+    /// invalidation stopped waiting for it, the `SET` is skipped, or undone by a `DEL` once made.
     pub async fn set(
         self: &Arc<Self>,
         namespace: &str,
         key: &str,
         value: Vec<u8>,
         ttl: Option<Duration>,
+        ticket: Option<Box<dyn Pending + Send>>,
     ) -> Result<(), StoreError> {
         let (this, namespace, key) = (Arc::clone(self), namespace.to_owned(), key.to_owned());
         spawned(async move {
+            if cancelled(&ticket) {
+                return Ok(());
+            }
             let set = |data: &str| set_command(data, &value, ttl);
-            this.with_key::<()>(&namespace, &key, set).await.map(drop)
+            let written = this.with_key::<()>(&namespace, &key, set).await.map(drop);
+            if cancelled(&ticket) {
+                let del = |data: &str| ::redis::cmd("DEL").arg(data).clone();
+                let _ = this.with_key::<()>(&namespace, &key, del).await;
+            }
+            drop(ticket);
+            written
         })
         .await
     }
