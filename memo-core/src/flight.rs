@@ -568,14 +568,16 @@ impl<K, V> Flights<K, V> {
         writing
     }
 
-    /// Waits, releasing the shard's lock meanwhile, until the writes `writing` have ended, for
-    /// [`REMOTE_WRITE_WAIT`] at most: a write still under way then is cancelled (its
+    /// Waits, releasing the shard's lock meanwhile, until the writes `writing` have ended, until
+    /// `deadline` at most ([`REMOTE_WRITE_WAIT`] from the first wait of the invalidation: one
+    /// bound for all the shards a clear visits): a write still under way then is cancelled (its
     /// [`WriteEnd::cancelled`] says so: not made if it has not started, removed again once made
     /// if it has), so that a dead store never hangs an invalidation.
     fn wait_for_writes(
         shard: &Shard<K, V>,
         table: &mut parking_lot::MutexGuard<'_, Table<K, V>>,
         writing: &[(u64, u64)],
+        deadline: &mut Option<std::time::Instant>,
     ) {
         let pending = |table: &Table<K, V>| {
             writing.iter().any(|&(hash, id)| {
@@ -588,7 +590,8 @@ impl<K, V> Flights<K, V> {
         if !pending(table) {
             return;
         }
-        let deadline = std::time::Instant::now() + REMOTE_WRITE_WAIT;
+        let deadline =
+            *deadline.get_or_insert_with(|| std::time::Instant::now() + REMOTE_WRITE_WAIT);
         while pending(table) {
             if shard.stored.wait_until(table, deadline).timed_out() {
                 for &(hash, id) in writing {
@@ -976,7 +979,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let writing = Self::mark_stale(&mut table, Some(hash), |stored| stored == key);
         if C::REMOTE {
-            Self::wait_for_writes(shard, &mut table, &writing);
+            Self::wait_for_writes(shard, &mut table, &writing, &mut None);
             drop(table);
             return cache.remove(key);
         }
@@ -993,11 +996,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         // Then each shard in turn: a leader marked stale stores nothing; one that stored before
         // its shard was visited is removed by the reset below, as is one that started since.
+        let mut deadline = None;
         for shard in &*self.shards {
             let mut table = shard.table.lock();
             let writing = Self::mark_stale(&mut table, None, |_| true);
             if C::REMOTE {
-                Self::wait_for_writes(shard, &mut table, &writing);
+                Self::wait_for_writes(shard, &mut table, &writing, &mut deadline);
             }
         }
         cache.reset();
