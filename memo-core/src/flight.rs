@@ -1030,7 +1030,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
 
 /// A write of a value to a cache outside the process that is under way, made by
 /// [`FunctionCache::insert_tracked`]: while it lives, invalidations of its key wait for it (up to
-/// [`REMOTE_WRITE_WAIT`]); dropping it (the write ended, failed, or will never be made: a
+/// `REMOTE_WRITE_WAIT`, 1 s); dropping it (the write ended, failed, or will never be made: a
 /// cancelled `async fn` dropped it unsent) ends the write for them. `Send` and `'static` with its
 /// key and value, so that it can end on the store's I/O thread.
 pub struct WriteEnd<K, V> {

@@ -395,7 +395,7 @@ where
     }
 
     /// [`put`](StoreCache::put) of a write that `ticket` tracks (a single-flight write, which
-    /// invalidations of the key wait for): see [`write_item`].
+    /// invalidations of the key wait for): see [`Write::make`].
     fn put_tracked(
         &self,
         store: &Registered,
@@ -667,7 +667,7 @@ where
 
     /// [`insert_async`](StoreCache::insert_async) of a write that `ticket` tracks: the ticket
     /// goes with the write to the I/O thread (or memo's tokio runtime) and is dropped there once
-    /// the write has ended, whether or not the caller still awaits it (see [`write_item`]).
+    /// the write has ended, whether or not the caller still awaits it (see [`Write::make`]).
     async fn write_async(&self, key: K, value: V, ticket: Option<Box<dyn Pending + Send>>) {
         let (store, namespace) = match self.backing() {
             Backing::Memory(cache) => return cache.insert_if_absent(key, value),
