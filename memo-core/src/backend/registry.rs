@@ -162,6 +162,8 @@ pub(crate) struct Registered {
     /// A Redis store's async connection (feature `tokio`), for `async fn`s on tokio.
     #[cfg(all(feature = "redis", feature = "tokio"))]
     redis_async: Option<Arc<super::redis_async::AsyncRedis>>,
+    /// The near cache's pushes, for a store that has them (Redis pub/sub).
+    pub near_hub: Option<Arc<super::near::Hub>>,
 }
 
 /// The refusals one function was warned about: one warning per kind (the server's code).
@@ -302,6 +304,15 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
     let redis_async = (&store as &dyn std::any::Any)
         .downcast_ref::<super::RedisStore>()
         .map(|redis| Arc::new(redis.async_side()));
+    // A Redis store pushes the near cache's invalidations (pub/sub).
+    #[cfg(feature = "redis")]
+    let near_hub = (&store as &dyn std::any::Any)
+        .downcast_ref::<super::RedisStore>()
+        .map(|redis| {
+            super::near::Hub::new(&name, &options.key_prefix, Box::new(redis.push_side()))
+        });
+    #[cfg(not(feature = "redis"))]
+    let near_hub = None;
     let registered = Registered {
         name: name.clone(),
         format: options.format,
@@ -312,6 +323,7 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
         io: OnceLock::new(),
         #[cfg(all(feature = "redis", feature = "tokio"))]
         redis_async,
+        near_hub,
     };
     STORES.write().insert(name, Arc::new(registered));
 }
@@ -333,6 +345,26 @@ pub fn is_registered(name: &str) -> bool {
 /// ```
 pub fn health(name: &str) -> Option<StoreHealth> {
     STORES.read().get(name).map(|r| r.breaker.health())
+}
+
+/// Whether the near cache of the store registered under `name` hears other processes'
+/// invalidations now (`Some(true)`), has lost or not yet made its subscription (`Some(false)`:
+/// local layers are bypassed meanwhile), or has no pushes (`None`: not registered, not Redis, or
+/// no function with `local` called yet... a store without pushes is ttl-only).
+///
+/// ```
+/// assert_eq!(memo::stores::near_subscribed("never-registered"), None);
+/// ```
+pub fn near_subscribed(name: &str) -> Option<bool> {
+    let hub = STORES.read().get(name)?.near_hub.clone()?;
+    Some(hub.status().0)
+}
+
+/// Messages of other processes the near cache of store `name` received (0 without pushes).
+#[doc(hidden)]
+pub fn near_received(name: &str) -> u64 {
+    let hub = STORES.read().get(name).and_then(|r| r.near_hub.clone());
+    hub.map_or(0, |hub| hub.status().1)
 }
 
 /// The store registered under `name`; `None`, with one warning per name, if there is none.
