@@ -343,3 +343,106 @@ fn memcached_and_sqlite_near_caches_are_bounded_by_their_local_ttl() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn on_a_cluster_an_invalidation_published_on_one_node_reaches_a_subscriber_on_another() {
+    let cluster = servers::Cluster::start(3);
+    let urls = cluster.urls();
+    // Two stores on one cluster stand for two processes (each has its own subscription and
+    // sender): `a` subscribes and publishes on the first node, `b` on the second.
+    stores::register("near-cluster-a", RedisStore::cluster(urls.clone()).unwrap());
+    let mut rotated = urls.clone();
+    rotated.rotate_left(1);
+    stores::register("near-cluster-b", RedisStore::cluster(rotated).unwrap());
+    let local = Duration::from_secs(60);
+    let a: StoreCache<u32, String> =
+        StoreCache::new("near-cluster-a", "near::cluster").with_local(100, local);
+    let b: StoreCache<u32, String> =
+        StoreCache::new("near-cluster-b", "near::cluster").with_local(100, local);
+    assert_eq!((a.get(&1000), b.get(&1000)), (None, None));
+    assert!(wait_for_subscribed("near-cluster-a", true));
+    assert!(wait_for_subscribed("near-cluster-b", true));
+    const KEYS: u32 = 30; // spread over the three masters
+    for n in 0..KEYS {
+        a.insert(n, format!("{n}:v1"));
+    }
+    for n in 0..KEYS {
+        let found = b.get_by_keeping(&n, |k| *k == n, || n);
+        assert_eq!(found, Some(format!("{n}:v1")));
+    }
+    assert_eq!(b.local_len(), KEYS as usize, "every key kept in b");
+    for node in &cluster.nodes {
+        node.redis_cli(&["FLUSHALL"]);
+    }
+    assert_eq!(b.get(&0).as_deref(), Some("0:v1"), "b answers locally");
+    // Invalidated through `a` (published on the first node): `b` misses every key.
+    for n in 0..KEYS {
+        a.remove(&n);
+        a.insert(n, format!("{n}:v2"));
+    }
+    let start = Instant::now();
+    for n in 0..KEYS {
+        while b.get(&n) != Some(format!("{n}:v2")) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "key {n} never missed in b"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // Cleared through `b` (published on the second node): `a`'s local copies go.
+    assert_eq!(a.get(&3).as_deref(), Some("3:v2"));
+    b.reset();
+    let start = Instant::now();
+    while a.get(&3).is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the clear never reached a"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(stores::near_received("near-cluster-a") >= 1);
+    assert!(stores::near_received("near-cluster-b") >= KEYS as u64);
+}
+
+static ASYNC_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[memoize(store = "near-async", local = 10, local_ttl = "1m")]
+async fn doubled(n: u64) -> u64 {
+    ASYNC_RUNS.fetch_add(1, Ordering::SeqCst);
+    2 * n
+}
+
+#[test]
+fn an_async_fn_keeps_its_local_layer_too() {
+    let redis = Server::redis();
+    stores::register(
+        "near-async",
+        RedisStore::connect(&redis.redis_url()).unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        assert_eq!(doubled(1).await, 2);
+        assert!(wait_for_subscribed("near-async", true));
+        assert_eq!(doubled(2).await, 4, "a miss, kept");
+        redis.redis_cli(&["FLUSHALL"]);
+        assert_eq!(doubled(2).await, 4, "a local hit");
+        assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 2);
+        assert!(doubled::cache_invalidate(2));
+        assert_eq!(doubled(2).await, 4);
+        assert_eq!(
+            ASYNC_RUNS.load(Ordering::SeqCst),
+            3,
+            "invalidated: run again"
+        );
+        // A value read from Redis is kept as well (GET and PTTL through the async side).
+        assert_eq!(doubled(1).await, 2);
+        let runs = ASYNC_RUNS.load(Ordering::SeqCst);
+        redis.redis_cli(&["FLUSHALL"]);
+        assert_eq!(doubled(1).await, 2);
+        assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), runs);
+    });
+}

@@ -519,7 +519,7 @@ impl Store for RedisStore {
         key: &str,
     ) -> Result<Option<(Vec<u8>, Option<Duration>)>, StoreError> {
         self.with_key(namespace, key, |c, key| {
-            let (value, pttl): (Option<Vec<u8>>, i64) = get_with_ttl_pipe(key).query(c)?;
+            let (value, pttl) = c.get_with_ttl(key)?;
             Ok(value.map(|value| (value, remaining(pttl))))
         })
         .map(Option::flatten)

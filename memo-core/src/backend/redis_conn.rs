@@ -240,6 +240,18 @@ impl Conn {
         }
     }
 
+    /// `GET key` and `PTTL key` in one pipeline (a cluster pipeline on a cluster: one master).
+    pub fn get_with_ttl(&mut self, key: &str) -> RedisResult<(Option<Vec<u8>>, i64)> {
+        match self {
+            Conn::Single(conn) => super::redis::get_with_ttl_pipe(key).query(conn),
+            Conn::Cluster(conn) => {
+                let mut pipe = ::redis::cluster::cluster_pipe();
+                pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+                pipe.query(conn)
+            }
+        }
+    }
+
     /// `UNLINK` of each of `keys`, in one pipeline (per master, in a cluster).
     pub fn unlink_each(&mut self, keys: &[Vec<u8>]) -> RedisResult<()> {
         match self {
