@@ -347,10 +347,12 @@ pub fn health(name: &str) -> Option<StoreHealth> {
     STORES.read().get(name).map(|r| r.breaker.health())
 }
 
-/// Whether the near cache of the store registered under `name` hears other processes'
-/// invalidations now (`Some(true)`), has lost or not yet made its subscription (`Some(false)`:
-/// local layers are bypassed meanwhile), or has no pushes (`None`: not registered, not Redis, or
-/// no function with `local` called yet... a store without pushes is ttl-only).
+/// Whether the near cache ([`StoreCache::with_local`](super::StoreCache::with_local), `local =
+/// N`) of the store registered under `name` hears other processes' invalidations now
+/// (`Some(true)`), or has lost its subscription or not made it yet (`Some(false)`: it is made
+/// on the first call of a function with a local layer, and meanwhile those layers are
+/// bypassed); `None` for a store that cannot push (not Redis: its layers are bounded by their
+/// local ttl only) or a name never registered.
 ///
 /// ```
 /// assert_eq!(memo::stores::near_subscribed("never-registered"), None);
