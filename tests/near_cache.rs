@@ -304,6 +304,29 @@ fn a_local_copy_never_outlives_its_store_entry() {
         );
     }
     let _ = std::fs::remove_file(&path);
+    // Memcached tells the ttl left in whole seconds (`mg key v t`, rounded down), and expires
+    // on a clock of whole seconds: a 4 s entry read after 2.5 s is gone locally by 5.6 s (kept
+    // for the function's ttl from the read, as when the ttl left is unknown, it would not be).
+    let memcached = Server::memcached();
+    stores::register(
+        "near-ttl-mc",
+        MemcachedStore::connect(&memcached.address()).unwrap(),
+    );
+    let ttl = Duration::from_secs(4);
+    let writer: StoreCache<u64, String> = StoreCache::new("near-ttl-mc", "near::ttl").with_ttl(ttl);
+    let reader: StoreCache<u64, String> = StoreCache::new("near-ttl-mc", "near::ttl")
+        .with_ttl(ttl)
+        .with_local(10, Duration::from_secs(60));
+    writer.insert(1, "one".into());
+    std::thread::sleep(Duration::from_millis(2500));
+    let found = reader.get_by_keeping(&1, |k| *k == 1, || 1);
+    assert_eq!(found.as_deref(), Some("one"));
+    std::thread::sleep(Duration::from_millis(3100));
+    assert_eq!(
+        reader.get(&1),
+        None,
+        "memcached: expired with its store entry"
+    );
 }
 
 #[test]
