@@ -340,7 +340,7 @@ where
                 return self.counted(Some(value));
             }
         }
-        let born = near::stamp();
+        let born = if near.is_some() { near::stamp() } else { 0 };
         let item = match key::item(namespace, probe) {
             Ok(item) => item,
             Err(error) => return self.counted(self.codec_failed("key", &error)),
@@ -568,7 +568,10 @@ where
 
     /// `put`, and the value kept in the near cache too.
     fn put_keeping(&self, store: &Registered, namespace: &str, key: K, value: V) {
-        let born = near::stamp();
+        let Some(born) = self.near.as_ref().map(|_| near::stamp()) else {
+            self.put(store, namespace, &key, &value);
+            return;
+        };
         let item = self.put(store, namespace, &key, &value);
         if let (Some((near, state)), Some(item)) = (self.near_layer(), item) {
             self.keep(near, state, key, value, born, &item, None);
@@ -781,7 +784,7 @@ where
                 return self.counted(Some(value));
             }
         }
-        let born = near::stamp();
+        let born = if near.is_some() { near::stamp() } else { 0 };
         let found = self
             .fetch_async(store, namespace, probe, near.is_some())
             .await;
