@@ -469,3 +469,35 @@ fn an_async_fn_keeps_its_local_layer_too() {
         assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), runs);
     });
 }
+
+#[test]
+fn two_layers_of_one_function_in_one_process_see_each_others_invalidations() {
+    let redis = Server::redis();
+    stores::register(
+        "near-twice",
+        RedisStore::connect(&redis.redis_url()).unwrap(),
+    );
+    let local = Duration::from_secs(60);
+    let a: StoreCache<u64, String> =
+        StoreCache::new("near-twice", "near::twice").with_local(10, local);
+    let b: StoreCache<u64, String> =
+        StoreCache::new("near-twice", "near::twice").with_local(10, local);
+    assert_eq!((a.get(&0), b.get(&0)), (None, None));
+    assert!(wait_for_subscribed("near-twice", true));
+    a.insert(1, "old".into());
+    assert_eq!(
+        b.get_by_keeping(&1, |k| *k == 1, || 1).as_deref(),
+        Some("old")
+    );
+    assert_eq!(b.local_len(), 1);
+    // This process's own messages are not heard back: the other layer is told directly.
+    assert!(a.remove(&1));
+    assert_eq!(b.get(&1), None, "b's copy went with a's invalidation");
+    b.insert(2, "two".into());
+    assert_eq!(
+        a.get_by_keeping(&2, |k| *k == 2, || 2).as_deref(),
+        Some("two")
+    );
+    b.reset();
+    assert_eq!(a.get(&2), None, "a's copy went with b's clear");
+}

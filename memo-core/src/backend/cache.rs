@@ -128,7 +128,11 @@ impl<K, V> StoreCache<K, V> {
     /// bypassed). On stores that cannot push (memcached, SQLite), another process's
     /// invalidation is seen here only when the local entry expires: `ttl` is the bound on that
     /// staleness. A value written by another process (after an expiry) is also seen after at
-    /// most `ttl`. `size == 0` or a zero `ttl` keeps no layer.
+    /// most `ttl`. `size == 0` or a zero `ttl` keeps no layer. Values are kept by writes
+    /// ([`insert`](StoreCache::insert), [`insert_if_absent`](StoreCache::insert_if_absent))
+    /// and by the lookups that have an owned key to keep them under
+    /// ([`get_by_keeping`](StoreCache::get_by_keeping), what `#[memoize(local = N)]` calls);
+    /// every lookup is answered from the layer when it can.
     ///
     /// ```
     /// use memo::stores::StoreCache;
@@ -648,9 +652,7 @@ where
         };
         let here = near.entries.remove(key).is_some();
         state.invalidated(near::item_hash(item));
-        if answered {
-            state.publish_invalidated(namespace, item);
-        }
+        state.tell_invalidated(namespace, item, answered);
         here
     }
 
@@ -704,9 +706,7 @@ where
                     if let Some(state) = near.state.get() {
                         state.cleared();
                         near.entries.clear();
-                        if cleared.is_some() {
-                            state.publish_cleared(namespace);
-                        }
+                        state.tell_cleared(namespace, cleared.is_some());
                     }
                 }
                 self.hits.store(0, Ordering::Relaxed);

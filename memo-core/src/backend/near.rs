@@ -139,18 +139,27 @@ impl NearState {
         self.marked.store(0, Ordering::Release);
     }
 
-    /// Tells the other processes that `item` of `namespace` was invalidated (with pushes).
-    pub fn publish_invalidated(&self, namespace: &str, item: &str) {
+    /// Tells the other layers of `namespace` in this process, and (if `publish`) the other
+    /// processes, that `item` was invalidated (with pushes).
+    pub fn tell_invalidated(&self, namespace: &str, item: &str, publish: bool) {
         if let Some(hub) = &self.hub {
-            hub.publish(namespace, &format!("del {item}"));
+            let hash = item_hash(item);
+            hub.each_layer(namespace, |layer| layer.invalidated(hash));
+            if publish {
+                hub.publish(namespace, &format!("del {item}"));
+            }
         }
     }
 
-    /// Tells the other processes that `namespace` was cleared (with pushes).
-    pub fn publish_cleared(&self, namespace: &str) {
+    /// Tells the other layers of `namespace` in this process, and (if `publish`) the other
+    /// processes, that it was cleared (with pushes).
+    pub fn tell_cleared(&self, namespace: &str, publish: bool) {
         if let Some(hub) = &self.hub {
-            let generation = hub.push.generation(namespace).unwrap_or(0);
-            hub.publish(namespace, &format!("clr {generation}"));
+            hub.each_layer(namespace, NearState::cleared);
+            if publish {
+                let generation = hub.push.generation(namespace).unwrap_or(0);
+                hub.publish(namespace, &format!("clr {generation}"));
+            }
         }
     }
 }
@@ -291,22 +300,25 @@ impl Hub {
             return;
         }
         self.received.fetch_add(1, Ordering::AcqRel);
-        let layers: Vec<Arc<NearState>> = match self.layers.read().get(namespace) {
-            Some(list) => list.iter().filter_map(Weak::upgrade).collect(),
-            None => return,
-        };
         if let Some(item) = rest.strip_prefix("del ") {
             let hash = item_hash(item);
-            for layer in &layers {
-                layer.invalidated(hash);
-            }
+            self.each_layer(namespace, |layer| layer.invalidated(hash));
         } else if let Some(generation) = rest.strip_prefix("clr ") {
             if let Ok(generation) = generation.parse::<u64>() {
                 self.push.advance(namespace, generation);
             }
-            for layer in &layers {
-                layer.cleared();
-            }
+            self.each_layer(namespace, NearState::cleared);
+        }
+    }
+
+    /// `op` on every layer of `namespace` in this process.
+    fn each_layer(&self, namespace: &str, op: impl Fn(&NearState)) {
+        let layers: Vec<Arc<NearState>> = match self.layers.read().get(namespace) {
+            Some(list) => list.iter().filter_map(Weak::upgrade).collect(),
+            None => return,
+        };
+        for layer in &layers {
+            op(layer);
         }
     }
 
