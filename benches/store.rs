@@ -5,6 +5,9 @@
 //! lookups (same hasher as the cache), so the cost of the cache over a bare map is read as a
 //! ratio within one run.
 //!
+//! With `--features redis`, also the near cache's hit against a plain Redis hit (a real
+//! `redis-server` on loopback).
+//!
 //! `cargo bench -p memo-benches --bench store -- --warm-up-time 1 --measurement-time 2` for a quick look.
 #![allow(
     missing_docs,
@@ -193,11 +196,83 @@ fn hit_string_key(c: &mut Criterion) {
     group.finish();
 }
 
+/// The near cache (`--features redis`): a hit of a `StoreCache` on a real Redis with a local
+/// layer (`with_local`) against the same hit without one (a round trip on loopback), 100 keys
+/// `(u64,)` with 64-byte values.
+#[cfg(feature = "redis")]
+fn near_hit_redis(c: &mut Criterion) {
+    use memo::stores::{self, RedisStore, StoreCache};
+    let redis = servers::Server::redis();
+    stores::register(
+        "bench-near",
+        RedisStore::connect(&redis.redis_url()).unwrap(),
+    );
+    let value = |n: u64| format!("{n:064}");
+    let plain: StoreCache<(u64,), String> =
+        StoreCache::new("bench-near", "bench::near").with_maxsize(None);
+    let near: StoreCache<(u64,), String> = StoreCache::new("bench-near", "bench::near")
+        .with_maxsize(None)
+        .with_local(1000, Duration::from_secs(60));
+    for n in 0..HOT_KEYS as u64 {
+        plain.insert((n,), value(n));
+    }
+    // The first lookup subscribes; until the subscription is up the layer is bypassed.
+    let start = std::time::Instant::now();
+    while stores::near_subscribed("bench-near") != Some(true) {
+        near.get_by_keeping(&(&0u64,), |k| k.0 == 0, || (0,));
+        assert!(start.elapsed() < Duration::from_secs(10), "not subscribed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for n in 0..HOT_KEYS as u64 {
+        near.get_by_keeping(&(&n,), |k| k.0 == n, || (n,));
+    }
+    assert_eq!(near.local_len(), HOT_KEYS, "every key kept locally");
+    let keys: Vec<u64> = (0..HOT_KEYS as u64).collect();
+    let mut group = c.benchmark_group("near_hit_redis");
+    let mut rotation = Rotation::new(&keys);
+    group.bench_function("redis_hit", |b| {
+        b.iter(|| {
+            let n = *rotation.next_key();
+            black_box(plain.get_by(&(&n,), |k| k.0 == n))
+        })
+    });
+    // The same values in memory (the near cache's floor: the clone of a 64-byte String).
+    let memory: Cache<(u64,), String> = Cache::new(CAPACITY);
+    for n in 0..HOT_KEYS as u64 {
+        memory.insert((n,), value(n));
+    }
+    let mut rotation = Rotation::new(&keys);
+    group.bench_function("memory_cache_hit", |b| {
+        b.iter(|| {
+            let n = *rotation.next_key();
+            black_box(memory.get_by(&(&n,), |k| k.0 == n))
+        })
+    });
+    let mut rotation = Rotation::new(&keys);
+    let before = near.info().hits;
+    group.bench_function("near_hit", |b| {
+        b.iter(|| {
+            let n = *rotation.next_key();
+            black_box(near.get_by_keeping(&(&n,), |k| k.0 == n, || (n,)))
+        })
+    });
+    assert!(near.info().hits > before && near.info().misses == 0);
+    group.finish();
+}
+
+#[cfg(feature = "redis")]
+#[path = "../tests/support/servers.rs"]
+mod servers;
+
+#[cfg(not(feature = "redis"))]
+fn near_hit_redis(_: &mut Criterion) {}
+
 criterion_group!(
     benches,
     hit_maxsize_128,
     hit_with_ttl,
     miss_evicting_capacity_128,
-    hit_string_key
+    hit_string_key,
+    near_hit_redis
 );
 criterion_main!(benches);

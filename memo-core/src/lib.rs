@@ -104,6 +104,7 @@ pub mod __private {
         StoreCachedValue, StoreKey, StoreKeyExpr, StoreMemo, StoreSelfKey, StoreValue, StoredKey,
         StoredValue,
     };
+    pub use crate::stored::{store_memo_local, InMemoryLocal};
     pub use crate::{Cache, CacheInfo, InstanceCache, Policy};
 
     use core::marker::PhantomData;

@@ -63,6 +63,82 @@ pub fn store_memo<K: Hash + Eq, V: Clone>(
     Memo::new(path.into(), params)
 }
 
+/// The memo of a function with a store and a near cache (`local = N, local_ttl = "5s"`):
+/// [`store_memo`]'s, keeping up to `local` values in this process for at most `local_ttl`
+/// (see [`StoreCache::with_local`](crate::stores::StoreCache::with_local)).
+#[cfg(feature = "stores")]
+pub fn store_memo_local<K, V>(
+    store: &'static str,
+    path: impl Into<String>,
+    signature: u64,
+    version: u32,
+    params: Params,
+    local: usize,
+    local_ttl: std::time::Duration,
+) -> StoreMemo<K, V> {
+    let mut memo = store_memo(store, path, signature, version, params);
+    memo.cache = memo.cache.with_local(local, local_ttl);
+    memo
+}
+
+/// The memo of a function with a store and a near cache, in memory as the `stores` feature is
+/// off (the near cache is then the cache itself).
+#[cfg(not(feature = "stores"))]
+pub fn store_memo_local<K: Hash + Eq, V: Clone>(
+    store: &'static str,
+    path: impl Into<String>,
+    signature: u64,
+    version: u32,
+    params: Params,
+    local: usize,
+    local_ttl: std::time::Duration,
+) -> StoreMemo<K, V> {
+    let _ = (local, local_ttl);
+    store_memo(store, path, signature, version, params)
+}
+
+/// The lookups of a function with a near cache (`local = N`) on the in-memory cache that stands
+/// in for the store when the `stores` feature is off (with it, `StoreCache`'s own methods are
+/// called, and this trait has no impl).
+pub trait InMemoryLocal<K, V> {
+    /// `get_by`, the owned key unused.
+    fn get_by_keeping<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+        owned: impl FnOnce() -> K,
+    ) -> Option<V>;
+    /// `get_by`, as a future, the owned key unused.
+    fn get_by_keeping_async<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+        owned: impl FnOnce() -> K,
+    ) -> impl core::future::Future<Output = Option<V>>;
+}
+
+#[cfg(not(feature = "stores"))]
+impl<K: Hash + Eq, V: Clone> InMemoryLocal<K, V> for crate::Cache<K, V> {
+    fn get_by_keeping<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+        owned: impl FnOnce() -> K,
+    ) -> Option<V> {
+        let _ = owned;
+        self.get_by(probe, is_match)
+    }
+    fn get_by_keeping_async<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+        owned: impl FnOnce() -> K,
+    ) -> impl core::future::Future<Output = Option<V>> {
+        let _ = owned;
+        core::future::ready(self.get_by(probe, is_match))
+    }
+}
+
 /// The async lookups and writes of an `async fn` with a store, on the in-memory cache that
 /// stands in for the store when the `stores` feature is off (with it, `StoreCache`'s own
 /// methods are called, and this trait has no impl).

@@ -30,6 +30,8 @@ const OPTION_NAMES: &[&str] = &[
     "cache_field",
     "store",
     "version",
+    "local",
+    "local_ttl",
     "crate",
 ];
 
@@ -86,6 +88,10 @@ pub(crate) struct Options {
     pub(crate) store: Option<Spanned<StoreName>>,
     /// `version = 2`: part of the keys in the store.
     pub(crate) version: Option<Spanned<u32>>,
+    /// `local = 1000`: a near cache of that many values in front of the store.
+    pub(crate) local: Option<Spanned<usize>>,
+    /// `local_ttl = "5s"`: how long the near cache keeps a value (spanned at `local_ttl`).
+    pub(crate) local_ttl: Option<Spanned<Duration>>,
     /// `crate = "my_memo"`: the path of the facade when it is renamed.
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -178,6 +184,8 @@ struct OptionParser {
     cache_field: Setting<Ident>,
     store: Setting<StoreName>,
     version: Setting<u32>,
+    local: Setting<usize>,
+    local_ttl: Setting<Duration>,
     krate: Setting<Path>,
     errors: Errors,
 }
@@ -196,6 +204,8 @@ impl Default for OptionParser {
             cache_field: Setting::new("cache_field"),
             store: Setting::new("store"),
             version: Setting::new("version"),
+            local: Setting::new("local"),
+            local_ttl: Setting::new("local_ttl"),
             krate: Setting::new("crate"),
             errors: Errors::default(),
         }
@@ -216,6 +226,8 @@ fn example(name: &str) -> &'static str {
         "cache_field" => "`cache_field = lookups`",
         "store" => "`store = \"shared\"`",
         "version" => "`version = 2`",
+        "local" => "`local = 1000`",
+        "local_ttl" => "`local_ttl = \"5s\"`",
         _ => "`crate = \"my_memo\"`",
     }
 }
@@ -279,6 +291,21 @@ impl OptionParser {
                 let value = value.and_then(|e| store::version_value(&e));
                 self.version.set(errors, key, value);
             }
+            "local" => {
+                let value = value.and_then(|e| local_value(&e));
+                self.local.set(errors, key, value);
+            }
+            "local_ttl" => {
+                let value = value.and_then(|e| {
+                    let hint = "remove `local` to keep no near cache";
+                    let parsed = duration_value(&e, "local_ttl", hint)?;
+                    Ok(Spanned {
+                        value: parsed.value,
+                        span: key.span(),
+                    })
+                });
+                self.local_ttl.set(errors, key, value);
+            }
             _ => self
                 .krate
                 .set(errors, key, value.and_then(|e| crate_value(&e))),
@@ -299,6 +326,8 @@ impl OptionParser {
             cache_field: self.cache_field.value,
             store: self.store.value,
             version: self.version.value,
+            local: self.local.value,
+            local_ttl: self.local_ttl.value,
             krate: self.krate.value,
         }
     }
@@ -365,6 +394,35 @@ fn maxsize_value(expr: &Expr) -> syn::Result<Spanned<Maxsize>> {
                 value: Maxsize::Unbounded,
                 span: path.span(),
             })
+        }
+        _ => Err(wrong()),
+    }
+}
+
+/// `local = 1000`: the near cache's size, an integer from 1 to [`MAX_MAXSIZE`].
+fn local_value(expr: &Expr) -> syn::Result<Spanned<usize>> {
+    let expr = ungroup(expr);
+    let wrong = || {
+        syn::Error::new_spanned(
+            expr,
+            format!(
+                "`local` must be a positive integer up to {MAX_MAXSIZE}, the number of values \
+                 kept in this process in front of the store, e.g. `local = 1000`"
+            ),
+        )
+    };
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int),
+            attrs,
+        }) if attrs.is_empty() && matches!(int.suffix(), "" | "usize") => {
+            match int.base10_parse::<u64>() {
+                Ok(value) if (1..=MAX_MAXSIZE).contains(&value) => Ok(Spanned {
+                    value: value as usize,
+                    span: int.span(),
+                }),
+                _ => Err(wrong()),
+            }
         }
         _ => Err(wrong()),
     }
@@ -704,7 +762,7 @@ mod tests {
             [
                 "unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `err_ttl`, \
               `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
-              `version`, `crate`"
+              `version`, `local`, `local_ttl`, `crate`"
             ]
         );
         let found = errors(quote!(a::b(c, d), maxsize = 3));
@@ -713,7 +771,7 @@ mod tests {
             [
                 "unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `err_ttl`, \
               `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
-              `version`, `crate`"
+              `version`, `local`, `local_ttl`, `crate`"
             ]
         );
     }

@@ -105,6 +105,7 @@ fn ungroup(expr: &Expr) -> &Expr {
 /// `version` without `store`, and `store` with `cache_field` (a store is shared by every
 /// instance). The function is then expanded without them, so the error is the only one.
 pub(crate) fn check(options: &mut Options, errors: &mut Errors) {
+    check_local(options, errors);
     if options.store.is_none() {
         if let Some(version) = options.version.take() {
             errors.push(syn::Error::new(
@@ -121,8 +122,36 @@ pub(crate) fn check(options: &mut Options, errors: &mut Errors) {
             ));
         }
         options.version = None;
+        options.local = None;
+        options.local_ttl = None;
     }
 }
+
+/// `local` and `local_ttl` (the near cache): `local` needs a store, `local_ttl` needs `local`.
+fn check_local(options: &mut Options, errors: &mut Errors) {
+    let had_local = options.local.is_some();
+    if options.store.is_none() {
+        if let Some(local) = options.local.take() {
+            errors.push(syn::Error::new(
+                local.span,
+                "`local` keeps values of a store in this process (a near cache); add \
+                 `store = \"name\"` or remove `local`",
+            ));
+        }
+    }
+    if !had_local {
+        if let Some(ttl) = options.local_ttl.take() {
+            errors.push(syn::Error::new(
+                ttl.span,
+                "`local_ttl` is how long the near cache keeps a value; add `local = N` (and \
+                 `store = \"name\"`) or remove `local_ttl`",
+            ));
+        }
+    }
+}
+
+/// How long the near cache keeps a value when `local_ttl` is not given.
+const DEFAULT_LOCAL_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Plan<'_> {
     /// The `__private` trait named `memory` (`MemoKey`, ...), or its counterpart with a store.
@@ -185,7 +214,26 @@ impl Plan<'_> {
         let signature = signature_hash(self.options, self.function);
         let signature = syn::LitInt::new(&format!("{signature:#x}u64"), Span::call_site());
         let version = self.options.version.as_ref().map_or(1, |v| v.value);
+        if let Some(local) = &self.options.local {
+            let size = syn::LitInt::new(&format!("{}usize", local.value), Span::call_site());
+            let ttl = self
+                .options
+                .local_ttl
+                .as_ref()
+                .map_or(DEFAULT_LOCAL_TTL, |t| t.value);
+            let nanos = ttl.as_nanos().min(u128::from(u64::MAX)) as u64;
+            let nanos = syn::LitInt::new(&format!("{nanos}u64"), Span::call_site());
+            return quote!(#memo::__private::store_memo_local(
+                #store, #path, #signature, #version, #params,
+                #size, ::core::time::Duration::from_nanos(#nanos)
+            ));
+        }
         quote!(#memo::__private::store_memo(#store, #path, #signature, #version, #params))
+    }
+
+    /// Whether the function keeps a near cache in front of its store (`local = N`).
+    fn local(&self) -> bool {
+        self.options.local.is_some() && self.options.store.is_some()
     }
 
     /// Whether the function is an `async fn` with a store: it then awaits its lookups (on the
@@ -202,6 +250,10 @@ impl Plan<'_> {
         probe: &TokenStream,
         is_match: &TokenStream,
     ) -> TokenStream {
+        if self.local() {
+            let owned = self.owned_key();
+            return self.keeping(memo, probe, is_match, &quote!(|| #owned));
+        }
         self.sync_or_awaited(
             quote!(#memo.cache.get_by(#probe, #is_match)),
             quote!(#memo.cache.get_by_async(#probe, #is_match)),
@@ -210,10 +262,41 @@ impl Plan<'_> {
 
     /// The lookup by an owned key (`key = ...`): `cache.get(&key)`, or awaited.
     pub(crate) fn lookup_key(&self, memo: &Ident, key: &Ident) -> TokenStream {
+        if self.local() {
+            let probe = quote!(&#key);
+            let k = Ident::new("__memo_k", Span::mixed_site());
+            let is_match = quote!(|#k| ::core::cmp::PartialEq::eq(#k, &#key));
+            let owned = quote!(|| ::core::clone::Clone::clone(&#key));
+            return self.keeping(memo, &probe, &is_match, &owned);
+        }
         self.sync_or_awaited(
             quote!(#memo.cache.get(&#key)),
             quote!(#memo.cache.get_async(&#key)),
         )
+    }
+
+    /// The lookup of a function with a near cache: `cache.get_by_keeping(probe, is_match,
+    /// owned)` (a value found in the store is kept in this process under the key `owned`
+    /// makes), or awaited; with the `stores` feature off, `InMemoryLocal` gives the in-memory
+    /// cache the same methods.
+    fn keeping(
+        &self,
+        memo: &Ident,
+        probe: &TokenStream,
+        is_match: &TokenStream,
+        owned: &TokenStream,
+    ) -> TokenStream {
+        let path = &self.memo;
+        let call = if self.store_async() {
+            quote!(#memo.cache.get_by_keeping_async(#probe, #is_match, #owned).await)
+        } else {
+            quote!(#memo.cache.get_by_keeping(#probe, #is_match, #owned))
+        };
+        quote!({
+            #[allow(unused_imports)]
+            use #path::__private::InMemoryLocal as _;
+            #call
+        })
     }
 
     /// `sync`, or for an `async fn` with a store `asynchronous.await`: a method call, as the
@@ -599,6 +682,87 @@ mod tests {
             ),
         );
         assert!(!text.contains("get_by_async"), "{text}");
+    }
+
+    #[test]
+    fn local_and_local_ttl_are_parsed_and_need_a_store() {
+        let options = attr::parse(quote!(store = "s", local = 1000, local_ttl = "5s")).unwrap();
+        assert_eq!(options.local.unwrap().value, 1000);
+        assert_eq!(
+            options.local_ttl.unwrap().value,
+            std::time::Duration::from_secs(5)
+        );
+        for value in [
+            quote!(0),
+            quote!("10"),
+            quote!(1.5),
+            quote!(-1),
+            quote!(4294967296),
+        ] {
+            let found = errors(quote!(store = "s", local = #value));
+            assert_eq!(found.len(), 1, "for {value}");
+            assert!(
+                found[0].starts_with("`local` must be a positive integer"),
+                "{found:?}"
+            );
+        }
+        assert!(errors(quote!(store = "s", local = 1, local_ttl = "0s"))[0]
+            .starts_with("`local_ttl` must be longer than zero"));
+        assert!(errors(quote!(local = 10))[0].starts_with("`local` keeps values of a store"));
+        assert_eq!(errors(quote!(local = 10, local_ttl = "1s")).len(), 1);
+        assert!(errors(quote!(store = "s", local_ttl = "1s"))[0]
+            .starts_with("`local_ttl` is how long the near cache keeps a value"));
+        let mut options = attr::parse(quote!(store = "s", cache_field = c, local = 3)).unwrap();
+        check(&mut options, &mut Errors::default());
+        assert!(options.local.is_none());
+    }
+
+    #[test]
+    fn a_near_cache_keeps_what_the_store_lookup_finds() {
+        let expand =
+            |args: TokenStream, item: TokenStream| crate::expand::memoize(args, item).to_string();
+        let text = expand(
+            quote!(store = "s", local = 10, local_ttl = "250ms"),
+            quote!(
+                fn f(x: &str) -> u8 {
+                    1
+                }
+            ),
+        );
+        for part in [
+            "store_memo_local (",
+            "10usize",
+            "from_nanos (250000000u64)",
+            "__memo . cache . get_by_keeping (",
+            "InMemoryLocal",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        let text = expand(
+            quote!(store = "s", local = 10, key = x),
+            quote!(
+                async fn g(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(
+            text.contains("get_by_keeping_async (& __memo_key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("from_nanos (60000000000u64)"),
+            "the default: {text}"
+        );
+        let text = expand(
+            quote!(store = "s"),
+            quote!(
+                fn h(x: u8) -> u8 {
+                    x
+                }
+            ),
+        );
+        assert!(!text.contains("keeping"), "{text}");
     }
 
     #[test]

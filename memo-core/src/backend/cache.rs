@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::key;
+use super::near::{self, NearState};
 use super::registry::{self, Refusals, Registered};
 use crate::{Cache, CacheInfo, Policy};
 
@@ -57,6 +58,26 @@ pub struct StoreCache<K, V> {
     refusals: Arc<Refusals>,
     /// Keys whose cross-process lock this process holds while it computes them.
     locked: Mutex<HashSet<String>>,
+    /// The near cache: a bounded in-process layer in front of the store (`with_local`).
+    near: Option<Near<K, V>>,
+}
+
+/// The near cache's entries and what makes them stale (see [`super::near`]).
+struct Near<K, V> {
+    entries: Cache<K, Local<V>>,
+    ttl: Duration,
+    /// Attached when the store is looked up (a function cached in memory has no layer).
+    state: OnceLock<Arc<NearState>>,
+}
+
+/// A value in the near cache: when the read or write that kept it began, the hash of its item
+/// (what invalidations name), and the end of its store entry's ttl if before the local ttl's.
+#[derive(Clone)]
+struct Local<V> {
+    value: V,
+    born: u64,
+    item: u64,
+    until: Option<Instant>,
 }
 
 /// Locks remembered at most: a body that panics leaves its key here (the lock itself expires in
@@ -95,7 +116,57 @@ impl<K, V> StoreCache<K, V> {
             warned_codec: AtomicBool::new(false),
             refusals: Arc::default(),
             locked: Mutex::new(HashSet::new()),
+            near: None,
         }
+    }
+
+    /// A near cache: up to `size` values kept in this process in front of the store, each for
+    /// at most `ttl` and never past its store entry's ttl, so a hit costs tens of nanoseconds
+    /// instead of a round trip. [`remove`](StoreCache::remove) and
+    /// [`reset`](StoreCache::reset) drop them here at once and, on Redis, in every other
+    /// process within milliseconds (pub/sub; while the subscription is down the layer is
+    /// bypassed). On stores that cannot push (memcached, SQLite), another process's
+    /// invalidation is seen here only when the local entry expires: `ttl` is the bound on that
+    /// staleness. A value written by another process (after an expiry) is also seen after at
+    /// most `ttl`. `size == 0` or a zero `ttl` keeps no layer. Values are kept by writes
+    /// ([`insert`](StoreCache::insert), [`insert_if_absent`](StoreCache::insert_if_absent))
+    /// and by the lookups that have an owned key to keep them under
+    /// ([`get_by_keeping`](StoreCache::get_by_keeping), what `#[memoize(local = N)]` calls);
+    /// every lookup is answered from the layer when it can.
+    ///
+    /// ```
+    /// use memo::stores::StoreCache;
+    /// use std::time::Duration;
+    /// let cache = StoreCache::<u8, u8>::new("doc-nowhere", "f")
+    ///     .with_local(1000, Duration::from_secs(5));
+    /// assert_eq!(cache.local_len(), 0);
+    /// ```
+    pub fn with_local(mut self, size: usize, ttl: Duration) -> Self {
+        self.near = (size > 0 && !ttl.is_zero())
+            .then(|| {
+                let entries = Cache::builder().maxsize(size).ttl(ttl).build().ok()?;
+                Some(Near {
+                    entries,
+                    ttl,
+                    state: OnceLock::new(),
+                })
+            })
+            .flatten();
+        self
+    }
+
+    /// How many values the near cache holds in this process (expired or invalidated ones
+    /// included until they are dropped); 0 without one.
+    ///
+    /// ```
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f");
+    /// assert_eq!(cache.local_len(), 0);
+    /// ```
+    pub fn local_len(&self) -> usize
+    where
+        K: Hash + Eq,
+    {
+        self.near.as_ref().map_or(0, |near| near.entries.len())
     }
 
     /// Entries expire `ttl` after they are stored; the ttl is passed to the server.
@@ -169,6 +240,10 @@ where
                 Some(store) => {
                     let namespace =
                         key::namespace(&store.key_prefix, &self.path, self.version, self.signature);
+                    if let Some(near) = &self.near {
+                        let hub = store.near_hub.as_ref();
+                        let _ = near.state.set(NearState::attach(hub, &namespace, near.ttl));
+                    }
                     Backing::Store { store, namespace }
                 }
                 None => {
@@ -228,23 +303,128 @@ where
         probe: &Q,
         is_match: impl FnMut(&K) -> bool,
     ) -> Option<V> {
+        self.lookup_by(probe, is_match, None::<fn() -> K>)
+    }
+
+    /// [`get_by`](StoreCache::get_by), keeping a value found in the store in the near cache
+    /// ([`with_local`](StoreCache::with_local)) under the key `owned` makes (called only then).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = memo::stores::StoreCache::<(String,), u8>::new("doc-nowhere", "f")
+    ///     .with_local(10, Duration::from_secs(1));
+    /// cache.insert(("a".to_string(),), 1);
+    /// assert_eq!(cache.get_by_keeping(&("a",), |k| k.0 == "a", || ("a".to_string(),)), Some(1));
+    /// ```
+    pub fn get_by_keeping<Q: Serialize + Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+        owned: impl FnOnce() -> K,
+    ) -> Option<V> {
+        self.lookup_by(probe, is_match, Some(owned))
+    }
+
+    fn lookup_by<Q: Serialize + Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        mut is_match: impl FnMut(&K) -> bool,
+        owned: Option<impl FnOnce() -> K>,
+    ) -> Option<V> {
         let (store, namespace) = match self.backing() {
             Backing::Memory(cache) => return cache.get_by(probe, is_match),
             Backing::Store { store, namespace } => (store, namespace),
         };
-        let found = if self.maxsize == Some(0) {
-            None
-        } else {
-            self.fetch(store, namespace, probe).or_else(|| {
+        if self.maxsize == Some(0) {
+            return self.counted(None);
+        }
+        let near = self.near_layer();
+        if let Some((near, state)) = near {
+            if let Some(value) = near.hit(probe, &mut is_match, state) {
+                return self.counted(Some(value));
+            }
+        }
+        let born = if near.is_some() { near::stamp() } else { 0 };
+        let item = match key::item(namespace, probe) {
+            Ok(item) => item,
+            Err(error) => return self.counted(self.codec_failed("key", &error)),
+        };
+        let found = self
+            .fetch_item(store, namespace, &item, near.is_some())
+            .or_else(|| {
                 // Cross-process single-flight: take the key's lock (this process computes,
                 // and `put` releases it), or wait for the value of the process holding it.
                 let wait = store.single_flight_wait?;
-                let item = key::item(namespace, probe).ok()?;
-                let waited = lock_or_wait(store, &self.path, &self.refusals, namespace, item, wait);
-                self.received(store, waited)
-            })
+                let waited = lock_or_wait(
+                    store,
+                    &self.path,
+                    &self.refusals,
+                    namespace,
+                    item.clone(),
+                    wait,
+                );
+                self.received(store, waited).map(|value| (value, None))
+            });
+        if let (Some((near, state)), Some((value, left)), Some(owned)) = (near, &found, owned) {
+            self.keep(near, state, owned(), value.clone(), born, &item, *left);
+        }
+        self.counted(found.map(|(value, _)| value))
+    }
+
+    /// The near cache, if this function has one and it may be used now.
+    #[inline]
+    fn near_layer(&self) -> Option<(&Near<K, V>, &NearState)> {
+        let near = self.near.as_ref()?;
+        let state = near.state.get()?;
+        state.usable().then_some((near, state))
+    }
+
+    /// Keeps `value` in the near cache, unless what it was read or written by (begun at `born`)
+    /// was overtaken by an invalidation; `left` is its store entry's remaining ttl if known
+    /// (else the function's ttl bounds it).
+    #[allow(clippy::too_many_arguments)]
+    fn keep(
+        &self,
+        near: &Near<K, V>,
+        state: &NearState,
+        key: K,
+        value: V,
+        born: u64,
+        item: &str,
+        left: Option<Duration>,
+    ) {
+        let item = near::item_hash(item);
+        if !state.fresh(born, item) {
+            return;
+        }
+        let until = left
+            .or(self.ttl)
+            .filter(|left| *left < near.ttl)
+            .map(|left| Instant::now() + left);
+        let local = Local {
+            value,
+            born,
+            item,
+            until,
         };
-        self.counted(found)
+        near.entries.insert(key, local);
+    }
+
+    /// The value `item` holds in the store (with its remaining ttl if `with_ttl` and known).
+    fn fetch_item(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        item: &str,
+        with_ttl: bool,
+    ) -> Option<(V, Option<Duration>)> {
+        let (bytes, left) = if with_ttl {
+            self.call(store, |s| s.get_with_ttl(namespace, item))??
+        } else {
+            (self.call(store, |s| s.get(namespace, item))??, None)
+        };
+        let value = self.received(store, Waited::Found(bytes))?;
+        Some((value, left))
     }
 
     fn fetch<Q: Serialize + ?Sized>(
@@ -370,7 +550,7 @@ where
     pub fn insert(&self, key: K, value: V) {
         match self.backing() {
             Backing::Memory(cache) => cache.insert(key, value),
-            Backing::Store { store, namespace } => self.put(store, namespace, &key, &value),
+            Backing::Store { store, namespace } => self.put_keeping(store, namespace, key, value),
         }
     }
 
@@ -386,16 +566,42 @@ where
     pub fn insert_if_absent(&self, key: K, value: V) {
         match self.backing() {
             Backing::Memory(cache) => cache.insert_if_absent(key, value),
-            Backing::Store { store, namespace } => self.put(store, namespace, &key, &value),
+            Backing::Store { store, namespace } => self.put_keeping(store, namespace, key, value),
         }
     }
 
-    fn put(&self, store: &Registered, namespace: &str, key: &K, value: &V) {
-        self.put_tracked(store, namespace, key, value, None);
+    /// `put`, and the value kept in the near cache too.
+    fn put_keeping(&self, store: &Registered, namespace: &str, key: K, value: V) {
+        self.put_keeping_tracked(store, namespace, key, value, None);
     }
 
-    /// [`put`](StoreCache::put) of a write that `ticket` tracks (a single-flight write, which
-    /// invalidations of the key wait for): see [`Write::make`].
+    /// [`put_keeping`](StoreCache::put_keeping) of a write that `ticket` tracks (a
+    /// single-flight write, which invalidations of the key wait for): see [`Write::make`].
+    fn put_keeping_tracked(
+        &self,
+        store: &Registered,
+        namespace: &str,
+        key: K,
+        value: V,
+        ticket: Option<&dyn Pending>,
+    ) {
+        let Some(born) = self.near.as_ref().map(|_| near::stamp()) else {
+            self.put_tracked(store, namespace, &key, &value, ticket);
+            return;
+        };
+        let item = self.put_tracked(store, namespace, &key, &value, ticket);
+        if let (Some((near, state)), Some(item)) = (self.near_layer(), item) {
+            self.keep(near, state, key, value, born, &item, None);
+        }
+    }
+
+    /// Writes `value` to the store; the item it was written as (if it could be encoded).
+    fn put(&self, store: &Registered, namespace: &str, key: &K, value: &V) -> Option<String> {
+        self.put_tracked(store, namespace, key, value, None)
+    }
+
+    /// [`put`](StoreCache::put) of a write that `ticket` tracks; `None` also when an
+    /// invalidation cancelled the write.
     fn put_tracked(
         &self,
         store: &Registered,
@@ -403,13 +609,11 @@ where
         key: &K,
         value: &V,
         ticket: Option<&dyn Pending>,
-    ) {
+    ) -> Option<String> {
         if self.maxsize == Some(0) {
-            return;
+            return None;
         }
-        let Some((item, bytes)) = self.encoded(store, namespace, key, value) else {
-            return;
-        };
+        let (item, bytes) = self.encoded(store, namespace, key, value)?;
         let unlock = store.single_flight_wait.is_some() && self.locked.lock().remove(&item);
         let write = Write {
             path: &self.path,
@@ -419,7 +623,7 @@ where
             ttl: self.ttl,
             unlock,
         };
-        write.make(store, &bytes, ticket);
+        write.make(store, &bytes, ticket).then_some(item)
     }
 
     /// The value for `key`, computing and storing it with `compute` on a miss.
@@ -457,10 +661,30 @@ where
                 let Ok(item) = key::item(namespace, key) else {
                     return false;
                 };
-                self.call(store, |s| s.delete(namespace, &item))
-                    .unwrap_or(false)
+                let deleted = self.call(store, |s| s.delete(namespace, &item));
+                let local = self.near_removed(key, namespace, &item, deleted.is_some());
+                deleted.unwrap_or(false) || local
             }
         }
+    }
+
+    /// The near cache's part of `remove`: the entry dropped here, every older read of it
+    /// refused, and (if the store answered) the other processes told. Whether it was here.
+    fn near_removed<Q>(&self, key: &Q, namespace: &str, item: &str, answered: bool) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let Some(near) = &self.near else {
+            return false;
+        };
+        let Some(state) = near.state.get() else {
+            return false;
+        };
+        let here = near.entries.remove(key).is_some();
+        state.invalidated(near::item_hash(item));
+        state.tell_invalidated(namespace, item, answered);
+        here
     }
 
     /// Hits and misses of this cache in this process, maxsize and ttl; `currsize` is the number
@@ -508,7 +732,14 @@ where
         match self.backing() {
             Backing::Memory(cache) => cache.reset(),
             Backing::Store { store, namespace } => {
-                self.call(store, |s| s.clear(namespace));
+                let cleared = self.call(store, |s| s.clear(namespace));
+                if let Some(near) = &self.near {
+                    if let Some(state) = near.state.get() {
+                        state.cleared();
+                        near.entries.clear();
+                        state.tell_cleared(namespace, cleared.is_some());
+                    }
+                }
                 self.hits.store(0, Ordering::Relaxed);
                 self.misses.store(0, Ordering::Relaxed);
             }
@@ -541,16 +772,58 @@ where
         probe: &Q,
         is_match: impl FnMut(&K) -> bool,
     ) -> Option<V> {
+        self.lookup_by_async(probe, is_match, None::<fn() -> K>)
+            .await
+    }
+
+    /// [`get_by_keeping`](StoreCache::get_by_keeping) for an `async fn`.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("doc-nowhere", "f")
+    ///     .with_local(10, std::time::Duration::from_secs(1));
+    /// cache.insert(1, 2);
+    /// let mut found = std::pin::pin!(cache.get_by_keeping_async(&1, |k| *k == 1, || 1));
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// assert_eq!(found.as_mut().poll(&mut cx), std::task::Poll::Ready(Some(2)));
+    /// ```
+    pub async fn get_by_keeping_async<Q: Serialize + Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+        owned: impl FnOnce() -> K,
+    ) -> Option<V> {
+        self.lookup_by_async(probe, is_match, Some(owned)).await
+    }
+
+    async fn lookup_by_async<Q: Serialize + Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        mut is_match: impl FnMut(&K) -> bool,
+        owned: Option<impl FnOnce() -> K>,
+    ) -> Option<V> {
         let (store, namespace) = match self.backing() {
             Backing::Memory(cache) => return cache.get_by(probe, is_match),
             Backing::Store { store, namespace } => (store, namespace),
         };
-        let found = if self.maxsize == Some(0) {
-            None
-        } else {
-            self.fetch_async(store, namespace, probe).await
-        };
-        self.counted(found)
+        if self.maxsize == Some(0) {
+            return self.counted(None);
+        }
+        let near = self.near_layer();
+        if let Some((near, state)) = near {
+            if let Some(value) = near.hit(probe, &mut is_match, state) {
+                return self.counted(Some(value));
+            }
+        }
+        let born = if near.is_some() { near::stamp() } else { 0 };
+        let found = self
+            .fetch_async(store, namespace, probe, near.is_some())
+            .await;
+        if let (Some((near, state)), Some((value, left, item)), Some(owned)) = (near, &found, owned)
+        {
+            self.keep(near, state, owned(), value.clone(), born, item, *left);
+        }
+        self.counted(found.map(|(value, ..)| value))
     }
 
     /// [`get`](StoreCache::get) for an `async fn`.
@@ -571,20 +844,29 @@ where
         self.get_by_async(key, |k| k.borrow() == key).await
     }
 
+    /// The value of `probe` in the store, with its remaining ttl if `with_ttl` (and known),
+    /// and its item.
     async fn fetch_async<Q: Serialize + ?Sized>(
         &self,
         store: &Arc<Registered>,
         namespace: &str,
         probe: &Q,
-    ) -> Option<V> {
+        with_ttl: bool,
+    ) -> Option<(V, Option<Duration>, String)> {
         let item = match key::item(namespace, probe) {
             Ok(item) => item,
-            Err(error) => return self.codec_failed("key", &error),
+            Err(error) => {
+                self.codec_failed("key", &error);
+                return None;
+            }
         };
+        let kept = item.clone();
         #[cfg(all(feature = "redis", feature = "tokio"))]
         if let Some(redis) = store.redis_async() {
-            let waited = self.lookup_on_tokio(store, redis, namespace, item).await;
-            return self.received(store, waited);
+            let (waited, left) = self
+                .lookup_on_tokio(store, redis, namespace, item, with_ttl)
+                .await;
+            return Some((self.received(store, waited)?, left, kept));
         }
         let (reply, answer) = super::io::reply();
         let (path, refusals, ns) = (
@@ -594,18 +876,26 @@ where
         );
         let wait = store.single_flight_wait;
         let queued = store.submit(move |store| {
-            let found = store.call(&path, &refusals, |s| s.get(&ns, &item));
-            let waited = match (found, wait) {
-                (Some(Some(bytes)), _) => Waited::Found(bytes),
-                (Some(None), Some(wait)) => lock_or_wait(store, &path, &refusals, &ns, item, wait),
-                _ => Waited::Nothing,
+            let found = if with_ttl {
+                store.call(&path, &refusals, |s| s.get_with_ttl(&ns, &item))
+            } else {
+                let found = store.call(&path, &refusals, |s| s.get(&ns, &item));
+                found.map(|found| found.map(|bytes| (bytes, None)))
             };
-            answer.send(waited);
+            let (waited, left) = match (found, wait) {
+                (Some(Some((bytes, left))), _) => (Waited::Found(bytes), left),
+                (Some(None), Some(wait)) => {
+                    (lock_or_wait(store, &path, &refusals, &ns, item, wait), None)
+                }
+                _ => (Waited::Nothing, None),
+            };
+            answer.send((waited, left));
         });
         if !queued {
             return None;
         }
-        self.received(store, reply.await?)
+        let (waited, left) = reply.await?;
+        Some((self.received(store, waited)?, left, kept))
     }
 
     /// A lookup of an `async fn` on tokio, through the Redis store's async connection (feature
@@ -617,14 +907,40 @@ where
         redis: &Arc<super::redis_async::AsyncRedis>,
         namespace: &str,
         item: String,
+        with_ttl: bool,
+    ) -> (Waited, Option<Duration>) {
+        let (path, refusals) = (&self.path, &*self.refusals);
+        let get = || store.call_async(path, refusals, redis.get(namespace, &item));
+        let first = if with_ttl {
+            let read = redis.get_with_ttl(namespace, &item);
+            store.call_async(path, refusals, read).await
+        } else {
+            get().await.map(|found| found.map(|bytes| (bytes, None)))
+        };
+        let wait = match (first, store.single_flight_wait) {
+            (Some(Some((bytes, left))), _) => return (Waited::Found(bytes), left),
+            (Some(None), Some(wait)) => wait,
+            _ => return (Waited::Nothing, None),
+        };
+        (
+            self.lock_on_tokio(store, redis, namespace, item, wait)
+                .await,
+            None,
+        )
+    }
+
+    /// Cross-process single-flight on tokio after a miss: [`lock_or_wait`], awaited.
+    #[cfg(all(feature = "redis", feature = "tokio"))]
+    async fn lock_on_tokio(
+        &self,
+        store: &Registered,
+        redis: &Arc<super::redis_async::AsyncRedis>,
+        namespace: &str,
+        item: String,
+        wait: Duration,
     ) -> Waited {
         let (path, refusals) = (&self.path, &*self.refusals);
         let get = || store.call_async(path, refusals, redis.get(namespace, &item));
-        let wait = match (get().await, store.single_flight_wait) {
-            (Some(Some(bytes)), _) => return Waited::Found(bytes),
-            (Some(None), Some(wait)) => wait,
-            _ => return Waited::Nothing,
-        };
         let lock = redis.try_lock(namespace, &item, wait);
         match store.call_async(path, refusals, lock).await {
             Some(true) => {
@@ -679,6 +995,10 @@ where
         let Some((item, bytes)) = self.encoded(store, namespace, &key, &value) else {
             return;
         };
+        // The near cache keeps what this process writes.
+        if let Some((near, state)) = self.near_layer() {
+            self.keep(near, state, key, value, near::stamp(), &item, None);
+        }
         let unlock = store.single_flight_wait.is_some() && self.locked.lock().remove(&item);
         #[cfg(all(feature = "redis", feature = "tokio"))]
         if let Some(redis) = store.redis_async() {
@@ -747,18 +1067,39 @@ impl Write<'_> {
     /// Writes `bytes`; with a `ticket` whose invalidation stopped waiting for the write (a store
     /// slower than [`REMOTE_WRITE_WAIT`](crate::flight::REMOTE_WRITE_WAIT)), the write is not
     /// made if it has not started, and the key is deleted again if it was made meanwhile.
-    fn make(&self, store: &Registered, bytes: &[u8], ticket: Option<&dyn Pending>) {
+    /// Returns whether the write stands (made, or attempted, and not cancelled).
+    fn make(&self, store: &Registered, bytes: &[u8], ticket: Option<&dyn Pending>) -> bool {
         let (path, refusals, namespace, item) =
             (self.path, self.refusals, self.namespace, self.item);
+        let mut stands = false;
         if !ticket.is_some_and(|t| t.cancelled()) {
             store.call(path, refusals, |s| s.set(namespace, item, bytes, self.ttl));
             if ticket.is_some_and(|t| t.cancelled()) {
                 store.call(path, refusals, |s| s.delete(namespace, item));
+            } else {
+                stands = true;
             }
         }
         if self.unlock {
             store.call(path, refusals, |s| s.unlock(namespace, item));
         }
+        stands
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Near<K, V> {
+    /// The value kept for a key matching `probe`, if it is still good.
+    #[inline]
+    fn hit<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: &mut impl FnMut(&K) -> bool,
+        state: &NearState,
+    ) -> Option<V> {
+        let local = self.entries.get_by(probe, is_match)?;
+        let good = state.fresh(local.born, local.item)
+            && local.until.is_none_or(|until| Instant::now() < until);
+        good.then_some(local.value)
     }
 }
 
@@ -903,7 +1244,7 @@ where
         match self.backing() {
             Backing::Memory(cache) => cache.insert_if_absent(key, value),
             Backing::Store { store, namespace } => {
-                self.put_tracked(store, namespace, &key, &value, Some(&end));
+                self.put_keeping_tracked(store, namespace, key, value, Some(&end));
             }
         }
     }

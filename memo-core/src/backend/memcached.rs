@@ -4,7 +4,8 @@
 //! whose r2d2 pool checks every connection with an extra `version` round trip on checkout, never
 //! notices a broken connection (`has_broken` is a TODO returning `false`), connects eagerly when
 //! the client is built (so registration fails while the server is down), and has no connect
-//! timeout. The five commands used here (`get`, `set`, `add`, `incr`, `delete`) are short.
+//! timeout. The commands used here (`get`, `set`, `add`, `incr`, `delete`, and `mg` for the near
+//! cache) are short.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -65,6 +66,8 @@ pub struct MemcachedStore {
     io_timeout: Duration,
     item_size_max: usize,
     warned_generation: AtomicBool,
+    /// A server answered `mg` with `ERROR`: `get` only (the near cache's ttl then unknown).
+    no_meta: AtomicBool,
 }
 
 /// One server of the store: its idle connections, and whether it is down (in a pool).
@@ -73,6 +76,9 @@ struct Server {
     idle: Idle<Connection>,
     health: NodeHealth,
 }
+
+/// A server that does not speak the meta protocol (`mg`): memcached before 1.6.
+struct NoMeta;
 
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 16;
@@ -170,6 +176,7 @@ impl MemcachedStore {
             io_timeout: DEFAULT_TIMEOUT,
             item_size_max: DEFAULT_ITEM_SIZE_MAX,
             warned_generation: AtomicBool::new(false),
+            no_meta: AtomicBool::new(false),
         })
     }
 
@@ -481,6 +488,42 @@ impl Connection {
         }
     }
 
+    /// `mg key v t` (the meta protocol, memcached 1.6+): the value and its remaining ttl
+    /// (whole seconds, rounded down by the server: never longer than the item's; `None`: no
+    /// expiry), for the near cache; `Err(NoMeta)` from a server without the meta protocol.
+    #[allow(clippy::type_complexity)]
+    fn get_with_ttl(
+        &mut self,
+        key: &str,
+    ) -> Result<Result<Option<(Vec<u8>, Option<Duration>)>, NoMeta>, StoreError> {
+        self.send(&[b"mg ", key.as_bytes(), b" v t\r\n"])?;
+        let line = self.line()?;
+        match line.as_str() {
+            "EN" => return Ok(Ok(None)),
+            "ERROR" => return Ok(Err(NoMeta)),
+            _ => {}
+        }
+        let mut parts = line.split(' ');
+        let (Some("VA"), Some(len)) = (parts.next(), parts.next()) else {
+            return Err(Self::unexpected(&line));
+        };
+        let len: usize = len
+            .parse()
+            .map_err(|_| protocol("a value length that is not a number"))?;
+        let left = parts
+            .find_map(|flag| flag.strip_prefix('t'))
+            .and_then(|t| t.parse::<i64>().ok())
+            .and_then(|t| u64::try_from(t).ok())
+            .map(Duration::from_secs);
+        let mut data = vec![0; len + 2];
+        self.stream.read_exact(&mut data)?;
+        if !data.ends_with(b"\r\n") {
+            return Err(protocol("a value without its end"));
+        }
+        data.truncate(len);
+        Ok(Ok(Some((data, left))))
+    }
+
     /// `set` or `add`; whether it stored.
     fn store(
         &mut self,
@@ -526,6 +569,30 @@ impl Store for MemcachedStore {
         Ok(self
             .routed(self.server_of(&key), |c| c.get(&key))?
             .flatten())
+    }
+
+    /// `mg key v t`: the value and its remaining ttl in one round trip (memcached 1.6+; a
+    /// server without the meta protocol answers `ERROR`, and `get` is used from then on, the
+    /// ttl unknown).
+    fn get_with_ttl(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<Duration>)>, StoreError> {
+        if self.no_meta.load(Ordering::Relaxed) {
+            return Ok(self.get(namespace, key)?.map(|value| (value, None)));
+        }
+        let Some(data_key) = self.data_key(namespace, key)? else {
+            return Ok(None);
+        };
+        match self.routed(self.server_of(&data_key), |c| c.get_with_ttl(&data_key))? {
+            Some(Err(NoMeta)) => {
+                self.no_meta.store(true, Ordering::Relaxed);
+                Ok(self.get(namespace, key)?.map(|value| (value, None)))
+            }
+            Some(Ok(found)) => Ok(found),
+            None => Ok(None),
+        }
     }
 
     fn set(

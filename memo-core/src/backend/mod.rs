@@ -58,6 +58,7 @@ mod ketama;
 mod key;
 #[cfg(feature = "memcached")]
 mod memcached;
+mod near;
 #[cfg(any(feature = "redis", feature = "memcached"))]
 mod nodes;
 #[cfg(feature = "persistent")]
@@ -70,6 +71,8 @@ mod redis;
 mod redis_async;
 #[cfg(feature = "redis")]
 mod redis_conn;
+#[cfg(feature = "redis")]
+mod redis_push;
 mod registry;
 
 #[cfg(feature = "redis")]
@@ -83,7 +86,9 @@ pub use fault::StoreHealth;
 pub use memcached::MemcachedStore;
 #[cfg(feature = "persistent")]
 pub use persistent::PersistentStore;
-pub use registry::{health, is_registered, register, register_with, StoreOptions};
+pub use registry::{
+    health, is_registered, near_received, near_subscribed, register, register_with, StoreOptions,
+};
 
 /// A store outside the process: bytes in and out under a key, grouped by namespace.
 ///
@@ -133,6 +138,35 @@ pub use registry::{health, is_registered, register, register_with, StoreOptions}
 pub trait Store: Send + Sync + 'static {
     /// The bytes stored under `key`, or `None` if there are none (or they expired).
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// [`get`](Store::get), with how long the value has left in the store if the store can
+    /// tell (`None`: no expiry, or unknown): what a near cache
+    /// ([`StoreCache::with_local`]) bounds its copy by. The default calls `get` and tells
+    /// nothing, so a copy lives its local ttl (Redis and SQLite tell).
+    ///
+    /// ```
+    /// # use memo::stores::{Store, StoreError};
+    /// # struct One;
+    /// # impl Store for One {
+    /// #     fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    /// #         Ok(Some(b"1".to_vec()))
+    /// #     }
+    /// #     fn set(&self, _: &str, _: &str, _: &[u8], _: Option<std::time::Duration>)
+    /// #         -> Result<(), StoreError> { Ok(()) }
+    /// #     fn delete(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     fn clear(&self, _: &str) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// assert_eq!(One.get_with_ttl("ns", "k")?, Some((b"1".to_vec(), None)));
+    /// # Ok::<(), StoreError>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    fn get_with_ttl(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<Duration>)>, StoreError> {
+        Ok(self.get(namespace, key)?.map(|value| (value, None)))
+    }
 
     /// Stores `value` under `key`, replacing what was there; it expires `ttl` from now (`None`:
     /// when the store decides).

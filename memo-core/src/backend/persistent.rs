@@ -477,6 +477,15 @@ impl PersistentStore {
 
 impl Store for PersistentStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_with_ttl(namespace, key)?.map(|(value, _)| value))
+    }
+
+    /// The value and what is left of its ttl (its `expires_at`), in one query.
+    fn get_with_ttl(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<Duration>)>, StoreError> {
         let now = self.now_millis();
         self.with_inner(|inner| {
             let found: Option<(Vec<u8>, Option<i64>)> = inner
@@ -501,7 +510,11 @@ impl Store for PersistentStore {
                         .execute(params![namespace, key, now])?;
                     Ok(None)
                 }
-                found => Ok(found.map(|(value, _)| value)),
+                found => Ok(found.map(|(value, expires_at)| {
+                    let left = expires_at
+                        .map(|at| Duration::from_millis(at.saturating_sub(now).max(0) as u64));
+                    (value, left)
+                })),
             }
         })
     }

@@ -182,6 +182,16 @@ impl RedisStore {
         )
     }
 
+    /// The near cache's pushes of this store (pub/sub), sharing its target and generations.
+    pub(crate) fn push_side(&self) -> super::redis_push::RedisPush {
+        super::redis_push::RedisPush::new(
+            Arc::clone(&self.target),
+            Arc::clone(&self.generations),
+            self.connect_timeout,
+            self.io_timeout,
+        )
+    }
+
     fn open(&self) -> Result<Conn, StoreError> {
         self.target
             .open(self.connect_timeout, self.io_timeout)
@@ -410,6 +420,18 @@ pub(super) fn lock_command(lock: &str, ttl: Duration) -> ::redis::Cmd {
         .clone()
 }
 
+/// `GET key` and `PTTL key`, for the near cache: the value and how long it has left.
+pub(super) fn get_with_ttl_pipe(key: &str) -> ::redis::Pipeline {
+    let mut pipe = ::redis::pipe();
+    pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+    pipe
+}
+
+/// What a `PTTL` reply says is left (`-1`: no expiry, `-2`: gone).
+pub(super) fn remaining(pttl: i64) -> Option<Duration> {
+    u64::try_from(pttl).ok().map(Duration::from_millis)
+}
+
 pub(super) fn data_key(namespace: &str, generation: u64, key: &str) -> String {
     format!("{namespace}:{generation}:{key}")
 }
@@ -486,6 +508,19 @@ impl Store for RedisStore {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.with_key(namespace, key, |c, key| {
             ::redis::cmd("GET").arg(key).query(c)
+        })
+        .map(Option::flatten)
+    }
+
+    /// `GET` and `PTTL` in one pipeline (one round trip, the same master on a cluster).
+    fn get_with_ttl(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<Duration>)>, StoreError> {
+        self.with_key(namespace, key, |c, key| {
+            let (value, pttl) = c.get_with_ttl(key)?;
+            Ok(value.map(|value| (value, remaining(pttl))))
         })
         .map(Option::flatten)
     }

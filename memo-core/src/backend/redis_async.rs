@@ -387,3 +387,46 @@ impl AsyncRedis {
         }
     }
 }
+
+// The near cache: a lookup that also tells how long the value has left (`GET` and `PTTL` in one
+// pipeline), as the sync store's `get_with_ttl`.
+impl AsyncRedis {
+    /// `GET` and `PTTL` of `key` in `namespace`: the value and its remaining ttl.
+    pub async fn get_with_ttl(
+        self: &Arc<Self>,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<Duration>)>, StoreError> {
+        let (this, namespace, key) = (Arc::clone(self), namespace.to_owned(), key.to_owned());
+        spawned(async move {
+            let deadline = Instant::now() + this.timeout;
+            if let Some(slots) = this.target.slots() {
+                this.refresh_slots(deadline, slots).await;
+            }
+            let generation = match this.generations.fresh(&namespace) {
+                Some(generation) => generation,
+                None => match this.read_generation(deadline, &namespace).await? {
+                    Some(generation) => generation,
+                    None => return Ok(None),
+                },
+            };
+            let data = data_key(&namespace, generation, &key);
+            let pipe = super::redis::get_with_ttl_pipe(&data);
+            let read: Option<(Option<Vec<u8>>, i64)> = this
+                .route_to(deadline, &data, |conn| {
+                    let pipe = &pipe;
+                    async move {
+                        match conn {
+                            AsyncConn::Single(mut c) => pipe.query_async(&mut c).await,
+                            AsyncConn::Cluster(mut c) => pipe.query_async(&mut c).await,
+                        }
+                    }
+                })
+                .await?;
+            Ok(read.and_then(|(value, pttl)| {
+                value.map(|value| (value, super::redis::remaining(pttl)))
+            }))
+        })
+        .await
+    }
+}

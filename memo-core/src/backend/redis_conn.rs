@@ -109,6 +109,22 @@ impl Target {
         &self.kind
     }
 
+    /// A client of one node, for pub/sub (the near cache): the server, or on a cluster the
+    /// URL `attempt` picks, each in turn (any node hears every message of a cluster).
+    pub fn node_client(&self, attempt: usize) -> RedisResult<Client> {
+        match &self.kind {
+            TargetKind::Single(client) => Ok(client.clone()),
+            TargetKind::Cluster(_) => {
+                let url = self.urls[attempt % self.urls.len()].as_str();
+                #[cfg(feature = "redis-tls")]
+                if let Some(pem) = &self.root_cert {
+                    return Client::build_with_tls(url, certificates(pem));
+                }
+                Client::open(url)
+            }
+        }
+    }
+
     /// The slot map of a cluster (`None` for one server).
     pub fn slots(&self) -> Option<&Slots> {
         self.slots.as_ref()
@@ -221,6 +237,18 @@ impl Conn {
                 Ok(T::from_redis_value(conn.route_command(cmd, routing)?)?)
             }
             (conn, _) => cmd.query(conn),
+        }
+    }
+
+    /// `GET key` and `PTTL key` in one pipeline (a cluster pipeline on a cluster: one master).
+    pub fn get_with_ttl(&mut self, key: &str) -> RedisResult<(Option<Vec<u8>>, i64)> {
+        match self {
+            Conn::Single(conn) => super::redis::get_with_ttl_pipe(key).query(conn),
+            Conn::Cluster(conn) => {
+                let mut pipe = ::redis::cluster::cluster_pipe();
+                pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+                pipe.query(conn)
+            }
         }
     }
 

@@ -162,6 +162,8 @@ pub(crate) struct Registered {
     /// A Redis store's async connection (feature `tokio`), for `async fn`s on tokio.
     #[cfg(all(feature = "redis", feature = "tokio"))]
     redis_async: Option<Arc<super::redis_async::AsyncRedis>>,
+    /// The near cache's pushes, for a store that has them (Redis pub/sub).
+    pub near_hub: Option<Arc<super::near::Hub>>,
 }
 
 /// The refusals one function was warned about: one warning per kind (the server's code).
@@ -302,6 +304,15 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
     let redis_async = (&store as &dyn std::any::Any)
         .downcast_ref::<super::RedisStore>()
         .map(|redis| Arc::new(redis.async_side()));
+    // A Redis store pushes the near cache's invalidations (pub/sub).
+    #[cfg(feature = "redis")]
+    let near_hub = (&store as &dyn std::any::Any)
+        .downcast_ref::<super::RedisStore>()
+        .map(|redis| {
+            super::near::Hub::new(&name, &options.key_prefix, Box::new(redis.push_side()))
+        });
+    #[cfg(not(feature = "redis"))]
+    let near_hub = None;
     let registered = Registered {
         name: name.clone(),
         format: options.format,
@@ -312,6 +323,7 @@ pub fn register_with(name: impl Into<String>, store: impl Store, options: StoreO
         io: OnceLock::new(),
         #[cfg(all(feature = "redis", feature = "tokio"))]
         redis_async,
+        near_hub,
     };
     STORES.write().insert(name, Arc::new(registered));
 }
@@ -333,6 +345,28 @@ pub fn is_registered(name: &str) -> bool {
 /// ```
 pub fn health(name: &str) -> Option<StoreHealth> {
     STORES.read().get(name).map(|r| r.breaker.health())
+}
+
+/// Whether the near cache ([`StoreCache::with_local`](super::StoreCache::with_local), `local =
+/// N`) of the store registered under `name` hears other processes' invalidations now
+/// (`Some(true)`), or has lost its subscription or not made it yet (`Some(false)`: it is made
+/// on the first call of a function with a local layer, and meanwhile those layers are
+/// bypassed); `None` for a store that cannot push (not Redis: its layers are bounded by their
+/// local ttl only) or a name never registered.
+///
+/// ```
+/// assert_eq!(memo::stores::near_subscribed("never-registered"), None);
+/// ```
+pub fn near_subscribed(name: &str) -> Option<bool> {
+    let hub = STORES.read().get(name)?.near_hub.clone()?;
+    Some(hub.status().0)
+}
+
+/// Messages of other processes the near cache of store `name` received (0 without pushes).
+#[doc(hidden)]
+pub fn near_received(name: &str) -> u64 {
+    let hub = STORES.read().get(name).and_then(|r| r.near_hub.clone());
+    hub.map_or(0, |hub| hub.status().1)
 }
 
 /// The store registered under `name`; `None`, with one warning per name, if there is none.
