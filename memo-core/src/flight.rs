@@ -974,6 +974,40 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     }
 }
 
+// Refresh-ahead (`refresh.rs`): a leader that never waits.
+impl<K: Hash + Eq, V: Clone> Flights<K, V> {
+    /// Leads a computation of `key` unless one that can be joined is running (then `None`):
+    /// what a background refresh takes, so that at most one runs per key and the caller that
+    /// schedules it never waits. Callers that miss the key meanwhile join it as usual, and an
+    /// invalidation marks it stale as any other (its value is then not stored).
+    pub fn try_lead(&self, key: K) -> Option<Leader<'_, K, V>> {
+        let hash = self.hasher.hash_one(&key);
+        let mut table = self.shard(hash).table.lock();
+        let running = table
+            .entries
+            .find(hash, |entry| {
+                entry.joinable && entry.key.as_ref() == Some(&key)
+            })
+            .is_some();
+        if running {
+            return None;
+        }
+        let id = table.insert(hash, Some(key), true);
+        drop(table);
+        Some(Leader {
+            flights: self,
+            hash,
+            id,
+            started: if self.accounting.load_time {
+                ticks::now()
+            } else {
+                0
+            },
+            finished: false,
+        })
+    }
+}
+
 impl<V> Flight<V> {
     fn new() -> Self {
         Flight {

@@ -17,6 +17,7 @@ mod context;
 mod error;
 mod expand;
 mod fallback;
+mod fresh;
 mod impl_block;
 mod store;
 mod valid;
