@@ -260,9 +260,13 @@ fn schedule(plan: &Plan<'_>, memo: &Ident, key: &TokenStream) -> TokenStream {
     let owned = function.args.iter().map(|arg| {
         let name = &arg.name;
         match &arg.passing {
-            Passing::Shared { referent } => {
-                quote!(<#referent as ::std::borrow::ToOwned>::to_owned(#name))
-            }
+            // Spanned at the type: one that cannot be owned is reported there.
+            Passing::Shared { referent } => crate::expand::trait_call(
+                referent,
+                quote!(::std::borrow::ToOwned),
+                "to_owned",
+                quote!(#name),
+            ),
             Passing::ByValue | Passing::Exclusive => quote!(#name),
         }
     });
