@@ -195,7 +195,7 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
         Self::fresh_with_clock(name, params, freshness, Clock::coarse())
     }
 
-    /// [`Memo::fresh`] stamping with `clock`.
+    /// [`Memo::fresh`] over `clock`.
     pub(crate) fn fresh_with_clock(
         name: impl Into<Box<str>>,
         params: Params,

@@ -3,7 +3,7 @@
 //! RFC 5861's `Cache-Control` extensions).
 //!
 //! - **Stamps, not a new core**: a function with these options caches its values as
-//!   [`Stamped`] (the value and its write time, from the coarse clock: one atomic load), in a
+//!   [`Stamped`] (the value and its write time, from the system's monotonic clock), in a
 //!   cache whose ttl is the function's ttl plus its longest stale window. Whether a hit is fresh,
 //!   due for a refresh, stale or past every window is decided here ([`Fresh::age`]); functions
 //!   without the options keep their plain values and their hit path.
@@ -42,6 +42,10 @@ pub const QUEUE: usize = 1024;
 
 /// The most threads that run sync refreshes (fewer on a machine with fewer cores, at least 2).
 pub const MAX_THREADS: usize = 4;
+
+/// How far the coarse clock may lag (its thread starved) before a fresh entry is taken for
+/// one a little too long: the cache's ttl makes the same assumption.
+const MARGIN: u64 = 1_000_000_000;
 
 /// A cached value with the time it was written: what a function with `refresh`,
 /// `stale_while_revalidate` or `stale_if_error` keeps in its cache.
@@ -105,7 +109,13 @@ pub enum Age {
 /// What a memo whose function has these options keeps beside its cache.
 pub struct Fresh {
     freshness: Freshness,
+    /// The coarse clock, whose time may lag under load: an entry is taken for fresh from it
+    /// only more than [`MARGIN`] before its deadline, and confirmed through the kernel's coarse
+    /// clock nearer to it ([`crate::clock::is_past`]), as the cache's own ttl is; stamps and
+    /// ages past the deadline read the system's clock. Or a test's manual clock.
     clock: Clock,
+    /// `refresh`, or `ttl` without it, in nanoseconds: the age up to which a hit is fresh.
+    fresh_for: u64,
     counts: Counts,
 }
 
@@ -137,9 +147,11 @@ fn bump(counter: &AtomicU64) {
 
 impl Fresh {
     pub(crate) fn new(freshness: Freshness, clock: Clock) -> Self {
+        let fresh_for = freshness.refresh.unwrap_or(freshness.ttl).as_nanos();
         Fresh {
             freshness,
             clock,
+            fresh_for: u64::try_from(fresh_for).unwrap_or(u64::MAX),
             counts: Counts::default(),
         }
     }
@@ -149,8 +161,25 @@ impl Fresh {
         self.freshness
     }
 
+    /// The precise time.
     fn now(&self) -> u64 {
-        self.clock.now_nanos()
+        if self.clock.is_coarse() {
+            Clock::system().now_nanos()
+        } else {
+            self.clock.now_nanos()
+        }
+    }
+
+    /// Whether the time `deadline` (nanoseconds since the clock's origin) has come: one atomic
+    /// load when it is more than [`MARGIN`] away, else the kernel's coarse clock, and the
+    /// system's within a kernel tick of it.
+    #[inline]
+    fn is_past(&self, deadline: u64) -> bool {
+        let now = self.clock.now_nanos();
+        if !self.clock.is_coarse() {
+            return now >= deadline;
+        }
+        now.saturating_add(MARGIN) >= deadline && crate::clock::is_past(deadline)
     }
 
     /// `value` stamped now.
@@ -162,9 +191,20 @@ impl Fresh {
     }
 
     /// What a hit of `entry` does, counted: a stale hit, or a hit that is a miss.
+    #[inline]
     pub(crate) fn age<V>(&self, entry: &Stamped<V>) -> Age {
-        let age = Duration::from_nanos(self.now().saturating_sub(entry.written));
+        // The common case, without reading the precise clock.
+        if !self.is_past(entry.written.saturating_add(self.fresh_for)) {
+            return Age::Fresh;
+        }
+        self.age_past_fresh(entry)
+    }
+
+    /// [`Fresh::age`] of an entry at least as old as `refresh` (or `ttl`).
+    #[cold]
+    fn age_past_fresh<V>(&self, entry: &Stamped<V>) -> Age {
         let f = &self.freshness;
+        let age = Duration::from_nanos(self.now().saturating_sub(entry.written));
         if age < f.refresh.unwrap_or(f.ttl) {
             return Age::Fresh;
         }
