@@ -389,4 +389,37 @@ mod shapes {
         primed::cache_clear();
         assert_eq!(primed::cache_info().refreshes, 0);
     }
+
+    #[derive(Clone)]
+    struct Catalog {
+        currency: &'static str,
+        runs: std::sync::Arc<AtomicU64>,
+    }
+
+    impl Catalog {
+        /// Not keyed by `self`, which the background run gets a clone of.
+        #[memoize(ttl = "1h", refresh = "50ms", ignore = [self])]
+        fn price(&self, item: &str) -> String {
+            let run = self.runs.fetch_add(1, Ordering::SeqCst);
+            format!("{item}: {run} {}", self.currency)
+        }
+    }
+
+    #[test]
+    fn a_method_is_refreshed_on_a_clone_of_self() {
+        let catalog = Catalog {
+            currency: "EUR",
+            runs: Default::default(),
+        };
+        assert_eq!(catalog.price("tea"), "tea: 0 EUR");
+        std::thread::sleep(PAST);
+        assert_eq!(catalog.price("tea"), "tea: 0 EUR");
+        until(|| Catalog::price_cache_info().refreshes == 1);
+        assert_eq!(catalog.price("tea"), "tea: 1 EUR");
+        assert_eq!(
+            catalog.runs.load(Ordering::SeqCst),
+            2,
+            "the clone shares the counter"
+        );
+    }
 }

@@ -279,12 +279,24 @@ fn schedule(plan: &Plan<'_>, memo: &Ident, key: &TokenStream) -> TokenStream {
             Passing::ByValue | Passing::Exclusive => quote!(#name),
         }
     });
+    // A method's `self` is cloned, at the receiver: `Self` must be `Clone + Send + 'static`.
+    let this = Ident::new("__memo_this", Span::mixed_site());
+    let receiver = function.receiver.as_ref().map(|receiver| {
+        let (first, _) = crate::ast::span_range(receiver);
+        quote::quote_spanned!(first=> <Self as ::core::clone::Clone>::clone(self))
+    });
+    let (this_owned, this_name, this_passed) = match receiver {
+        Some(clone) => (Some(clone), Some(&this), Some(quote!(&#this,))),
+        None => (None, None, None),
+    };
+    let owned = this_owned.into_iter().chain(owned);
+    let names: Vec<&Ident> = this_name.into_iter().chain(names).collect();
     let owner = plan.owner();
     let uncached = plan.companion("uncached");
     let turbofish = plan.turbofish();
     let is_async = function.sig.asyncness.is_some();
     let await_token = is_async.then(|| quote!(.await));
-    let call = quote!(#owner::#uncached #turbofish(#(#passed),*) #await_token);
+    let call = quote!(#owner::#uncached #turbofish(#this_passed #(#passed),*) #await_token);
     let value = Ident::new("__memo_value", Span::mixed_site());
     let kept = plan.primed_value(&value);
     let some = quote!(::core::option::Option::Some(#kept));

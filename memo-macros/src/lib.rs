@@ -139,11 +139,12 @@ use proc_macro::TokenStream;
 /// `async fn`'s run on the caller's tokio runtime with memo's `tokio` feature, else on those
 /// threads, where a body that needs a tokio reactor fails (so keeps the old value: enable the
 /// feature). Each recomputation owns copies of the arguments (`&T` through `T::to_owned`, by
-/// value moved), which must be `Send + 'static`, and an async body must be `Send`.
+/// value moved, a method's `self` cloned), which must be `Send + 'static`, and an async body
+/// must be `Send`.
 /// `cache_info()` counts `refreshes` (not calls), `stale_hits` (calls answered by a stale
 /// value, within `hits`) and `stale_errors` (calls answered by a stale value instead of a
-/// failure, within `misses` and `waits`). Not supported yet, each a compile error: methods,
-/// `store`, `cache_field`, `single_flight = false`, `err_ttl` and `none_ttl`.
+/// failure, within `misses` and `waits`). Not supported yet, each a compile error: `store`,
+/// `cache_field`, `single_flight = false`, `err_ttl` and `none_ttl`.
 ///
 /// ```
 /// use memo::memoize;

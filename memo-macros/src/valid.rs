@@ -208,15 +208,6 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
             );
         }
     }
-    if let Some(receiver) = &function.receiver {
-        errors.push(syn::Error::new_spanned(
-            receiver,
-            format!(
-                "`{name}` is not supported on methods yet: the background recomputation would \
-                 need its own `self`; memoize a free function that the method calls"
-            ),
-        ));
-    }
 }
 
 fn check_ignored_name(function: &Function, name: &syn::Ident, errors: &mut Errors) {
@@ -518,16 +509,6 @@ mod tests {
             "{found:?}"
         );
         assert!(found[1].contains("`single_flight = false`"), "{found:?}");
-        let method: ItemFn = parse_quote!(
-            fn f(&self, x: u8) -> u8 {
-                x
-            }
-        );
-        let found = errors_with(quote::quote!(ttl = "1s", refresh = "500ms"), method);
-        assert!(
-            found[0].contains("not supported on methods yet"),
-            "{found:?}"
-        );
     }
 
     #[test]
