@@ -274,6 +274,40 @@ fn callers_that_wait_for_a_failing_computation_get_the_stale_value_too() {
     assert_eq!(info.hits + info.misses + info.waits, 9, "{info}");
 }
 
+static HELD: AtomicU64 = AtomicU64::new(0);
+static ORDERS: Upstream = Upstream::new();
+
+/// Holds its second run (the refresh) at the gate, not the others.
+#[memoize(ttl = "50ms", stale_while_revalidate = "50ms")]
+fn orders(user: u32) -> u64 {
+    let _ = user;
+    if ORDERS.runs() + 1 == HELD.load(Ordering::SeqCst) {
+        return ORDERS.read().unwrap();
+    }
+    ORDERS.runs.fetch_add(1, Ordering::SeqCst);
+    ORDERS.version.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_caller_past_every_window_never_waits_for_a_refresh() {
+    HELD.store(2, Ordering::SeqCst);
+    ORDERS.shut();
+    assert_eq!(orders(1), 1);
+    std::thread::sleep(Duration::from_millis(60));
+    ORDERS.version.store(2, Ordering::SeqCst);
+    assert_eq!(orders(1), 1, "a stale hit: the refresh is held at the gate");
+    ORDERS.until_runs(2);
+    std::thread::sleep(Duration::from_millis(60));
+    // Past the window while the refresh is held: this call computes by itself.
+    ORDERS.version.store(3, Ordering::SeqCst);
+    assert_eq!(orders(1), 3);
+    assert_eq!(ORDERS.runs(), 3);
+    ORDERS.open();
+    until(|| orders::cache_info().refreshes == 1);
+    // The refresh (of version 2) ended after that newer computation: it is discarded.
+    assert_eq!(orders(1), 3);
+}
+
 mod asynchronous {
     use super::*;
 

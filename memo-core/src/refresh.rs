@@ -11,7 +11,11 @@
 //!   (or stale within `stale_while_revalidate`) returns it and hands the recomputation to the
 //!   background. At most one runs per key: it is a single-flight leader taken with
 //!   [`Flights::try_lead`](crate::flight::Flights::try_lead), which gives up when the key is
-//!   being computed already. Its value replaces the entry unless the key was invalidated or the
+//!   being computed already. Nobody joins it: it may wait in the queue, and callers (or other
+//!   refreshes' bodies) waiting for it there could wait for each other for good; a caller that
+//!   finds the entry past every serving window computes it itself, as after a miss (at worst
+//!   once more than needed, when the windows end while a refresh is still running). Its value
+//!   replaces the entry unless the key was invalidated or the
 //!   cache cleared meanwhile (issue 10's rule: the flight was marked stale). A refresh that
 //!   fails (an `Err`, a `None`, a panic) leaves the old value until it expires.
 //! - **Where refreshes run**: a sync function's on a small pool of threads started on first use
@@ -273,6 +277,35 @@ impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Younger<'_, K, V> 
     }
 }
 
+/// The cache as a refresh of the entry written at `written` stores into it: only over that
+/// entry (or none), under the flights' lock of the key, where every other computation of the
+/// key stores too.
+struct Replacing<'a, K, V> {
+    cache: &'a Cache<K, Stamped<V>>,
+    written: u64,
+}
+
+impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Replacing<'_, K, V> {
+    fn peek(&self, key: &K) -> Option<Stamped<V>> {
+        self.cache.peek(key)
+    }
+    fn insert_if_absent(&self, key: K, value: Stamped<V>) {
+        match self.cache.peek(&key) {
+            Some(current) if current.written != self.written => {}
+            _ => self.cache.insert(key, value),
+        }
+    }
+    fn remove(&self, key: &K) -> bool {
+        self.cache.remove(key).is_some()
+    }
+    fn info(&self) -> CacheInfo {
+        self.cache.info()
+    }
+    fn reset(&self) {
+        self.cache.reset();
+    }
+}
+
 impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
     fn fresh_state(&self) -> &Fresh {
         match &self.fresh {
@@ -317,18 +350,24 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
         self.flights.try_lead(key)
     }
 
-    /// Ends a background recomputation: its value replaces the entry unless the key was
-    /// invalidated meanwhile; a failure leaves the old value.
-    fn refreshed(&self, leader: crate::flight::Leader<'_, K, Stamped<V>>, value: Option<V>) {
+    /// Ends a background recomputation of the entry written at `written`: its value replaces
+    /// that entry unless the key was invalidated meanwhile or the entry was replaced (by a
+    /// caller's computation, newer than this one: Caffeine's rule); a failure leaves it.
+    fn refreshed(
+        &self,
+        leader: crate::flight::Leader<'_, K, Stamped<V>>,
+        written: u64,
+        value: Option<V>,
+    ) {
         let fresh = self.fresh_state();
         match value {
             Some(value) => {
-                let younger = Younger {
+                let replacing = Replacing {
                     cache: &self.cache,
-                    fresh,
-                    limit: Duration::ZERO,
+                    written,
                 };
-                self.flights.complete(leader, &younger, fresh.stamp(value));
+                self.flights
+                    .complete(leader, &replacing, fresh.stamp(value));
             }
             None => self.flights.fail(leader, None),
         }
@@ -344,7 +383,13 @@ where
 {
     /// Schedules `body` (the function's body, `None` for an `Err` or a `None`) to recompute
     /// `key` on the refresh threads, unless a computation of `key` is running; never waits.
-    pub fn refresh(&'static self, key: K, body: impl FnOnce() -> Option<V> + Send + 'static) {
+    pub fn refresh(
+        &'static self,
+        key: K,
+        of: &Stamped<V>,
+        body: impl FnOnce() -> Option<V> + Send + 'static,
+    ) {
+        let written = of.written;
         let Some(leader) = self.refresh_leader(key) else {
             return;
         };
@@ -352,22 +397,23 @@ where
         // the flight (its waiters, if any, try again).
         submit(Box::new(move || {
             let value = leader.call(body);
-            self.refreshed(leader, value);
+            self.refreshed(leader, written, value);
         }));
     }
 
     /// [`Memo::refresh`] for an `async fn`: `body` runs on the caller's tokio runtime (feature
     /// `tokio`), else on a refresh thread.
-    pub fn refresh_async<F>(&'static self, key: K, body: F)
+    pub fn refresh_async<F>(&'static self, key: K, of: &Stamped<V>, body: F)
     where
         F: Future<Output = Option<V>> + Send + 'static,
     {
+        let written = of.written;
         let Some(leader) = self.refresh_leader(key) else {
             return;
         };
         let task = async move {
             let value = leader.run(Box::pin(body)).await;
-            self.refreshed(leader, value);
+            self.refreshed(leader, written, value);
         };
         spawn(task);
     }
@@ -556,23 +602,25 @@ mod tests {
     fn a_refresh_replaces_the_value_once_per_key_and_a_failure_keeps_it() {
         let clock = ManualClock::new();
         let memo = memo(&clock);
-        memo.cache.insert(1, memo.stamp(10));
+        let old = memo.stamp(10);
+        memo.cache.insert(1, old.clone());
         let (release, gate) = channel::<Option<u32>>();
         let (started, running) = channel();
-        memo.refresh(1, move || {
+        memo.refresh(1, &old, move || {
             started.send(()).unwrap();
             gate.recv().unwrap()
         });
         running.recv().unwrap();
         // Running: a second refresh of the key is not scheduled.
-        memo.refresh(1, || unreachable!("one refresh per key at a time"));
+        memo.refresh(1, &old, || unreachable!("one refresh per key at a time"));
         release.send(Some(11)).unwrap();
         while memo.flights.in_flight() > 0 {
             std::thread::yield_now();
         }
         assert_eq!(memo.cache.peek(&1).map(Stamped::into_value), Some(11));
         let (done, finished) = channel();
-        memo.refresh(1, move || {
+        let current = memo.cache.peek(&1).unwrap();
+        memo.refresh(1, &current, move || {
             done.send(()).unwrap();
             None
         });
@@ -588,10 +636,11 @@ mod tests {
     fn an_invalidation_during_a_refresh_wins() {
         let clock = ManualClock::new();
         let memo = memo(&clock);
-        memo.cache.insert(1, memo.stamp(10));
+        let old = memo.stamp(10);
+        memo.cache.insert(1, old.clone());
         let (release, gate) = channel::<Option<u32>>();
         let (started, running) = channel();
-        memo.refresh(1, move || {
+        memo.refresh(1, &old, move || {
             started.send(()).unwrap();
             gate.recv().unwrap()
         });

@@ -143,7 +143,7 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             )
         }
     };
-    let schedule = schedule(plan, memo, &refresh_key);
+    let schedule = schedule(plan, memo, found, &refresh_key);
     let expired = if on_error {
         quote!(#path::__private::Age::Expired { usable_on_error } => {
             if usable_on_error {
@@ -250,9 +250,9 @@ fn outcome(
     }
 }
 
-/// `memo.refresh(key, job)`: the body on owned copies of the arguments (`&T` as
+/// `memo.refresh(key, &found, job)`: the body on owned copies of the arguments (`&T` as
 /// `T::to_owned`, `T` moved), its value kept (`None` for an `Err` or a `None`).
-fn schedule(plan: &Plan<'_>, memo: &Ident, key: &TokenStream) -> TokenStream {
+fn schedule(plan: &Plan<'_>, memo: &Ident, found: &Ident, key: &TokenStream) -> TokenStream {
     let args = Ident::new("__memo_args", Span::mixed_site());
     let refresh_key = Ident::new("__memo_refresh_key", Span::mixed_site());
     let function = plan.function;
@@ -313,9 +313,9 @@ fn schedule(plan: &Plan<'_>, memo: &Ident, key: &TokenStream) -> TokenStream {
     };
     let unpack = quote!(let (#(#names,)*) = #args;);
     let submit = if is_async {
-        quote!(#memo.refresh_async(#refresh_key, async move { #unpack #keep });)
+        quote!(#memo.refresh_async(#refresh_key, &#found, async move { #unpack #keep });)
     } else {
-        quote!(#memo.refresh(#refresh_key, move || { #unpack #keep });)
+        quote!(#memo.refresh(#refresh_key, &#found, move || { #unpack #keep });)
     };
     quote! {
         let #refresh_key = #key;

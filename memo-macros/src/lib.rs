@@ -127,7 +127,7 @@ use proc_macro::TokenStream;
 /// function (with the callers that join it). `refresh = "25s"` recomputes an entry before that:
 /// a call that finds it older than `refresh` (and younger than `ttl`) returns it at once, and
 /// one recomputation of the key starts in the background (at most one per key at a time, none
-/// while a caller computes it); its value replaces the entry. `stale_while_revalidate = "1m"`
+/// while a caller computes it; a caller never waits for one); its value replaces the entry. `stale_while_revalidate = "1m"`
 /// does the same for an entry past its `ttl`, for that long. A recomputation that fails (an
 /// `Err`, a `None`, a panic) keeps the old value until it expires, and one that an invalidation
 /// or `cache_clear` overtook stores nothing. `stale_if_error = "10m"`: a call past the `ttl`
