@@ -109,6 +109,9 @@ fn accumulate(total: &mut CacheInfo, one: &CacheInfo) {
     total.misses += one.misses;
     total.waits += one.waits;
     total.load_time += one.load_time;
+    total.refreshes += one.refreshes;
+    total.stale_hits += one.stale_hits;
+    total.stale_errors += one.stale_errors;
     total.currsize += one.currsize;
     total.evictions += one.evictions;
     total.expirations += one.expirations;

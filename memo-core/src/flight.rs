@@ -1061,6 +1061,40 @@ impl<K, V> Drop for WriteEnd<K, V> {
     }
 }
 
+// Refresh-ahead (`refresh.rs`): a leader that never waits.
+impl<K: Hash + Eq, V: Clone> Flights<K, V> {
+    /// Leads a computation of `key` unless one is running (then `None`): what a background
+    /// refresh takes, so that at most one runs per key and the caller that schedules it never
+    /// waits. Nobody joins it: it may wait in a queue before it runs, and a caller (or another
+    /// refresh's body) waiting for it there could wait for good; a caller that misses the key
+    /// meanwhile computes it itself. An invalidation marks it stale as any other (its value is
+    /// then not stored).
+    pub fn try_lead(&self, key: K) -> Option<Leader<'_, K, V>> {
+        let hash = self.hasher.hash_one(&key);
+        let mut table = self.shard(hash).table.lock();
+        let running = table
+            .entries
+            .find(hash, |entry| entry.key.as_ref() == Some(&key))
+            .is_some();
+        if running {
+            return None;
+        }
+        let id = table.insert(hash, Some(key), false);
+        drop(table);
+        Some(Leader {
+            flights: self,
+            hash,
+            id,
+            started: if self.accounting.load_time {
+                ticks::now()
+            } else {
+                0
+            },
+            finished: false,
+        })
+    }
+}
+
 impl<V> Flight<V> {
     fn new() -> Self {
         Flight {

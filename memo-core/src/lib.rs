@@ -50,6 +50,7 @@ mod memo;
 pub mod metrics;
 mod options;
 mod policy;
+mod refresh;
 mod stats;
 mod store;
 mod stored;
@@ -99,6 +100,7 @@ pub mod __private {
         ShareNoReturn, ShareNothing, ShareReturn, SharedReturn, WriteEnd,
     };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
+    pub use crate::refresh::{fresh_memo_by_type, Age, Freshness, Stamped};
     pub use crate::stored::{
         store_memo, store_memo_by_type, store_write_behind, InMemoryAsync, StoreArgKey,
         StoreCachedValue, StoreKey, StoreKeyExpr, StoreMemo, StoreSelfKey, StoreValue, StoredKey,

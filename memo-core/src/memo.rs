@@ -12,7 +12,8 @@ use parking_lot::Mutex;
 
 pub use crate::flight::FunctionCache;
 use crate::flight::{Failure, Flights, Leader};
-use crate::{Cache, CacheInfo, Policy};
+use crate::refresh::{Fresh, Freshness, Stamped};
+use crate::{Cache, CacheInfo, Clock, Policy};
 
 /// The options of one `#[memoize]`, as the macro checked them.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +59,9 @@ pub struct Memo<K, V, C = Cache<K, V>> {
     /// The cached `Err`s or `None`s, in memory with their own ttl, when the function opted in
     /// (`err_ttl`, `none_ttl`): looked up only after a miss of `cache`.
     pub negative: Option<Cache<K, Failure>>,
+    /// The freshness of a function with `refresh` or a stale window, whose values are
+    /// [`Stamped`] (see `refresh.rs`); `None` for every other function.
+    pub fresh: Option<Fresh>,
 }
 
 impl<K, V, C> Memo<K, V, C> {
@@ -67,6 +71,7 @@ impl<K, V, C> Memo<K, V, C> {
             cache,
             flights: Flights::new(name),
             negative: None,
+            fresh: None,
         }
     }
 }
@@ -142,12 +147,19 @@ impl<K: Hash + Eq, V: Clone, C: FunctionCache<K, V>> Memo<K, V, C> {
         if let Some(negative) = &self.negative {
             negative.reset();
         }
+        if let Some(fresh) = &self.fresh {
+            fresh.zero();
+        }
     }
 
     /// The statistics: the cache's, with the calls that waited for another caller's outcome; a
     /// call answered by a cached `Err` or `None` is a hit (the cache counted it a miss).
     pub fn info(&self) -> CacheInfo {
-        let mut info = self.flights.counts().apply(self.cache.info());
+        let mut info = self.cache.info();
+        if let Some(fresh) = &self.fresh {
+            fresh.adjust(&mut info);
+        }
+        let mut info = self.flights.counts().apply(info);
         if let Some(negative) = &self.negative {
             let hits = negative.info().hits;
             info.hits += hits;
@@ -170,8 +182,33 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
             cache,
             flights: Flights::new(name),
             negative: None,
+            fresh: None,
         }
         .with_negative(params)
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
+    /// The cache of the function called `name` with `refresh` or a stale window: its entries
+    /// are kept for the ttl and the longest window, stamped with their write time.
+    pub fn fresh(name: impl Into<Box<str>>, params: Params, freshness: Freshness) -> Self {
+        Self::fresh_with_clock(name, params, freshness, Clock::coarse())
+    }
+
+    /// [`Memo::fresh`] over `clock`.
+    pub(crate) fn fresh_with_clock(
+        name: impl Into<Box<str>>,
+        params: Params,
+        freshness: Freshness,
+        clock: Clock,
+    ) -> Self {
+        let kept = Params {
+            ttl: Some(freshness.retention()),
+            ..params
+        };
+        let mut memo = Memo::new(name, kept);
+        memo.fresh = Some(Fresh::new(freshness, clock));
+        memo
     }
 }
 
@@ -304,6 +341,9 @@ impl TypeCaches {
             info.expirations += one.expirations;
             info.waits += one.waits;
             info.load_time += one.load_time;
+            info.refreshes += one.refreshes;
+            info.stale_hits += one.stale_hits;
+            info.stale_errors += one.stale_errors;
         }
         info
     }
@@ -339,6 +379,9 @@ fn empty_info(params: Params) -> CacheInfo {
         ttl: params.ttl,
         waits: 0,
         load_time: Duration::ZERO,
+        refreshes: 0,
+        stale_hits: 0,
+        stale_errors: 0,
     }
 }
 

@@ -9,6 +9,9 @@
 //! | `memo_cache_hits_total` | counter | calls answered from the cache |
 //! | `memo_cache_misses_total` | counter | calls that ran the function (nothing cached, or expired) |
 //! | `memo_cache_waits_total` | counter | calls that waited for another caller's computation of the same key |
+//! | `memo_cache_refreshes_total` | counter | background recomputations (`refresh`, `stale_while_revalidate`) |
+//! | `memo_cache_stale_hits_total` | counter | calls answered by a stale value while it was recomputed |
+//! | `memo_cache_stale_errors_total` | counter | calls answered by a stale value instead of an `Err` or `None` |
 //! | `memo_cache_evictions_total` | counter | entries removed to make room for new ones |
 //! | `memo_cache_expirations_total` | counter | entries removed because their ttl had passed |
 //! | `memo_cache_entries` | gauge | entries stored now (`currsize`) |
@@ -65,6 +68,21 @@ const COUNTERS: &[Counter] = &[
         "memo_cache_waits_total",
         "Calls of a memoized function that waited for another caller's computation of the same key.",
         |info| info.waits,
+    ),
+    (
+        "memo_cache_refreshes_total",
+        "Background recomputations of a memoized function with refresh or stale_while_revalidate.",
+        |info| info.refreshes,
+    ),
+    (
+        "memo_cache_stale_hits_total",
+        "Calls of a memoized function answered by a stale value while it was recomputed.",
+        |info| info.stale_hits,
+    ),
+    (
+        "memo_cache_stale_errors_total",
+        "Calls of a memoized function answered by a stale value instead of an Err or None.",
+        |info| info.stale_errors,
     ),
     (
         "memo_cache_evictions_total",

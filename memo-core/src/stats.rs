@@ -60,6 +60,17 @@ pub struct CacheInfo {
     /// `totalLoadTime`): `load_time / misses` is the mean cost of a miss. Zero for a bare
     /// [`Cache`](crate::Cache) and without single-flight.
     pub load_time: Duration,
+    /// Background recomputations of a memoized function with `refresh` or
+    /// `stale_while_revalidate` (run on their own, not calls: they are in none of `hits`,
+    /// `misses` and `waits`). Always 0 for a bare [`Cache`](crate::Cache).
+    pub refreshes: u64,
+    /// Calls answered by a value past its ttl, within `stale_while_revalidate`, while it was
+    /// recomputed in the background: counted in `hits` too.
+    pub stale_hits: u64,
+    /// Calls whose body (or the computation they waited for) returned an `Err` or `None` and
+    /// that got a value past its ttl, within `stale_if_error`, instead: counted in `misses` or
+    /// `waits` too.
+    pub stale_errors: u64,
 }
 
 impl CacheInfo {
@@ -104,6 +115,15 @@ impl fmt::Display for CacheInfo {
         )?;
         if self.waits > 0 {
             write!(f, ", waits={}", self.waits)?;
+        }
+        for (name, count) in [
+            ("refreshes", self.refreshes),
+            ("stale_hits", self.stale_hits),
+            ("stale_errors", self.stale_errors),
+        ] {
+            if count > 0 {
+                write!(f, ", {name}={count}")?;
+            }
         }
         f.write_str(")")
     }

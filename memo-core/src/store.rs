@@ -408,6 +408,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
             ttl: self.ttl,
             waits: 0,
             load_time: std::time::Duration::ZERO,
+            refreshes: 0,
+            stale_hits: 0,
+            stale_errors: 0,
         }
     }
 

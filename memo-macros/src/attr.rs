@@ -23,6 +23,9 @@ const OPTION_NAMES: &[&str] = &[
     "ttl",
     "err_ttl",
     "none_ttl",
+    "refresh",
+    "stale_while_revalidate",
+    "stale_if_error",
     "policy",
     "key",
     "ignore",
@@ -74,6 +77,15 @@ pub(crate) struct Options {
     pub(crate) err_ttl: Option<Spanned<Duration>>,
     /// `none_ttl = "5s"`: how long a `None` is cached (spanned at `none_ttl`); `None`: not cached.
     pub(crate) none_ttl: Option<Spanned<Duration>>,
+    /// `refresh = "25s"`: the age from which a hit recomputes the entry in the background
+    /// (spanned at the duration).
+    pub(crate) refresh: Option<Spanned<Duration>>,
+    /// `stale_while_revalidate = "1m"`: how long after `ttl` a hit returns the stale value while
+    /// it is recomputed (spanned at the option's name).
+    pub(crate) stale_while_revalidate: Option<Spanned<Duration>>,
+    /// `stale_if_error = "10m"`: how long after `ttl` a failing call returns the stale value
+    /// (spanned at the option's name).
+    pub(crate) stale_if_error: Option<Spanned<Duration>>,
     /// `policy = "lru"`: the `Policy` variant's name.
     pub(crate) policy: Option<Spanned<&'static str>>,
     /// `key = <expr>`: the key computed from the arguments.
@@ -177,6 +189,9 @@ struct OptionParser {
     ttl: Setting<Duration>,
     err_ttl: Setting<Duration>,
     none_ttl: Setting<Duration>,
+    refresh: Setting<Duration>,
+    stale_while_revalidate: Setting<Duration>,
+    stale_if_error: Setting<Duration>,
     policy: Setting<&'static str>,
     key: Setting<Expr>,
     ignore: Setting<Vec<Ident>>,
@@ -197,6 +212,9 @@ impl Default for OptionParser {
             ttl: Setting::new("ttl"),
             err_ttl: Setting::new("err_ttl"),
             none_ttl: Setting::new("none_ttl"),
+            refresh: Setting::new("refresh"),
+            stale_while_revalidate: Setting::new("stale_while_revalidate"),
+            stale_if_error: Setting::new("stale_if_error"),
             policy: Setting::new("policy"),
             key: Setting::new("key"),
             ignore: Setting::new("ignore"),
@@ -219,6 +237,9 @@ fn example(name: &str) -> &'static str {
         "ttl" => "`ttl = \"30s\"`",
         "err_ttl" => "`err_ttl = \"5s\"`",
         "none_ttl" => "`none_ttl = \"5s\"`",
+        "refresh" => "`refresh = \"25s\"`",
+        "stale_while_revalidate" => "`stale_while_revalidate = \"1m\"`",
+        "stale_if_error" => "`stale_if_error = \"10m\"`",
         "policy" => "`policy = \"lru\"`",
         "key" => "`key = city.to_lowercase()`",
         "ignore" => "`ignore = [client]`",
@@ -265,6 +286,15 @@ impl OptionParser {
                     &mut self.err_ttl
                 } else {
                     &mut self.none_ttl
+                };
+                setting.set(errors, key, value);
+            }
+            "refresh" | "stale_while_revalidate" | "stale_if_error" => {
+                let value = value.and_then(|e| fresh_value(&e, name, key.span()));
+                let setting = match *name {
+                    "refresh" => &mut self.refresh,
+                    "stale_while_revalidate" => &mut self.stale_while_revalidate,
+                    _ => &mut self.stale_if_error,
                 };
                 setting.set(errors, key, value);
             }
@@ -319,6 +349,9 @@ impl OptionParser {
             ttl: self.ttl.value,
             err_ttl: self.err_ttl.value,
             none_ttl: self.none_ttl.value,
+            refresh: self.refresh.value,
+            stale_while_revalidate: self.stale_while_revalidate.value,
+            stale_if_error: self.stale_if_error.value,
             policy: self.policy.value,
             key: self.key.value,
             ignore: self.ignore.value,
@@ -472,6 +505,30 @@ fn negative_ttl_value(expr: &Expr, name: &str, at: Span) -> syn::Result<Spanned<
         value: parsed.value,
         span: at,
     })
+}
+
+/// `refresh = "25s"` (spanned at the duration, which `valid` compares with `ttl`),
+/// `stale_while_revalidate = "1m"` or `stale_if_error = "10m"` (spanned at the name, `at`).
+fn fresh_value(expr: &Expr, name: &str, at: Span) -> syn::Result<Spanned<Duration>> {
+    let hint = format!("remove `{name}`");
+    let parsed = duration_value(expr, name, &hint)?;
+    Ok(match name {
+        "refresh" => parsed,
+        _ => Spanned {
+            value: parsed.value,
+            span: at,
+        },
+    })
+}
+
+impl Options {
+    /// Whether the function has `refresh` or a stale window: its values are then stamped with
+    /// their write time (see `crate::fresh`).
+    pub(crate) fn fresh(&self) -> bool {
+        self.refresh.is_some()
+            || self.stale_while_revalidate.is_some()
+            || self.stale_if_error.is_some()
+    }
 }
 
 /// A humantime duration string longer than zero, for the option `name`.
@@ -761,8 +818,8 @@ mod tests {
             found,
             [
                 "unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `err_ttl`, \
-              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
-              `version`, `local`, `local_ttl`, `crate`"
+              `none_ttl`, `refresh`, `stale_while_revalidate`, `stale_if_error`, `policy`, `key`, \
+              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `local`, `local_ttl`, `crate`"
             ]
         );
         let found = errors(quote!(a::b(c, d), maxsize = 3));
@@ -770,8 +827,8 @@ mod tests {
             found,
             [
                 "unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `err_ttl`, \
-              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
-              `version`, `local`, `local_ttl`, `crate`"
+              `none_ttl`, `refresh`, `stale_while_revalidate`, `stale_if_error`, `policy`, `key`, \
+              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `local`, `local_ttl`, `crate`"
             ]
         );
     }

@@ -37,7 +37,13 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let name = plan.static_ident();
     let (key, value) = (plan.key_type(), plan.value_type());
     let memo_type = plan.memo_of(&key, &value);
-    let new_memo = plan.new_memo(plan.params());
+    let new_memo = match plan.fresh() {
+        true => {
+            let (name, params, freshness) = (plan.name(), plan.params(), plan.freshness());
+            quote!(#memo::__private::Memo::fresh(#name, #params, #freshness))
+        }
+        false => plan.new_memo(plan.params()),
+    };
     // Registered for `memo::caches()` by its initializer: nothing on the hit path.
     let path = plan.name();
     let static_type = plan.static_type(&memo_type);
@@ -170,13 +176,19 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
         )
     };
     let (witness_params, witness_args) = witnesses;
-    let memo_type = plan.memo_of(&quote!(#key), &quote!(#value));
+    let memo_type = plan.memo_of(&quote!(#key), &plan.stored_type(quote!(#value)));
     let tag = plan.tag();
     let by_type = match plan.options.store {
         Some(_) => {
             let new_memo = plan.new_memo(quote!(__memo_params));
             quote!(#memo::__private::store_memo_by_type(
                 Self::#caches(), || #name, |__memo_params| #new_memo, #tag, #witness_args,
+            ))
+        }
+        None if plan.fresh() => {
+            let freshness = plan.freshness();
+            quote!(#memo::__private::fresh_memo_by_type(
+                Self::#caches(), || #name, #tag, #freshness, #witness_args,
             ))
         }
         None => {
@@ -411,6 +423,7 @@ fn prime(plan: &Plan<'_>) -> TokenStream {
     let value = Ident::new("value", Span::mixed_site());
     let value_type = plan.function.output.cached_type();
     let primed = plan.primed_value(&value);
+    let stored = plan.primed_stored(&memo, primed);
     let doc = format!(
         " Stores `value` as the result of `{}` for these arguments (replacing any), e.g. to warm \
          the cache at start-up.",
@@ -422,7 +435,7 @@ fn prime(plan: &Plan<'_>) -> TokenStream {
         #(#attrs)*
         #vis fn #name #generics(#params #value: #value_type) #where_clause {
             #lookup
-            #memo.cache.insert(#key, #primed);
+            #memo.cache.insert(#key, #stored);
         }
     }
 }

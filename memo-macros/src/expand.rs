@@ -297,7 +297,7 @@ impl<'a> Plan<'a> {
     /// The cached value's type of a [`Storage::Static`] memo: `<T as MemoValue>::Value`.
     pub(crate) fn value_type(&self) -> TokenStream {
         let ty = self.function.output.cached_type();
-        projection(ty, self.bound_trait("MemoValue"), "Value")
+        self.stored_type(projection(ty, self.bound_trait("MemoValue"), "Value"))
     }
 
     /// `<ty as Trait>::method(args)`: a [`checked_call`] when [`Plan::checked`], else a
@@ -782,7 +782,9 @@ fn wrapper(plan: &Plan<'_>) -> TokenStream {
     });
     let (asyncness, abi, ident, output) = (&sig.asyncness, &sig.abi, &sig.ident, &sig.output);
     let (generics, where_clause) = (&sig.generics, plan.where_clause());
-    let body = if plan.single_flight {
+    let body = if plan.fresh() {
+        crate::fresh::body(plan, &locals)
+    } else if plan.single_flight {
         single_flight_body(plan, &locals)
     } else {
         plain_body(plan, &locals)

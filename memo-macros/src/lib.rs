@@ -17,6 +17,7 @@ mod context;
 mod error;
 mod expand;
 mod fallback;
+mod fresh;
 mod impl_block;
 mod store;
 mod valid;
@@ -55,6 +56,9 @@ use proc_macro::TokenStream;
 /// | `ttl` | a [humantime](https://docs.rs/humantime) duration string: `"500ms"`, `"30s"`, `"1h 30m"` | no expiry |
 /// | `err_ttl` | for a `Result` function, how long an `Err` is cached (the error must be `Clone + Send + Sync + 'static`), a duration as for `ttl`: `err_ttl = "5s"` (see [Negative caching](#negative-caching)) | an `Err` is not cached |
 /// | `none_ttl` | for an `Option` function, how long a `None` is cached: `none_ttl = "5s"` | a `None` is not cached |
+/// | `refresh` | with `ttl`, the age (shorter than `ttl`) from which a hit returns the entry and recomputes it in the background: `refresh = "25s"` (see [Refresh-ahead and stale values](#refresh-ahead-and-stale-values)) | no refresh |
+/// | `stale_while_revalidate` | with `ttl`, how long past it a hit returns the stale entry and recomputes it in the background: `stale_while_revalidate = "1m"` | expired at `ttl` |
+/// | `stale_if_error` | with `ttl`, for a `Result` or `Option` function, how long past it an `Err` or `None` is answered with the stale value: `stale_if_error = "10m"` | the `Err` or `None` |
 /// | `policy` | `"lru"`, `"fifo"`, `"lfu"`, `"mru"` or `"adaptive"` (see `memo::Policy`) | `"lru"` |
 /// | `key` | an expression over the arguments that is the key: `key = city.to_lowercase()` | the arguments |
 /// | `ignore` | arguments left out of the key: `ignore = [client]`, `ignore = [self]` | none |
@@ -115,6 +119,65 @@ use proc_macro::TokenStream;
 /// assert!(rate("EUR").is_err());
 /// assert!(rate("EUR").is_err());                      // the cached `Err`, for 5 seconds
 /// assert_eq!(rate::cache_info().hits, 1);
+/// ```
+///
+/// # Refresh-ahead and stale values
+///
+/// With a `ttl`, every entry expires at once for everyone, and the next caller waits for the
+/// function (with the callers that join it). `refresh = "25s"` recomputes an entry before that:
+/// a call that finds it older than `refresh` (and younger than `ttl`) returns it at once, and
+/// one recomputation of the key starts in the background (at most one per key at a time, none
+/// while a caller computes it; a caller never waits for one); its value replaces the entry. `stale_while_revalidate = "1m"`
+/// does the same for an entry past its `ttl`, for that long. A recomputation that fails (an
+/// `Err`, a `None`, a panic) keeps the old value until it expires, and one that an invalidation
+/// or `cache_clear` overtook stores nothing. `stale_if_error = "10m"`: a call past the `ttl`
+/// computes as after a miss, but when the function returns an `Err` or a `None` the call (and
+/// every caller that waited for it) gets the stale value instead, for that long past the `ttl`.
+///
+/// A sync function's recomputations run on a few threads that memo starts on first use, behind
+/// a bounded queue (when it is full, a recomputation is skipped; a later call schedules it). An
+/// `async fn`'s run on the caller's tokio runtime with memo's `tokio` feature, else on those
+/// threads, where a body that needs a tokio reactor fails (so keeps the old value: enable the
+/// feature). Each recomputation owns copies of the arguments (`&T` through `T::to_owned`, by
+/// value moved, a method's `self` cloned), which must be `Send + 'static`, and an async body
+/// must be `Send`.
+/// `cache_info()` counts `refreshes` (not calls), `stale_hits` (calls answered by a stale
+/// value, within `hits`) and `stale_errors` (calls answered by a stale value instead of a
+/// failure, within `misses` and `waits`). Not supported yet, each a compile error: `store`,
+/// `cache_field`, `single_flight = false`, `err_ttl` and `none_ttl`.
+///
+/// ```
+/// use memo::memoize;
+/// use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+/// use std::time::Duration;
+///
+/// static VERSION: AtomicU64 = AtomicU64::new(1);
+/// static DOWN: AtomicBool = AtomicBool::new(false);
+///
+/// #[memoize(ttl = "1h", refresh = "20ms")]
+/// fn settings(name: &str) -> u64 {
+///     VERSION.load(Ordering::SeqCst) // a slow fetch
+/// }
+///
+/// #[memoize(ttl = "20ms", stale_if_error = "1h")]
+/// fn price(item: u32) -> Result<u64, String> {
+///     match DOWN.load(Ordering::SeqCst) {
+///         true => Err("upstream down".to_string()),
+///         false => Ok(u64::from(item) * VERSION.load(Ordering::SeqCst)),
+///     }
+/// }
+///
+/// assert_eq!((settings("db"), price(10)), (1, Ok(10)));
+/// VERSION.store(2, Ordering::SeqCst);
+/// DOWN.store(true, Ordering::SeqCst);
+/// std::thread::sleep(Duration::from_millis(30));
+/// assert_eq!(settings("db"), 1); // due: the old value at once, recomputed in the background
+/// while settings::cache_info().refreshes == 0 {
+///     std::thread::sleep(Duration::from_millis(1));
+/// }
+/// assert_eq!(settings("db"), 2);
+/// assert_eq!(price(10), Ok(10)); // expired, and the upstream fails: the stale value
+/// assert_eq!(price::cache_info().stale_errors, 1);
 /// ```
 ///
 /// # Stores

@@ -25,6 +25,7 @@ pub(crate) fn check(options: &Options, function: &Function) -> syn::Result<()> {
     }
     check_output(function, &mut errors);
     check_options(options, function, &mut errors);
+    check_fresh(options, function, &mut errors);
     errors.finish()
 }
 
@@ -123,6 +124,88 @@ fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
                  cache of its own and the field holds one; remove `cache_field` for one cache \
                  per instantiation",
             ));
+        }
+    }
+}
+
+/// `refresh`, `stale_while_revalidate` and `stale_if_error`: against `ttl`, the return type and
+/// the options and shapes they do not support yet.
+fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
+    let given = [
+        ("refresh", &options.refresh),
+        ("stale_while_revalidate", &options.stale_while_revalidate),
+        ("stale_if_error", &options.stale_if_error),
+    ];
+    let Some(name) = given
+        .iter()
+        .find_map(|(name, option)| option.as_ref().map(|_| *name))
+    else {
+        return;
+    };
+    let mut error = |span, message: String| errors.push(syn::Error::new(span, message));
+    let Some(ttl) = &options.ttl else {
+        for (name, option) in given {
+            if let Some(option) = option {
+                error(
+                    option.span,
+                    format!(
+                        "`{name}` needs a `ttl`: entries without one never age; add e.g. \
+                         `ttl = \"30s\"`"
+                    ),
+                );
+            }
+        }
+        return;
+    };
+    if let Some(refresh) = &options.refresh {
+        if refresh.value >= ttl.value {
+            error(
+                refresh.span,
+                format!(
+                    "`refresh` must be shorter than `ttl` ({}): an entry older than `refresh` is \
+                     recomputed in the background while it is still served; for serving it past \
+                     `ttl`, use `stale_while_revalidate`",
+                    humantime::format_duration(ttl.value)
+                ),
+            );
+        }
+    }
+    if let Some(stale) = &options.stale_if_error {
+        if matches!(function.output, Output::Plain { .. }) {
+            error(
+                stale.span,
+                "`stale_if_error` answers an `Err` or a `None` with the stale value; this \
+                 function returns neither `Result` nor `Option`: remove `stale_if_error`"
+                    .to_owned(),
+            );
+        }
+    }
+    let unsupported = [
+        (options.store.as_ref().map(|o| o.span), "`store = ...`"),
+        (
+            options.cache_field.as_ref().map(|o| o.span),
+            "`cache_field`",
+        ),
+        (options.err_ttl.as_ref().map(|o| o.span), "`err_ttl`"),
+        (options.none_ttl.as_ref().map(|o| o.span), "`none_ttl`"),
+        (
+            options
+                .single_flight
+                .as_ref()
+                .filter(|o| !o.value)
+                .map(|o| o.span),
+            "`single_flight = false`",
+        ),
+    ];
+    for (span, what) in unsupported {
+        if let Some(span) = span {
+            error(
+                span,
+                format!(
+                    "`{name}` does not combine with {what} yet: remove one of them (a failure \
+                     is answered from the cache by `stale_if_error`)"
+                ),
+            );
         }
     }
 }
@@ -376,6 +459,56 @@ mod tests {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn refresh_and_stale_windows_are_checked_against_ttl_the_return_and_other_options() {
+        let plain: ItemFn = parse_quote!(
+            fn f(x: u8) -> u8 {
+                x
+            }
+        );
+        let result: ItemFn = parse_quote!(
+            fn f(x: u8) -> Result<u8, String> {
+                Ok(x)
+            }
+        );
+        let ok = errors_with(
+            quote::quote!(ttl = "30s", refresh = "25s", stale_while_revalidate = "1m"),
+            plain.clone(),
+        );
+        assert_eq!(ok, Vec::<String>::new());
+        let ok = errors_with(
+            quote::quote!(ttl = "30s", stale_if_error = "10m"),
+            result.clone(),
+        );
+        assert_eq!(ok, Vec::<String>::new());
+        let found = errors_with(quote::quote!(ttl = "30s", refresh = "30s"), plain.clone());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("`refresh` must be shorter than `ttl` (30s)"));
+        let found = errors_with(
+            quote::quote!(refresh = "5s", stale_while_revalidate = "1m"),
+            plain.clone(),
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[1].starts_with("`stale_while_revalidate` needs a `ttl`"));
+        let found = errors_with(quote::quote!(ttl = "1s", stale_if_error = "1m"), plain);
+        assert!(found[0].starts_with("`stale_if_error` answers an `Err` or a `None`"));
+        let found = errors_with(
+            quote::quote!(
+                ttl = "1s",
+                refresh = "500ms",
+                err_ttl = "1s",
+                single_flight = false
+            ),
+            result,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("does not combine with `err_ttl`"),
+            "{found:?}"
+        );
+        assert!(found[1].contains("`single_flight = false`"), "{found:?}");
     }
 
     #[test]

@@ -715,6 +715,9 @@ where
             ttl: self.ttl,
             waits: 0,
             load_time: std::time::Duration::ZERO,
+            refreshes: 0,
+            stale_hits: 0,
+            stale_errors: 0,
         }
     }
 

@@ -1,0 +1,706 @@
+//! Refresh-ahead and stale serving for `#[memoize(ttl = .., refresh = ..)]`,
+//! `stale_while_revalidate = ..` and `stale_if_error = ..` (Caffeine's `refreshAfterWrite`,
+//! RFC 5861's `Cache-Control` extensions).
+//!
+//! - **Stamps, not a new core**: a function with these options caches its values as
+//!   [`Stamped`] (the value and its write time, from the system's monotonic clock), in a
+//!   cache whose ttl is the function's ttl plus its longest stale window. Whether a hit is fresh,
+//!   due for a refresh, stale or past every window is decided here ([`Fresh::age`]); functions
+//!   without the options keep their plain values and their hit path.
+//! - **A refresh never makes a caller wait**: the caller that finds an entry due for a refresh
+//!   (or stale within `stale_while_revalidate`) returns it and hands the recomputation to the
+//!   background. At most one runs per key: it is a single-flight leader taken with
+//!   [`Flights::try_lead`](crate::flight::Flights::try_lead), which gives up when the key is
+//!   being computed already. Nobody joins it: it may wait in the queue, and callers (or other
+//!   refreshes' bodies) waiting for it there could wait for each other for good; a caller that
+//!   finds the entry past every serving window computes it itself, as after a miss (at worst
+//!   once more than needed, when the windows end while a refresh is still running). Its value
+//!   replaces the entry unless the key was invalidated or the
+//!   cache cleared meanwhile (issue 10's rule: the flight was marked stale). A refresh that
+//!   fails (an `Err`, a `None`, a panic) leaves the old value until it expires.
+//! - **Where refreshes run**: a sync function's on a small pool of threads started on first use
+//!   (at most [`MAX_THREADS`]), fed by a bounded queue of [`QUEUE`] tasks: when it is full the
+//!   refresh is skipped and a later call schedules it again, so neither memory nor a caller
+//!   waits on a slow body. An async function's on the caller's tokio runtime (feature `tokio`);
+//!   without the feature or off a runtime, on the same pool, each future driven to completion on
+//!   its thread (a body that needs a tokio reactor then needs the feature).
+
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::flight::FunctionCache;
+use crate::memo::Memo;
+use crate::{Cache, CacheInfo};
+
+/// The most refresh tasks waiting for a thread; more are skipped (a later call retries).
+pub const QUEUE: usize = 1024;
+
+/// The most threads that run sync refreshes (fewer on a machine with fewer cores, at least 2).
+pub const MAX_THREADS: usize = 4;
+
+/// How far the coarse clock may lag (its thread starved) before a fresh entry is taken for
+/// one a little too long: the cache's ttl makes the same assumption.
+const MARGIN: u64 = 1_000_000_000;
+
+/// A cached value with the time it was written: what a function with `refresh`,
+/// `stale_while_revalidate` or `stale_if_error` keeps in its cache.
+#[derive(Clone, Debug)]
+pub struct Stamped<V> {
+    value: V,
+    /// Nanoseconds since the clock's origin.
+    written: u64,
+}
+
+impl<V> Stamped<V> {
+    /// The value.
+    #[inline]
+    pub fn into_value(self) -> V {
+        self.value
+    }
+}
+
+/// How long a function's entries are fresh and how long they may be served stale, as its
+/// attribute gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Freshness {
+    /// `ttl`: how long an entry is fresh.
+    pub ttl: Duration,
+    /// `refresh`: the age from which a hit schedules a recomputation (shorter than `ttl`).
+    pub refresh: Option<Duration>,
+    /// `stale_while_revalidate`: how long after `ttl` a hit returns the stale value and
+    /// schedules a recomputation.
+    pub stale_while_revalidate: Option<Duration>,
+    /// `stale_if_error`: how long after `ttl` a call whose body fails returns the stale value.
+    pub stale_if_error: Option<Duration>,
+}
+
+impl Freshness {
+    /// How long the cache keeps an entry: `ttl` and the longest stale window.
+    pub fn retention(&self) -> Duration {
+        let window = self
+            .stale_while_revalidate
+            .unwrap_or_default()
+            .max(self.stale_if_error.unwrap_or_default());
+        self.ttl.saturating_add(window)
+    }
+}
+
+/// What a hit of a stamped entry does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Age {
+    /// Younger than `refresh` (or `ttl`): return it.
+    Fresh,
+    /// Older than `refresh`, or stale within `stale_while_revalidate`: return it and schedule a
+    /// recomputation.
+    Refresh,
+    /// Past `ttl` and every window that serves it at once: compute, as after a miss; when
+    /// `usable_on_error`, the entry is within `stale_if_error` and answers a failure.
+    Expired {
+        /// Within `stale_if_error`.
+        usable_on_error: bool,
+    },
+}
+
+/// What a memo whose function has these options keeps beside its cache.
+pub struct Fresh {
+    freshness: Freshness,
+    /// The coarse clock, whose time may lag under load: an entry is taken for fresh from it
+    /// only more than [`MARGIN`] before its deadline, and confirmed through the kernel's coarse
+    /// clock nearer to it ([`crate::clock::is_past`]), as the cache's own ttl is; stamps and
+    /// ages past the deadline read the system's clock. Or a test's manual clock.
+    clock: Clock,
+    /// `refresh`, or `ttl` without it, in nanoseconds: the age up to which a hit is fresh.
+    fresh_for: u64,
+    counts: Counts,
+}
+
+#[derive(Default)]
+struct Counts {
+    refreshes: AtomicU64,
+    stale_hits: AtomicU64,
+    stale_errors: AtomicU64,
+    /// Hits of the cache past `ttl` that went on to compute: misses of the function.
+    expired_hits: AtomicU64,
+}
+
+impl Counts {
+    fn zero(&self) {
+        for counter in [
+            &self.refreshes,
+            &self.stale_hits,
+            &self.stale_errors,
+            &self.expired_hits,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Fresh {
+    pub(crate) fn new(freshness: Freshness, clock: Clock) -> Self {
+        let fresh_for = freshness.refresh.unwrap_or(freshness.ttl).as_nanos();
+        Fresh {
+            freshness,
+            clock,
+            fresh_for: u64::try_from(fresh_for).unwrap_or(u64::MAX),
+            counts: Counts::default(),
+        }
+    }
+
+    /// The options.
+    pub fn freshness(&self) -> Freshness {
+        self.freshness
+    }
+
+    /// The precise time.
+    fn now(&self) -> u64 {
+        if self.clock.is_coarse() {
+            Clock::system().now_nanos()
+        } else {
+            self.clock.now_nanos()
+        }
+    }
+
+    /// Whether the time `deadline` (nanoseconds since the clock's origin) has come: one atomic
+    /// load when it is more than [`MARGIN`] away, else the kernel's coarse clock, and the
+    /// system's within a kernel tick of it.
+    #[inline]
+    fn is_past(&self, deadline: u64) -> bool {
+        let now = self.clock.now_nanos();
+        if !self.clock.is_coarse() {
+            return now >= deadline;
+        }
+        now.saturating_add(MARGIN) >= deadline && crate::clock::is_past(deadline)
+    }
+
+    /// `value` stamped now.
+    pub(crate) fn stamp<V>(&self, value: V) -> Stamped<V> {
+        Stamped {
+            value,
+            written: self.now(),
+        }
+    }
+
+    /// What a hit of `entry` does, counted: a stale hit, or a hit that is a miss.
+    #[inline]
+    pub(crate) fn age<V>(&self, entry: &Stamped<V>) -> Age {
+        // The common case, without reading the precise clock.
+        if !self.is_past(entry.written.saturating_add(self.fresh_for)) {
+            return Age::Fresh;
+        }
+        self.age_past_fresh(entry)
+    }
+
+    /// [`Fresh::age`] of an entry at least as old as `refresh` (or `ttl`).
+    #[cold]
+    fn age_past_fresh<V>(&self, entry: &Stamped<V>) -> Age {
+        let f = &self.freshness;
+        let age = Duration::from_nanos(self.now().saturating_sub(entry.written));
+        if age < f.refresh.unwrap_or(f.ttl) {
+            return Age::Fresh;
+        }
+        if age < f.ttl {
+            return Age::Refresh;
+        }
+        let past = age - f.ttl;
+        if f.stale_while_revalidate.is_some_and(|window| past < window) {
+            bump(&self.counts.stale_hits);
+            return Age::Refresh;
+        }
+        bump(&self.counts.expired_hits);
+        Age::Expired {
+            usable_on_error: f.stale_if_error.is_some_and(|window| past < window),
+        }
+    }
+
+    /// Whether `entry` is younger than `limit`.
+    fn younger<V>(&self, entry: &Stamped<V>, limit: Duration) -> bool {
+        Duration::from_nanos(self.now().saturating_sub(entry.written)) < limit
+    }
+
+    /// `info` as the function's statistics: its ttl, the hits past it counted as misses, and
+    /// the counters of this module.
+    pub(crate) fn adjust(&self, info: &mut CacheInfo) {
+        let expired = self.counts.expired_hits.load(Ordering::Relaxed);
+        let moved = expired.min(info.hits);
+        info.hits -= moved;
+        info.misses += moved;
+        info.ttl = Some(self.freshness.ttl);
+        info.refreshes += self.counts.refreshes.load(Ordering::Relaxed);
+        info.stale_hits += self.counts.stale_hits.load(Ordering::Relaxed);
+        info.stale_errors += self.counts.stale_errors.load(Ordering::Relaxed);
+    }
+
+    pub(crate) fn zero(&self) {
+        self.counts.zero();
+    }
+}
+
+/// The cache of a memo with stamped values as single-flight sees it after a hit past `ttl`
+/// (or, for a refresh, whatever its age): an entry counts as present only while it is younger
+/// than `limit`, and a computed value replaces the one stored.
+pub struct Younger<'a, K, V> {
+    cache: &'a Cache<K, Stamped<V>>,
+    fresh: &'a Fresh,
+    limit: Duration,
+}
+
+impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Younger<'_, K, V> {
+    fn peek(&self, key: &K) -> Option<Stamped<V>> {
+        let entry = self.cache.peek(key)?;
+        self.fresh.younger(&entry, self.limit).then_some(entry)
+    }
+    fn insert_if_absent(&self, key: K, value: Stamped<V>) {
+        self.cache.insert(key, value);
+    }
+    fn remove(&self, key: &K) -> bool {
+        self.cache.remove(key).is_some()
+    }
+    fn info(&self) -> CacheInfo {
+        self.cache.info()
+    }
+    fn reset(&self) {
+        self.cache.reset();
+    }
+}
+
+/// The cache as a refresh of the entry written at `written` stores into it: only over that
+/// entry (or none), under the flights' lock of the key, where every other computation of the
+/// key stores too.
+struct Replacing<'a, K, V> {
+    cache: &'a Cache<K, Stamped<V>>,
+    written: u64,
+}
+
+impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Replacing<'_, K, V> {
+    fn peek(&self, key: &K) -> Option<Stamped<V>> {
+        self.cache.peek(key)
+    }
+    fn insert_if_absent(&self, key: K, value: Stamped<V>) {
+        match self.cache.peek(&key) {
+            Some(current) if current.written != self.written => {}
+            _ => self.cache.insert(key, value),
+        }
+    }
+    fn remove(&self, key: &K) -> bool {
+        self.cache.remove(key).is_some()
+    }
+    fn info(&self) -> CacheInfo {
+        self.cache.info()
+    }
+    fn reset(&self) {
+        self.cache.reset();
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
+    fn fresh_state(&self) -> &Fresh {
+        match &self.fresh {
+            Some(fresh) => fresh,
+            None => unreachable!("a memo of stamped values is made with its freshness"),
+        }
+    }
+
+    /// What a hit of `entry` does ([`Age`]), counted in the statistics.
+    #[inline]
+    pub fn age(&self, entry: &Stamped<V>) -> Age {
+        self.fresh_state().age(entry)
+    }
+
+    /// `value` stamped with the time now, to store.
+    #[inline]
+    pub fn stamp(&self, value: V) -> Stamped<V> {
+        self.fresh_state().stamp(value)
+    }
+
+    /// The cache for [`Flights::join`](crate::flight::Flights::join) and
+    /// [`Flights::complete`](crate::flight::Flights::complete) after a hit past `ttl` or a miss:
+    /// an entry past `ttl` is not a late hit, and a computed value replaces it.
+    #[inline]
+    pub fn unexpired(&self) -> Younger<'_, K, V> {
+        let fresh = self.fresh_state();
+        Younger {
+            cache: &self.cache,
+            fresh,
+            limit: fresh.freshness.ttl,
+        }
+    }
+
+    /// Counts a call that got the stale value instead of the body's `Err` or `None`.
+    #[inline]
+    pub fn stale_error(&self) {
+        bump(&self.fresh_state().counts.stale_errors);
+    }
+
+    /// The leader of a background recomputation of `key`, unless one is running; counted.
+    fn refresh_leader(&self, key: K) -> Option<crate::flight::Leader<'_, K, Stamped<V>>> {
+        self.flights.try_lead(key)
+    }
+
+    /// Ends a background recomputation of the entry written at `written`: its value replaces
+    /// that entry unless the key was invalidated meanwhile or the entry was replaced (by a
+    /// caller's computation, newer than this one: Caffeine's rule); a failure leaves it.
+    fn refreshed(
+        &self,
+        leader: crate::flight::Leader<'_, K, Stamped<V>>,
+        written: u64,
+        value: Option<V>,
+    ) {
+        let fresh = self.fresh_state();
+        match value {
+            Some(value) => {
+                let replacing = Replacing {
+                    cache: &self.cache,
+                    written,
+                };
+                self.flights
+                    .complete(leader, &replacing, fresh.stamp(value));
+            }
+            None => self.flights.fail(leader, None),
+        }
+        // Counted once it is over: a reader that sees the count sees its value stored.
+        bump(&fresh.counts.refreshes);
+    }
+}
+
+impl<K, V> Memo<K, Stamped<V>>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Schedules `body` (the function's body, `None` for an `Err` or a `None`) to recompute
+    /// `key` on the refresh threads, unless a computation of `key` is running; never waits.
+    pub fn refresh(
+        &'static self,
+        key: K,
+        of: &Stamped<V>,
+        body: impl FnOnce() -> Option<V> + Send + 'static,
+    ) {
+        let written = of.written;
+        let Some(leader) = self.refresh_leader(key) else {
+            return;
+        };
+        // Dropped unrun when the queue is full: the leader is dropped with it, which abandons
+        // the flight (its waiters, if any, try again).
+        submit(Box::new(move || {
+            let value = leader.call(body);
+            self.refreshed(leader, written, value);
+        }));
+    }
+
+    /// [`Memo::refresh`] for an `async fn`: `body` runs on the caller's tokio runtime (feature
+    /// `tokio`), else on a refresh thread.
+    pub fn refresh_async<F>(&'static self, key: K, of: &Stamped<V>, body: F)
+    where
+        F: Future<Output = Option<V>> + Send + 'static,
+    {
+        let written = of.written;
+        let Some(leader) = self.refresh_leader(key) else {
+            return;
+        };
+        let task = async move {
+            let value = leader.run(Box::pin(body)).await;
+            self.refreshed(leader, written, value);
+        };
+        spawn(task);
+    }
+}
+
+/// [`memo_by_type`](crate::__private::memo_by_type) for a function with these options: its
+/// memo of stamped values, made with `freshness`.
+#[inline]
+pub fn fresh_memo_by_type<T, K, V, S>(
+    caches: &'static crate::memo::TypeCaches,
+    name: impl FnOnce() -> S,
+    tag: crate::__private::Tag<T>,
+    freshness: Freshness,
+    key: std::marker::PhantomData<K>,
+    value: std::marker::PhantomData<V>,
+) -> &'static Memo<K, Stamped<V>>
+where
+    T: 'static,
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: Into<Box<str>>,
+{
+    let _ = (key, value);
+    let make = |params| {
+        let name: Box<str> = name().into();
+        crate::caches::register_generic(caches, &name);
+        Memo::fresh(name, params, freshness)
+    };
+    crate::__private::tagged_memo(caches, make, tag)
+}
+
+/// Runs `task` on the caller's tokio runtime, else on a refresh thread.
+fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) {
+    #[cfg(feature = "tokio")]
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        drop(handle.spawn(task));
+        return;
+    }
+    submit(Box::new(move || block_on(task)));
+}
+
+/// Drives `future` to completion on this thread.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future: Pin<&mut F> = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+type Task = Box<dyn FnOnce() + Send>;
+
+/// Threads that run refresh tasks from a bounded queue.
+struct Pool {
+    queue: SyncSender<Task>,
+}
+
+impl Pool {
+    /// `threads` threads (those that could be started; `None` if none) over a queue of
+    /// `capacity` tasks.
+    fn start(threads: usize, capacity: usize) -> Option<Pool> {
+        let (queue, tasks) = sync_channel::<Task>(capacity);
+        let tasks = Arc::new(Mutex::new(tasks));
+        let mut started = 0;
+        for _ in 0..threads {
+            let tasks = Arc::clone(&tasks);
+            let spawned = std::thread::Builder::new()
+                .name("memo-refresh".into())
+                .spawn(move || work(&tasks));
+            started += usize::from(spawned.is_ok());
+        }
+        (started > 0).then_some(Pool { queue })
+    }
+
+    /// Queues `task`; whether it was queued (not when the queue is full: it is dropped).
+    fn submit(&self, task: Task) -> bool {
+        self.queue.try_send(task).is_ok()
+    }
+}
+
+/// The process's refresh threads; `None` when no thread could be started (refreshes are then
+/// skipped and entries simply expire).
+static POOL: OnceLock<Option<Pool>> = OnceLock::new();
+
+/// Queues `task` for a refresh thread, starting them on first use; whether it was queued.
+fn submit(task: Task) -> bool {
+    let pool = POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Pool::start(cores.clamp(2, MAX_THREADS), QUEUE)
+    });
+    pool.as_ref().is_some_and(|pool| pool.submit(task))
+}
+
+/// A refresh thread: runs tasks until the queue is dropped; a task that panics is a failed
+/// refresh (its leader, dropped while unwinding, abandons its flight).
+fn work(tasks: &Mutex<Receiver<Task>>) {
+    loop {
+        let task = tasks.lock().recv();
+        match task {
+            Ok(task) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memo::Params;
+    use crate::{ManualClock, Policy};
+    use std::sync::mpsc::channel;
+
+    const PARAMS: Params = Params {
+        maxsize: Some(16),
+        ttl: Some(Duration::from_secs(10)),
+        policy: Policy::Lru,
+        negative_ttl: None,
+    };
+
+    fn freshness() -> Freshness {
+        Freshness {
+            ttl: Duration::from_secs(10),
+            refresh: Some(Duration::from_secs(5)),
+            stale_while_revalidate: Some(Duration::from_secs(5)),
+            stale_if_error: Some(Duration::from_secs(20)),
+        }
+    }
+
+    fn memo(clock: &ManualClock) -> &'static Memo<u32, Stamped<u32>> {
+        Box::leak(Box::new(Memo::fresh_with_clock(
+            "refresh::tests",
+            PARAMS,
+            freshness(),
+            Clock::from(clock.clone()),
+        )))
+    }
+
+    #[test]
+    fn ages_follow_refresh_ttl_and_the_stale_windows() {
+        let clock = ManualClock::new();
+        let memo = memo(&clock);
+        let entry = memo.stamp(1);
+        let at = |secs| {
+            clock.advance(Duration::from_secs(secs));
+            memo.age(&entry)
+        };
+        assert_eq!(at(4), Age::Fresh);
+        assert_eq!(at(1), Age::Refresh); // 5s: refresh-ahead
+        assert_eq!(at(5), Age::Refresh); // 10s: stale, revalidated
+        assert_eq!(
+            at(5),
+            Age::Expired {
+                usable_on_error: true
+            }
+        ); // 15s
+        assert_eq!(
+            at(15),
+            Age::Expired {
+                usable_on_error: false
+            }
+        ); // 30s
+        assert_eq!(freshness().retention(), Duration::from_secs(30));
+        let info = memo.info();
+        assert_eq!(
+            (info.stale_hits, info.ttl),
+            (1, Some(Duration::from_secs(10)))
+        );
+    }
+
+    #[test]
+    fn a_refresh_replaces_the_value_once_per_key_and_a_failure_keeps_it() {
+        let clock = ManualClock::new();
+        let memo = memo(&clock);
+        let old = memo.stamp(10);
+        memo.cache.insert(1, old.clone());
+        let (release, gate) = channel::<Option<u32>>();
+        let (started, running) = channel();
+        memo.refresh(1, &old, move || {
+            started.send(()).unwrap();
+            gate.recv().unwrap()
+        });
+        running.recv().unwrap();
+        // Running: a second refresh of the key is not scheduled.
+        memo.refresh(1, &old, || unreachable!("one refresh per key at a time"));
+        release.send(Some(11)).unwrap();
+        while memo.flights.in_flight() > 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(memo.cache.peek(&1).map(Stamped::into_value), Some(11));
+        let (done, finished) = channel();
+        let current = memo.cache.peek(&1).unwrap();
+        memo.refresh(1, &current, move || {
+            done.send(()).unwrap();
+            None
+        });
+        finished.recv().unwrap();
+        while memo.flights.in_flight() > 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(memo.cache.peek(&1).map(Stamped::into_value), Some(11));
+        assert_eq!(memo.info().refreshes, 2);
+    }
+
+    #[test]
+    fn an_invalidation_during_a_refresh_wins() {
+        let clock = ManualClock::new();
+        let memo = memo(&clock);
+        let old = memo.stamp(10);
+        memo.cache.insert(1, old.clone());
+        let (release, gate) = channel::<Option<u32>>();
+        let (started, running) = channel();
+        memo.refresh(1, &old, move || {
+            started.send(()).unwrap();
+            gate.recv().unwrap()
+        });
+        running.recv().unwrap();
+        assert!(memo.invalidate(&1));
+        release.send(Some(11)).unwrap();
+        while memo.flights.in_flight() > 0 {
+            std::thread::yield_now();
+        }
+        assert!(memo.cache.peek(&1).is_none());
+    }
+
+    #[test]
+    fn a_full_queue_skips_refreshes_instead_of_growing() {
+        let clock = ManualClock::new();
+        let memo = memo(&clock);
+        let pool = Pool::start(1, 2).unwrap();
+        let (release, gate) = channel::<()>();
+        let (started, running) = channel();
+        assert!(pool.submit(Box::new(move || {
+            started.send(()).unwrap();
+            let _ = gate.recv();
+        })));
+        running.recv().unwrap();
+        assert!(pool.submit(Box::new(|| {})));
+        assert!(pool.submit(Box::new(|| {})));
+        // Full: the task is dropped, and the leader it holds abandons its flight.
+        let leader = memo.flights.try_lead(7).unwrap();
+        assert_eq!(memo.flights.in_flight(), 1);
+        assert!(!pool.submit(Box::new(move || drop(leader))));
+        assert_eq!(memo.flights.in_flight(), 0);
+        drop(release);
+    }
+
+    #[test]
+    fn block_on_drives_a_future_woken_from_another_thread() {
+        let (sender, receiver) = std::sync::mpsc::channel::<Waker>();
+        struct Once {
+            polled: bool,
+            sender: std::sync::mpsc::Sender<Waker>,
+        }
+        impl Future for Once {
+            type Output = u8;
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u8> {
+                if self.polled {
+                    return Poll::Ready(7);
+                }
+                self.polled = true;
+                self.sender.send(cx.waker().clone()).unwrap();
+                Poll::Pending
+            }
+        }
+        let waker = std::thread::spawn(move || receiver.recv().unwrap().wake());
+        assert_eq!(
+            block_on(Once {
+                polled: false,
+                sender
+            }),
+            7
+        );
+        waker.join().unwrap();
+    }
+}
