@@ -595,13 +595,9 @@ where
         }
     }
 
-    /// Writes `value` to the store; the item it was written as (if it could be encoded).
-    fn put(&self, store: &Registered, namespace: &str, key: &K, value: &V) -> Option<String> {
-        self.put_tracked(store, namespace, key, value, None)
-    }
-
-    /// [`put`](StoreCache::put) of a write that `ticket` tracks; `None` also when an
-    /// invalidation cancelled the write.
+    /// Writes `value` to the store, the write tracked by `ticket` if it is a single-flight
+    /// write (which invalidations of the key wait for); the item it was written as, `None` if
+    /// it could not be encoded or an invalidation cancelled the write.
     fn put_tracked(
         &self,
         store: &Registered,
