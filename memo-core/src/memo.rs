@@ -21,6 +21,8 @@ pub struct Params {
     pub maxsize: Option<usize>,
     /// How long an entry lives; `None` is forever.
     pub ttl: Option<Duration>,
+    /// The fraction of the ttl over which deadlines are spread (`ttl_jitter`); 0: none.
+    pub ttl_jitter: f64,
     /// The eviction policy.
     pub policy: Policy,
     /// How long an `Err` (`err_ttl`) or a `None` (`none_ttl`) is cached; `None`: never.
@@ -164,6 +166,7 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         let cache = Cache::builder()
             .maxsize(params.maxsize)
             .ttl(params.ttl)
+            .ttl_jitter(params.ttl_jitter)
             .policy(params.policy)
             .build_clamped();
         Memo {
@@ -456,6 +459,7 @@ mod tests {
     const PARAMS: Params = Params {
         maxsize: Some(4),
         ttl: None,
+        ttl_jitter: 0.0,
         policy: Policy::Fifo,
         negative_ttl: None,
     };

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 
-use crate::{BuildError, Cache, Clock, Policy};
+use crate::listener::Listener;
+use crate::{BuildError, Cache, Clock, Policy, RemovalCause};
 
 /// Configures a [`Cache`]; [`build`](CacheBuilder::build) checks the configuration and returns an
 /// error instead of panicking.
@@ -28,9 +29,12 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) maxsize: Option<usize>,
     pub(crate) policy: Policy,
     pub(crate) ttl: Option<Duration>,
+    /// The fraction of the ttl over which deadlines are spread (0: none).
+    pub(crate) ttl_jitter: f64,
     pub(crate) clock: Option<Clock>,
     pub(crate) shards: Option<usize>,
     pub(crate) hasher: S,
+    pub(crate) listener: Option<Listener<K, V>>,
     marker: PhantomData<fn(K, V)>,
 }
 
@@ -40,9 +44,11 @@ impl<K, V> Default for CacheBuilder<K, V> {
             maxsize: Some(crate::DEFAULT_MAXSIZE),
             policy: Policy::default(),
             ttl: None,
+            ttl_jitter: 0.0,
             clock: None,
             shards: None,
             hasher: DefaultHashBuilder::default(),
+            listener: None,
             marker: PhantomData,
         }
     }
@@ -84,6 +90,44 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Spreads each entry's deadline uniformly over the last `fraction` of the ttl, so that
+    /// entries stored together do not all expire together (the synchronized-expiry stampede).
+    /// An entry stored at `t` expires at a time drawn uniformly from `(t + ttl * (1 - fraction),
+    /// t + ttl]`: the ttl stays an upper bound on how old a returned value can be. `fraction`
+    /// is in `[0, 1]`; 0 (the default) is no jitter. It needs a ttl ([`BuildError::JitterWithoutTtl`],
+    /// [`BuildError::InvalidJitter`]).
+    ///
+    /// With jitter, [`Cache::info`] still counts only live entries, and a lookup never returns an
+    /// expired one; a write's sweep may leave an expired entry in place for up to an eighth of
+    /// the jitter window (`ttl * fraction / 8`) past its deadline.
+    ///
+    /// ```
+    /// use memo::{Cache, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: Cache<u32, u32> = Cache::builder()
+    ///     .maxsize(None)
+    ///     .ttl(Duration::from_secs(100))
+    ///     .ttl_jitter(0.2)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// for k in 0..1000 {
+    ///     cache.insert(k, k);
+    /// }
+    /// clock.advance(Duration::from_secs(80)); // no entry expires before 80 s...
+    /// assert_eq!(cache.info().currsize, 1000);
+    /// clock.advance(Duration::from_secs(10)); // ... about half of them by 90 s ...
+    /// assert!((300..700).contains(&cache.info().currsize));
+    /// clock.advance(Duration::from_secs(10)); // ... and all by 100 s.
+    /// assert_eq!(cache.info().currsize, 0);
+    /// # Ok::<(), memo::BuildError>(())
+    /// ```
+    pub fn ttl_jitter(mut self, fraction: f64) -> Self {
+        self.ttl_jitter = fraction;
+        self
+    }
+
     /// The time source for expiry (default [`Clock::coarse`] when there is a ttl); tests pass a
     /// [`ManualClock`](crate::ManualClock).
     ///
@@ -114,6 +158,55 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Calls `listener` with the key, the value and the [`RemovalCause`] of every value that
+    /// leaves the cache: evicted (size), expired, removed, replaced or cleared. As with moka's
+    /// and Caffeine's removal listeners:
+    ///
+    /// - it runs on the thread whose call removed the value, after that call has released the
+    ///   shard's lock (it may use the cache);
+    /// - exactly once per value that left, and never for a value still in the cache. A value
+    ///   that a lock-free reader is still cloning when it leaves is reported once that reader is
+    ///   done, by the next call that writes to its shard; a lookup that finds an entry expired
+    ///   reports it at the shard's next write too;
+    /// - a value that never entered is not reported (the value of an
+    ///   [`insert_if_absent`](Cache::insert_if_absent) whose key was present), except that a
+    ///   cache of `maxsize` 0 reports every value it is given as [`RemovalCause::Size`];
+    /// - when the cache itself is dropped, the values still in it are dropped without being
+    ///   reported (moka does the same); values that had already left are reported then;
+    /// - a listener that panics leaves the cache consistent: the other values of the same call
+    ///   are still reported, then the panic resumes in the caller.
+    ///
+    /// `#[memoize]` has no option for it: a listener is a `Cache` feature.
+    ///
+    /// ```
+    /// use memo::{Cache, RemovalCause};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let evicted = Arc::new(AtomicUsize::new(0));
+    /// let counter = Arc::clone(&evicted);
+    /// let cache: Cache<u32, String> = Cache::builder()
+    ///     .maxsize(100)
+    ///     .on_evict(move |_key: &u32, _value: &String, cause| {
+    ///         if cause == RemovalCause::Size {
+    ///             counter.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// for k in 0..150 {
+    ///     cache.insert(k, k.to_string());
+    /// }
+    /// assert_eq!(evicted.load(Ordering::Relaxed), 50);
+    /// # Ok::<(), memo::BuildError>(())
+    /// ```
+    pub fn on_evict(
+        mut self,
+        listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(std::sync::Arc::new(listener));
+        self
+    }
+
     /// The hasher of keys (default: hashbrown's foldhash).
     ///
     /// ```
@@ -126,9 +219,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             maxsize: self.maxsize,
             policy: self.policy,
             ttl: self.ttl,
+            ttl_jitter: self.ttl_jitter,
             clock: self.clock,
             shards: self.shards,
             hasher,
+            listener: self.listener,
             marker: PhantomData,
         }
     }
@@ -153,6 +248,12 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         if self.ttl == Some(Duration::ZERO) {
             return Err(BuildError::ZeroTtl);
         }
+        if !(0.0..=1.0).contains(&self.ttl_jitter) {
+            return Err(BuildError::InvalidJitter);
+        }
+        if self.ttl_jitter > 0.0 && self.ttl.is_none() {
+            return Err(BuildError::JitterWithoutTtl);
+        }
         if let Some(n) = self.maxsize {
             if n > crate::MAX_MAXSIZE {
                 return Err(BuildError::MaxsizeTooLarge(n));
@@ -172,6 +273,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         if self.ttl == Some(Duration::ZERO) {
             self.ttl = Some(Duration::from_nanos(1));
         }
+        self.ttl_jitter = if self.ttl_jitter.is_nan() {
+            0.0
+        } else {
+            self.ttl_jitter.clamp(0.0, 1.0)
+        };
         let shards = match self.shards {
             Some(n) => n.clamp(1, crate::MAX_SHARDS).next_power_of_two(),
             None => default_shards(self.maxsize),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 
-use crate::concurrent::{OnPresent, Shard};
+use crate::concurrent::{OnPresent, Shard, ShardConfig};
 use crate::options::CacheBuilder;
 use crate::stats::Counters;
 use crate::{CacheInfo, Clock, Policy};
@@ -100,7 +100,14 @@ impl<K, V, S> Cache<K, V, S> {
                     Some(n) => n / shards + usize::from(i < n % shards),
                     None => usize::MAX,
                 };
-                Shard::new(capacity, b.policy, ttl_nanos, clock.is_coarse())
+                let config = ShardConfig {
+                    policy: b.policy,
+                    ttl_nanos,
+                    jitter: b.ttl_jitter,
+                    coarse_now: clock.is_coarse(),
+                    listener: b.listener.clone(),
+                };
+                Shard::new(capacity, config)
             })
             .collect();
         Cache {
@@ -198,9 +205,19 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// assert!(cache.is_empty());
     /// ```
     pub fn clear(&self) {
+        self.clear_all(false);
+    }
+
+    /// Empties every shard, then drops (and reports) what they held, after the locks are
+    /// released: a listener that panics cannot leave a shard uncleared.
+    fn clear_all(&self, reset_counters: bool) {
         let now = self.now();
+        let mut dropped = Vec::new();
         for shard in self.shards.iter() {
-            drop(shard.clear(&self.hasher, now, false)); // after the lock is released
+            dropped.append(&mut shard.clear(&self.hasher, now, reset_counters));
+        }
+        if let Some(shard) = self.shards.first() {
+            shard.release(dropped);
         }
     }
 
@@ -214,10 +231,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// assert_eq!((cache.info().hits, cache.info().currsize), (0, 0));
     /// ```
     pub fn reset(&self) {
-        let now = self.now();
-        for shard in self.shards.iter() {
-            drop(shard.clear(&self.hasher, now, true)); // after the lock is released
-        }
+        self.clear_all(true);
     }
 
     /// The value for `key`, if stored and alive. Counts a hit or a miss.
@@ -329,10 +343,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     fn insert_with(&self, key: K, value: V, on_present: OnPresent) {
         let hash = self.hasher.hash_one(&key);
         let now = self.now();
-        let dropped = self
-            .shard(hash)
-            .insert(&self.hasher, hash, key, value, now, on_present);
-        drop(dropped); // user Drop code runs without the lock
+        let shard = self.shard(hash);
+        let dropped = shard.insert(&self.hasher, hash, key, value, now, on_present);
+        shard.release(dropped); // user code (Drop, the listener) runs without the lock
     }
 
     /// The value for `key`, computing and storing it with `compute` on a miss. No lock is held
@@ -371,10 +384,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     {
         let hash = self.hasher.hash_one(key);
         let now = self.now();
-        let (value, dropped) =
-            self.shard(hash)
-                .remove(&self.hasher, hash, |k| k.borrow() == key, now);
-        drop(dropped); // user Drop code runs without the lock
+        let shard = self.shard(hash);
+        let (value, dropped) = shard.remove(&self.hasher, hash, |k| k.borrow() == key, now);
+        shard.release(dropped); // user code (Drop, the listener) runs without the lock
         value
     }
 
@@ -425,6 +437,17 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         }
         if let Some(max) = self.maxsize {
             assert!(self.len() <= max);
+        }
+    }
+}
+
+impl<K, V, S> Drop for Cache<K, V, S> {
+    /// Reports the values that had left but were still held back for a reader; the values still
+    /// in the cache are dropped unreported.
+    fn drop(&mut self) {
+        for shard in self.shards.iter_mut() {
+            let dropped = shard.take_retired();
+            shard.release(dropped);
         }
     }
 }

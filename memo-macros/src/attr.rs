@@ -21,6 +21,7 @@ use crate::store::{self, StoreName};
 const OPTION_NAMES: &[&str] = &[
     "maxsize",
     "ttl",
+    "ttl_jitter",
     "err_ttl",
     "none_ttl",
     "policy",
@@ -68,6 +69,9 @@ pub(crate) struct Options {
     pub(crate) maxsize: Option<Spanned<Maxsize>>,
     /// `ttl = "30s"`, never zero; `None` here means not given (no expiry).
     pub(crate) ttl: Option<Spanned<Duration>>,
+    /// `ttl_jitter = "10%"`: the fraction of the ttl over which deadlines are spread, in
+    /// `(0, 1]` (spanned at its value).
+    pub(crate) ttl_jitter: Option<Spanned<f64>>,
     /// `err_ttl = "5s"`: how long an `Err` is cached (spanned at `err_ttl`); `None`: not cached.
     pub(crate) err_ttl: Option<Spanned<Duration>>,
     /// `none_ttl = "5s"`: how long a `None` is cached (spanned at `none_ttl`); `None`: not cached.
@@ -169,6 +173,7 @@ impl<T> Setting<T> {
 struct OptionParser {
     maxsize: Setting<Maxsize>,
     ttl: Setting<Duration>,
+    ttl_jitter: Setting<f64>,
     err_ttl: Setting<Duration>,
     none_ttl: Setting<Duration>,
     policy: Setting<&'static str>,
@@ -187,6 +192,7 @@ impl Default for OptionParser {
         OptionParser {
             maxsize: Setting::new("maxsize"),
             ttl: Setting::new("ttl"),
+            ttl_jitter: Setting::new("ttl_jitter"),
             err_ttl: Setting::new("err_ttl"),
             none_ttl: Setting::new("none_ttl"),
             policy: Setting::new("policy"),
@@ -207,6 +213,7 @@ fn example(name: &str) -> &'static str {
     match name {
         "maxsize" => "`maxsize = 128` or `maxsize = None`",
         "ttl" => "`ttl = \"30s\"`",
+        "ttl_jitter" => "`ttl_jitter = \"10%\"`",
         "err_ttl" => "`err_ttl = \"5s\"`",
         "none_ttl" => "`none_ttl = \"5s\"`",
         "policy" => "`policy = \"lru\"`",
@@ -247,6 +254,10 @@ impl OptionParser {
                 .maxsize
                 .set(errors, key, value.and_then(|e| maxsize_value(&e))),
             "ttl" => self.ttl.set(errors, key, value.and_then(|e| ttl_value(&e))),
+            "ttl_jitter" => {
+                let value = value.and_then(|e| jitter_value(&e));
+                self.ttl_jitter.set(errors, key, value);
+            }
             "err_ttl" | "none_ttl" => {
                 let value = value.and_then(|e| negative_ttl_value(&e, name, key.span()));
                 let setting = if *name == "err_ttl" {
@@ -290,6 +301,7 @@ impl OptionParser {
         Options {
             maxsize: self.maxsize.value,
             ttl: self.ttl.value,
+            ttl_jitter: self.ttl_jitter.value,
             err_ttl: self.err_ttl.value,
             none_ttl: self.none_ttl.value,
             policy: self.policy.value,
@@ -398,6 +410,33 @@ fn ttl_value(expr: &Expr) -> syn::Result<Spanned<Duration>> {
         "ttl",
         "remove `ttl` to keep entries until they are evicted",
     )
+}
+
+/// `ttl_jitter = "10%"`: a percentage above 0 and at most 100, as a fraction.
+fn jitter_value(expr: &Expr) -> syn::Result<Spanned<f64>> {
+    const HINT: &str = "`ttl_jitter` must be a percentage of the ttl above 0% and at most 100%, \
+                        e.g. `ttl_jitter = \"10%\"`";
+    let expr = ungroup(expr);
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(lit),
+        attrs,
+    }) = expr
+    else {
+        return Err(syn::Error::new_spanned(expr, HINT));
+    };
+    let text = lit.value();
+    let percent = text
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|p| *p > 0.0 && *p <= 100.0);
+    match percent {
+        Some(p) if attrs.is_empty() => Ok(Spanned {
+            value: p / 100.0,
+            span: lit.span(),
+        }),
+        _ => Err(syn::Error::new(lit.span(), format!("{HINT}, not {text:?}"))),
+    }
 }
 
 /// `err_ttl = "5s"` or `none_ttl = "5s"`: a duration longer than zero, spanned at the option's
@@ -697,13 +736,30 @@ mod tests {
     }
 
     #[test]
+    fn ttl_jitter_is_a_percentage_above_zero_up_to_a_hundred() {
+        let options = parse(quote!(ttl = "30s", ttl_jitter = "10%")).unwrap();
+        assert_eq!(options.ttl_jitter.unwrap().value, 0.1);
+        let options = parse(quote!(ttl_jitter = "2.5 %")).unwrap();
+        assert_eq!(options.ttl_jitter.unwrap().value, 0.025);
+        for bad in ["150%", "0%", "10", "-5%", "x%"] {
+            let found = errors(quote!(ttl_jitter = #bad));
+            assert!(
+                found[0].starts_with("`ttl_jitter` must be a percentage"),
+                "{found:?}"
+            );
+        }
+        let found = errors(quote!(ttl_jitter = 0.1));
+        assert!(found[0].starts_with("`ttl_jitter` must be a percentage"));
+    }
+
+    #[test]
     fn unknown_option_lists_the_valid_ones() {
         let found = errors(quote!(maxsise = 3));
         assert_eq!(
             found,
             [
-                "unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `err_ttl`, \
-              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
+                "unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `ttl_jitter`, \
+              `err_ttl`, `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
               `version`, `crate`"
             ]
         );
@@ -711,8 +767,8 @@ mod tests {
         assert_eq!(
             found,
             [
-                "unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `err_ttl`, \
-              `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
+                "unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `ttl_jitter`, \
+              `err_ttl`, `none_ttl`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, `store`, \
               `version`, `crate`"
             ]
         );

@@ -77,6 +77,7 @@ fn check_receiver(function: &Function, errors: &mut Errors) {
 }
 
 fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
+    check_jitter(options, errors);
     if let Some(err_ttl) = &options.err_ttl {
         if !matches!(function.output, Output::Result { .. }) {
             errors.push(syn::Error::new(
@@ -124,6 +125,27 @@ fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
                  per instantiation",
             ));
         }
+    }
+}
+
+/// `ttl_jitter` spreads the deadlines of an in-memory ttl: it needs `ttl`, and a store keeps its
+/// own expiry.
+fn check_jitter(options: &Options, errors: &mut Errors) {
+    let Some(jitter) = &options.ttl_jitter else {
+        return;
+    };
+    if options.ttl.is_none() {
+        errors.push(syn::Error::new(
+            jitter.span,
+            "`ttl_jitter` spreads the expiry of a ttl, and this function has none: add \
+             `ttl = \"30s\"` or remove `ttl_jitter`",
+        ));
+    } else if options.store.is_some() {
+        errors.push(syn::Error::new(
+            jitter.span,
+            "`ttl_jitter` spreads the deadlines of the in-memory cache; a store keeps the ttl \
+             it is given: remove `ttl_jitter` or `store`",
+        ));
     }
 }
 

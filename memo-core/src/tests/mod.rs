@@ -1,5 +1,7 @@
 //! Unit tests of the store against simple reference models, with `validate()` after every step.
 
+mod jitter;
+mod listener;
 mod model;
 mod policies;
 #[cfg(memo_shuttle)]
