@@ -26,6 +26,10 @@ pub enum BuildError {
     InvalidJitter,
     /// A ttl jitter spreads the expiry of a ttl: it needs one.
     JitterWithoutTtl,
+    /// A weigher weighs entries against a `max_weight`, which is missing.
+    WeigherWithoutMaxWeight,
+    /// A `max_weight` bounds what a weigher reports, which is missing.
+    MaxWeightWithoutWeigher,
 }
 
 impl fmt::Display for BuildError {
@@ -47,6 +51,8 @@ impl fmt::Display for BuildError {
             ),
             BuildError::InvalidJitter => f.write_str("ttl jitter must be a fraction from 0 to 1"),
             BuildError::JitterWithoutTtl => f.write_str("ttl jitter needs a ttl"),
+            BuildError::WeigherWithoutMaxWeight => f.write_str("a weigher needs a max_weight"),
+            BuildError::MaxWeightWithoutWeigher => f.write_str("a max_weight needs a weigher"),
         }
     }
 }

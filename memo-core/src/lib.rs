@@ -58,6 +58,7 @@ mod stored;
 #[cfg(feature = "stores")]
 #[path = "backend/mod.rs"]
 pub mod stores;
+mod weigh;
 
 pub use caches::{caches, CacheReport};
 pub use clock::{Clock, ManualClock};
@@ -68,6 +69,7 @@ pub use options::CacheBuilder;
 pub use policy::Policy;
 pub use stats::CacheInfo;
 pub use store::Cache;
+pub use weigh::Weigh;
 
 /// The default `maxsize`, as in `functools.lru_cache`.
 pub const DEFAULT_MAXSIZE: usize = 128;

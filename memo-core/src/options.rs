@@ -6,6 +6,9 @@ use std::time::Duration;
 use hashbrown::DefaultHashBuilder;
 
 use crate::listener::Listener;
+
+/// A cache's weigher.
+pub(crate) type Weigher<K, V> = std::sync::Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 use crate::{BuildError, Cache, Clock, Policy, RemovalCause};
 
 /// Configures a [`Cache`]; [`build`](CacheBuilder::build) checks the configuration and returns an
@@ -35,6 +38,10 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) shards: Option<usize>,
     pub(crate) hasher: S,
     pub(crate) listener: Option<Listener<K, V>>,
+    pub(crate) weigher: Option<Weigher<K, V>>,
+    pub(crate) max_weight: Option<u64>,
+    /// Whether `maxsize` was given (a weighted cache is otherwise unbounded in entries).
+    pub(crate) maxsize_set: bool,
     marker: PhantomData<fn(K, V)>,
 }
 
@@ -49,6 +56,9 @@ impl<K, V> Default for CacheBuilder<K, V> {
             shards: None,
             hasher: DefaultHashBuilder::default(),
             listener: None,
+            weigher: None,
+            max_weight: None,
+            maxsize_set: false,
             marker: PhantomData,
         }
     }
@@ -63,6 +73,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// ```
     pub fn maxsize(mut self, maxsize: impl Into<Option<usize>>) -> Self {
         self.maxsize = maxsize.into();
+        self.maxsize_set = true;
         self
     }
 
@@ -207,6 +218,60 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Bounds the cache by the total weight of its entries, as `weigher` gives each one
+    /// (bytes, say: see [`Weigh`](crate::Weigh)), instead of or as well as by their number. Set
+    /// with [`max_weight`](CacheBuilder::max_weight); a weighted cache without a
+    /// [`maxsize`](CacheBuilder::maxsize) of its own has none (the default 128 is for counted
+    /// caches).
+    ///
+    /// The weigher is called once per insert, before the shard's lock is taken; its weight is
+    /// kept with the entry (8 bytes per entry, in weighted caches only). The total never
+    /// exceeds the bound, with every policy: an insert first evicts, in the policy's order, until
+    /// the new entry fits. A value heavier than the whole bound is not cached (a listener is told
+    /// [`RemovalCause::Size`]), and replacing a key with such a value removes the old one.
+    ///
+    /// With several [`shards`](CacheBuilder::shards), each holds an equal share of the bound,
+    /// and a value heavier than its shard's share is not cached (as in quick_cache): a weighted
+    /// cache has one shard unless told otherwise, so that any value up to the whole bound fits.
+    /// The adaptive policy sizes its window and main regions in entries, not weight.
+    ///
+    /// ```
+    /// use memo::Cache;
+    ///
+    /// let cache: Cache<u32, String> = Cache::builder()
+    ///     .weigher(|_key, value: &String| value.len() as u64)
+    ///     .max_weight(10)
+    ///     .build()?;
+    /// cache.insert(1, "abcd".into());
+    /// cache.insert(2, "efgh".into());
+    /// cache.insert(3, "ijkl".into()); // 12 bytes > 10: evicts 1, the least recently used
+    /// assert_eq!((cache.get(&1), cache.len()), (None, 2));
+    /// cache.insert(4, "a value longer than ten bytes".into()); // never cached
+    /// assert_eq!(cache.get(&4), None);
+    /// assert_eq!(cache.weight(), 8);
+    /// # Ok::<(), memo::BuildError>(())
+    /// ```
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(std::sync::Arc::new(weigher));
+        self
+    }
+
+    /// The bound on the total weight of the entries (see [`weigher`](CacheBuilder::weigher),
+    /// which it needs: [`BuildError::MaxWeightWithoutWeigher`]).
+    ///
+    /// ```
+    /// let cache = memo::Cache::<u8, Vec<u8>>::builder()
+    ///     .weigher(|_, v| v.len() as u64)
+    ///     .max_weight(1 << 20)
+    ///     .build()?;
+    /// assert_eq!((cache.max_weight(), cache.maxsize()), (Some(1 << 20), None));
+    /// # Ok::<(), memo::BuildError>(())
+    /// ```
+    pub fn max_weight(mut self, max_weight: u64) -> Self {
+        self.max_weight = Some(max_weight);
+        self
+    }
+
     /// The hasher of keys (default: hashbrown's foldhash).
     ///
     /// ```
@@ -224,6 +289,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             shards: self.shards,
             hasher,
             listener: self.listener,
+            weigher: self.weigher,
+            max_weight: self.max_weight,
+            maxsize_set: self.maxsize_set,
             marker: PhantomData,
         }
     }
@@ -236,17 +304,23 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// let err = Cache::<u8, u8>::builder().ttl(Duration::ZERO).build().unwrap_err();
     /// assert_eq!(err, BuildError::ZeroTtl);
     /// ```
-    pub fn build(self) -> Result<Cache<K, V, S>, BuildError> {
+    pub fn build(mut self) -> Result<Cache<K, V, S>, BuildError> {
+        self.weighted_maxsize();
         let shards = match self.shards {
             Some(n) if n == 0 || !n.is_power_of_two() => {
                 return Err(BuildError::ShardsNotPowerOfTwo(n))
             }
             Some(n) if n > crate::MAX_SHARDS => return Err(BuildError::TooManyShards(n)),
             Some(n) => n,
-            None => default_shards(self.maxsize),
+            None => default_shards(self.maxsize, self.max_weight),
         };
         if self.ttl == Some(Duration::ZERO) {
             return Err(BuildError::ZeroTtl);
+        }
+        match (&self.weigher, self.max_weight) {
+            (Some(_), None) => return Err(BuildError::WeigherWithoutMaxWeight),
+            (None, Some(_)) => return Err(BuildError::MaxWeightWithoutWeigher),
+            _ => {}
         }
         if !(0.0..=1.0).contains(&self.ttl_jitter) {
             return Err(BuildError::InvalidJitter);
@@ -269,6 +343,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// What `#[memoize]` uses, whose options were checked at compile time: its static can
     /// never fail to initialize.
     pub(crate) fn build_clamped(mut self) -> Cache<K, V, S> {
+        self.weighted_maxsize();
         self.maxsize = self.maxsize.map(|n| n.min(crate::MAX_MAXSIZE));
         if self.ttl == Some(Duration::ZERO) {
             self.ttl = Some(Duration::from_nanos(1));
@@ -280,10 +355,22 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         };
         let shards = match self.shards {
             Some(n) => n.clamp(1, crate::MAX_SHARDS).next_power_of_two(),
-            None => default_shards(self.maxsize),
+            None => default_shards(self.maxsize, self.max_weight),
         };
+        if self.weigher.is_none() {
+            self.max_weight = None;
+        }
         let shards = fillable_shards(shards, self.maxsize);
         Cache::from_builder(self, shards)
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// A weighted cache is bounded by weight alone unless `maxsize` was given.
+    fn weighted_maxsize(&mut self) {
+        if self.max_weight.is_some() && !self.maxsize_set {
+            self.maxsize = None;
+        }
     }
 }
 
@@ -295,12 +382,12 @@ fn fillable_shards(shards: usize, maxsize: Option<usize>) -> usize {
     }
 }
 
-/// One shard for a bounded cache (exact policy); several for an unbounded one, which has no
-/// eviction order to keep.
-fn default_shards(maxsize: Option<usize>) -> usize {
-    match maxsize {
-        Some(_) => 1,
-        None => {
+/// One shard for a bounded cache (exact policy, and for a weighted one, room for any value up
+/// to the whole bound); several for an unbounded one, which has no eviction order to keep.
+fn default_shards(maxsize: Option<usize>, max_weight: Option<u64>) -> usize {
+    match (maxsize, max_weight) {
+        (Some(_), _) | (_, Some(_)) => 1,
+        (None, None) => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             (cores * 4).next_power_of_two().min(64)
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hashbrown::DefaultHashBuilder;
 
 use crate::concurrent::{OnPresent, Shard, ShardConfig};
-use crate::options::CacheBuilder;
+use crate::options::{CacheBuilder, Weigher};
 use crate::stats::Counters;
 use crate::{CacheInfo, Clock, Policy};
 
@@ -41,6 +41,8 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     mask: usize,
     hasher: S,
     clock: Clock,
+    weigher: Option<Weigher<K, V>>,
+    max_weight: Option<u64>,
     maxsize: Option<usize>,
     ttl: Option<Duration>,
     policy: Policy,
@@ -106,6 +108,10 @@ impl<K, V, S> Cache<K, V, S> {
                     jitter: b.ttl_jitter,
                     coarse_now: clock.is_coarse(),
                     listener: b.listener.clone(),
+                    max_weight: b.max_weight.map(|w| {
+                        let n = shards as u64;
+                        w / n + u64::from((i as u64) < w % n)
+                    }),
                 };
                 Shard::new(capacity, config)
             })
@@ -115,6 +121,8 @@ impl<K, V, S> Cache<K, V, S> {
             shards,
             hasher: b.hasher,
             clock,
+            weigher: b.max_weight.and(b.weigher),
+            max_weight: b.max_weight,
             maxsize: b.maxsize,
             ttl: b.ttl,
             policy: b.policy,
@@ -128,6 +136,16 @@ impl<K, V, S> Cache<K, V, S> {
     /// ```
     pub fn maxsize(&self) -> Option<usize> {
         self.maxsize
+    }
+
+    /// The bound on the total weight of the entries ([`CacheBuilder::weigher`]); `None`
+    /// without a weigher.
+    ///
+    /// ```
+    /// assert_eq!(memo::Cache::<u8, u8>::new(3).max_weight(), None);
+    /// ```
+    pub fn max_weight(&self) -> Option<u64> {
+        self.max_weight
     }
 
     /// How long entries live; `None` is forever.
@@ -343,8 +361,13 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     fn insert_with(&self, key: K, value: V, on_present: OnPresent) {
         let hash = self.hasher.hash_one(&key);
         let now = self.now();
+        // User code, before the lock: the weigher.
+        let weight = match &self.weigher {
+            Some(weigher) => weigher(&key, &value),
+            None => 0,
+        };
         let shard = self.shard(hash);
-        let dropped = shard.insert(&self.hasher, hash, key, value, now, on_present);
+        let dropped = shard.insert(&self.hasher, hash, key, value, weight, now, on_present);
         shard.release(dropped); // user code (Drop, the listener) runs without the lock
     }
 
@@ -423,6 +446,25 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         }
     }
 
+    /// The total weight of the entries stored (0 in a cache without a weigher).
+    ///
+    /// ```
+    /// let cache = memo::Cache::<u8, String>::builder()
+    ///     .weigher(|_, v| v.len() as u64)
+    ///     .max_weight(100)
+    ///     .build()?;
+    /// cache.insert(1, "four".into());
+    /// assert_eq!(cache.weight(), 4);
+    /// # Ok::<(), memo::BuildError>(())
+    /// ```
+    pub fn weight(&self) -> u64 {
+        let now = self.now();
+        self.shards
+            .iter()
+            .map(|s| s.weight(&self.hasher, now))
+            .sum()
+    }
+
     /// How many slots the shards have handed out (tests only): what the cache's storage holds.
     #[cfg(test)]
     pub(crate) fn slots_handed_out(&self) -> usize {
@@ -437,6 +479,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         }
         if let Some(max) = self.maxsize {
             assert!(self.len() <= max);
+        }
+        if let Some(max) = self.max_weight {
+            assert!(self.weight() <= max);
         }
     }
 }

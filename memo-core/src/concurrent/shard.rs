@@ -63,6 +63,8 @@ pub(crate) enum OnPresent {
 pub(crate) struct Writer {
     /// The cache has a listener: removed entries are read out (and reported) when reclaimed.
     notify: bool,
+    /// The weight bound, in a weighted cache only.
+    weights: Option<Weights>,
     len: usize,
     capacity: usize,
     policy: PolicyState,
@@ -81,6 +83,31 @@ pub(crate) struct Writer {
     old_tables: Vec<(Snapshot, Box<Table>)>,
     /// Per stripe, the hits and misses its holders had counted when last added to `counters`.
     seen: Vec<(u64, u64)>,
+}
+
+/// A weighted shard's bound and the weight of each live entry (writer-only: the lookup path
+/// never reads it, and an unweighted cache has none).
+struct Weights {
+    max: u64,
+    total: u64,
+    per_slot: Vec<u64>,
+}
+
+impl Weights {
+    fn add(&mut self, id: u32, weight: u64) {
+        let at = id as usize;
+        if self.per_slot.len() <= at {
+            self.per_slot.resize(at + 1, 0);
+        }
+        self.per_slot[at] = weight;
+        self.total += weight;
+    }
+
+    fn remove(&mut self, id: u32) -> u64 {
+        let weight = std::mem::take(&mut self.per_slot[id as usize]);
+        self.total -= weight;
+        weight
+    }
 }
 
 /// A slot taken out of the index, and the low bits of its key's hash (what a reader that has
@@ -147,6 +174,8 @@ pub(crate) struct ShardConfig<K, V> {
     /// deadline are confirmed by a clock read.
     pub(crate) coarse_now: bool,
     pub(crate) listener: Option<Listener<K, V>>,
+    /// This shard's share of the weight bound (weighted caches only).
+    pub(crate) max_weight: Option<u64>,
 }
 
 // SAFETY: readers on any thread get `&K` and `&V` out of the slots (so both must be `Sync`), and
@@ -175,6 +204,7 @@ impl<K, V> Shard<K, V> {
             jitter,
             coarse_now,
             listener,
+            max_weight,
         } = config;
         let first = capacity.saturating_add(RESERVE).min(64);
         let stripes = Stripes::new();
@@ -194,6 +224,11 @@ impl<K, V> Shard<K, V> {
             stripes,
             writer: Padded(Mutex::new(Writer {
                 notify: listener.is_some(),
+                weights: max_weight.map(|max| Weights {
+                    max,
+                    total: 0,
+                    per_slot: Vec::new(),
+                }),
                 seen: vec![(0, 0); stripe_count],
                 len: 0,
                 capacity,
@@ -383,6 +418,9 @@ impl<K, V> Shard<K, V> {
         self.table().remove(hash, id);
         w.set_live(id, false);
         w.len -= 1;
+        if let Some(weights) = &mut w.weights {
+            weights.remove(id);
+        }
         w.retire(id, hash, cause);
         if let Some(e) = &mut w.expiry {
             e.unlink(id);
@@ -487,6 +525,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         len
     }
 
+    /// The total weight of the entries (0 unweighted).
+    pub(crate) fn weight<S: BuildHasher>(&self, hasher: &S, now: u64) -> u64 {
+        self.write(hasher, now, |_, w| {
+            w.weights.as_ref().map_or(0, |ws| ws.total)
+        })
+    }
+
     /// Empties the shard, optionally zeroing its statistics; returns what to drop.
     pub(crate) fn clear<S: BuildHasher>(
         &self,
@@ -522,6 +567,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             table.clear();
         }
         w.len = 0;
+        if let Some(weights) = &mut w.weights {
+            weights.total = 0;
+            weights.per_slot.clear();
+        }
         w.policy.clear();
         if let Some(e) = &mut w.expiry {
             e.clear();
@@ -721,18 +770,21 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Stores `key -> value`. Returns what was pushed out (evicted, expired or replaced
     /// entries whose readers have left, or the rejected input), to drop outside the lock.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert<S: BuildHasher>(
         &self,
         hasher: &S,
         hash: u64,
         key: K,
         value: V,
+        weight: u64,
         now: u64,
         on_present: OnPresent,
     ) -> Dropped<K, V> {
         let mut dropped = Vec::new();
         self.write(hasher, now, |shard, w| {
-            shard.insert_locked(w, hasher, hash, key, value, now, on_present, &mut dropped);
+            let entry = (key, value, weight);
+            shard.insert_locked(w, hasher, hash, entry, now, on_present, &mut dropped);
             if w.notify {
                 // Report what left now rather than when its slot is next needed.
                 shard.reclaim(w, &mut dropped);
@@ -747,8 +799,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         w: &mut Writer,
         hasher: &S,
         hash: u64,
-        key: K,
-        value: V,
+        (key, value, weight): (K, V, u64),
         now: u64,
         on_present: OnPresent,
         dropped: &mut Dropped<K, V>,
@@ -772,6 +823,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             if self.is_expired(old, now) {
                 self.remove_id(w, hasher, old, RemovalCause::Expired);
                 w.counters.expirations += 1;
+            } else if on_present == OnPresent::Replace && !Self::fits_in_place(w, old, weight) {
+                // The new value needs room the old one does not give: it is stored as a new
+                // entry (which may evict others, or not be kept at all), the old one replaced.
+                self.remove_id(w, hasher, old, RemovalCause::Replaced);
             } else {
                 if on_present == OnPresent::Replace {
                     // Readers may be cloning the old value: the new one goes to a new slot.
@@ -781,6 +836,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     w.set_live(old, false);
                     w.set_live(id, true);
                     w.retire(old, hash, RemovalCause::Replaced);
+                    if let Some(weights) = &mut w.weights {
+                        weights.remove(old);
+                        weights.add(id, weight);
+                    }
                     w.policy.on_move(old, id);
                     w.policy.on_hit(id);
                     if let Some(e) = &mut w.expiry {
@@ -797,7 +856,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
         }
         self.sweep_locked(w, hasher, now);
-        if w.len >= w.capacity {
+        if w.weights.as_ref().is_some_and(|ws| weight > ws.max) {
+            // Heavier than the whole bound: never kept (as Caffeine and moka do, reported).
+            dropped.push((key, value, Some(RemovalCause::Size)));
+            return;
+        }
+        while w.len >= w.capacity || Self::over_weight(w, weight) {
             let victim = w.policy.evict(hash);
             // The policy has let go of the victim: from here to `unindex`, no user code may
             // unwind (`stored_hash` does not).
@@ -805,6 +869,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.unindex(w, victim_hash, victim, RemovalCause::Size);
             w.counters.evictions += 1;
         }
+
         let id = self.alloc(w, dropped);
         self.write_slot(id, key, value);
         if let Some(e) = &mut w.expiry {
@@ -819,7 +884,27 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.table().insert(hash, id);
         w.set_live(id, true);
         w.len += 1;
+        if let Some(weights) = &mut w.weights {
+            weights.add(id, weight);
+        }
         w.policy.on_insert(id, hash);
+    }
+
+    /// Whether replacing the live entry `old` by a value of `weight` keeps the shard within its
+    /// weight bound (always, unweighted).
+    #[inline]
+    fn fits_in_place(w: &Writer, old: u32, weight: u64) -> bool {
+        w.weights
+            .as_ref()
+            .is_none_or(|ws| ws.total - ws.per_slot[old as usize] + weight <= ws.max)
+    }
+
+    /// Whether an entry of `weight` would take the shard over its weight bound.
+    #[inline]
+    fn over_weight(w: &Writer, weight: u64) -> bool {
+        w.weights
+            .as_ref()
+            .is_some_and(|ws| ws.total + weight > ws.max)
     }
 
     /// Moves `key, value` into the free slot `id` (not yet reachable by readers).
@@ -942,6 +1027,18 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             );
         }
         w.policy.validate(w.len);
+        if let Some(ws) = &w.weights {
+            assert!(ws.total <= ws.max, "weight {} over {}", ws.total, ws.max);
+            let mut total = 0;
+            for (id, &weight) in ws.per_slot.iter().enumerate() {
+                assert!(
+                    weight == 0 || w.is_live(id as u32),
+                    "slot {id} weighs, not live"
+                );
+                total += weight;
+            }
+            assert_eq!(total, ws.total, "weights add up");
+        }
         if let Some(e) = &w.expiry {
             let held = e.validate(|id| self.deadline(id));
             assert_eq!(held, w.len, "expiry order holds every entry");

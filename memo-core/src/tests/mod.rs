@@ -7,3 +7,4 @@ mod policies;
 #[cfg(memo_shuttle)]
 mod shuttle;
 mod stress;
+mod weight;

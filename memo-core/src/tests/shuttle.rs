@@ -385,3 +385,38 @@ fn shuttle_a_listener_never_sees_a_value_a_reader_holds() {
 fn shuttle_a_listener_never_sees_a_value_a_reader_holds_pct() {
     shuttle::check_pct(listener_against_reader, 3000, 3);
 }
+
+/// A weighted cache evicts several entries for one insert (one heavy value): a reader of any of
+/// them still never sees a reused slot, and the weight bound holds.
+#[test]
+fn shuttle_weighted_evictions_and_a_reader() {
+    shuttle::check_pct(
+        || {
+            let cache: Arc<Cache<u32, Tracked>> = Arc::new(
+                Cache::builder()
+                    .weigher(|k: &u32, _: &Tracked| u64::from(*k % 4) + 1)
+                    .max_weight(6)
+                    .build()
+                    .unwrap(),
+            );
+            let reader = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    for key in [0u32, 1, 2, 3, 0] {
+                        if let Some(v) = cache.get(&key) {
+                            assert_eq!(v.key, key, "a value read for another key");
+                        }
+                    }
+                })
+            };
+            for key in [0u32, 1, 2, 0, 3, 1, 7] {
+                cache.insert(key, Tracked::new(key));
+            }
+            reader.join().unwrap();
+            cache.validate();
+            assert!(cache.weight() <= 6);
+        },
+        2000,
+        3,
+    );
+}
