@@ -31,6 +31,12 @@ use std::sync::Arc;
 ///     .build()?;
 /// # Ok::<(), memo::BuildError>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `memo::Weigh`, so `maxweight` cannot weigh it",
+    label = "the cached value must implement `memo::Weigh`",
+    note = "implement `memo::Weigh` for it (`fn weight(&self) -> u64`, its size in bytes), or \
+            remove `maxweight`"
+)]
 pub trait Weigh {
     /// The value's weight, in bytes.
     fn weight(&self) -> u64;

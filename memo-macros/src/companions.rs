@@ -38,6 +38,7 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let (key, value) = (plan.key_type(), plan.value_type());
     let memo_type = plan.memo_of(&key, &value);
     let new_memo = plan.new_memo(plan.params());
+    let new_memo = crate::expand::weighed(plan, new_memo);
     // Registered for `memo::caches()` by its initializer: nothing on the hit path.
     let path = plan.name();
     let static_type = plan.static_type(&memo_type);

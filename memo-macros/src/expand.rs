@@ -1048,6 +1048,21 @@ pub(crate) fn maxsize_tokens(options: &Options) -> TokenStream {
     }
 }
 
+/// `new_memo` with `maxweight`: `Memo::weighed(new_memo, params, max, <T as Weigh>::weight)`, the
+/// weigher spanned at the cached type, where a type that is not `Weigh` is reported.
+pub(crate) fn weighed(plan: &Plan<'_>, new_memo: TokenStream) -> TokenStream {
+    let Some(maxweight) = &plan.options.maxweight else {
+        return new_memo;
+    };
+    let memo = &plan.memo;
+    let ty = plan.function.output.cached_type();
+    let max = syn::LitInt::new(&format!("{}u64", maxweight.value), maxweight.span);
+    let span = syn::spanned::Spanned::span(ty);
+    let weigh = quote_spanned!(span=> <#ty as #memo::Weigh>::weight);
+    let params = plan.params();
+    quote!(#memo::__private::Memo::weighed(#new_memo, #params, #max, #weigh))
+}
+
 /// `ttl_jitter = "10%"` as the fraction `0.1f64` (`0.0`: none).
 fn jitter_tokens(options: &Options) -> TokenStream {
     let (value, span) = options

@@ -78,6 +78,7 @@ fn check_receiver(function: &Function, errors: &mut Errors) {
 
 fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
     check_jitter(options, errors);
+    check_maxweight(options, function, errors);
     if let Some(err_ttl) = &options.err_ttl {
         if !matches!(function.output, Output::Result { .. }) {
             errors.push(syn::Error::new(
@@ -145,6 +146,35 @@ fn check_jitter(options: &Options, errors: &mut Errors) {
             jitter.span,
             "`ttl_jitter` spreads the deadlines of the in-memory cache; a store keeps the ttl \
              it is given: remove `ttl_jitter` or `store`",
+        ));
+    }
+}
+
+/// `maxweight` weighs the values of the one cache of a free, non-generic function (its
+/// `static`); the other storages make their caches with the options alone.
+fn check_maxweight(options: &Options, function: &Function, errors: &mut Errors) {
+    let Some(maxweight) = &options.maxweight else {
+        return;
+    };
+    let why = if options.store.is_some() {
+        Some("a store")
+    } else if function.receiver.is_some() || function.place != crate::ast::Place::Free {
+        Some("a method")
+    } else if !function.sig.generics.params.is_empty() {
+        Some("a generic function")
+    } else if options.key.is_some() {
+        Some("`key`")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        errors.push(syn::Error::new(
+            maxweight.span,
+            format!(
+                "`maxweight` bounds the cache of a free, non-generic function without `key` or \
+                 `store`, not of {why}; remove `maxweight`, or bound a `memo::Cache` with \
+                 `Cache::builder().weigher(..).max_weight(..)`"
+            ),
         ));
     }
 }
