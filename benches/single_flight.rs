@@ -150,6 +150,7 @@ fn miss_bookkeeping(c: &mut Criterion) {
     let params = Params {
         maxsize: Some(0),
         ttl: None,
+        ttl_jitter: 0.0,
         policy: Policy::Lru,
         negative_ttl: None,
     };

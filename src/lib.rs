@@ -116,6 +116,8 @@ pub use memo_core::{
     caches, BuildError, Cache, CacheBuilder, CacheInfo, CacheReport, Clock, InstanceCache,
     ManualClock, Policy, DEFAULT_MAXSIZE, MAX_MAXSIZE, MAX_SHARDS,
 };
+// Issue 14: eviction listeners, weighted caches.
+pub use memo_core::{RemovalCause, Weigh};
 
 #[cfg(feature = "metrics")]
 #[doc(inline)]

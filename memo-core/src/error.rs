@@ -22,6 +22,14 @@ pub enum BuildError {
     MaxsizeTooLarge(usize),
     /// A cache has at most [`MAX_SHARDS`](crate::MAX_SHARDS) shards.
     TooManyShards(usize),
+    /// A ttl jitter is a fraction of the ttl, from 0 to 1.
+    InvalidJitter,
+    /// A ttl jitter spreads the expiry of a ttl: it needs one.
+    JitterWithoutTtl,
+    /// A weigher weighs entries against a `max_weight`, which is missing.
+    WeigherWithoutMaxWeight,
+    /// A `max_weight` bounds what a weigher reports, which is missing.
+    MaxWeightWithoutWeigher,
 }
 
 impl fmt::Display for BuildError {
@@ -41,6 +49,10 @@ impl fmt::Display for BuildError {
                 "{n} shards are too many: a cache has at most {}",
                 crate::MAX_SHARDS
             ),
+            BuildError::InvalidJitter => f.write_str("ttl jitter must be a fraction from 0 to 1"),
+            BuildError::JitterWithoutTtl => f.write_str("ttl jitter needs a ttl"),
+            BuildError::WeigherWithoutMaxWeight => f.write_str("a weigher needs a max_weight"),
+            BuildError::MaxWeightWithoutWeigher => f.write_str("a max_weight needs a weigher"),
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   frequently used, ties to the least recent), [`Policy::Mru`], and [`Policy::Adaptive`], a
 //!   W-TinyLFU whose window adapts between recency and frequency (on the traces of the caching
 //!   literature its mean gap to Belady's optimum is 7.9 points against LRU's 16.4).
-//! - **Expiry**: a ttl per cache; an expired entry is a miss. Time comes from a [`Clock`], which
+//! - **Expiry**: a ttl per cache; an expired entry is a miss. [`CacheBuilder::ttl_jitter`]
+//!   spreads the deadlines of entries stored together over the ttl's last fraction. Time comes from a [`Clock`], which
 //!   tests replace by a [`ManualClock`] so they never sleep.
 //! - **Thread safety**: `Cache` is `Send + Sync` (keys and values must be `Send + Sync`). A
 //!   lookup takes no lock and writes no memory another thread uses: it probes a lock-free index
@@ -45,6 +46,7 @@ mod concurrent;
 mod error;
 mod flight;
 mod links;
+mod listener;
 mod memo;
 #[cfg(feature = "metrics")]
 pub mod metrics;
@@ -57,15 +59,18 @@ mod stored;
 #[cfg(feature = "stores")]
 #[path = "backend/mod.rs"]
 pub mod stores;
+mod weigh;
 
 pub use caches::{caches, CacheReport};
 pub use clock::{Clock, ManualClock};
 pub use error::BuildError;
+pub use listener::RemovalCause;
 pub use memo::InstanceCache;
 pub use options::CacheBuilder;
 pub use policy::Policy;
 pub use stats::CacheInfo;
 pub use store::Cache;
+pub use weigh::Weigh;
 
 /// The default `maxsize`, as in `functools.lru_cache`.
 pub const DEFAULT_MAXSIZE: usize = 128;

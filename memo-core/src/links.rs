@@ -48,6 +48,13 @@ impl Links {
         }
     }
 
+    /// The slot before `slot` (toward the front) in its queue.
+    #[inline]
+    pub(crate) fn prev(&self, slot: u32) -> Option<u32> {
+        let prev = self.links[slot as usize].prev;
+        (prev != NIL).then_some(prev)
+    }
+
     /// Forgets every link (every queue using this arena must be reset too).
     pub(crate) fn clear(&mut self) {
         self.links.clear();

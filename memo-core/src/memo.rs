@@ -22,6 +22,8 @@ pub struct Params {
     pub maxsize: Option<usize>,
     /// How long an entry lives; `None` is forever.
     pub ttl: Option<Duration>,
+    /// The fraction of the ttl over which deadlines are spread (`ttl_jitter`); 0: none.
+    pub ttl_jitter: f64,
     /// The eviction policy.
     pub policy: Policy,
     /// How long an `Err` (`err_ttl`) or a `None` (`none_ttl`) is cached; `None`: never.
@@ -173,11 +175,7 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     /// The cache of the function called `name`, with the options the macro checked.
     pub fn new(name: impl Into<Box<str>>, params: Params) -> Self {
         // Infallible: a panic here would poison the function's static for good.
-        let cache = Cache::builder()
-            .maxsize(params.maxsize)
-            .ttl(params.ttl)
-            .policy(params.policy)
-            .build_clamped();
+        let cache = Self::builder(params).build_clamped();
         Memo {
             cache,
             flights: Flights::new(name),
@@ -185,6 +183,27 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
             fresh: None,
         }
         .with_negative(params)
+    }
+
+    fn builder(params: Params) -> crate::CacheBuilder<K, V> {
+        Cache::builder()
+            .maxsize(params.maxsize)
+            .ttl(params.ttl)
+            .ttl_jitter(params.ttl_jitter)
+            .policy(params.policy)
+    }
+
+    /// `memo`, made with `params`, with its cache bounded by `max_weight`, each value weighing
+    /// `weigh` of it (`maxweight = "64MiB"`): the cache is made again, before any use.
+    pub fn weighed(mut memo: Self, params: Params, max_weight: u64, weigh: fn(&V) -> u64) -> Self
+    where
+        V: 'static,
+    {
+        memo.cache = Self::builder(params)
+            .weigher(move |_, v| weigh(v))
+            .max_weight(max_weight)
+            .build_clamped();
+        memo
     }
 }
 
@@ -499,6 +518,7 @@ mod tests {
     const PARAMS: Params = Params {
         maxsize: Some(4),
         ttl: None,
+        ttl_jitter: 0.0,
         policy: Policy::Fifo,
         negative_ttl: None,
     };

@@ -546,6 +546,7 @@ mod tests {
         ttl: Some(Duration::from_secs(10)),
         policy: Policy::Lru,
         negative_ttl: None,
+        ttl_jitter: 0.0,
     };
 
     fn freshness() -> Freshness {

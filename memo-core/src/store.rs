@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 
-use crate::concurrent::{OnPresent, Shard};
-use crate::options::CacheBuilder;
+use crate::concurrent::{OnPresent, Shard, ShardConfig};
+use crate::options::{CacheBuilder, Weigher};
 use crate::stats::Counters;
 use crate::{CacheInfo, Clock, Policy};
 
@@ -41,6 +41,8 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     mask: usize,
     hasher: S,
     clock: Clock,
+    weigher: Option<Weigher<K, V>>,
+    max_weight: Option<u64>,
     maxsize: Option<usize>,
     ttl: Option<Duration>,
     policy: Policy,
@@ -100,7 +102,18 @@ impl<K, V, S> Cache<K, V, S> {
                     Some(n) => n / shards + usize::from(i < n % shards),
                     None => usize::MAX,
                 };
-                Shard::new(capacity, b.policy, ttl_nanos, clock.is_coarse())
+                let config = ShardConfig {
+                    policy: b.policy,
+                    ttl_nanos,
+                    jitter: b.ttl_jitter,
+                    coarse_now: clock.is_coarse(),
+                    listener: b.listener.clone(),
+                    max_weight: b.max_weight.map(|w| {
+                        let n = shards as u64;
+                        w / n + u64::from((i as u64) < w % n)
+                    }),
+                };
+                Shard::new(capacity, config)
             })
             .collect();
         Cache {
@@ -108,6 +121,8 @@ impl<K, V, S> Cache<K, V, S> {
             shards,
             hasher: b.hasher,
             clock,
+            weigher: b.max_weight.and(b.weigher),
+            max_weight: b.max_weight,
             maxsize: b.maxsize,
             ttl: b.ttl,
             policy: b.policy,
@@ -121,6 +136,16 @@ impl<K, V, S> Cache<K, V, S> {
     /// ```
     pub fn maxsize(&self) -> Option<usize> {
         self.maxsize
+    }
+
+    /// The bound on the total weight of the entries ([`CacheBuilder::weigher`]); `None`
+    /// without a weigher.
+    ///
+    /// ```
+    /// assert_eq!(memo::Cache::<u8, u8>::new(3).max_weight(), None);
+    /// ```
+    pub fn max_weight(&self) -> Option<u64> {
+        self.max_weight
     }
 
     /// How long entries live; `None` is forever.
@@ -198,9 +223,19 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// assert!(cache.is_empty());
     /// ```
     pub fn clear(&self) {
+        self.clear_all(false);
+    }
+
+    /// Empties every shard, then drops (and reports) what they held, after the locks are
+    /// released: a listener that panics cannot leave a shard uncleared.
+    fn clear_all(&self, reset_counters: bool) {
         let now = self.now();
+        let mut dropped = Vec::new();
         for shard in self.shards.iter() {
-            drop(shard.clear(&self.hasher, now, false)); // after the lock is released
+            dropped.append(&mut shard.clear(&self.hasher, now, reset_counters));
+        }
+        if let Some(shard) = self.shards.first() {
+            shard.release(dropped);
         }
     }
 
@@ -214,10 +249,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     /// assert_eq!((cache.info().hits, cache.info().currsize), (0, 0));
     /// ```
     pub fn reset(&self) {
-        let now = self.now();
-        for shard in self.shards.iter() {
-            drop(shard.clear(&self.hasher, now, true)); // after the lock is released
-        }
+        self.clear_all(true);
     }
 
     /// The value for `key`, if stored and alive. Counts a hit or a miss.
@@ -329,10 +361,14 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     fn insert_with(&self, key: K, value: V, on_present: OnPresent) {
         let hash = self.hasher.hash_one(&key);
         let now = self.now();
-        let dropped = self
-            .shard(hash)
-            .insert(&self.hasher, hash, key, value, now, on_present);
-        drop(dropped); // user Drop code runs without the lock
+        // User code, before the lock: the weigher.
+        let weight = match &self.weigher {
+            Some(weigher) => weigher(&key, &value),
+            None => 0,
+        };
+        let shard = self.shard(hash);
+        let dropped = shard.insert(&self.hasher, hash, key, value, weight, now, on_present);
+        shard.release(dropped); // user code (Drop, the listener) runs without the lock
     }
 
     /// The value for `key`, computing and storing it with `compute` on a miss. No lock is held
@@ -371,10 +407,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     {
         let hash = self.hasher.hash_one(key);
         let now = self.now();
-        let (value, dropped) =
-            self.shard(hash)
-                .remove(&self.hasher, hash, |k| k.borrow() == key, now);
-        drop(dropped); // user Drop code runs without the lock
+        let shard = self.shard(hash);
+        let (value, dropped) = shard.remove(&self.hasher, hash, |k| k.borrow() == key, now);
+        shard.release(dropped); // user code (Drop, the listener) runs without the lock
         value
     }
 
@@ -414,6 +449,25 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         }
     }
 
+    /// The total weight of the entries stored (0 in a cache without a weigher).
+    ///
+    /// ```
+    /// let cache = memo::Cache::<u8, String>::builder()
+    ///     .weigher(|_, v| v.len() as u64)
+    ///     .max_weight(100)
+    ///     .build()?;
+    /// cache.insert(1, "four".into());
+    /// assert_eq!(cache.weight(), 4);
+    /// # Ok::<(), memo::BuildError>(())
+    /// ```
+    pub fn weight(&self) -> u64 {
+        let now = self.now();
+        self.shards
+            .iter()
+            .map(|s| s.weight(&self.hasher, now))
+            .sum()
+    }
+
     /// How many slots the shards have handed out (tests only): what the cache's storage holds.
     #[cfg(test)]
     pub(crate) fn slots_handed_out(&self) -> usize {
@@ -428,6 +482,20 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         }
         if let Some(max) = self.maxsize {
             assert!(self.len() <= max);
+        }
+        if let Some(max) = self.max_weight {
+            assert!(self.weight() <= max);
+        }
+    }
+}
+
+impl<K, V, S> Drop for Cache<K, V, S> {
+    /// Reports the values that had left but were still held back for a reader; the values still
+    /// in the cache are dropped unreported.
+    fn drop(&mut self) {
+        for shard in self.shards.iter_mut() {
+            let dropped = shard.take_retired();
+            shard.release(dropped);
         }
     }
 }

@@ -561,6 +561,7 @@ mod tests {
     const PARAMS: Params = Params {
         maxsize: Some(2),
         ttl: None,
+        ttl_jitter: 0.0,
         policy: Policy::Lru,
         negative_ttl: None,
     };

@@ -20,7 +20,9 @@ use crate::store::{self, StoreName};
 /// Every option, in the order error messages list them.
 const OPTION_NAMES: &[&str] = &[
     "maxsize",
+    "maxweight",
     "ttl",
+    "ttl_jitter",
     "err_ttl",
     "none_ttl",
     "refresh",
@@ -71,8 +73,13 @@ pub(crate) enum Maxsize {
 pub(crate) struct Options {
     /// `maxsize = N` or `maxsize = None`; `None` here means not given.
     pub(crate) maxsize: Option<Spanned<Maxsize>>,
+    /// `maxweight = "64MiB"`: the bound on the total `memo::Weigh` weight of the cached values.
+    pub(crate) maxweight: Option<Spanned<u64>>,
     /// `ttl = "30s"`, never zero; `None` here means not given (no expiry).
     pub(crate) ttl: Option<Spanned<Duration>>,
+    /// `ttl_jitter = "10%"`: the fraction of the ttl over which deadlines are spread, in
+    /// `(0, 1]` (spanned at its value).
+    pub(crate) ttl_jitter: Option<Spanned<f64>>,
     /// `err_ttl = "5s"`: how long an `Err` is cached (spanned at `err_ttl`); `None`: not cached.
     pub(crate) err_ttl: Option<Spanned<Duration>>,
     /// `none_ttl = "5s"`: how long a `None` is cached (spanned at `none_ttl`); `None`: not cached.
@@ -130,11 +137,13 @@ impl Options {
         self.single_flight.as_ref().is_none_or(|on| on.value)
     }
 
-    /// The bound on the number of entries, the default when not given.
+    /// The bound on the number of entries, the default when not given (none with `maxweight`).
     pub(crate) fn maxsize(&self) -> Maxsize {
-        self.maxsize
-            .as_ref()
-            .map_or(Maxsize::Bounded(DEFAULT_MAXSIZE), |m| m.value)
+        let default = match self.maxweight {
+            Some(_) => Maxsize::Unbounded,
+            None => Maxsize::Bounded(DEFAULT_MAXSIZE),
+        };
+        self.maxsize.as_ref().map_or(default, |m| m.value)
     }
 }
 
@@ -186,7 +195,9 @@ impl<T> Setting<T> {
 
 struct OptionParser {
     maxsize: Setting<Maxsize>,
+    maxweight: Setting<u64>,
     ttl: Setting<Duration>,
+    ttl_jitter: Setting<f64>,
     err_ttl: Setting<Duration>,
     none_ttl: Setting<Duration>,
     refresh: Setting<Duration>,
@@ -209,7 +220,9 @@ impl Default for OptionParser {
     fn default() -> Self {
         OptionParser {
             maxsize: Setting::new("maxsize"),
+            maxweight: Setting::new("maxweight"),
             ttl: Setting::new("ttl"),
+            ttl_jitter: Setting::new("ttl_jitter"),
             err_ttl: Setting::new("err_ttl"),
             none_ttl: Setting::new("none_ttl"),
             refresh: Setting::new("refresh"),
@@ -234,7 +247,9 @@ impl Default for OptionParser {
 fn example(name: &str) -> &'static str {
     match name {
         "maxsize" => "`maxsize = 128` or `maxsize = None`",
+        "maxweight" => "`maxweight = \"64MiB\"`",
         "ttl" => "`ttl = \"30s\"`",
+        "ttl_jitter" => "`ttl_jitter = \"10%\"`",
         "err_ttl" => "`err_ttl = \"5s\"`",
         "none_ttl" => "`none_ttl = \"5s\"`",
         "refresh" => "`refresh = \"25s\"`",
@@ -279,7 +294,15 @@ impl OptionParser {
             "maxsize" => self
                 .maxsize
                 .set(errors, key, value.and_then(|e| maxsize_value(&e))),
+            "maxweight" => {
+                let value = value.and_then(|e| weight_value(&e));
+                self.maxweight.set(errors, key, value);
+            }
             "ttl" => self.ttl.set(errors, key, value.and_then(|e| ttl_value(&e))),
+            "ttl_jitter" => {
+                let value = value.and_then(|e| jitter_value(&e));
+                self.ttl_jitter.set(errors, key, value);
+            }
             "err_ttl" | "none_ttl" => {
                 let value = value.and_then(|e| negative_ttl_value(&e, name, key.span()));
                 let setting = if *name == "err_ttl" {
@@ -346,7 +369,9 @@ impl OptionParser {
     fn into_options(self) -> Options {
         Options {
             maxsize: self.maxsize.value,
+            maxweight: self.maxweight.value,
             ttl: self.ttl.value,
+            ttl_jitter: self.ttl_jitter.value,
             err_ttl: self.err_ttl.value,
             none_ttl: self.none_ttl.value,
             refresh: self.refresh.value,
@@ -489,6 +514,77 @@ fn ttl_value(expr: &Expr) -> syn::Result<Spanned<Duration>> {
         "ttl",
         "remove `ttl` to keep entries until they are evicted",
     )
+}
+
+/// `maxweight = "64MiB"` (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB) or `maxweight = 4096` (bytes):
+/// above zero.
+fn weight_value(expr: &Expr) -> syn::Result<Spanned<u64>> {
+    const HINT: &str = "`maxweight` must be a size above zero such as `\"64MiB\"`, `\"500KB\"` \
+                        or `4096` (bytes)";
+    let expr = ungroup(expr);
+    let (text, span) = match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => (lit.value(), lit.span()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) if int.suffix().is_empty() => (int.base10_digits().to_string(), int.span()),
+        _ => return Err(syn::Error::new_spanned(expr, HINT)),
+    };
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: Option<u64> = match unit.trim() {
+        "" | "B" => Some(1),
+        "KB" => Some(1_000),
+        "KiB" => Some(1 << 10),
+        "MB" => Some(1_000_000),
+        "MiB" => Some(1 << 20),
+        "GB" => Some(1_000_000_000),
+        "GiB" => Some(1 << 30),
+        "TB" => Some(1_000_000_000_000),
+        "TiB" => Some(1 << 40),
+        _ => None,
+    };
+    let value = number
+        .parse::<u64>()
+        .ok()
+        .zip(scale)
+        .and_then(|(n, scale)| n.checked_mul(scale))
+        .filter(|&n| n > 0);
+    match value {
+        Some(value) => Ok(Spanned { value, span }),
+        None => Err(syn::Error::new(span, format!("{HINT}, not {text:?}"))),
+    }
+}
+
+/// `ttl_jitter = "10%"`: a percentage above 0 and at most 100, as a fraction.
+fn jitter_value(expr: &Expr) -> syn::Result<Spanned<f64>> {
+    const HINT: &str = "`ttl_jitter` must be a percentage of the ttl above 0% and at most 100%, \
+                        e.g. `ttl_jitter = \"10%\"`";
+    let expr = ungroup(expr);
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(lit),
+        attrs,
+    }) = expr
+    else {
+        return Err(syn::Error::new_spanned(expr, HINT));
+    };
+    let text = lit.value();
+    let percent = text
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|p| *p > 0.0 && *p <= 100.0);
+    match percent {
+        Some(p) if attrs.is_empty() => Ok(Spanned {
+            value: p / 100.0,
+            span: lit.span(),
+        }),
+        _ => Err(syn::Error::new(lit.span(), format!("{HINT}, not {text:?}"))),
+    }
 }
 
 /// `err_ttl = "5s"` or `none_ttl = "5s"`: a duration longer than zero, spanned at the option's
@@ -812,23 +908,59 @@ mod tests {
     }
 
     #[test]
+    fn maxweight_is_a_size_in_bytes() {
+        let options = parse(quote!(maxweight = "64MiB")).unwrap();
+        assert_eq!(options.maxweight.unwrap().value, 64 << 20);
+        let options = parse(quote!(maxweight = "500 KB")).unwrap();
+        assert_eq!(options.maxweight.unwrap().value, 500_000);
+        let options = parse(quote!(maxweight = 4096)).unwrap();
+        assert_eq!(options.maxweight.unwrap().value, 4096);
+        for bad in ["0", "12 parsecs", "MiB", "-1KB", "99999999999TiB"] {
+            let found = errors(quote!(maxweight = #bad));
+            assert!(
+                found[0].starts_with("`maxweight` must be a size"),
+                "{found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ttl_jitter_is_a_percentage_above_zero_up_to_a_hundred() {
+        let options = parse(quote!(ttl = "30s", ttl_jitter = "10%")).unwrap();
+        assert_eq!(options.ttl_jitter.unwrap().value, 0.1);
+        let options = parse(quote!(ttl_jitter = "2.5 %")).unwrap();
+        assert_eq!(options.ttl_jitter.unwrap().value, 0.025);
+        for bad in ["150%", "0%", "10", "-5%", "x%"] {
+            let found = errors(quote!(ttl_jitter = #bad));
+            assert!(
+                found[0].starts_with("`ttl_jitter` must be a percentage"),
+                "{found:?}"
+            );
+        }
+        let found = errors(quote!(ttl_jitter = 0.1));
+        assert!(found[0].starts_with("`ttl_jitter` must be a percentage"));
+    }
+
+    #[test]
     fn unknown_option_lists_the_valid_ones() {
         let found = errors(quote!(maxsise = 3));
         assert_eq!(
             found,
             [
-                "unknown memoize option `maxsise`; expected one of `maxsize`, `ttl`, `err_ttl`, \
-              `none_ttl`, `refresh`, `stale_while_revalidate`, `stale_if_error`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `local`, `local_ttl`, `crate`"
+                "unknown memoize option `maxsise`; expected one of `maxsize`, `maxweight`, `ttl`, \
+              `ttl_jitter`, `err_ttl`, `none_ttl`, `refresh`, `stale_while_revalidate`, \
+              `stale_if_error`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, \
+              `store`, `version`, `local`, `local_ttl`, `crate`"
             ]
         );
         let found = errors(quote!(a::b(c, d), maxsize = 3));
         assert_eq!(
             found,
             [
-                "unknown memoize option `a::b`; expected one of `maxsize`, `ttl`, `err_ttl`, \
-              `none_ttl`, `refresh`, `stale_while_revalidate`, `stale_if_error`, `policy`, `key`, \
-              `ignore`, `single_flight`, `cache_field`, `store`, `version`, `local`, `local_ttl`, `crate`"
+                "unknown memoize option `a::b`; expected one of `maxsize`, `maxweight`, `ttl`, \
+              `ttl_jitter`, `err_ttl`, `none_ttl`, `refresh`, `stale_while_revalidate`, \
+              `stale_if_error`, `policy`, `key`, `ignore`, `single_flight`, `cache_field`, \
+              `store`, `version`, `local`, `local_ttl`, `crate`"
             ]
         );
     }

@@ -42,7 +42,7 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
             let (name, params, freshness) = (plan.name(), plan.params(), plan.freshness());
             quote!(#memo::__private::Memo::fresh(#name, #params, #freshness))
         }
-        false => plan.new_memo(plan.params()),
+        false => crate::expand::weighed(plan, plan.new_memo(plan.params())),
     };
     // Registered for `memo::caches()` by its initializer: nothing on the hit path.
     let path = plan.name();

@@ -347,10 +347,12 @@ impl<'a> Plan<'a> {
         let (maxsize, ttl) = (maxsize_tokens(self.options), ttl_tokens(self.options));
         let policy = self.options.policy_variant();
         let negative_ttl = duration_tokens(memo, self.negative());
+        let ttl_jitter = jitter_tokens(self.options);
         quote! {
             #memo::__private::Params {
                 maxsize: #maxsize,
                 ttl: #ttl,
+                ttl_jitter: #ttl_jitter,
                 policy: #memo::__private::Policy::#policy,
                 negative_ttl: #negative_ttl,
             }
@@ -1050,6 +1052,30 @@ pub(crate) fn maxsize_tokens(options: &Options) -> TokenStream {
         }
         Maxsize::Unbounded => quote!(::core::option::Option::None),
     }
+}
+
+/// `new_memo` with `maxweight`: `Memo::weighed(new_memo, params, max, <T as Weigh>::weight)`, the
+/// weigher spanned at the cached type, where a type that is not `Weigh` is reported.
+pub(crate) fn weighed(plan: &Plan<'_>, new_memo: TokenStream) -> TokenStream {
+    let Some(maxweight) = &plan.options.maxweight else {
+        return new_memo;
+    };
+    let memo = &plan.memo;
+    let ty = plan.function.output.cached_type();
+    let max = syn::LitInt::new(&format!("{}u64", maxweight.value), maxweight.span);
+    let span = syn::spanned::Spanned::span(ty);
+    let weigh = quote_spanned!(span=> <#ty as #memo::Weigh>::weight);
+    let params = plan.params();
+    quote!(#memo::__private::Memo::weighed(#new_memo, #params, #max, #weigh))
+}
+
+/// `ttl_jitter = "10%"` as the fraction `0.1f64` (`0.0`: none).
+fn jitter_tokens(options: &Options) -> TokenStream {
+    let (value, span) = options
+        .ttl_jitter
+        .as_ref()
+        .map_or((0.0, Span::call_site()), |j| (j.value, j.span));
+    syn::LitFloat::new(&format!("{value:?}f64"), span).into_token_stream()
 }
 
 pub(crate) fn ttl_tokens(options: &Options) -> TokenStream {

@@ -78,6 +78,8 @@ fn check_receiver(function: &Function, errors: &mut Errors) {
 }
 
 fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
+    check_jitter(options, errors);
+    check_maxweight(options, function, errors);
     if let Some(err_ttl) = &options.err_ttl {
         if !matches!(function.output, Output::Result { .. }) {
             errors.push(syn::Error::new(
@@ -207,6 +209,71 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
                 ),
             );
         }
+    }
+}
+
+/// `ttl_jitter` spreads the deadlines of an in-memory ttl: it needs `ttl`, and a store keeps its
+/// own expiry.
+fn check_jitter(options: &Options, errors: &mut Errors) {
+    let Some(jitter) = &options.ttl_jitter else {
+        return;
+    };
+    if options.ttl.is_none() {
+        errors.push(syn::Error::new(
+            jitter.span,
+            "`ttl_jitter` spreads the expiry of a ttl, and this function has none: add \
+             `ttl = \"30s\"` or remove `ttl_jitter`",
+        ));
+    } else if options.store.is_some() {
+        errors.push(syn::Error::new(
+            jitter.span,
+            "`ttl_jitter` spreads the deadlines of the in-memory cache; a store keeps the ttl \
+             it is given: remove `ttl_jitter` or `store`",
+        ));
+    } else if options.refresh.is_some()
+        || options.stale_while_revalidate.is_some()
+        || options.stale_if_error.is_some()
+    {
+        errors.push(syn::Error::new(
+            jitter.span,
+            "`ttl_jitter` does not combine with `refresh` or a stale window yet (their entries \
+             age from their write time, and a refresh already keeps callers from waiting at \
+             expiry): remove `ttl_jitter`",
+        ));
+    }
+}
+
+/// `maxweight` weighs the values of the one cache of a free, non-generic function (its
+/// `static`); the other storages make their caches with the options alone.
+fn check_maxweight(options: &Options, function: &Function, errors: &mut Errors) {
+    let Some(maxweight) = &options.maxweight else {
+        return;
+    };
+    let why = if options.store.is_some() {
+        Some("a store")
+    } else if function.receiver.is_some() || function.place != crate::ast::Place::Free {
+        Some("a method")
+    } else if !function.sig.generics.params.is_empty() {
+        Some("a generic function")
+    } else if options.key.is_some() {
+        Some("`key`")
+    } else if options.refresh.is_some()
+        || options.stale_while_revalidate.is_some()
+        || options.stale_if_error.is_some()
+    {
+        Some("a function with `refresh` or a stale window (yet)")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        errors.push(syn::Error::new(
+            maxweight.span,
+            format!(
+                "`maxweight` bounds the cache of a free, non-generic function without `key` or \
+                 `store`, not of {why}; remove `maxweight`, or bound a `memo::Cache` with \
+                 `Cache::builder().weigher(..).max_weight(..)`"
+            ),
+        ));
     }
 }
 

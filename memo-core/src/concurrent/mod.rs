@@ -24,10 +24,11 @@
 //!
 //! [`sync`] names the atomics and the mutex, which come from shuttle under `--cfg memo_shuttle`.
 
+pub(crate) mod expiry;
 pub(crate) mod segments;
 pub(crate) mod shard;
 pub(crate) mod stripe;
 pub(crate) mod sync;
 pub(crate) mod table;
 
-pub(crate) use shard::{OnPresent, Shard};
+pub(crate) use shard::{OnPresent, Shard, ShardConfig};

@@ -17,16 +17,16 @@ use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hash};
 use std::mem::MaybeUninit;
 
+use super::expiry::Expiry;
 use super::segments::Segments;
 use super::stripe::{Announced, Event, Held, Snapshot, Stripes};
 use super::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
 use super::table::{Probe, Table, Visit};
-use crate::links::{Links, Queue};
+use crate::listener::{Listener, RemovalCause};
 use crate::policy::{EvictionPolicy, Policy, PolicyState};
 use crate::stats::Counters;
 
-/// What a writer pushed out of the cache, for the caller to drop after releasing the lock.
-pub(crate) type Dropped<K, V> = Vec<(K, V)>;
+pub(crate) use crate::listener::Dropped;
 
 type Slot<K, V> = UnsafeCell<MaybeUninit<(K, V)>>;
 
@@ -59,22 +59,16 @@ pub(crate) enum OnPresent {
     Keep,
 }
 
-/// Expiry bookkeeping, present only when the cache has a ttl. Every entry lives for the same ttl,
-/// so insertion order is expiry order: the queue's back is the next to expire.
-struct Expiry {
-    ttl: u64,
-    /// The latest time seen under the lock: callers read the clock before locking, so a
-    /// thread can arrive with an older time than one already used; deadlines must not go back.
-    high_water: u64,
-    links: Links,
-    order: Queue,
-}
-
 /// Everything behind the shard's lock.
 pub(crate) struct Writer {
+    /// The cache has a listener: removed entries are read out (and reported) when reclaimed.
+    notify: bool,
+    /// The weight bound, in a weighted cache only.
+    weights: Option<Weights>,
     len: usize,
     capacity: usize,
     policy: PolicyState,
+    /// The expiry order, present only when the cache has a ttl.
     expiry: Option<Expiry>,
     pub(crate) counters: Counters,
     /// Bit per slot id: holds a live, indexed entry.
@@ -91,19 +85,47 @@ pub(crate) struct Writer {
     seen: Vec<(u64, u64)>,
 }
 
+/// A weighted shard's bound and the weight of each live entry (writer-only: the lookup path
+/// never reads it, and an unweighted cache has none).
+struct Weights {
+    max: u64,
+    total: u64,
+    per_slot: Vec<u64>,
+}
+
+impl Weights {
+    fn add(&mut self, id: u32, weight: u64) {
+        let at = id as usize;
+        if self.per_slot.len() <= at {
+            self.per_slot.resize(at + 1, 0);
+        }
+        self.per_slot[at] = weight;
+        self.total += weight;
+    }
+
+    fn remove(&mut self, id: u32) -> u64 {
+        let weight = std::mem::take(&mut self.per_slot[id as usize]);
+        self.total -= weight;
+        weight
+    }
+}
+
 /// A slot taken out of the index, and the low bits of its key's hash (what a reader that has
 /// not named its slot yet announces).
 #[derive(Clone, Copy)]
 struct Retired {
     id: u32,
     tag: u32,
+    /// Why it left: what the eviction listener is told once it is reclaimed.
+    cause: RemovalCause,
 }
 
 impl Writer {
-    fn retire(&mut self, id: u32, hash: u64) {
+    fn retire(&mut self, id: u32, hash: u64, cause: RemovalCause) {
         self.retired.push(Retired {
             id,
             tag: hash as u32,
+            cause,
         });
     }
 
@@ -138,6 +160,22 @@ pub(crate) struct Shard<K, V> {
     confirm_within: u64,
     stripes: Stripes,
     writer: Padded<Mutex<Writer>>,
+    /// Told of every entry that leaves (outside the lock).
+    listener: Option<Listener<K, V>>,
+}
+
+/// The settings every shard of a cache shares.
+pub(crate) struct ShardConfig<K, V> {
+    pub(crate) policy: Policy,
+    pub(crate) ttl_nanos: Option<u64>,
+    /// The fraction of the ttl over which deadlines are spread (0: none).
+    pub(crate) jitter: f64,
+    /// The times callers pass may lag the real clock (the coarse clock), so entries near their
+    /// deadline are confirmed by a clock read.
+    pub(crate) coarse_now: bool,
+    pub(crate) listener: Option<Listener<K, V>>,
+    /// This shard's share of the weight bound (weighted caches only).
+    pub(crate) max_weight: Option<u64>,
 }
 
 // SAFETY: readers on any thread get `&K` and `&V` out of the slots (so both must be `Sync`), and
@@ -158,14 +196,16 @@ enum Lookup {
 }
 
 impl<K, V> Shard<K, V> {
-    /// A shard of `capacity` entries. `coarse_now`: the times callers pass may lag the real
-    /// clock (the coarse clock), so entries near their deadline are confirmed by a clock read.
-    pub(crate) fn new(
-        capacity: usize,
-        policy: Policy,
-        ttl_nanos: Option<u64>,
-        coarse_now: bool,
-    ) -> Self {
+    /// A shard of `capacity` entries (see [`ShardConfig`] for the rest).
+    pub(crate) fn new(capacity: usize, config: ShardConfig<K, V>) -> Self {
+        let ShardConfig {
+            policy,
+            ttl_nanos,
+            jitter,
+            coarse_now,
+            listener,
+            max_weight,
+        } = config;
         let first = capacity.saturating_add(RESERVE).min(64);
         let stripes = Stripes::new();
         let stripe_count = stripes.len();
@@ -183,16 +223,17 @@ impl<K, V> Shard<K, V> {
             },
             stripes,
             writer: Padded(Mutex::new(Writer {
+                notify: listener.is_some(),
+                weights: max_weight.map(|max| Weights {
+                    max,
+                    total: 0,
+                    per_slot: Vec::new(),
+                }),
                 seen: vec![(0, 0); stripe_count],
                 len: 0,
                 capacity,
                 policy: PolicyState::new(policy),
-                expiry: ttl_nanos.map(|ttl| Expiry {
-                    ttl,
-                    high_water: 0,
-                    links: Links::default(),
-                    order: Queue::default(),
-                }),
+                expiry: ttl_nanos.map(|ttl| Expiry::new(ttl, jitter)),
                 counters: Counters::default(),
                 live: Vec::new(),
                 next_id: 0,
@@ -200,7 +241,33 @@ impl<K, V> Shard<K, V> {
                 retired: Vec::new(),
                 old_tables: Vec::new(),
             })),
+            listener,
         }
+    }
+
+    /// Drops what a writer pushed out, after the lock is released, reporting each entry that
+    /// left the cache to the listener.
+    #[inline]
+    pub(crate) fn release(&self, dropped: Dropped<K, V>) {
+        if !dropped.is_empty() {
+            crate::listener::notify(self.listener.as_ref(), dropped);
+        }
+    }
+
+    /// The removed entries still held back, to report when the cache is dropped: no reader can
+    /// hold them any more.
+    pub(crate) fn take_retired(&mut self) -> Dropped<K, V> {
+        let mut dropped = Vec::new();
+        let w = self.writer.0.get_mut();
+        let retired = std::mem::take(&mut w.retired);
+        for Retired { id, cause, .. } in retired {
+            // SAFETY: `id` was retired, so it holds an entry, and `&mut self` means no reader
+            // can see it; it is moved out once, and its slot is freed so `drop` skips it.
+            let (key, value) = unsafe { (*self.slots.get(id).get()).assume_init_read() };
+            dropped.push((key, value, Some(cause)));
+            w.free.push(id);
+        }
+        dropped
     }
 
     /// The current index.
@@ -317,42 +384,46 @@ impl<K, V> Shard<K, V> {
     fn free_unannounced(&self, w: &mut Writer, announced: &Announced, dropped: &mut Dropped<K, V>) {
         if announced.is_empty() {
             // No reader inside (single-threaded use, or readers between lookups): all go.
-            while let Some(Retired { id, .. }) = w.retired.pop() {
-                self.free_slot(w, id, dropped);
+            while let Some(retired) = w.retired.pop() {
+                self.free_slot(w, retired, dropped);
             }
             return;
         }
         let mut i = 0;
         while i < w.retired.len() {
-            let Retired { id, tag } = w.retired[i];
+            let Retired { id, tag, .. } = w.retired[i];
             if announced.protects(id, tag) {
                 i += 1;
                 continue;
             }
-            w.retired.swap_remove(i);
-            self.free_slot(w, id, dropped);
+            let retired = w.retired.swap_remove(i);
+            self.free_slot(w, retired, dropped);
         }
     }
 
-    fn free_slot(&self, w: &mut Writer, id: u32, dropped: &mut Dropped<K, V>) {
-        if std::mem::needs_drop::<(K, V)>() {
+    fn free_slot(&self, w: &mut Writer, retired: Retired, dropped: &mut Dropped<K, V>) {
+        let Retired { id, cause, .. } = retired;
+        if w.notify || std::mem::needs_drop::<(K, V)>() {
             // SAFETY: `id` was retired, so it holds an entry that no reader announces or can
             // find any more (checked by the caller), and the lock gives us the only access to it.
-            let entry = unsafe { (*self.slots.get(id).get()).assume_init_read() };
-            dropped.push(entry);
+            let (key, value) = unsafe { (*self.slots.get(id).get()).assume_init_read() };
+            dropped.push((key, value, Some(cause)));
         }
-        // (An entry without drop glue is simply overwritten later.)
+        // (An entry without drop glue, in a cache without a listener, is simply overwritten.)
         w.free.push(id);
     }
 
     /// Takes `id` out of the index and the expiry order and marks it retired (not the policy).
-    fn unindex(&self, w: &mut Writer, hash: u64, id: u32) {
+    fn unindex(&self, w: &mut Writer, hash: u64, id: u32, cause: RemovalCause) {
         self.table().remove(hash, id);
         w.set_live(id, false);
         w.len -= 1;
-        w.retire(id, hash);
+        if let Some(weights) = &mut w.weights {
+            weights.remove(id);
+        }
+        w.retire(id, hash, cause);
         if let Some(e) = &mut w.expiry {
-            e.order.unlink(&mut e.links, id);
+            e.unlink(id);
         }
     }
 
@@ -409,7 +480,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             Event::Expired(id) => {
                 // Still the expired entry the reader saw, unless replaced or reused since.
                 if w.is_live(id) && self.is_expired(id, now) {
-                    self.remove_id(w, hasher, id);
+                    self.remove_id(w, hasher, id, RemovalCause::Expired);
                     w.counters.expirations += 1;
                 }
             }
@@ -450,8 +521,15 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             shard.reclaim(w, &mut dropped);
             w.len
         });
-        drop(dropped);
+        self.release(dropped);
         len
+    }
+
+    /// The total weight of the entries (0 unweighted).
+    pub(crate) fn weight<S: BuildHasher>(&self, hasher: &S, now: u64) -> u64 {
+        self.write(hasher, now, |_, w| {
+            w.weights.as_ref().map_or(0, |ws| ws.total)
+        })
     }
 
     /// Empties the shard, optionally zeroing its statistics; returns what to drop.
@@ -477,7 +555,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut dropped = Vec::new();
         let table = self.table();
         for (hash32, id) in table.entries() {
-            w.retire(id, hash32);
+            w.retire(id, hash32, RemovalCause::Cleared);
         }
         w.live.iter_mut().for_each(|word| *word = 0);
         w.old_tables
@@ -489,10 +567,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             table.clear();
         }
         w.len = 0;
+        if let Some(weights) = &mut w.weights {
+            weights.total = 0;
+            weights.per_slot.clear();
+        }
         w.policy.clear();
         if let Some(e) = &mut w.expiry {
-            e.links.clear();
-            e.order = Queue::default();
+            e.clear();
         }
         self.reclaim(w, &mut dropped);
         dropped
@@ -619,7 +700,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
                 found => {
                     if let Some(id) = found {
-                        shard.remove_id(w, hasher, id);
+                        shard.remove_id(w, hasher, id, RemovalCause::Expired);
                         w.counters.expirations += 1;
                         shard.reclaim(w, &mut dropped);
                     }
@@ -629,7 +710,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
             }
         });
-        drop(dropped);
+        self.release(dropped);
         value
     }
 
@@ -681,26 +762,33 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Removes the live entry `id` from the index, the policy and the expiry order; it is
     /// retired, to be dropped once no reader can see it.
-    fn remove_id<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, id: u32) {
+    fn remove_id<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, id: u32, cause: RemovalCause) {
         let hash = self.stored_hash(hasher, id);
-        self.unindex(w, hash, id);
+        self.unindex(w, hash, id, cause);
         w.policy.on_remove(id);
     }
 
     /// Stores `key -> value`. Returns what was pushed out (evicted, expired or replaced
     /// entries whose readers have left, or the rejected input), to drop outside the lock.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert<S: BuildHasher>(
         &self,
         hasher: &S,
         hash: u64,
         key: K,
         value: V,
+        weight: u64,
         now: u64,
         on_present: OnPresent,
     ) -> Dropped<K, V> {
         let mut dropped = Vec::new();
         self.write(hasher, now, |shard, w| {
-            shard.insert_locked(w, hasher, hash, key, value, now, on_present, &mut dropped)
+            let entry = (key, value, weight);
+            shard.insert_locked(w, hasher, hash, entry, now, on_present, &mut dropped);
+            if w.notify {
+                // Report what left now rather than when its slot is next needed.
+                shard.reclaim(w, &mut dropped);
+            }
         });
         dropped
     }
@@ -711,8 +799,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         w: &mut Writer,
         hasher: &S,
         hash: u64,
-        key: K,
-        value: V,
+        (key, value, weight): (K, V, u64),
         now: u64,
         on_present: OnPresent,
         dropped: &mut Dropped<K, V>,
@@ -725,7 +812,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             None => now,
         };
         if w.capacity == 0 {
-            dropped.push((key, value));
+            dropped.push((key, value, Some(RemovalCause::Size)));
             return;
         }
         // SAFETY: under the lock, indexed ids hold entries.
@@ -734,8 +821,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             .find(hash, |id| unsafe { self.entry(id) }.0 == key);
         if let Some(old) = found {
             if self.is_expired(old, now) {
-                self.remove_id(w, hasher, old);
+                self.remove_id(w, hasher, old, RemovalCause::Expired);
                 w.counters.expirations += 1;
+            } else if on_present == OnPresent::Replace && !Self::fits_in_place(w, old, weight) {
+                // The new value needs room the old one does not give: it is stored as a new
+                // entry (which may evict others, or not be kept at all), the old one replaced.
+                self.remove_id(w, hasher, old, RemovalCause::Replaced);
             } else {
                 if on_present == OnPresent::Replace {
                     // Readers may be cloning the old value: the new one goes to a new slot.
@@ -744,34 +835,47 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     self.table().replace(hash, old, id);
                     w.set_live(old, false);
                     w.set_live(id, true);
-                    w.retire(old, hash);
+                    w.retire(old, hash, RemovalCause::Replaced);
+                    if let Some(weights) = &mut w.weights {
+                        weights.remove(old);
+                        weights.add(id, weight);
+                    }
                     w.policy.on_move(old, id);
                     w.policy.on_hit(id);
                     if let Some(e) = &mut w.expiry {
-                        e.order.relocate(&mut e.links, old, id);
-                        e.order.move_to_front(&mut e.links, id);
-                        self.set_deadline(id, now.saturating_add(e.ttl));
+                        e.relocate(old, id);
+                        e.unlink(id);
+                        let (deadline, lane) = e.deadline(now);
+                        self.set_deadline(id, deadline);
+                        e.push(id, lane);
                     }
                 } else {
-                    dropped.push((key, value));
+                    dropped.push((key, value, None));
                 }
                 return;
             }
         }
         self.sweep_locked(w, hasher, now);
-        if w.len >= w.capacity {
+        if w.weights.as_ref().is_some_and(|ws| weight > ws.max) {
+            // Heavier than the whole bound: never kept (as Caffeine and moka do, reported).
+            dropped.push((key, value, Some(RemovalCause::Size)));
+            return;
+        }
+        while w.len >= w.capacity || Self::over_weight(w, weight) {
             let victim = w.policy.evict(hash);
             // The policy has let go of the victim: from here to `unindex`, no user code may
             // unwind (`stored_hash` does not).
             let victim_hash = self.stored_hash(hasher, victim);
-            self.unindex(w, victim_hash, victim);
+            self.unindex(w, victim_hash, victim, RemovalCause::Size);
             w.counters.evictions += 1;
         }
+
         let id = self.alloc(w, dropped);
         self.write_slot(id, key, value);
         if let Some(e) = &mut w.expiry {
-            self.set_deadline(id, now.saturating_add(e.ttl));
-            e.order.push_front(&mut e.links, id);
+            let (deadline, lane) = e.deadline(now);
+            self.set_deadline(id, deadline);
+            e.push(id, lane);
         }
         if w.len + 1 > self.table().limit() {
             let grown = self.table().grown((w.len + 1) * 2);
@@ -780,7 +884,27 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.table().insert(hash, id);
         w.set_live(id, true);
         w.len += 1;
+        if let Some(weights) = &mut w.weights {
+            weights.add(id, weight);
+        }
         w.policy.on_insert(id, hash);
+    }
+
+    /// Whether replacing the live entry `old` by a value of `weight` keeps the shard within its
+    /// weight bound (always, unweighted).
+    #[inline]
+    fn fits_in_place(w: &Writer, old: u32, weight: u64) -> bool {
+        w.weights
+            .as_ref()
+            .is_none_or(|ws| ws.total - ws.per_slot[old as usize] + weight <= ws.max)
+    }
+
+    /// Whether an entry of `weight` would take the shard over its weight bound.
+    #[inline]
+    fn over_weight(w: &Writer, weight: u64) -> bool {
+        w.weights
+            .as_ref()
+            .is_some_and(|ws| ws.total + weight > ws.max)
     }
 
     /// Moves `key, value` into the free slot `id` (not yet reachable by readers).
@@ -813,7 +937,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             if !alive {
                 w.counters.expirations += 1;
             }
-            shard.remove_id(w, hasher, id);
+            let cause = if alive {
+                RemovalCause::Explicit
+            } else {
+                RemovalCause::Expired
+            };
+            shard.remove_id(w, hasher, id, cause);
             shard.reclaim(w, &mut dropped);
             value
         });
@@ -825,24 +954,36 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut dropped = Vec::new();
         let info = self.write(hasher, now, |shard, w| {
             shard.collect_counts(w);
-            shard.sweep_locked(w, hasher, now);
+            shard.sweep_exact(w, hasher, now);
             shard.reclaim(w, &mut dropped);
             (w.counters, w.len)
         });
-        drop(dropped);
+        self.release(dropped);
         info
     }
 
-    /// Removes every expired entry; the expiry order makes this touch only expired entries.
+    /// Removes the expired entries at the back of the expiry order, touching only expired
+    /// entries: every expired entry without jitter; with jitter, an entry may wait behind a
+    /// younger one of its lane for up to a lane's width past its deadline (see [`Expiry`]).
     fn sweep_locked<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
-        while let Some(e) = &w.expiry {
-            match e.order.back() {
-                Some(id) if self.past_deadline(id, now) => {
-                    self.remove_id(w, hasher, id);
-                    w.counters.expirations += 1;
-                }
-                _ => break,
-            }
+        while let Some(id) = w
+            .expiry
+            .as_ref()
+            .and_then(|e| e.next_past(|id| self.past_deadline(id, now)))
+        {
+            self.remove_id(w, hasher, id, RemovalCause::Expired);
+            w.counters.expirations += 1;
+        }
+    }
+
+    /// Removes every expired entry (for reports: with jitter, walks each lane's last lane's
+    /// width of deadlines).
+    fn sweep_exact<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
+        self.sweep_locked(w, hasher, now);
+        let Some(e) = &w.expiry else { return };
+        for id in e.all_past(now, |id| self.deadline(id)) {
+            self.remove_id(w, hasher, id, RemovalCause::Expired);
+            w.counters.expirations += 1;
         }
     }
 
@@ -886,14 +1027,21 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             );
         }
         w.policy.validate(w.len);
+        if let Some(ws) = &w.weights {
+            assert!(ws.total <= ws.max, "weight {} over {}", ws.total, ws.max);
+            let mut total = 0;
+            for (id, &weight) in ws.per_slot.iter().enumerate() {
+                assert!(
+                    weight == 0 || w.is_live(id as u32),
+                    "slot {id} weighs, not live"
+                );
+                total += weight;
+            }
+            assert_eq!(total, ws.total, "weights add up");
+        }
         if let Some(e) = &w.expiry {
-            let order = e.order.validate(&e.links);
-            assert_eq!(order.len(), w.len, "expiry order holds every entry");
-            let deadlines: Vec<u64> = order.iter().map(|&id| self.deadline(id)).collect();
-            assert!(
-                deadlines.windows(2).all(|w| w[0] >= w[1]),
-                "expiry order is sorted by deadline"
-            );
+            let held = e.validate(|id| self.deadline(id));
+            assert_eq!(held, w.len, "expiry order holds every entry");
         }
     }
 }

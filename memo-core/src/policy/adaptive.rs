@@ -316,6 +316,10 @@ impl EvictionPolicy for AdaptivePolicy {
         self.push_front(slot, WINDOW);
         if self.capacity == 0 {
             self.sketch.ensure_capacity(self.len());
+        } else if self.len() > self.capacity {
+            // A weighted shard: lighter entries let it hold more than when it first filled up.
+            self.capacity = self.len();
+            self.sketch.ensure_capacity(self.capacity);
         }
         self.rebalance();
     }

@@ -7,7 +7,12 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use crate::{Cache, ManualClock, Policy};
+use std::sync::{Arc, Mutex};
+
+use crate::{Cache, ManualClock, Policy, RemovalCause};
+
+/// What an eviction listener was told, in order.
+type Reports = Arc<Mutex<Vec<(u8, u32, RemovalCause)>>>;
 
 /// The reference: entries front = most recently used (or inserted, for FIFO).
 struct Model {
@@ -20,6 +25,8 @@ struct Model {
     misses: u64,
     evictions: u64,
     expirations: u64,
+    /// Every value that left, and why: what the eviction listener must have been told.
+    removed: Vec<(u8, u32, RemovalCause)>,
 }
 
 impl Model {
@@ -32,8 +39,9 @@ impl Model {
     }
 
     fn expire(&mut self, i: usize) {
-        self.entries.remove(i);
+        let e = self.entries.remove(i);
         self.expirations += 1;
+        self.removed.push((e.0, e.1, RemovalCause::Expired));
     }
 
     fn get(&mut self, key: u8) -> Option<u32> {
@@ -62,11 +70,16 @@ impl Model {
 
     fn insert(&mut self, key: u8, value: u32, replace: bool) {
         if self.maxsize == 0 {
+            self.removed.push((key, value, RemovalCause::Size));
             return;
         }
         let deadline = self.ttl.map_or(0, |t| self.now + t);
         if let Some(i) = self.position(key) {
             if self.alive(i) {
+                if replace {
+                    let old = self.entries[i];
+                    self.removed.push((old.0, old.1, RemovalCause::Replaced));
+                }
                 let uses = self.entries[i].3 + 1; // a replacement counts as a use
                 if replace && self.policy == Policy::Fifo {
                     // An update is not a new insertion: the key keeps its place in line.
@@ -92,8 +105,9 @@ impl Model {
                     .expect("a full cache has entries"),
                 _ => self.entries.len() - 1,
             };
-            self.entries.remove(victim);
+            let e = self.entries.remove(victim);
             self.evictions += 1;
+            self.removed.push((e.0, e.1, RemovalCause::Size));
         }
         self.entries.insert(0, (key, value, deadline, 1));
     }
@@ -105,6 +119,12 @@ impl Model {
         if !alive {
             self.expirations += 1;
         }
+        let cause = if alive {
+            RemovalCause::Explicit
+        } else {
+            RemovalCause::Expired
+        };
+        self.removed.push((e.0, e.1, cause));
         alive.then_some(e.1)
     }
 }
@@ -136,11 +156,14 @@ fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
         return check_without_reference(policy, maxsize, ttl, ops);
     }
     let clock = ManualClock::new();
+    let reports = Reports::default();
+    let log = Arc::clone(&reports);
     let cache: Cache<u8, u32> = Cache::builder()
         .maxsize(maxsize)
         .policy(policy)
         .ttl(ttl.map(Duration::from_nanos))
         .clock(clock.clone())
+        .on_evict(move |k: &u8, v: &u32, cause| log.lock().unwrap().push((*k, *v, cause)))
         .build()
         .unwrap();
     let mut model = Model {
@@ -153,17 +176,20 @@ fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
         misses: 0,
         evictions: 0,
         expirations: 0,
+        removed: Vec::new(),
     };
     for (step, op) in ops.iter().enumerate() {
+        // Each stored value is unique, so that the listener's reports name one value each.
+        let unique = step as u32;
         match *op {
             Op::Get(k) => assert_eq!(cache.get(&k), model.get(k), "step {step}: {op:?}"),
-            Op::Insert(k, v) => {
-                cache.insert(k, v);
-                model.insert(k, v, true);
+            Op::Insert(k, _) => {
+                cache.insert(k, unique);
+                model.insert(k, unique, true);
             }
-            Op::InsertIfAbsent(k, v) => {
-                cache.insert_if_absent(k, v);
-                model.insert(k, v, false);
+            Op::InsertIfAbsent(k, _) => {
+                cache.insert_if_absent(k, unique);
+                model.insert(k, unique, false);
             }
             Op::Remove(k) => assert_eq!(cache.remove(&k), model.remove(k), "step {step}"),
             Op::Advance(n) => {
@@ -172,10 +198,20 @@ fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
             }
             Op::Clear => {
                 cache.clear();
-                model.entries.clear();
+                for e in model.entries.drain(..) {
+                    model.removed.push((e.0, e.1, RemovalCause::Cleared));
+                }
             }
         }
         cache.validate();
+        // No value reported is still in the cache.
+        for &(k, v, cause) in reports.lock().unwrap().iter() {
+            assert_ne!(
+                cache.peek(&k),
+                Some(v),
+                "step {step}: {v} reported {cause} but present"
+            );
+        }
         // Compare without sweeping (info() sweeps): the stored keys, then the counters.
         let mut stored: Vec<u8> = model.entries.iter().map(|e| e.0).collect();
         stored.sort_unstable();
@@ -219,6 +255,13 @@ fn check(policy: Policy, maxsize: usize, ttl: Option<u64>, ops: &[Op]) {
             model.expirations
         )
     );
+    // Every value that left was reported once, with the model's cause (the order of one
+    // call's reports is the shard's; lookups that find an entry expired report at the next
+    // write, so compare as sets).
+    let mut reported = reports.lock().unwrap().clone();
+    reported.sort_unstable_by_key(|r| r.1);
+    model.removed.sort_unstable_by_key(|r| r.1);
+    assert_eq!(reported, model.removed, "what the listener was told");
 }
 
 /// What every cache must do whatever it evicts, for a policy without an exact reference: it

@@ -1,0 +1,153 @@
+//! [`Weigh`]: the weight of a value, for caches bounded by weight.
+
+use std::mem::size_of;
+use std::sync::Arc;
+
+/// The approximate number of bytes a value holds: its own size plus what it owns on the heap.
+/// A weighted cache ([`CacheBuilder::weigher`](crate::CacheBuilder::weigher)) can use it as
+/// its weigher. Implemented for strings, vectors, boxes and `Arc`s of weighable values,
+/// `Option` and `Result` of them, and the primitive types; implement it for your own types
+/// (the weight of their fields, say).
+///
+/// Capacity counts (a `String` with room for 100 bytes weighs 100 more than its struct, what it
+/// holds allocated), and an `Arc`'s contents count in full for every holder.
+///
+/// ```
+/// use memo::{Cache, Weigh};
+///
+/// assert_eq!(String::from("hello").weight(), 24 + 5);
+/// assert_eq!(vec![1u32, 2, 3].weight(), 24 + 3 * 4);
+///
+/// struct Page { title: String, body: Vec<u8> }
+/// impl Weigh for Page {
+///     fn weight(&self) -> u64 {
+///         self.title.weight() + self.body.weight()
+///     }
+/// }
+///
+/// let cache: Cache<u32, std::sync::Arc<Page>> = Cache::builder()
+///     .weigher(|_, page: &std::sync::Arc<Page>| page.weight())
+///     .max_weight(64 << 20)
+///     .build()?;
+/// # Ok::<(), memo::BuildError>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `memo::Weigh`, so `maxweight` cannot weigh it",
+    label = "the cached value must implement `memo::Weigh`",
+    note = "implement `memo::Weigh` for it (`fn weight(&self) -> u64`, its size in bytes), or \
+            remove `maxweight`"
+)]
+pub trait Weigh {
+    /// The value's weight, in bytes.
+    fn weight(&self) -> u64;
+}
+
+macro_rules! weigh_by_size {
+    ($($t:ty),*) => {$(
+        impl Weigh for $t {
+            #[inline]
+            fn weight(&self) -> u64 {
+                size_of::<$t>() as u64
+            }
+        }
+    )*};
+}
+
+weigh_by_size!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64
+);
+
+impl Weigh for str {
+    fn weight(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// A reference to a string in the program: its size only (it owns nothing).
+impl Weigh for &'static str {
+    fn weight(&self) -> u64 {
+        size_of::<&str>() as u64
+    }
+}
+
+impl Weigh for String {
+    fn weight(&self) -> u64 {
+        (size_of::<String>() + self.capacity()) as u64
+    }
+}
+
+impl<T: Weigh> Weigh for [T] {
+    fn weight(&self) -> u64 {
+        self.iter().map(Weigh::weight).sum()
+    }
+}
+
+impl<T: Weigh> Weigh for Vec<T> {
+    fn weight(&self) -> u64 {
+        let spare = (self.capacity() - self.len()) * size_of::<T>();
+        (size_of::<Vec<T>>() + spare) as u64 + self.as_slice().weight()
+    }
+}
+
+impl<T: Weigh + ?Sized> Weigh for Box<T> {
+    fn weight(&self) -> u64 {
+        size_of::<Box<T>>() as u64 + (**self).weight()
+    }
+}
+
+impl<T: Weigh + ?Sized> Weigh for Arc<T> {
+    /// The pointer, the two counts, and the contents.
+    fn weight(&self) -> u64 {
+        (size_of::<Arc<T>>() + 2 * size_of::<usize>()) as u64 + (**self).weight()
+    }
+}
+
+impl<T: Weigh> Weigh for Option<T> {
+    fn weight(&self) -> u64 {
+        let outer = (size_of::<Option<T>>() - size_of::<T>()) as u64;
+        outer + self.as_ref().map_or(size_of::<T>() as u64, Weigh::weight)
+    }
+}
+
+impl<T: Weigh, E: Weigh> Weigh for Result<T, E> {
+    fn weight(&self) -> u64 {
+        let inner = match self {
+            Ok(t) => (t.weight(), size_of::<T>()),
+            Err(e) => (e.weight(), size_of::<E>()),
+        };
+        (size_of::<Self>() - inner.1) as u64 + inner.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_count_the_heap_and_the_struct() {
+        let s = String::with_capacity(100);
+        assert_eq!(s.weight(), 24 + 100);
+        assert_eq!(vec![String::from("ab"); 2].weight(), 24 + 2 * (24 + 2));
+        assert_eq!(Some(7u64).weight(), 16);
+        assert_eq!(None::<u64>.weight(), 16);
+        assert_eq!(Box::<str>::from("abc").weight(), 16 + 3);
+        assert_eq!(Arc::new(5u32).weight(), 8 + 16 + 4);
+        assert_eq!(Ok::<u8, String>(1).weight(), 24);
+    }
+}
