@@ -246,6 +246,65 @@ fn stale_if_error_answers_a_failure_with_the_stale_value() {
     assert_eq!(feed(8), Err("upstream down".to_owned()));
 }
 
+static ACCOUNTS: Upstream = Upstream::new();
+
+#[memoize(ttl = "50ms", stale_if_error = "1h", err_ttl = "1h")]
+fn account(id: u32) -> Result<String, String> {
+    ACCOUNTS.read().map(|v| format!("{id}:{v}"))
+}
+
+#[test]
+fn a_stale_value_answers_a_failure_before_err_ttl_caches_it() {
+    assert_eq!(account(1).as_deref(), Ok("1:1"));
+    std::thread::sleep(PAST);
+    ACCOUNTS.failing.store(true, Ordering::SeqCst);
+    assert_eq!(
+        account(1).as_deref(),
+        Ok("1:1"),
+        "the stale value, not cached as an Err"
+    );
+    // No stale value: the Err is cached for err_ttl.
+    assert_eq!(account(2), Err("upstream down".to_owned()));
+    assert_eq!(account(2), Err("upstream down".to_owned()));
+    assert_eq!(
+        ACCOUNTS.runs(),
+        3,
+        "the second Err of 2 came from the cache"
+    );
+    ACCOUNTS.failing.store(false, Ordering::SeqCst);
+    ACCOUNTS.version.store(2, Ordering::SeqCst);
+    assert_eq!(account(1).as_deref(), Ok("1:2"));
+    let info = account::cache_info();
+    assert_eq!(
+        (info.hits, info.misses, info.stale_errors),
+        (1, 4, 1),
+        "{info}"
+    );
+}
+
+static ROWS: AtomicU64 = AtomicU64::new(0);
+static MISSING: AtomicBool = AtomicBool::new(false);
+
+#[memoize(ttl = "50ms", stale_if_error = "1h", none_ttl = "1h")]
+async fn row(id: u32) -> Option<u64> {
+    ROWS.fetch_add(1, Ordering::SeqCst);
+    (!MISSING.load(Ordering::SeqCst)).then_some(u64::from(id))
+}
+
+#[test]
+fn an_async_none_is_answered_by_the_stale_value_or_cached_for_none_ttl() {
+    futures::executor::block_on(async {
+        assert_eq!(row(1).await, Some(1));
+        std::thread::sleep(PAST);
+        MISSING.store(true, Ordering::SeqCst);
+        assert_eq!(row(1).await, Some(1));
+        assert_eq!(row(2).await, None);
+        assert_eq!(row(2).await, None);
+        assert_eq!(ROWS.load(Ordering::SeqCst), 3);
+        assert_eq!(row::cache_info().stale_errors, 1);
+    });
+}
+
 static SHARED: Upstream = Upstream::new();
 
 #[memoize(ttl = "50ms", stale_if_error = "1h")]

@@ -426,6 +426,31 @@ fn on_a_cluster_an_invalidation_published_on_one_node_reaches_a_subscriber_on_an
     }
     assert!(stores::near_received("near-cluster-a") >= 1);
     assert!(stores::near_received("near-cluster-b") >= KEYS as u64);
+    // The async side (tokio: the async cluster client) reads the ttl left and keeps too.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for n in 100..110 {
+            a.insert(n, format!("{n}:async"));
+        }
+        for n in 100..110 {
+            let found = b.get_by_keeping_async(&n, |k| *k == n, || n).await;
+            assert_eq!(found, Some(format!("{n}:async")));
+        }
+        for node in &cluster.nodes {
+            node.redis_cli(&["FLUSHALL"]);
+        }
+        for n in 100..110 {
+            let found = b.get_by_keeping_async(&n, |k| *k == n, || n).await;
+            assert_eq!(
+                found,
+                Some(format!("{n}:async")),
+                "kept by the async lookup"
+            );
+        }
+    });
 }
 
 static ASYNC_RUNS: AtomicU64 = AtomicU64::new(0);

@@ -369,7 +369,7 @@ impl<'a> Plan<'a> {
     }
 
     /// What a call answered by the cached failure `failure` returns: `Err(e)` or `None`.
-    fn negative_hit(&self, failure: &Ident) -> TokenStream {
+    pub(crate) fn negative_hit(&self, failure: &Ident) -> TokenStream {
         match self.function.output {
             Output::Result { .. } => quote!(::core::result::Result::Err(#failure.error())),
             _ => quote!(::core::option::Option::None),
@@ -378,7 +378,7 @@ impl<'a> Plan<'a> {
 
     /// The failure to cache for the `Err(error)` or `None` the body returned; for an `Err`
     /// spanned at `err_ttl`, which needs the error to be `Clone + Send + Sync + 'static`.
-    fn negative_failure(&self, error: &Ident) -> TokenStream {
+    pub(crate) fn negative_failure(&self, error: &Ident) -> TokenStream {
         let memo = &self.memo;
         match (
             matches!(self.function.output, Output::Result { .. }),

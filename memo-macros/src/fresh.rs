@@ -109,7 +109,7 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             }
         }
     });
-    let (binding, lookup, refresh_key, join) = match plan.key_expr {
+    let (binding, lookup, refresh_key, join, negative_get) = match plan.key_expr {
         Some(expr) => {
             let value = plan.key_expr_value(expr);
             let get_memo = plan.memo_binding(memo, Some(key));
@@ -123,6 +123,7 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 plan.lookup_key(memo, key),
                 quote!(#key),
                 join,
+                quote!(#memo.negative_get(&#key)),
             )
         }
         None => {
@@ -140,6 +141,7 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 plan.lookup_by(memo, &probe, &is_match),
                 owned,
                 join,
+                quote!(#memo.negative_get_by(#probe, #is_match)),
             )
         }
     };
@@ -154,8 +156,32 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         quote!(#path::__private::Age::Expired { .. } => {})
     };
     let stale_slot = on_error.then(|| quote!(let mut #stale = ::core::option::Option::None;));
+    // `err_ttl` / `none_ttl`: a cached failure answers only a call that has no stale value.
+    let negative_lookup = plan.negative().map(|_| {
+        let hit = plan.negative_hit(found);
+        let unanswered = match on_error {
+            true => quote!(#stale.is_none()),
+            false => quote!(true),
+        };
+        quote! {
+            if #unanswered {
+                if let ::core::option::Option::Some(#found) = #negative_get {
+                    return #hit;
+                }
+            }
+        }
+    });
     let failed = Ident::new("__memo_failed", Span::mixed_site());
     let failed_arm = match plan.shared_return() {
+        _ if plan.negative().is_some() => {
+            let hit = plan.negative_hit(&failed);
+            quote! {
+                #path::__private::Joined::Failed(#failed) => {
+                    #stale_answer
+                    return #hit;
+                }
+            }
+        }
         Some(ty) => quote! {
             #path::__private::Joined::Failed(#failed) => {
                 #stale_answer
@@ -186,6 +212,7 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 #expired
             }
         }
+        #negative_lookup
         let #unexpired = #memo.unexpired();
         let #leader = match #join {
             #path::__private::Joined::Ready(#found) => #returned
@@ -216,6 +243,23 @@ fn outcome(
     let path = &plan.memo;
     let clone = plan.clone_value(stored);
     let complete = quote!(#memo.flights.complete(#leader, &#unexpired, #memo.stamp(#clone)););
+    // A failure answered by the stale value is shared with the waiters (who answer it the same
+    // way) and not cached; with `err_ttl` / `none_ttl` any other is cached.
+    let fail = |error: &Ident, shared: TokenStream| {
+        let answered = quote!(#memo.flights.fail(#leader, #shared); #stale_answer);
+        if plan.negative().is_none() {
+            return answered;
+        }
+        let failure = plan.negative_failure(error);
+        let cached = quote!(#memo.fail_cached(#leader, #failure););
+        match stale_answer {
+            Some(_) => {
+                let stale = Ident::new("__memo_stale", Span::mixed_site());
+                quote!(if #stale.is_some() { #answered } else { #cached })
+            }
+            None => cached,
+        }
+    };
     match plan.function.output {
         Output::Plain { .. } => quote!({ let #stored = &#ret; #complete }),
         Output::Result { .. } => {
@@ -228,25 +272,26 @@ fn outcome(
                 }),
                 None => quote!(::core::option::Option::None),
             };
+            let fail = fail(&error, failure);
             quote! {
                 match &#ret {
                     ::core::result::Result::Ok(#stored) => { #complete }
-                    ::core::result::Result::Err(#error) => {
-                        #memo.flights.fail(#leader, #failure);
-                        #stale_answer
-                    }
+                    ::core::result::Result::Err(#error) => { #fail }
                 }
             }
         }
-        Output::Option { .. } => quote! {
-            match &#ret {
-                ::core::option::Option::Some(#stored) => { #complete }
-                ::core::option::Option::None => {
-                    #memo.flights.fail(#leader, ::core::option::Option::None);
-                    #stale_answer
+        Output::Option { .. } => {
+            let fail = fail(
+                &Ident::new("_", Span::call_site()),
+                quote!(::core::option::Option::None),
+            );
+            quote! {
+                match &#ret {
+                    ::core::option::Option::Some(#stored) => { #complete }
+                    ::core::option::Option::None => { #fail }
                 }
             }
-        },
+        }
     }
 }
 

@@ -143,8 +143,9 @@ use proc_macro::TokenStream;
 /// must be `Send`.
 /// `cache_info()` counts `refreshes` (not calls), `stale_hits` (calls answered by a stale
 /// value, within `hits`) and `stale_errors` (calls answered by a stale value instead of a
-/// failure, within `misses` and `waits`). Not supported yet, each a compile error: `store`,
-/// `cache_field`, `single_flight = false`, `err_ttl` and `none_ttl`.
+/// failure, within `misses` and `waits`). With `err_ttl` or `none_ttl` too, a failure that a
+/// stale value answers is not cached, any other is. Not supported yet, each a compile error:
+/// `store`, `cache_field` and `single_flight = false`.
 ///
 /// ```
 /// use memo::memoize;

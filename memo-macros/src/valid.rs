@@ -188,8 +188,6 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
             options.cache_field.as_ref().map(|o| o.span),
             "`cache_field`",
         ),
-        (options.err_ttl.as_ref().map(|o| o.span), "`err_ttl`"),
-        (options.none_ttl.as_ref().map(|o| o.span), "`none_ttl`"),
         (
             options
                 .single_flight
@@ -203,10 +201,7 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
         if let Some(span) = span {
             error(
                 span,
-                format!(
-                    "`{name}` does not combine with {what} yet: remove one of them (a failure \
-                     is answered from the cache by `stale_if_error`)"
-                ),
+                format!("`{name}` does not combine with {what} yet: remove one of them"),
             );
         }
     }
@@ -570,12 +565,8 @@ mod tests {
             ),
             result,
         );
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert!(
-            found[0].contains("does not combine with `err_ttl`"),
-            "{found:?}"
-        );
-        assert!(found[1].contains("`single_flight = false`"), "{found:?}");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("does not combine with `single_flight = false`"));
     }
 
     #[test]

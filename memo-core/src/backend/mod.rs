@@ -142,7 +142,7 @@ pub trait Store: Send + Sync + 'static {
     /// [`get`](Store::get), with how long the value has left in the store if the store can
     /// tell (`None`: no expiry, or unknown): what a near cache
     /// ([`StoreCache::with_local`]) bounds its copy by. The default calls `get` and tells
-    /// nothing, so a copy lives its local ttl (Redis and SQLite tell).
+    /// nothing, so a copy lives its local ttl (Redis, memcached and SQLite tell).
     ///
     /// ```
     /// # use memo::stores::{Store, StoreError};
