@@ -275,3 +275,59 @@ fn a_dropped_future_leaves_nothing_behind() {
     });
     until(|| DROPPED.runs() >= 2);
 }
+
+static UNSHARED: Upstream = Upstream::new();
+
+#[memoize(store = "qa-near", ttl = "1h", local = 100, single_flight = false)]
+fn unshared(n: u64) -> u64 {
+    UNSHARED.read().unwrap() * 100 + n
+}
+
+#[test]
+fn without_single_flight_an_invalidation_during_the_body_wins_in_the_local_layer() {
+    setup();
+    UNSHARED.shut();
+    let first = std::thread::spawn(|| unshared(1));
+    UNSHARED.until_runs(1);
+    UNSHARED.set_version(2);
+    let _ = unshared::cache_invalidate(1);
+    UNSHARED.open();
+    assert_eq!(first.join().unwrap(), 101);
+    assert_eq!(
+        unshared(1),
+        201,
+        "the value begun before the invalidation was kept"
+    );
+    assert_eq!(unshared(1), 201, "the local layer");
+    assert_eq!(UNSHARED.runs(), 2);
+}
+
+static COUNTS: Upstream = Upstream::new();
+
+#[memoize(store = "qa-near", ttl = "1h", local = 100)]
+fn counts(n: u64) -> u64 {
+    COUNTS.read().unwrap() + n
+}
+
+#[test]
+fn local_hits_store_hits_and_waits_add_up_to_the_calls() {
+    setup();
+    let mut calls = 0;
+    for _ in 0..5 {
+        assert_eq!(counts(1), 2);
+        calls += 1;
+    }
+    let _ = counts::cache_invalidate(1);
+    COUNTS.shut();
+    let callers: Vec<_> = (0..8).map(|_| std::thread::spawn(|| counts(1))).collect();
+    calls += 8;
+    COUNTS.until_runs(2);
+    std::thread::sleep(Duration::from_millis(100));
+    COUNTS.open();
+    for caller in callers {
+        assert_eq!(caller.join().unwrap(), 2);
+    }
+    let info = counts::cache_info();
+    assert_eq!(info.hits + info.misses + info.waits, calls, "{info}");
+    assert_eq!(info.misses, 2, "{info}");
+}

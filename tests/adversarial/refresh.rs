@@ -199,3 +199,73 @@ pub(crate) mod asynchronous {
         });
     }
 }
+
+static PRIMED: Upstream = Upstream::new();
+
+#[memoize(ttl = "1h", refresh = "50ms")]
+fn primed(n: u64) -> u64 {
+    PRIMED.read().unwrap() + n
+}
+
+#[test]
+fn a_prime_during_a_refresh_is_not_overwritten_by_it() {
+    assert_eq!(primed(0), 1);
+    std::thread::sleep(PAST);
+    PRIMED.set_version(2);
+    PRIMED.shut();
+    assert_eq!(primed(0), 1);
+    PRIMED.until_runs(2);
+    primed::cache_prime(0, 30);
+    PRIMED.open();
+    until(|| primed::cache_info().refreshes == 1);
+    assert_eq!(
+        primed(0),
+        30,
+        "the refresh begun before the prime replaced it"
+    );
+}
+
+pub(crate) mod failing_tasks {
+    use super::super::{Upstream, PAST};
+    use memo::memoize;
+    use std::sync::atomic::Ordering;
+
+    static FLAKY: Upstream = Upstream::new();
+
+    #[memoize(ttl = "50ms", stale_if_error = "1h")]
+    async fn flaky(n: u64) -> Result<u64, String> {
+        FLAKY.read_async().await.map(|v| v + n)
+    }
+
+    #[test]
+    fn many_tasks_of_a_failing_key_all_get_the_stale_value_at_once() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(flaky(0).await, Ok(1));
+            tokio::time::sleep(PAST).await;
+            FLAKY.failing.store(true, Ordering::SeqCst);
+            FLAKY.shut();
+            let tasks: Vec<_> = (0..20).map(|_| tokio::spawn(flaky(0))).collect();
+            while FLAKY.runs() < 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            FLAKY.open();
+            for task in tasks {
+                assert_eq!(task.await.unwrap(), Ok(1));
+            }
+            let info = flaky::cache_info();
+            assert!(
+                FLAKY.runs() <= 3,
+                "the failing body ran {} times",
+                FLAKY.runs()
+            );
+            assert_eq!(info.stale_errors, 20, "{info}");
+            assert_eq!(info.hits + info.misses + info.waits, 21, "{info}");
+        });
+    }
+}
