@@ -3,7 +3,7 @@
 
 use super::{sqlite, until, Upstream};
 use memo::memoize;
-use memo::stores::{self, PersistentStore, Store, StoreError};
+use memo::stores::{self, PersistentStore, Store, StoreCache, StoreError};
 use std::sync::{Condvar, Mutex, Once};
 use std::time::Duration;
 
@@ -134,7 +134,11 @@ impl Gate {
 
 impl Store for Held {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(namespace, key)
+        let found = self.inner.get(namespace, key);
+        if GATE_GETS.load(std::sync::atomic::Ordering::SeqCst) {
+            GATE.pass();
+        }
+        found
     }
     fn set(
         &self,
@@ -143,7 +147,9 @@ impl Store for Held {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        GATE.pass();
+        if !GATE_GETS.load(std::sync::atomic::Ordering::SeqCst) {
+            GATE.pass();
+        }
         self.inner.set(namespace, key, value, ttl)
     }
     fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
@@ -162,6 +168,9 @@ impl Store for Held {
         self.inner.unlock(namespace, key)
     }
 }
+
+/// Whether `GATE` holds reads (after they read) instead of writes.
+static GATE_GETS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Serialises the tests that use `GATE`.
 static HELD: Mutex<()> = Mutex::new(());
@@ -330,4 +339,32 @@ fn local_hits_store_hits_and_waits_add_up_to_the_calls() {
     let info = counts::cache_info();
     assert_eq!(info.hits + info.misses + info.waits, calls, "{info}");
     assert_eq!(info.misses, 2, "{info}");
+}
+
+#[test]
+fn a_read_under_way_during_an_invalidation_or_a_clear_is_not_kept_locally() {
+    setup();
+    let _serial = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    for clear in [false, true] {
+        let path = if clear { "qa::read-clear" } else { "qa::read-remove" };
+        let writer: StoreCache<u64, String> = StoreCache::new("qa-held", path);
+        let reader: &'static StoreCache<u64, String> = Box::leak(Box::new(
+            StoreCache::new("qa-held", path).with_local(10, Duration::from_secs(3600)),
+        ));
+        writer.insert(1, "v1".into());
+        GATE_GETS.store(true, std::sync::atomic::Ordering::SeqCst);
+        GATE.arm();
+        let read = std::thread::spawn(|| reader.get_by_keeping(&1, |k| *k == 1, || 1));
+        GATE.until_entered();
+        if clear {
+            reader.reset();
+        } else {
+            assert!(reader.remove(&1));
+        }
+        GATE.release();
+        assert_eq!(read.join().unwrap().as_deref(), Some("v1"), "{path}");
+        GATE_GETS.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(reader.local_len(), 0, "{path}: the read begun before was kept");
+        assert_eq!(reader.get_by_keeping(&1, |k| *k == 1, || 1), None, "{path}");
+    }
 }
