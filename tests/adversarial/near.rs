@@ -346,7 +346,11 @@ fn a_read_under_way_during_an_invalidation_or_a_clear_is_not_kept_locally() {
     setup();
     let _serial = HELD.lock().unwrap_or_else(|e| e.into_inner());
     for clear in [false, true] {
-        let path = if clear { "qa::read-clear" } else { "qa::read-remove" };
+        let path = if clear {
+            "qa::read-clear"
+        } else {
+            "qa::read-remove"
+        };
         let writer: StoreCache<u64, String> = StoreCache::new("qa-held", path);
         let reader: &'static StoreCache<u64, String> = Box::leak(Box::new(
             StoreCache::new("qa-held", path).with_local(10, Duration::from_secs(3600)),
@@ -364,7 +368,11 @@ fn a_read_under_way_during_an_invalidation_or_a_clear_is_not_kept_locally() {
         GATE.release();
         assert_eq!(read.join().unwrap().as_deref(), Some("v1"), "{path}");
         GATE_GETS.store(false, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(reader.local_len(), 0, "{path}: the read begun before was kept");
+        assert_eq!(
+            reader.local_len(),
+            0,
+            "{path}: the read begun before was kept"
+        );
         assert_eq!(reader.get_by_keeping(&1, |k| *k == 1, || 1), None, "{path}");
     }
 }

@@ -164,6 +164,32 @@ pub(crate) mod asynchronous {
         until(|| on_a_fresh_runtime(on_dropped(0)) == 2);
     }
 
+    static TIMED: Upstream = Upstream::new();
+
+    /// A body that needs a tokio reactor (a timer, as any HTTP client has).
+    #[memoize(ttl = "1h", refresh = "50ms")]
+    async fn timed(n: u64) -> u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        TIMED.read().unwrap() + n
+    }
+
+    #[test]
+    fn an_async_refresh_needing_tokio_from_a_runtime_that_ends_right_after_the_call_still_runs() {
+        assert_eq!(on_a_fresh_runtime(timed(0)), 1);
+        std::thread::sleep(PAST);
+        TIMED.set_version(2);
+        let start = std::time::Instant::now();
+        while on_a_fresh_runtime(timed(0)) != 2 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "never refreshed: runs {}, {}",
+                TIMED.runs(),
+                timed::cache_info()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     static ASYNC_PANICS: Upstream = Upstream::new();
 
     #[memoize(ttl = "1h", refresh = "50ms")]
