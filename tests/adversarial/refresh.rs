@@ -295,3 +295,57 @@ pub(crate) mod failing_tasks {
         });
     }
 }
+
+pub(crate) mod cycles {
+    use super::super::{until, PAST};
+    use memo::memoize;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static VIA_K: AtomicBool = AtomicBool::new(false);
+    static K_STARTED: AtomicBool = AtomicBool::new(false);
+    static G_STARTED: AtomicBool = AtomicBool::new(false);
+
+    #[memoize(ttl = "1h", refresh = "50ms")]
+    fn top(n: u64) -> u64 {
+        if VIA_K.load(Ordering::SeqCst) {
+            return kay(3) + n;
+        }
+        n
+    }
+
+    #[memoize]
+    fn kay(n: u64) -> u64 {
+        K_STARTED.store(true, Ordering::SeqCst);
+        until(|| G_STARTED.load(Ordering::SeqCst));
+        gee(5) + n
+    }
+
+    #[memoize]
+    fn gee(n: u64) -> u64 {
+        G_STARTED.store(true, Ordering::SeqCst);
+        until(|| K_STARTED.load(Ordering::SeqCst));
+        kay(3) + n
+    }
+
+    /// A refresh thread and a caller's thread wait for each other's computations: the cycle
+    /// is found (one side panics), never a hang of the refresh thread or the caller.
+    #[test]
+    fn a_cycle_through_a_refresh_thread_is_detected() {
+        assert_eq!(top(0), 0);
+        std::thread::sleep(PAST);
+        VIA_K.store(true, Ordering::SeqCst);
+        // The refresh (on a refresh thread) leads kay(3), which waits for gee(5) led here.
+        assert_eq!(top(0), 0);
+        let caller = std::thread::spawn(|| std::panic::catch_unwind(|| gee(5)).is_ok());
+        until(|| caller.is_finished());
+        // (Here both panic: the caller's gee(5) then computes kay(3) itself, whose body calls
+        // gee(5) again on the same thread, a plain recursion.) The refresh thread is not hung:
+        // with the cycle gone, a later refresh of top(0) runs and ends.
+        let _ = caller.join();
+        VIA_K.store(false, Ordering::SeqCst);
+        until(|| {
+            top(0);
+            top::cache_info().refreshes >= 1
+        });
+    }
+}
