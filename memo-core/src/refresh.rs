@@ -449,10 +449,63 @@ where
 fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) {
     #[cfg(feature = "tokio")]
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        drop(handle.spawn(task));
+        drop(handle.spawn(Unpolled {
+            task: Some(Box::pin(task)),
+            polled: false,
+        }));
         return;
     }
     submit(Box::new(move || block_on(task)));
+}
+
+/// A refresh spawned on the caller's runtime; if the runtime drops it before its first poll
+/// (it ended right after the call, as a runtime made for one `block_on` does), the refresh
+/// goes to the refresh threads (on a runtime of theirs) instead of being lost every time.
+#[cfg(feature = "tokio")]
+struct Unpolled<F: Future<Output = ()> + Send + 'static> {
+    task: Option<Pin<Box<F>>>,
+    polled: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl<F: Future<Output = ()> + Send + 'static> Future for Unpolled<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.polled = true;
+        let Some(task) = self.task.as_mut() else {
+            return Poll::Ready(());
+        };
+        let done = task.as_mut().poll(cx);
+        if done.is_ready() {
+            self.task = None;
+        }
+        done
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<F: Future<Output = ()> + Send + 'static> Drop for Unpolled<F> {
+    fn drop(&mut self) {
+        if let (false, Some(task)) = (self.polled, self.task.take()) {
+            submit(Box::new(move || on_own_runtime(task)));
+        }
+    }
+}
+
+/// Drives `future` on a refresh thread's own tokio runtime (made on first use; the caller's
+/// has ended, and a body written for tokio needs a reactor: its timers, its sockets), else as
+/// [`block_on`] does.
+#[cfg(feature = "tokio")]
+fn on_own_runtime<F: Future>(future: F) -> F::Output {
+    thread_local! {
+        static RUNTIME: Option<tokio::runtime::Runtime> =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().ok();
+    }
+    RUNTIME.with(|runtime| match runtime {
+        Some(runtime) => runtime.block_on(future),
+        None => block_on(future),
+    })
 }
 
 /// Drives `future` to completion on this thread.
