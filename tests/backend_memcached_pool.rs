@@ -116,7 +116,9 @@ fn a_killed_server_misses_only_its_share_and_the_others_keep_hitting() {
                 cache.insert(n, value(n));
             }
         }
-        let lost: Vec<u32> = (0..KEYS).filter(|n| cache.get(n) != Some(value(*n))).collect();
+        let lost: Vec<u32> = (0..KEYS)
+            .filter(|n| cache.get(n) != Some(value(*n)))
+            .collect();
         if lost.is_empty() {
             break;
         }
