@@ -408,6 +408,20 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// The failure a leader's `Err` (bound to `error`) hands to its waiters: the error itself,
+    /// shared, when [`shared_return`](Plan::shared_return) allows it, else `None` (released).
+    pub(crate) fn error_failure(&self, error: &Ident) -> TokenStream {
+        let memo = &self.memo;
+        match self.shared_return() {
+            Some(_) => quote!({
+                #[allow(unused_imports)]
+                use #memo::__private::{ShareClone as _, ShareNothing as _};
+                (&#memo::__private::ShareError(#error)).failure()
+            }),
+            None => quote!(::core::option::Option::None),
+        }
+    }
+
     /// The return type through which a waiter returns the error its leader shared: a `Result`
     /// whose type names no lifetime and no type parameter (autoref picks its impl by trait
     /// bounds, blind to lifetimes, so an error borrowing for `'a`, or an `E: Clone` not known to
@@ -992,7 +1006,6 @@ fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         stored,
         ..
     } = locals;
-    let memo_path = &plan.memo;
     let clone = plan.clone_value(stored);
     let complete = plan.complete_leader(memo, leader, &clone);
     let fail = |failure: TokenStream| quote!(#memo.flights.fail(#leader, #failure));
@@ -1000,14 +1013,7 @@ fn leader_outcome(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         Output::Plain { .. } => quote!({ let #stored = &#ret; #complete }),
         Output::Result { .. } => {
             let error = Ident::new("__memo_error", Span::mixed_site());
-            let failure = match plan.shared_return() {
-                Some(_) => quote!({
-                    #[allow(unused_imports)]
-                    use #memo_path::__private::{ShareClone as _, ShareNothing as _};
-                    (&#memo_path::__private::ShareError(#error)).failure()
-                }),
-                None => quote!(::core::option::Option::None),
-            };
+            let failure = plan.error_failure(&error);
             let fail = match plan.negative() {
                 Some(_) => {
                     let failure = plan.negative_failure(&error);

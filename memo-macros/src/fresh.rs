@@ -240,7 +240,6 @@ fn outcome(
         stored,
         ..
     } = locals;
-    let path = &plan.memo;
     let clone = plan.clone_value(stored);
     let complete = quote!(#memo.flights.complete(#leader, &#unexpired, #memo.stamp(#clone)););
     // A failure answered by the stale value is shared with the waiters (who answer it the same
@@ -264,14 +263,7 @@ fn outcome(
         Output::Plain { .. } => quote!({ let #stored = &#ret; #complete }),
         Output::Result { .. } => {
             let error = Ident::new("__memo_error", Span::mixed_site());
-            let failure = match plan.shared_return() {
-                Some(_) => quote!({
-                    #[allow(unused_imports)]
-                    use #path::__private::{ShareClone as _, ShareNothing as _};
-                    (&#path::__private::ShareError(#error)).failure()
-                }),
-                None => quote!(::core::option::Option::None),
-            };
+            let failure = plan.error_failure(&error);
             let fail = fail(&error, failure);
             quote! {
                 match &#ret {
