@@ -21,9 +21,10 @@
 //! - **Where refreshes run**: a sync function's on a small pool of threads started on first use
 //!   (at most [`MAX_THREADS`]), fed by a bounded queue of [`QUEUE`] tasks: when it is full the
 //!   refresh is skipped and a later call schedules it again, so neither memory nor a caller
-//!   waits on a slow body. An async function's on the caller's tokio runtime (feature `tokio`);
-//!   without the feature or off a runtime, on the same pool, each future driven to completion on
-//!   its thread (a body that needs a tokio reactor then needs the feature).
+//!   waits on a slow body. An async function's on the caller's tokio runtime (feature `tokio`),
+//!   and called off a runtime on the same pool, each thread with a tokio runtime of its own;
+//!   without the feature on the same pool, each future driven to completion on its thread (a
+//!   body that needs a tokio reactor then needs the feature).
 
 use std::future::Future;
 use std::hash::Hash;
@@ -445,16 +446,22 @@ where
     crate::__private::tagged_memo(caches, make, tag)
 }
 
-/// Runs `task` on the caller's tokio runtime, else on a refresh thread.
+/// Runs `task` on the caller's tokio runtime, else on a refresh thread (with the `tokio`
+/// feature, on that thread's own tokio runtime, so that a body written for tokio works when it
+/// was called off a runtime, e.g. through `futures::executor::block_on`).
 fn spawn<F: Future<Output = ()> + Send + 'static>(task: F) {
     #[cfg(feature = "tokio")]
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        drop(handle.spawn(Unpolled {
-            task: Some(Box::pin(task)),
-            polled: false,
-        }));
-        return;
+    {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            drop(handle.spawn(Unpolled {
+                task: Some(Box::pin(task)),
+                polled: false,
+            }));
+        } else {
+            submit(Box::new(move || on_own_runtime(task)));
+        }
     }
+    #[cfg(not(feature = "tokio"))]
     submit(Box::new(move || block_on(task)));
 }
 

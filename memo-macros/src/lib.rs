@@ -136,9 +136,10 @@ use proc_macro::TokenStream;
 ///
 /// A sync function's recomputations run on a few threads that memo starts on first use, behind
 /// a bounded queue (when it is full, a recomputation is skipped; a later call schedules it). An
-/// `async fn`'s run on the caller's tokio runtime with memo's `tokio` feature, else on those
-/// threads, where a body that needs a tokio reactor fails (so keeps the old value: enable the
-/// feature). Each recomputation owns copies of the arguments (`&T` through `T::to_owned`, by
+/// `async fn`'s run on the caller's tokio runtime with memo's `tokio` feature (called off a
+/// runtime, on those threads, each with a tokio runtime of its own); without the feature on
+/// those threads, where a body that needs a tokio reactor fails (so keeps the old value: enable
+/// the feature). Each recomputation owns copies of the arguments (`&T` through `T::to_owned`, by
 /// value moved, a method's `self` cloned), which must be `Send + 'static`, and an async body
 /// must be `Send`.
 /// `cache_info()` counts `refreshes` (not calls), `stale_hits` (calls answered by a stale

@@ -190,6 +190,34 @@ pub(crate) mod asynchronous {
         }
     }
 
+    static OFF_RUNTIME: Upstream = Upstream::new();
+
+    #[memoize(ttl = "1h", refresh = "50ms")]
+    async fn off_runtime(n: u64) -> u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        OFF_RUNTIME.read().unwrap() + n
+    }
+
+    /// A body written for tokio, whose due hit comes from a plain executor (no runtime): its
+    /// refresh runs on a refresh thread's own tokio runtime, not on a plain executor where the
+    /// timer would panic for want of a reactor.
+    #[test]
+    fn an_async_refresh_needing_tokio_called_off_any_runtime_still_runs() {
+        assert_eq!(on_a_fresh_runtime(off_runtime(0)), 1);
+        std::thread::sleep(PAST);
+        OFF_RUNTIME.set_version(2);
+        let start = std::time::Instant::now();
+        while futures::executor::block_on(off_runtime(0)) != 2 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "never refreshed: runs {}, {}",
+                OFF_RUNTIME.runs(),
+                off_runtime::cache_info()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     static ASYNC_PANICS: Upstream = Upstream::new();
 
     #[memoize(ttl = "1h", refresh = "50ms")]
