@@ -186,8 +186,12 @@ impl<K, V, S> Cache<K, V, S> {
 
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
-        // A shard's index uses the low 32 bits of the hash: pick the shard with the high ones.
-        &self.shards[(hash >> 32) as usize & self.mask]
+        // A shard's index uses the low 32 bits of the hash: pick the shard with the high ones,
+        // mixed first. The default hasher's bits 32..34 alone put 17 to 20 of 20 small integer
+        // keys in one of 4 shards for about one seed in a hundred (its shard then evicted while
+        // the others stood empty); a multiply makes every shard bit depend on all 32 high bits.
+        let mixed = (hash >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        &self.shards[mixed as usize & self.mask]
     }
 }
 

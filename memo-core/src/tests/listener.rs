@@ -155,7 +155,11 @@ fn clear_reports_every_value_even_when_the_listener_panics() {
     assert!(cache.is_empty(), "every shard was cleared");
     let reports = reports.lock().unwrap();
     assert_eq!(reports.len(), 20);
-    assert!(reports.iter().all(|r| r.2 == RemovalCause::Cleared));
+    assert!(
+        reports.iter().all(|r| r.2 == RemovalCause::Cleared),
+        "{reports:?}, {:?}",
+        cache.info()
+    );
     cache.validate();
 }
 
