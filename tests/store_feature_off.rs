@@ -1,8 +1,7 @@
 //! `#[memoize(store = ...)]` without a store feature is one error, at the `store` token, saying
-//! to enable the feature. `tests/ui/no-stores` checks it in a run without features; this test
-//! checks it in every run (the CI runs `--all-features`, where trybuild builds the ui cases with
-//! the features on) by compiling `tests/store-feature-off`, a crate that depends on memo without
-//! features, with cargo.
+//! to enable the feature, on a free function and on a method. This test compiles
+//! `tests/store-feature-off`, a crate that depends on memo without features (its own workspace, so
+//! that no feature of this one is unified into it), with cargo.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,6 +21,7 @@ fn store_without_the_feature_is_one_error_at_the_store_token() {
         .args([
             "check",
             "--quiet",
+            "--keep-going",
             "--message-format=short",
             "--manifest-path",
         ])
@@ -38,11 +38,15 @@ fn store_without_the_feature_is_one_error_at_the_store_token() {
         .lines()
         .filter(|line| line.contains("error") && !line.starts_with("error: could not compile"))
         .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(
-        errors[0].contains(
-            "store-without-feature.rs:3:11: error: `store = ...` needs a store feature of `memo`"
-        ),
-        "{stderr}"
-    );
+    assert_eq!(errors.len(), 2, "{stderr}");
+    for at in [
+        "store-without-feature.rs:3:11",
+        "store-without-feature-on-a-method.rs:7:15",
+    ] {
+        let expected = format!("{at}: error: `store = ...` needs a store feature of `memo`");
+        assert!(
+            errors.iter().any(|error| error.contains(&expected)),
+            "no {expected:?} in {stderr}"
+        );
+    }
 }

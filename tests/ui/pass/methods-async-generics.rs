@@ -37,7 +37,7 @@ impl Grid {
 /// Not keyable: a per-instance cache.
 pub struct Client {
     /// The cache of `fetch`.
-    pub fetches: memo_core::InstanceCache,
+    pub fetches: memo::InstanceCache,
 }
 
 impl Client {
@@ -77,7 +77,7 @@ fn main() {
     Grid::new_cache_clear();
     let _ = futures_lite(grid.describe("a"));
     let client = Client {
-        fetches: memo_core::InstanceCache::new(),
+        fetches: memo::InstanceCache::new(),
     };
     let _ = client.fetch("A");
     let _ = client.fetch_cache_info();
