@@ -113,3 +113,6 @@ mod refresh;
 
 #[path = "adversarial/near.rs"]
 mod near;
+
+#[path = "support/held.rs"]
+mod held;

@@ -279,10 +279,10 @@ mod with_a_store {
 #[cfg(any(feature = "persistent", feature = "redis", feature = "memcached"))]
 mod write_under_way {
     use super::*;
-    use memo::stores::{self, Store, StoreError};
+    use memo::stores;
     use std::time::Instant;
 
-    use super::servers;
+    use super::{held, servers};
 
     /// The longest a held write waits for its release: a test that forgets it fails, not hangs.
     const HOLD: Duration = Duration::from_secs(10);
@@ -360,40 +360,10 @@ mod write_under_way {
         }
     }
 
-    /// A real store whose writes pass `gate` first.
-    struct Held<S> {
-        inner: S,
-        gate: &'static Gate,
-    }
-
-    impl<S: Store> Store for Held<S> {
-        fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(namespace, key)
-        }
-        fn set(
-            &self,
-            namespace: &str,
-            key: &str,
-            value: &[u8],
-            ttl: Option<Duration>,
-        ) -> Result<(), StoreError> {
-            self.gate.pass();
-            self.inner.set(namespace, key, value, ttl)
-        }
-        fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
-            self.inner.delete(namespace, key)
-        }
-        fn clear(&self, namespace: &str) -> Result<(), StoreError> {
-            self.inner.clear(namespace)
-        }
-        fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
-            self.inner.len(namespace)
-        }
-        fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-            self.inner.try_lock(namespace, key, ttl)
-        }
-        fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
-            self.inner.unlock(namespace, key)
+    /// A real store's writes pass the gate first.
+    impl held::Hold for Gate {
+        fn before_set(&self) {
+            self.pass();
         }
     }
 
@@ -429,21 +399,21 @@ mod write_under_way {
                 let dir = std::env::temp_dir().join(format!("memo-{name}-{}", std::process::id()));
                 std::fs::create_dir_all(&dir).unwrap();
                 let inner = stores::PersistentStore::open(dir.join("store.sqlite")).unwrap();
-                stores::register(name, Held { inner, gate });
+                stores::register(name, held::Held { inner, hold: gate });
                 Backing::Dir(dir)
             }
             #[cfg(feature = "redis")]
             Kind::Redis => {
                 let server = servers::Server::redis();
                 let inner = stores::RedisStore::connect(&server.redis_url()).unwrap();
-                stores::register(name, Held { inner, gate });
+                stores::register(name, held::Held { inner, hold: gate });
                 Backing::Server(server)
             }
             #[cfg(feature = "memcached")]
             Kind::Memcached => {
                 let server = servers::Server::memcached();
                 let inner = stores::MemcachedStore::connect(&server.address()).unwrap();
-                stores::register(name, Held { inner, gate });
+                stores::register(name, held::Held { inner, hold: gate });
                 Backing::Server(server)
             }
         }
@@ -840,3 +810,7 @@ mod write_under_way {
 #[cfg(any(feature = "persistent", feature = "redis", feature = "memcached"))]
 #[path = "support/servers.rs"]
 mod servers;
+
+#[cfg(any(feature = "persistent", feature = "redis", feature = "memcached"))]
+#[path = "support/held.rs"]
+mod held;

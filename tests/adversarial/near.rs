@@ -1,9 +1,10 @@
 //! The near cache (`local = N`) with invalidations in flight, tricky keys, maxsize, and the
 //! async write gap.
 
+use super::held::{Held, Hold};
 use super::{sqlite, until, Upstream};
 use memo::memoize;
-use memo::stores::{self, PersistentStore, Store, StoreCache, StoreError};
+use memo::stores::{self, PersistentStore, StoreCache};
 use std::sync::{Condvar, Mutex, Once};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ fn setup() {
             "qa-held",
             Held {
                 inner: PersistentStore::open(&path).unwrap(),
+                hold: &GATE,
             },
         );
     });
@@ -85,11 +87,8 @@ fn tricky_keys_never_share_an_entry_locally_or_in_the_store() {
     assert_eq!(tri(None), "None");
 }
 
-/// A store that holds one armed `set` until released (a slow server or a busy I/O thread).
-struct Held {
-    inner: PersistentStore,
-}
-
+/// Holds one armed `set` (or, with `GATE_GETS`, one `get`) until released: a slow server or
+/// a busy I/O thread.
 struct Gate {
     /// (armed, entered, released)
     state: Mutex<(bool, bool, bool)>,
@@ -132,40 +131,16 @@ impl Gate {
     }
 }
 
-impl Store for Held {
-    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let found = self.inner.get(namespace, key);
-        if GATE_GETS.load(std::sync::atomic::Ordering::SeqCst) {
-            GATE.pass();
-        }
-        found
-    }
-    fn set(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<(), StoreError> {
+impl Hold for Gate {
+    fn before_set(&self) {
         if !GATE_GETS.load(std::sync::atomic::Ordering::SeqCst) {
-            GATE.pass();
+            self.pass();
         }
-        self.inner.set(namespace, key, value, ttl)
     }
-    fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
-        self.inner.delete(namespace, key)
-    }
-    fn clear(&self, namespace: &str) -> Result<(), StoreError> {
-        self.inner.clear(namespace)
-    }
-    fn len(&self, namespace: &str) -> Result<Option<usize>, StoreError> {
-        self.inner.len(namespace)
-    }
-    fn try_lock(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.inner.try_lock(namespace, key, ttl)
-    }
-    fn unlock(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
-        self.inner.unlock(namespace, key)
+    fn after_get(&self) {
+        if GATE_GETS.load(std::sync::atomic::Ordering::SeqCst) {
+            self.pass();
+        }
     }
 }
 
