@@ -38,6 +38,7 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let (key, value) = (plan.key_type(), plan.value_type());
     let memo_type = plan.memo_of(&key, &value);
     let new_memo = match plan.fresh() {
+        true if plan.options.store.is_some() => plan.fresh_store_memo(plan.params()),
         true => {
             let (name, params, freshness) = (plan.name(), plan.params(), plan.freshness());
             quote!(#memo::__private::Memo::fresh(#name, #params, #freshness))
@@ -180,15 +181,22 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
     let tag = plan.tag();
     let by_type = match plan.options.store {
         Some(_) => {
-            let new_memo = plan.new_memo(quote!(__memo_params));
+            let new_memo = match plan.fresh() {
+                true => plan.fresh_store_memo(quote!(__memo_params)),
+                false => plan.new_memo(quote!(__memo_params)),
+            };
             quote!(#memo::__private::store_memo_by_type(
                 Self::#caches(), || #name, |__memo_params| #new_memo, #tag, #witness_args,
             ))
         }
         None if plan.fresh() => {
             let freshness = plan.freshness();
-            quote!(#memo::__private::fresh_memo_by_type(
-                Self::#caches(), || #name, #tag, #freshness, #witness_args,
+            quote!(#memo::__private::memo_by_type_with(
+                Self::#caches(), || #name,
+                |__memo_name, __memo_params| #memo::__private::Memo::fresh(
+                    __memo_name, __memo_params, #freshness,
+                ),
+                #tag, #witness_args,
             ))
         }
         None => {
