@@ -105,7 +105,7 @@ pub mod __private {
         ShareNoReturn, ShareNothing, ShareReturn, SharedReturn, WriteEnd,
     };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
-    pub use crate::refresh::{Age, Freshness, Stamped, StampedCache};
+    pub use crate::refresh::{Age, FieldMemo, Freshness, Stamped, StampedCache};
     pub use crate::stored::{
         store_memo, store_memo_by_type, store_write_behind, InMemoryAsync, StoreArgKey,
         StoreCachedValue, StoreKey, StoreKeyExpr, StoreMemo, StoreSelfKey, StoreValue, StoredKey,
@@ -417,6 +417,27 @@ pub mod __private {
     {
         let _ = (key, value);
         field.__memo::<Owner, _, _>(|| Memo::new(name(), params), &name)
+    }
+
+    /// [`memo_in_field`] for a method with `refresh` or a stale window: its memo is shared
+    /// with its background refreshes.
+    #[inline]
+    pub fn fresh_memo_in_field<Owner: 'static, K, V, S>(
+        field: &InstanceCache,
+        name: impl Fn() -> S,
+        params: Params,
+        freshness: Freshness,
+        key: PhantomData<K>,
+        value: PhantomData<V>,
+    ) -> &crate::refresh::FieldMemo<K, V>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: Into<Box<str>> + std::fmt::Display,
+    {
+        let _ = (key, value);
+        let make = || crate::refresh::FieldMemo::new(name(), params, freshness);
+        field.__memo::<Owner, _, _>(make, &name)
     }
 
     #[cfg(feature = "stores")]

@@ -622,6 +622,133 @@ where
     }
 }
 
+/// The memo of a method with these options that keeps its cache in a field of each instance
+/// (`cache_field`): shared with its background refreshes, which may outlive the call and the
+/// instance (their value then goes with the memo). What it is otherwise, it is through `Deref`.
+pub struct FieldMemo<K, V> {
+    shared: Arc<Shared<K, V>>,
+}
+
+struct Shared<K, V> {
+    memo: Memo<K, Stamped<V>>,
+    /// The hashes of the keys whose refresh is queued or running, so that the callers of a
+    /// due entry schedule one (the leader is taken when it runs: a task cannot hold a leader
+    /// borrowed from the memo it owns). A collision only delays the other key's refresh.
+    scheduled: Mutex<std::collections::HashSet<u64>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// A key's mark in [`Shared::scheduled`], removed when the refresh ends (or is dropped unrun).
+struct Scheduled<K, V> {
+    shared: Arc<Shared<K, V>>,
+    hash: u64,
+}
+
+impl<K, V> Drop for Scheduled<K, V> {
+    fn drop(&mut self) {
+        self.shared.scheduled.lock().remove(&self.hash);
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> FieldMemo<K, V> {
+    /// The memo of the method called `name` (see [`Memo::fresh`]).
+    pub fn new(
+        name: impl Into<Box<str>>,
+        params: crate::memo::Params,
+        freshness: Freshness,
+    ) -> Self {
+        FieldMemo {
+            shared: Arc::new(Shared {
+                memo: Memo::fresh(name, params, freshness),
+                scheduled: Mutex::new(std::collections::HashSet::new()),
+                hasher: std::collections::hash_map::RandomState::new(),
+            }),
+        }
+    }
+
+    /// The mark of `key`, unless its refresh is scheduled already.
+    fn schedule(&self, key: &K) -> Option<Scheduled<K, V>> {
+        use std::hash::BuildHasher;
+        let hash = self.shared.hasher.hash_one(key);
+        if !self.shared.scheduled.lock().insert(hash) {
+            return None;
+        }
+        Some(Scheduled {
+            shared: Arc::clone(&self.shared),
+            hash,
+        })
+    }
+}
+
+impl<K, V> std::ops::Deref for FieldMemo<K, V> {
+    type Target = Memo<K, Stamped<V>>;
+    fn deref(&self) -> &Self::Target {
+        &self.shared.memo
+    }
+}
+
+impl<K, V> crate::memo::ErasedMemo for FieldMemo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn info(&self) -> CacheInfo {
+        self.shared.memo.info()
+    }
+    fn reset(&self) {
+        self.shared.memo.clear();
+    }
+}
+
+impl<K, V> FieldMemo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// [`Memo::refresh`] for a memo in a field.
+    pub fn refresh(
+        &self,
+        key: K,
+        of: &Stamped<V>,
+        body: impl FnOnce() -> Option<V> + Send + 'static,
+    ) {
+        let written = of.written;
+        let Some(mark) = self.schedule(&key) else {
+            return;
+        };
+        submit(Box::new(move || {
+            let memo = &mark.shared.memo;
+            let Some(leader) = memo.refresh_leader(key) else {
+                return;
+            };
+            let value = leader.call(body);
+            memo.refreshed(leader, written, value);
+        }));
+    }
+
+    /// [`Memo::refresh_async`] for a memo in a field.
+    pub fn refresh_async<F>(&self, key: K, of: &Stamped<V>, body: F)
+    where
+        F: Future<Output = Option<V>> + Send + 'static,
+    {
+        let written = of.written;
+        let Some(mark) = self.schedule(&key) else {
+            return;
+        };
+        spawn(async move {
+            let memo = &mark.shared.memo;
+            let Some(leader) = memo.refresh_leader(key) else {
+                return;
+            };
+            let value = leader.run(Box::pin(body)).await;
+            memo.refreshed(leader, written, value);
+        });
+    }
+}
+
 /// Runs `task` on the caller's tokio runtime, else on a refresh thread (with the `tokio`
 /// feature, on that thread's own tokio runtime, so that a body written for tokio works when it
 /// was called off a runtime, e.g. through `futures::executor::block_on`).

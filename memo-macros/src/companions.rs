@@ -222,6 +222,24 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
         },
         Storage::Field(field) => {
             let field_accessor = plan.hidden("__memo_field");
+            // With `refresh` or a stale window, a memo shared with the background refreshes.
+            let (field_memo, in_field) = match plan.fresh() {
+                true => {
+                    let freshness = plan.freshness();
+                    (
+                        quote!(#memo::__private::FieldMemo<#key, #value>),
+                        quote!(#memo::__private::fresh_memo_in_field::<__MemoOwner, _, _, _>(
+                            Self::#field_accessor(self), || #name, #params, #freshness, #witness_args,
+                        )),
+                    )
+                }
+                false => (
+                    memo_type.clone(),
+                    quote!(#memo::__private::memo_in_field::<__MemoOwner, _, _, _>(
+                        Self::#field_accessor(self), || #name, #params, #witness_args,
+                    )),
+                ),
+            };
             let field_span = quote_spanned!(field.span()=> &self.#field);
             quote! {
                 #attrs
@@ -229,11 +247,9 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
                     #field_span
                 }
                 #attrs
-                fn #accessor #generics(&self, #witness_params) -> &#memo_type #where_clause {
+                fn #accessor #generics(&self, #witness_params) -> &#field_memo #where_clause {
                     struct __MemoOwner;
-                    #memo::__private::memo_in_field::<__MemoOwner, _, _, _>(
-                        Self::#field_accessor(self), || #name, #params, #witness_args,
-                    )
+                    #in_field
                 }
             }
         }

@@ -130,20 +130,17 @@ fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
     }
 }
 
-/// `refresh`, `stale_while_revalidate` and `stale_if_error`: against `ttl`, the return type and
-/// the options and shapes they do not support yet.
+/// `refresh`, `stale_while_revalidate` and `stale_if_error`: against `ttl` and the return type
+/// (they combine with every storage, a store, and `single_flight = false`).
 fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
     let given = [
         ("refresh", &options.refresh),
         ("stale_while_revalidate", &options.stale_while_revalidate),
         ("stale_if_error", &options.stale_if_error),
     ];
-    let Some(name) = given
-        .iter()
-        .find_map(|(name, option)| option.as_ref().map(|_| *name))
-    else {
+    if given.iter().all(|(_, option)| option.is_none()) {
         return;
-    };
+    }
     let mut error = |span, message: String| errors.push(syn::Error::new(span, message));
     let Some(ttl) = &options.ttl else {
         for (name, option) in given {
@@ -181,12 +178,6 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
                     .to_owned(),
             );
         }
-    }
-    if let Some(field) = &options.cache_field {
-        error(
-            field.span,
-            format!("`{name}` does not combine with `cache_field` yet: remove one of them"),
-        );
     }
 }
 
