@@ -25,6 +25,17 @@
 //!   and called off a runtime on the same pool, each thread with a tokio runtime of its own;
 //!   without the feature on the same pool, each future driven to completion on its thread (a
 //!   body that needs a tokio reactor then needs the feature).
+//! - **With a store** ([`StampedCache`]): the stamp is stored with the value, versioned
+//!   (`["memo-stamped-1", written, value]`: anything else does not decode, a miss), on the wall
+//!   clock (nanoseconds since the Unix epoch: every process reads the age of an entry another
+//!   wrote, as far as their clocks agree); the store's ttl is `ttl` plus the longest window. A
+//!   caller's value replaces the stored one; a refresh's is the flight's tracked write (an
+//!   invalidation waits for it or cancels it) and is made only over the value it refreshed
+//!   (the stored stamp is read first), else the stored, newer value goes to the near cache.
+//!   An async refresh's write (a blocking store call) is made on a refresh thread.
+//! - **In a field** (`cache_field`, [`FieldMemo`]): the memo is shared (an `Arc`) with its
+//!   refreshes, which take their leader when they run; a set of scheduled keys keeps it to one
+//!   queued or running refresh per key.
 
 use std::future::Future;
 use std::hash::Hash;
