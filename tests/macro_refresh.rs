@@ -516,3 +516,97 @@ mod shapes {
         );
     }
 }
+
+/// `cache_field`: each instance's memo is shared with its background refreshes.
+mod fields {
+    use super::*;
+
+    static FETCHES: Upstream = Upstream::new();
+    static ASYNC_FETCHES: Upstream = Upstream::new();
+
+    #[derive(Clone, Default)]
+    struct Client {
+        fetches: memo::InstanceCache,
+    }
+
+    impl Client {
+        #[memoize(cache_field = fetches, ttl = "1h", refresh = "50ms", stale_if_error = "1h")]
+        fn fetch(&self, path: &str) -> Result<u64, String> {
+            let _ = path;
+            FETCHES.read()
+        }
+
+        #[memoize(cache_field = fetches, ttl = "1h", refresh = "50ms")]
+        async fn fetch_async(&self, path: &str) -> u64 {
+            let _ = path;
+            ASYNC_FETCHES.read().unwrap()
+        }
+    }
+
+    #[test]
+    fn a_method_with_its_cache_in_a_field_is_refreshed_in_the_background() {
+        let client = Client::default();
+        assert_eq!(client.fetch("/a"), Ok(1));
+        std::thread::sleep(PAST);
+        FETCHES.version.store(2, Ordering::SeqCst);
+        FETCHES.shut();
+        let runs = FETCHES.runs();
+        // Due: the old value at once for every caller; one refresh.
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| assert_eq!(client.fetch("/a"), Ok(1)));
+            }
+        });
+        FETCHES.until_runs(runs + 1);
+        assert_eq!(client.fetch("/a"), Ok(1));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(FETCHES.runs(), runs + 1, "one refresh per key at a time");
+        // An invalidation during the refresh wins.
+        assert!(client.fetch_cache_invalidate("/a"));
+        FETCHES.version.store(3, Ordering::SeqCst);
+        FETCHES.open();
+        until(|| client.fetches.info().is_some_and(|i| i.refreshes == 1));
+        assert_eq!(
+            client.fetch("/a"),
+            Ok(3),
+            "the refresh that read 2 stored nothing"
+        );
+        // An instance dropped while its refresh is held: the refresh still ends, harmlessly.
+        let other = Client::default();
+        assert_eq!(other.fetch("/b"), Ok(3));
+        std::thread::sleep(PAST);
+        FETCHES.shut();
+        let runs = FETCHES.runs();
+        assert_eq!(other.fetch("/b"), Ok(3));
+        FETCHES.until_runs(runs + 1);
+        drop(other);
+        FETCHES.open();
+        // The refresh threads are free again: a later refresh of the first client runs.
+        std::thread::sleep(PAST);
+        FETCHES.version.store(4, Ordering::SeqCst);
+        assert_eq!(client.fetch("/a"), Ok(3));
+        until(|| client.fetch("/a") == Ok(4));
+    }
+
+    #[test]
+    fn an_async_method_with_its_cache_in_a_field_is_refreshed_on_the_runtime() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = Client::default();
+        ASYNC_FETCHES.version.store(10, Ordering::SeqCst);
+        assert_eq!(runtime.block_on(client.fetch_async("/c")), 10);
+        std::thread::sleep(PAST);
+        ASYNC_FETCHES.version.store(11, Ordering::SeqCst);
+        ASYNC_FETCHES.shut();
+        let runs = ASYNC_FETCHES.runs();
+        assert_eq!(runtime.block_on(client.fetch_async("/c")), 10, "at once");
+        ASYNC_FETCHES.until_runs(runs + 1);
+        assert_eq!(runtime.block_on(client.fetch_async("/c")), 10);
+        ASYNC_FETCHES.open();
+        until(|| runtime.block_on(client.fetch_async("/c")) == 11);
+        assert_eq!(ASYNC_FETCHES.runs(), runs + 1);
+    }
+}

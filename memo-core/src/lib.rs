@@ -105,7 +105,7 @@ pub mod __private {
         ShareNoReturn, ShareNothing, ShareReturn, SharedReturn, WriteEnd,
     };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};
-    pub use crate::refresh::{fresh_memo_by_type, Age, Freshness, Stamped};
+    pub use crate::refresh::{Age, FieldMemo, Freshness, Stamped, StampedCache};
     pub use crate::stored::{
         store_memo, store_memo_by_type, store_write_behind, InMemoryAsync, StoreArgKey,
         StoreCachedValue, StoreKey, StoreKeyExpr, StoreMemo, StoreSelfKey, StoreValue, StoredKey,
@@ -287,11 +287,31 @@ pub mod __private {
         V: Clone + Send + Sync + 'static,
         S: Into<Box<str>>,
     {
+        memo_by_type_with(caches, name, Memo::new, tag, key, value)
+    }
+
+    /// [`memo_by_type`] for a memo that `make` makes from the function's name and options
+    /// (`Memo::fresh` for a function with `refresh` or a stale window, whose memo holds
+    /// `Stamped<V>`); `key` and `value` are the function's types, as witnessed.
+    #[inline]
+    pub fn memo_by_type_with<T, K, V, M, S>(
+        caches: &'static TypeCaches,
+        name: impl FnOnce() -> S,
+        make: impl FnOnce(Box<str>, Params) -> M,
+        tag: Tag<T>,
+        key: PhantomData<K>,
+        value: PhantomData<V>,
+    ) -> &'static M
+    where
+        T: 'static,
+        M: ErasedMemo + 'static,
+        S: Into<Box<str>>,
+    {
         let _ = (key, value);
         let make = |params| {
             let name: Box<str> = name().into();
             crate::caches::register_generic(caches, &name);
-            Memo::new(name, params)
+            make(name, params)
         };
         tagged_memo(caches, make, tag)
     }
@@ -397,6 +417,27 @@ pub mod __private {
     {
         let _ = (key, value);
         field.__memo::<Owner, _, _>(|| Memo::new(name(), params), &name)
+    }
+
+    /// [`memo_in_field`] for a method with `refresh` or a stale window: its memo is shared
+    /// with its background refreshes.
+    #[inline]
+    pub fn fresh_memo_in_field<Owner: 'static, K, V, S>(
+        field: &InstanceCache,
+        name: impl Fn() -> S,
+        params: Params,
+        freshness: Freshness,
+        key: PhantomData<K>,
+        value: PhantomData<V>,
+    ) -> &crate::refresh::FieldMemo<K, V>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: Into<Box<str>> + std::fmt::Display,
+    {
+        let _ = (key, value);
+        let make = || crate::refresh::FieldMemo::new(name(), params, freshness);
+        field.__memo::<Owner, _, _>(make, &name)
     }
 
     #[cfg(feature = "stores")]

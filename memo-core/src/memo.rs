@@ -221,12 +221,8 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
         freshness: Freshness,
         clock: Clock,
     ) -> Self {
-        let kept = Params {
-            ttl: Some(freshness.retention()),
-            ..params
-        };
-        let mut memo = Memo::new(name, kept);
-        memo.fresh = Some(Fresh::new(freshness, clock));
+        let mut memo = Memo::new(name, freshness.kept(params));
+        memo.fresh = Some(Fresh::new(freshness, clock, false));
         memo
     }
 }

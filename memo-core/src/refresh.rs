@@ -25,6 +25,17 @@
 //!   and called off a runtime on the same pool, each thread with a tokio runtime of its own;
 //!   without the feature on the same pool, each future driven to completion on its thread (a
 //!   body that needs a tokio reactor then needs the feature).
+//! - **With a store** ([`StampedCache`]): the stamp is stored with the value, versioned
+//!   (`["memo-stamped-1", written, value]`: anything else does not decode, a miss), on the wall
+//!   clock (nanoseconds since the Unix epoch: every process reads the age of an entry another
+//!   wrote, as far as their clocks agree); the store's ttl is `ttl` plus the longest window. A
+//!   caller's value replaces the stored one; a refresh's is the flight's tracked write (an
+//!   invalidation waits for it or cancels it) and is made only over the value it refreshed
+//!   (the stored stamp is read first), else the stored, newer value goes to the near cache.
+//!   An async refresh's write (a blocking store call) is made on a refresh thread.
+//! - **In a field** (`cache_field`, [`FieldMemo`]): the memo is shared (an `Arc`) with its
+//!   refreshes, which take their leader when they run; a set of scheduled keys keeps it to one
+//!   queued or running refresh per key.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -38,7 +49,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::clock::Clock;
-use crate::flight::FunctionCache;
+use crate::flight::{FunctionCache, WriteEnd};
 use crate::memo::Memo;
 use crate::{Cache, CacheInfo};
 
@@ -93,6 +104,53 @@ impl Freshness {
             .max(self.stale_if_error.unwrap_or_default());
         self.ttl.saturating_add(window)
     }
+
+    /// `params` as the memo's cache is made with them: entries kept for
+    /// [`retention`](Freshness::retention) (a store is given that ttl).
+    pub fn kept(&self, params: crate::memo::Params) -> crate::memo::Params {
+        crate::memo::Params {
+            ttl: Some(self.retention()),
+            ..params
+        }
+    }
+}
+
+/// The wall-clock time (nanoseconds since the Unix epoch) at the clock's origin.
+fn wall_offset() -> u64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        });
+    wall.saturating_sub(Clock::system().now_nanos())
+}
+
+/// The tag that starts a stamped value in a store: its format's version. A value without it
+/// (written by a build of the function without these options, or by a later format) does not
+/// decode, which the store treats as a miss.
+#[cfg(feature = "stores")]
+const STAMP_FORMAT: &str = "memo-stamped-1";
+
+/// In a store, `[STAMP_FORMAT, written, value]`, `written` in nanoseconds since the Unix epoch.
+#[cfg(feature = "stores")]
+impl<V: serde::Serialize> serde::Serialize for Stamped<V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&(STAMP_FORMAT, self.written, &self.value), serializer)
+    }
+}
+
+#[cfg(feature = "stores")]
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Stamped<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (format, written, value): (std::borrow::Cow<'de, str>, u64, V) =
+            serde::Deserialize::deserialize(deserializer)?;
+        if format != STAMP_FORMAT {
+            return Err(serde::de::Error::custom(format_args!(
+                "not a value stamped as `{STAMP_FORMAT}`"
+            )));
+        }
+        Ok(Stamped { value, written })
+    }
 }
 
 /// What a hit of a stamped entry does.
@@ -121,6 +179,10 @@ pub struct Fresh {
     clock: Clock,
     /// `refresh`, or `ttl` without it, in nanoseconds: the age up to which a hit is fresh.
     fresh_for: u64,
+    /// What a stamp adds to the clock's time: 0 in memory; for a store, the wall-clock time of
+    /// the clock's origin (nanoseconds since the Unix epoch), so that every process reads the
+    /// age of an entry another one wrote (as far as their clocks agree).
+    offset: u64,
     counts: Counts,
 }
 
@@ -151,12 +213,19 @@ fn bump(counter: &AtomicU64) {
 }
 
 impl Fresh {
-    pub(crate) fn new(freshness: Freshness, clock: Clock) -> Self {
+    /// Stamps on the process's clock (`shared` false), or on the wall clock for a store that
+    /// other processes read (`shared`).
+    pub(crate) fn new(freshness: Freshness, clock: Clock, shared: bool) -> Self {
         let fresh_for = freshness.refresh.unwrap_or(freshness.ttl).as_nanos();
+        let offset = match shared {
+            true => wall_offset(),
+            false => 0,
+        };
         Fresh {
             freshness,
             clock,
             fresh_for: u64::try_from(fresh_for).unwrap_or(u64::MAX),
+            offset,
             counts: Counts::default(),
         }
     }
@@ -191,15 +260,21 @@ impl Fresh {
     pub(crate) fn stamp<V>(&self, value: V) -> Stamped<V> {
         Stamped {
             value,
-            written: self.now(),
+            written: self.now().saturating_add(self.offset),
         }
+    }
+
+    /// When `entry` was written, on the clock's time.
+    #[inline]
+    fn written<V>(&self, entry: &Stamped<V>) -> u64 {
+        entry.written.saturating_sub(self.offset)
     }
 
     /// What a hit of `entry` does, counted: a stale hit, or a hit that is a miss.
     #[inline]
     pub(crate) fn age<V>(&self, entry: &Stamped<V>) -> Age {
         // The common case, without reading the precise clock.
-        if !self.is_past(entry.written.saturating_add(self.fresh_for)) {
+        if !self.is_past(self.written(entry).saturating_add(self.fresh_for)) {
             return Age::Fresh;
         }
         self.age_past_fresh(entry)
@@ -209,7 +284,7 @@ impl Fresh {
     #[cold]
     fn age_past_fresh<V>(&self, entry: &Stamped<V>) -> Age {
         let f = &self.freshness;
-        let age = Duration::from_nanos(self.now().saturating_sub(entry.written));
+        let age = Duration::from_nanos(self.now().saturating_sub(self.written(entry)));
         if age < f.refresh.unwrap_or(f.ttl) {
             return Age::Fresh;
         }
@@ -229,7 +304,7 @@ impl Fresh {
 
     /// Whether `entry` is younger than `limit`.
     fn younger<V>(&self, entry: &Stamped<V>, limit: Duration) -> bool {
-        Duration::from_nanos(self.now().saturating_sub(entry.written)) < limit
+        Duration::from_nanos(self.now().saturating_sub(self.written(entry))) < limit
     }
 
     /// `info` as the function's statistics: its ttl, the hits past it counted as misses, and
@@ -250,25 +325,132 @@ impl Fresh {
     }
 }
 
+/// The cache of a memo with stamped values: single-flight's needs, and a write that replaces
+/// what is stored (an entry past `ttl` stays for the stale windows, so a computed value must
+/// replace it, never give way to it). The in-memory [`Cache`] and, with a store, `StoreCache`
+/// (and the write-behind of an `async fn`) implement it.
+pub trait StampedCache<K, V>: FunctionCache<K, Stamped<V>> {
+    /// Stores `value` for `key`, replacing what is stored; with `over = Some(written)`, only
+    /// over the entry written at `written` (or none): a refresh's write, which a newer write
+    /// overtook when the stored stamp differs (with a near cache, the stored value is then kept
+    /// in this process instead). `end` tracks the write for the invalidations of `key`
+    /// ([`FunctionCache::insert_tracked`]): dropped once it has ended.
+    fn replace(
+        &self,
+        key: K,
+        value: Stamped<V>,
+        over: Option<u64>,
+        end: Option<WriteEnd<K, Stamped<V>>>,
+    );
+}
+
+/// Whether a write of a refresh of the entry written at `over` may replace `current`.
+fn replaces<V>(over: Option<u64>, current: Option<&Stamped<V>>) -> bool {
+    match (over, current) {
+        (Some(over), Some(current)) => current.written == over,
+        _ => true,
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> StampedCache<K, V> for Cache<K, Stamped<V>> {
+    fn replace(
+        &self,
+        key: K,
+        value: Stamped<V>,
+        over: Option<u64>,
+        end: Option<WriteEnd<K, Stamped<V>>>,
+    ) {
+        // In memory, under the flights' lock of the key, where every computation of it stores.
+        if over.is_none() || replaces(over, self.peek(&key).as_ref()) {
+            self.insert(key, value);
+        }
+        drop(end);
+    }
+}
+
+#[cfg(feature = "stores")]
+impl<K, V> StampedCache<K, V> for crate::stores::StoreCache<K, Stamped<V>>
+where
+    K: serde::Serialize + Hash + Eq,
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    fn replace(
+        &self,
+        key: K,
+        value: Stamped<V>,
+        over: Option<u64>,
+        end: Option<WriteEnd<K, Stamped<V>>>,
+    ) {
+        let accept = |current: Option<&Stamped<V>>| replaces(over, current);
+        // Without `over`, nothing is read: a caller's value replaces whatever is stored.
+        self.replace_if(key, value, over.map(|_| accept), end);
+    }
+}
+
+#[cfg(feature = "stores")]
+impl<K, V> StampedCache<K, V> for crate::stores::WriteBehind<'_, K, Stamped<V>>
+where
+    K: serde::Serialize + Hash + Eq + Send + 'static,
+    V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static,
+{
+    /// A caller's write (refreshes never write behind): kept for `flush`, which overwrites.
+    fn replace(
+        &self,
+        key: K,
+        value: Stamped<V>,
+        over: Option<u64>,
+        end: Option<WriteEnd<K, Stamped<V>>>,
+    ) {
+        debug_assert!(
+            over.is_none(),
+            "a refresh writes through its store directly"
+        );
+        match end {
+            Some(end) => self.insert_tracked(key, value, end),
+            None => self.insert_if_absent(key, value),
+        }
+    }
+}
+
+/// What an `async fn` with a store completes into when the `stores` feature is off (the only
+/// error then is the facade's, asking for the feature): the in-memory cache.
+#[cfg(not(feature = "stores"))]
+impl<K: Hash + Eq, V: Clone> StampedCache<K, V> for crate::stored::DirectWrite<'_, K, Stamped<V>> {
+    fn replace(
+        &self,
+        key: K,
+        value: Stamped<V>,
+        over: Option<u64>,
+        end: Option<WriteEnd<K, Stamped<V>>>,
+    ) {
+        let _ = (over, end);
+        self.insert_if_absent(key, value);
+    }
+}
+
 /// The cache of a memo with stamped values as single-flight sees it after a hit past `ttl`
 /// (or, for a refresh, whatever its age): an entry counts as present only while it is younger
 /// than `limit`, and a computed value replaces the one stored.
-pub struct Younger<'a, K, V> {
-    cache: &'a Cache<K, Stamped<V>>,
+pub struct Younger<'a, C> {
+    cache: &'a C,
     fresh: &'a Fresh,
     limit: Duration,
 }
 
-impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Younger<'_, K, V> {
+impl<K, V: Clone, C: StampedCache<K, V>> FunctionCache<K, Stamped<V>> for Younger<'_, C> {
+    const REMOTE: bool = C::REMOTE;
     fn peek(&self, key: &K) -> Option<Stamped<V>> {
         let entry = self.cache.peek(key)?;
         self.fresh.younger(&entry, self.limit).then_some(entry)
     }
     fn insert_if_absent(&self, key: K, value: Stamped<V>) {
-        self.cache.insert(key, value);
+        self.cache.replace(key, value, None, None);
+    }
+    fn insert_tracked(&self, key: K, value: Stamped<V>, end: WriteEnd<K, Stamped<V>>) {
+        self.cache.replace(key, value, None, Some(end));
     }
     fn remove(&self, key: &K) -> bool {
-        self.cache.remove(key).is_some()
+        self.cache.remove(key)
     }
     fn info(&self) -> CacheInfo {
         self.cache.info()
@@ -279,25 +461,29 @@ impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Younger<'_, K, V> 
 }
 
 /// The cache as a refresh of the entry written at `written` stores into it: only over that
-/// entry (or none), under the flights' lock of the key, where every other computation of the
-/// key stores too.
-struct Replacing<'a, K, V> {
-    cache: &'a Cache<K, Stamped<V>>,
+/// entry (or none). In memory under the flights' lock of the key, where every other
+/// computation of the key stores too; in a store, the stored stamp is read first (a write of
+/// another process between that read and the write can still be replaced: there is no
+/// compare-and-set across the stores memo supports).
+struct Replacing<'a, C> {
+    cache: &'a C,
     written: u64,
 }
 
-impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Replacing<'_, K, V> {
+impl<K, V: Clone, C: StampedCache<K, V>> FunctionCache<K, Stamped<V>> for Replacing<'_, C> {
+    const REMOTE: bool = C::REMOTE;
     fn peek(&self, key: &K) -> Option<Stamped<V>> {
         self.cache.peek(key)
     }
     fn insert_if_absent(&self, key: K, value: Stamped<V>) {
-        match self.cache.peek(&key) {
-            Some(current) if current.written != self.written => {}
-            _ => self.cache.insert(key, value),
-        }
+        self.cache.replace(key, value, Some(self.written), None);
+    }
+    fn insert_tracked(&self, key: K, value: Stamped<V>, end: WriteEnd<K, Stamped<V>>) {
+        self.cache
+            .replace(key, value, Some(self.written), Some(end));
     }
     fn remove(&self, key: &K) -> bool {
-        self.cache.remove(key).is_some()
+        self.cache.remove(key)
     }
     fn info(&self) -> CacheInfo {
         self.cache.info()
@@ -307,7 +493,19 @@ impl<K: Hash + Eq, V: Clone> FunctionCache<K, Stamped<V>> for Replacing<'_, K, V
     }
 }
 
-impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
+impl<K, V, C> Memo<K, Stamped<V>, C>
+where
+    C: FunctionCache<K, Stamped<V>>,
+{
+    /// This memo (made with [`Freshness::kept`] params), its values stamped: on the wall clock
+    /// when its cache is outside the process, so that other processes read their ages.
+    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.fresh = Some(Fresh::new(freshness, Clock::coarse(), C::REMOTE));
+        self
+    }
+}
+
+impl<K: Hash + Eq, V: Clone, C: StampedCache<K, V>> Memo<K, Stamped<V>, C> {
     fn fresh_state(&self) -> &Fresh {
         match &self.fresh {
             Some(fresh) => fresh,
@@ -331,10 +529,17 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
     /// [`Flights::complete`](crate::flight::Flights::complete) after a hit past `ttl` or a miss:
     /// an entry past `ttl` is not a late hit, and a computed value replaces it.
     #[inline]
-    pub fn unexpired(&self) -> Younger<'_, K, V> {
+    pub fn unexpired(&self) -> Younger<'_, C> {
+        self.unexpired_in(&self.cache)
+    }
+
+    /// [`Memo::unexpired`] over `cache`, this memo's cache as an `async fn` with a store
+    /// completes into it (its write-behind).
+    #[inline]
+    pub fn unexpired_in<'a, W: StampedCache<K, V>>(&'a self, cache: &'a W) -> Younger<'a, W> {
         let fresh = self.fresh_state();
         Younger {
-            cache: &self.cache,
+            cache,
             fresh,
             limit: fresh.freshness.ttl,
         }
@@ -353,7 +558,8 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
 
     /// Ends a background recomputation of the entry written at `written`: its value replaces
     /// that entry unless the key was invalidated meanwhile or the entry was replaced (by a
-    /// caller's computation, newer than this one: Caffeine's rule); a failure leaves it.
+    /// caller's computation, newer than this one: Caffeine's rule); a failure leaves it. With
+    /// a store, the write is the flight's tracked write (an invalidation waits for it).
     fn refreshed(
         &self,
         leader: crate::flight::Leader<'_, K, Stamped<V>>,
@@ -377,10 +583,11 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
     }
 }
 
-impl<K, V> Memo<K, Stamped<V>>
+impl<K, V, C> Memo<K, Stamped<V>, C>
 where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    C: StampedCache<K, V> + Send + Sync + 'static,
 {
     /// Schedules `body` (the function's body, `None` for an `Err` or a `None`) to recompute
     /// `key` on the refresh threads, unless a computation of `key` is running; never waits.
@@ -403,7 +610,8 @@ where
     }
 
     /// [`Memo::refresh`] for an `async fn`: `body` runs on the caller's tokio runtime (feature
-    /// `tokio`), else on a refresh thread.
+    /// `tokio`), else on a refresh thread. With a store, the write of its value (a blocking
+    /// store call) is then made on a refresh thread, never on the runtime's.
     pub fn refresh_async<F>(&'static self, key: K, of: &Stamped<V>, body: F)
     where
         F: Future<Output = Option<V>> + Send + 'static,
@@ -414,36 +622,142 @@ where
         };
         let task = async move {
             let value = leader.run(Box::pin(body)).await;
-            self.refreshed(leader, written, value);
+            if C::REMOTE && value.is_some() {
+                // Dropped unrun when the queue is full: a failed refresh.
+                submit(Box::new(move || self.refreshed(leader, written, value)));
+            } else {
+                self.refreshed(leader, written, value);
+            }
         };
         spawn(task);
     }
 }
 
-/// [`memo_by_type`](crate::__private::memo_by_type) for a function with these options: its
-/// memo of stamped values, made with `freshness`.
-#[inline]
-pub fn fresh_memo_by_type<T, K, V, S>(
-    caches: &'static crate::memo::TypeCaches,
-    name: impl FnOnce() -> S,
-    tag: crate::__private::Tag<T>,
-    freshness: Freshness,
-    key: std::marker::PhantomData<K>,
-    value: std::marker::PhantomData<V>,
-) -> &'static Memo<K, Stamped<V>>
+/// The memo of a method with these options that keeps its cache in a field of each instance
+/// (`cache_field`): shared with its background refreshes, which may outlive the call and the
+/// instance (their value then goes with the memo). What it is otherwise, it is through `Deref`.
+pub struct FieldMemo<K, V> {
+    shared: Arc<Shared<K, V>>,
+}
+
+struct Shared<K, V> {
+    memo: Memo<K, Stamped<V>>,
+    /// The hashes of the keys whose refresh is queued or running, so that the callers of a
+    /// due entry schedule one (the leader is taken when it runs: a task cannot hold a leader
+    /// borrowed from the memo it owns). A collision only delays the other key's refresh.
+    scheduled: Mutex<std::collections::HashSet<u64>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// A key's mark in [`Shared::scheduled`], removed when the refresh ends (or is dropped unrun).
+struct Scheduled<K, V> {
+    shared: Arc<Shared<K, V>>,
+    hash: u64,
+}
+
+impl<K, V> Drop for Scheduled<K, V> {
+    fn drop(&mut self) {
+        self.shared.scheduled.lock().remove(&self.hash);
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> FieldMemo<K, V> {
+    /// The memo of the method called `name` (see [`Memo::fresh`]).
+    pub fn new(
+        name: impl Into<Box<str>>,
+        params: crate::memo::Params,
+        freshness: Freshness,
+    ) -> Self {
+        FieldMemo {
+            shared: Arc::new(Shared {
+                memo: Memo::fresh(name, params, freshness),
+                scheduled: Mutex::new(std::collections::HashSet::new()),
+                hasher: std::collections::hash_map::RandomState::new(),
+            }),
+        }
+    }
+
+    /// The mark of `key`, unless its refresh is scheduled already.
+    fn schedule(&self, key: &K) -> Option<Scheduled<K, V>> {
+        use std::hash::BuildHasher;
+        let hash = self.shared.hasher.hash_one(key);
+        if !self.shared.scheduled.lock().insert(hash) {
+            return None;
+        }
+        Some(Scheduled {
+            shared: Arc::clone(&self.shared),
+            hash,
+        })
+    }
+}
+
+impl<K, V> std::ops::Deref for FieldMemo<K, V> {
+    type Target = Memo<K, Stamped<V>>;
+    fn deref(&self) -> &Self::Target {
+        &self.shared.memo
+    }
+}
+
+impl<K, V> crate::memo::ErasedMemo for FieldMemo<K, V>
 where
-    T: 'static,
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
-    S: Into<Box<str>>,
 {
-    let _ = (key, value);
-    let make = |params| {
-        let name: Box<str> = name().into();
-        crate::caches::register_generic(caches, &name);
-        Memo::fresh(name, params, freshness)
-    };
-    crate::__private::tagged_memo(caches, make, tag)
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn info(&self) -> CacheInfo {
+        self.shared.memo.info()
+    }
+    fn reset(&self) {
+        self.shared.memo.clear();
+    }
+}
+
+impl<K, V> FieldMemo<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// [`Memo::refresh`] for a memo in a field.
+    pub fn refresh(
+        &self,
+        key: K,
+        of: &Stamped<V>,
+        body: impl FnOnce() -> Option<V> + Send + 'static,
+    ) {
+        let written = of.written;
+        let Some(mark) = self.schedule(&key) else {
+            return;
+        };
+        submit(Box::new(move || {
+            let memo = &mark.shared.memo;
+            let Some(leader) = memo.refresh_leader(key) else {
+                return;
+            };
+            let value = leader.call(body);
+            memo.refreshed(leader, written, value);
+        }));
+    }
+
+    /// [`Memo::refresh_async`] for a memo in a field.
+    pub fn refresh_async<F>(&self, key: K, of: &Stamped<V>, body: F)
+    where
+        F: Future<Output = Option<V>> + Send + 'static,
+    {
+        let written = of.written;
+        let Some(mark) = self.schedule(&key) else {
+            return;
+        };
+        spawn(async move {
+            let memo = &mark.shared.memo;
+            let Some(leader) = memo.refresh_leader(key) else {
+                return;
+            };
+            let value = leader.run(Box::pin(body)).await;
+            memo.refreshed(leader, written, value);
+        });
+    }
 }
 
 /// Runs `task` on the caller's tokio runtime, else on a refresh thread (with the `tokio`

@@ -38,6 +38,7 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
     let (key, value) = (plan.key_type(), plan.value_type());
     let memo_type = plan.memo_of(&key, &value);
     let new_memo = match plan.fresh() {
+        true if plan.options.store.is_some() => plan.fresh_store_memo(plan.params()),
         true => {
             let (name, params, freshness) = (plan.name(), plan.params(), plan.freshness());
             quote!(#memo::__private::Memo::fresh(#name, #params, #freshness))
@@ -180,15 +181,22 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
     let tag = plan.tag();
     let by_type = match plan.options.store {
         Some(_) => {
-            let new_memo = plan.new_memo(quote!(__memo_params));
+            let new_memo = match plan.fresh() {
+                true => plan.fresh_store_memo(quote!(__memo_params)),
+                false => plan.new_memo(quote!(__memo_params)),
+            };
             quote!(#memo::__private::store_memo_by_type(
                 Self::#caches(), || #name, |__memo_params| #new_memo, #tag, #witness_args,
             ))
         }
         None if plan.fresh() => {
             let freshness = plan.freshness();
-            quote!(#memo::__private::fresh_memo_by_type(
-                Self::#caches(), || #name, #tag, #freshness, #witness_args,
+            quote!(#memo::__private::memo_by_type_with(
+                Self::#caches(), || #name,
+                |__memo_name, __memo_params| #memo::__private::Memo::fresh(
+                    __memo_name, __memo_params, #freshness,
+                ),
+                #tag, #witness_args,
             ))
         }
         None => {
@@ -214,6 +222,24 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
         },
         Storage::Field(field) => {
             let field_accessor = plan.hidden("__memo_field");
+            // With `refresh` or a stale window, a memo shared with the background refreshes.
+            let (field_memo, in_field) = match plan.fresh() {
+                true => {
+                    let freshness = plan.freshness();
+                    (
+                        quote!(#memo::__private::FieldMemo<#key, #value>),
+                        quote!(#memo::__private::fresh_memo_in_field::<__MemoOwner, _, _, _>(
+                            Self::#field_accessor(self), || #name, #params, #freshness, #witness_args,
+                        )),
+                    )
+                }
+                false => (
+                    memo_type.clone(),
+                    quote!(#memo::__private::memo_in_field::<__MemoOwner, _, _, _>(
+                        Self::#field_accessor(self), || #name, #params, #witness_args,
+                    )),
+                ),
+            };
             let field_span = quote_spanned!(field.span()=> &self.#field);
             quote! {
                 #attrs
@@ -221,11 +247,9 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
                     #field_span
                 }
                 #attrs
-                fn #accessor #generics(&self, #witness_params) -> &#memo_type #where_clause {
+                fn #accessor #generics(&self, #witness_params) -> &#field_memo #where_clause {
                     struct __MemoOwner;
-                    #memo::__private::memo_in_field::<__MemoOwner, _, _, _>(
-                        Self::#field_accessor(self), || #name, #params, #witness_args,
-                    )
+                    #in_field
                 }
             }
         }

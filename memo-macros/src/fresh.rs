@@ -70,6 +70,14 @@ impl Plan<'_> {
         }
     }
 
+    /// The memo of a function with a store and these options, made from `params`: the store
+    /// keeps its entries for the ttl and the longest window, stamped on the wall clock.
+    pub(crate) fn fresh_store_memo(&self, params: TokenStream) -> TokenStream {
+        let (memo, freshness) = (&self.memo, self.freshness());
+        let kept = self.new_memo(quote!(#freshness.kept(#params)));
+        quote!(#memo::__private::Memo::with_freshness(#kept, #freshness))
+    }
+
     /// The value a `cache_prime` stores: stamped when [`Plan::fresh`].
     pub(crate) fn primed_stored(&self, memo: &Ident, value: TokenStream) -> TokenStream {
         if self.fresh() {
@@ -198,8 +206,7 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     } else {
         quote!(#leader.call(|| #call))
     };
-    let outcome = outcome(plan, locals, &unexpired, stale_answer.as_ref());
-    quote! {
+    let hit_path = quote! {
         #binding
         #stale_slot
         if let ::core::option::Option::Some(#found) = #lookup {
@@ -213,6 +220,18 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             }
         }
         #negative_lookup
+    };
+    if !plan.single_flight {
+        let owned_key = plan
+            .key_expr
+            .is_none()
+            .then(|| quote!(let #key = #refresh_key;));
+        let alone = alone(plan, locals, stale_answer.as_ref());
+        return quote!(#hit_path #owned_key #alone);
+    }
+    let outcome = outcome(plan, locals, &unexpired, stale_answer.as_ref());
+    quote! {
+        #hit_path
         let #unexpired = #memo.unexpired();
         let #leader = match #join {
             #path::__private::Joined::Ready(#found) => #returned
@@ -220,6 +239,83 @@ pub(crate) fn body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             #path::__private::Joined::Lead(#leader) => #leader,
         };
         let #ret = #run;
+        #outcome
+        #ret
+    }
+}
+
+/// `memo.flights.store_since(..)` of a stamped `value` (what `single_flight = false` writes):
+/// for an `async fn` with a store, through a write-behind awaited after it.
+fn stored_since(
+    plan: &Plan<'_>,
+    memo: &Ident,
+    epoch: &Ident,
+    key: &Ident,
+    value: &TokenStream,
+) -> TokenStream {
+    if plan.store_async() {
+        let path = &plan.memo;
+        return quote! {
+            let __memo_write = #path::__private::store_write_behind(&#memo.cache);
+            #memo.flights.store_since(
+                &#memo.unexpired_in(&__memo_write), #epoch, #key, #memo.stamp(#value),
+            );
+            __memo_write.flush().await;
+        };
+    }
+    quote!(#memo.flights.store_since(&#memo.unexpired(), #epoch, #key, #memo.stamp(#value));)
+}
+
+/// Without single-flight (`single_flight = false`): the caller runs the body; its value is
+/// stamped and stored unless an invalidation came meanwhile (the flights' epoch); a failure is
+/// answered by the stale value when there is one, else cached with `err_ttl` / `none_ttl`.
+fn alone(plan: &Plan<'_>, locals: &Locals, stale_answer: Option<&TokenStream>) -> TokenStream {
+    let Locals {
+        memo,
+        key,
+        ret,
+        stored,
+        ..
+    } = locals;
+    let epoch = Ident::new("__memo_epoch", Span::mixed_site());
+    let call = plan.body_call();
+    let call = match plan.function.sig.asyncness {
+        Some(_) => quote!(#call.await),
+        None => call,
+    };
+    let store = stored_since(plan, memo, &epoch, key, &plan.clone_value(stored));
+    let fail = |error: &Ident| {
+        let cached = plan.negative().map(|_| {
+            let failure = plan.negative_failure(error);
+            quote!(#memo.store_failure_since(#epoch, #key, #failure);)
+        });
+        quote!(#stale_answer #cached)
+    };
+    let outcome = match plan.function.output {
+        Output::Plain { .. } => quote!({ let #stored = &#ret; #store }),
+        Output::Result { .. } => {
+            let error = Ident::new("__memo_error", Span::mixed_site());
+            let fail = fail(&error);
+            quote! {
+                match &#ret {
+                    ::core::result::Result::Ok(#stored) => { #store }
+                    ::core::result::Result::Err(#error) => { #fail }
+                }
+            }
+        }
+        Output::Option { .. } => {
+            let fail = fail(&Ident::new("_", Span::call_site()));
+            quote! {
+                match &#ret {
+                    ::core::option::Option::Some(#stored) => { #store }
+                    ::core::option::Option::None => { #fail }
+                }
+            }
+        }
+    };
+    quote! {
+        let #epoch = #memo.flights.epoch();
+        let #ret = #call;
         #outcome
         #ret
     }
@@ -241,7 +337,19 @@ fn outcome(
         ..
     } = locals;
     let clone = plan.clone_value(stored);
-    let complete = quote!(#memo.flights.complete(#leader, &#unexpired, #memo.stamp(#clone)););
+    let complete = if plan.store_async() {
+        // Into the write-behind, awaited once the flight is done (as `Plan::complete_leader`).
+        let path = &plan.memo;
+        quote! {
+            let __memo_write = #path::__private::store_write_behind(&#memo.cache);
+            #memo.flights.complete(
+                #leader, &#memo.unexpired_in(&__memo_write), #memo.stamp(#clone),
+            );
+            __memo_write.flush().await;
+        }
+    } else {
+        quote!(#memo.flights.complete(#leader, &#unexpired, #memo.stamp(#clone));)
+    };
     // A failure answered by the stale value is shared with the waiters (who answer it the same
     // way) and not cached; with `err_ttl` / `none_ttl` any other is cached.
     let fail = |error: &Ident, shared: TokenStream| {

@@ -145,8 +145,11 @@ use proc_macro::TokenStream;
 /// `cache_info()` counts `refreshes` (not calls), `stale_hits` (calls answered by a stale
 /// value, within `hits`) and `stale_errors` (calls answered by a stale value instead of a
 /// failure, within `misses` and `waits`). With `err_ttl` or `none_ttl` too, a failure that a
-/// stale value answers is not cached, any other is. Not supported yet, each a compile error:
-/// `store`, `cache_field` and `single_flight = false`.
+/// stale value answers is not cached, any other is. With `store = ...` the store keeps each
+/// value with its write time (on the wall clock, so every process reads its age) for `ttl`
+/// plus the longest window, and a recomputation writes through the store (with `local = N`, the
+/// near cache too) only over the value it recomputed. They combine with `cache_field` and
+/// `single_flight = false` as well.
 ///
 /// ```
 /// use memo::memoize;

@@ -420,6 +420,11 @@ pub(crate) fn signature_hash(options: &Options, function: &Function) -> u64 {
             text.push_str(&format!(" ignore {name}"));
         }
     }
+    // `refresh` or a stale window: values stored with their write time (`Stamped`), never read
+    // as the plain values of the same function without them, nor the other way round.
+    if options.fresh() {
+        text.push_str(" stamped");
+    }
     fnv1a(text.as_bytes())
 }
 

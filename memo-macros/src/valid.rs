@@ -130,20 +130,17 @@ fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
     }
 }
 
-/// `refresh`, `stale_while_revalidate` and `stale_if_error`: against `ttl`, the return type and
-/// the options and shapes they do not support yet.
+/// `refresh`, `stale_while_revalidate` and `stale_if_error`: against `ttl` and the return type
+/// (they combine with every storage, a store, and `single_flight = false`).
 fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
     let given = [
         ("refresh", &options.refresh),
         ("stale_while_revalidate", &options.stale_while_revalidate),
         ("stale_if_error", &options.stale_if_error),
     ];
-    let Some(name) = given
-        .iter()
-        .find_map(|(name, option)| option.as_ref().map(|_| *name))
-    else {
+    if given.iter().all(|(_, option)| option.is_none()) {
         return;
-    };
+    }
     let mut error = |span, message: String| errors.push(syn::Error::new(span, message));
     let Some(ttl) = &options.ttl else {
         for (name, option) in given {
@@ -179,29 +176,6 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
                 "`stale_if_error` answers an `Err` or a `None` with the stale value; this \
                  function returns neither `Result` nor `Option`: remove `stale_if_error`"
                     .to_owned(),
-            );
-        }
-    }
-    let unsupported = [
-        (options.store.as_ref().map(|o| o.span), "`store = ...`"),
-        (
-            options.cache_field.as_ref().map(|o| o.span),
-            "`cache_field`",
-        ),
-        (
-            options
-                .single_flight
-                .as_ref()
-                .filter(|o| !o.value)
-                .map(|o| o.span),
-            "`single_flight = false`",
-        ),
-    ];
-    for (span, what) in unsupported {
-        if let Some(span) = span {
-            error(
-                span,
-                format!("`{name}` does not combine with {what} yet: remove one of them"),
             );
         }
     }
@@ -561,12 +535,13 @@ mod tests {
                 ttl = "1s",
                 refresh = "500ms",
                 err_ttl = "1s",
+                store = "shared",
+                local = 10,
                 single_flight = false
             ),
             result,
         );
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("does not combine with `single_flight = false`"));
+        assert_eq!(found, Vec::<String>::new());
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct StoreCache<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,
     warned_codec: AtomicBool,
+    /// Whether a stored value that does not decode was reported (once per function).
+    warned_decode: AtomicBool,
     refusals: Arc<Refusals>,
     /// Keys whose cross-process lock this process holds while it computes them.
     locked: Mutex<HashSet<String>>,
@@ -114,6 +116,7 @@ impl<K, V> StoreCache<K, V> {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             warned_codec: AtomicBool::new(false),
+            warned_decode: AtomicBool::new(false),
             refusals: Arc::default(),
             locked: Mutex::new(HashSet::new()),
             near: None,
@@ -456,9 +459,16 @@ where
             Waited::Found(bytes) => match store.format.decode(bytes) {
                 Ok(value) => Some(value),
                 Err(error) => {
-                    // Another format, another type, a corrupted value: a miss, overwritten later.
-                    tracing::debug!(store = %store.name, function = %self.path, %error,
-                        "stored value does not decode; treating it as a miss");
+                    // Another format, another type, a corrupted value: a miss, overwritten later;
+                    // said once per function, then at debug level.
+                    if !self.warned_decode.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(store = %store.name, function = %self.path, %error,
+                            "a value stored for `{}` does not decode; such lookups are misses \
+                             (the function runs and overwrites it)", self.path);
+                    } else {
+                        tracing::debug!(store = %store.name, function = %self.path, %error,
+                            "stored value does not decode; treating it as a miss");
+                    }
                     None
                 }
             },
@@ -1034,6 +1044,51 @@ where
         if queued {
             reply.await;
         }
+    }
+}
+
+// Refresh-ahead and stale windows (`refresh.rs`): their values replace what is stored, and a
+// refresh's only over the value it refreshed.
+impl<K, V> StoreCache<K, V>
+where
+    K: Serialize + Hash + Eq,
+    V: Serialize + DeserializeOwned + Clone,
+{
+    /// Stores `value` for `key`, replacing what is stored (in memory too), as the write that
+    /// `end` tracks if any; with `accept`, only if it accepts the value stored now (read from
+    /// the store, not the near cache), which is otherwise kept in the near cache. Not an API.
+    #[doc(hidden)]
+    pub fn replace_if(
+        &self,
+        key: K,
+        value: V,
+        accept: Option<impl FnOnce(Option<&V>) -> bool>,
+        end: Option<crate::flight::WriteEnd<K, V>>,
+    ) {
+        let (store, namespace) = match self.backing() {
+            Backing::Memory(cache) => {
+                if accept.is_none_or(|accept| accept(cache.peek(&key).as_ref())) {
+                    cache.insert(key, value);
+                }
+                return;
+            }
+            Backing::Store { store, namespace } => (store, namespace),
+        };
+        if let Some(accept) = accept {
+            let born = near::stamp();
+            let current = self.fetch(store, namespace, &key);
+            if !accept(current.as_ref()) {
+                let near = self.near_layer();
+                if let (Some((near, state)), Some(current)) = (near, current) {
+                    if let Ok(item) = key::item(namespace, &key) {
+                        self.keep(near, state, key, current, born, &item, None);
+                    }
+                }
+                return;
+            }
+        }
+        let ticket = end.as_ref().map(|end| end as &dyn Pending);
+        self.put_keeping_tracked(store, namespace, key, value, ticket);
     }
 }
 
