@@ -375,9 +375,24 @@ impl<K, V> Shard<K, V> {
                 self.free_unannounced(w, &announced, dropped);
             }
         }
-        if !w.old_tables.is_empty() {
-            w.old_tables
-                .retain(|(snapshot, _)| !self.stripes.passed(snapshot));
+        self.free_old_tables(w);
+    }
+
+    /// Frees the replaced index tables that no reader can be in any more.
+    fn free_old_tables(&self, w: &mut Writer) {
+        if w.old_tables.is_empty() {
+            return;
+        }
+        for (_, table) in w
+            .old_tables
+            .extract_if(.., |(snapshot, _)| self.stripes.passed(snapshot))
+        {
+            // Tests keep a freed table, its buckets poisoned, so that a reader still probing
+            // it fails instead of reading freed memory unnoticed.
+            #[cfg(test)]
+            Box::leak(table).poison();
+            #[cfg(not(test))]
+            drop(table);
         }
     }
 
@@ -436,6 +451,9 @@ impl<K, V> Shard<K, V> {
         // from the shard; readers that loaded it before the swap are covered by the snapshot.
         let old = unsafe { Box::from_raw(old) };
         w.old_tables.push((self.stripes.snapshot(), old));
+        // Freed at once unless a reader was inside at the swap (else every table a growing
+        // shard replaced stayed until its next reclaim: 5.6 of 47.7 bytes per entry at 1M).
+        self.free_old_tables(w);
     }
 }
 
@@ -558,8 +576,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             w.retire(id, hash32, RemovalCause::Cleared);
         }
         w.live.iter_mut().for_each(|word| *word = 0);
-        w.old_tables
-            .retain(|(snapshot, _)| !self.stripes.passed(snapshot));
+        self.free_old_tables(w);
         let small = Table::with_capacity(w.capacity.min(INITIAL_TABLE));
         if w.old_tables.is_empty() && small.buckets() < table.buckets() {
             self.swap_table(w, small);

@@ -13,6 +13,11 @@ use super::sync::{AtomicU64, Ordering};
 /// An empty bucket; occupied ones hold `hash32 << 32 | (id + 1)`, never zero.
 const EMPTY: u64 = 0;
 
+/// What a freed table's buckets hold in tests (the id it names, `u32::MAX - 1`, is never handed
+/// out): a reader that finds it probed a table after it was freed.
+#[cfg(test)]
+const POISON: u64 = u64::MAX;
+
 #[inline]
 fn pack(hash: u64, id: u32) -> u64 {
     (u64::from(hash as u32) << 32) | (u64::from(id) + 1)
@@ -83,6 +88,8 @@ impl Table {
         for _ in 0..self.buckets.len() {
             // SeqCst pairs with the fence a writer issues before reusing slots (see stripe.rs).
             let bucket = self.buckets[i].load(Ordering::SeqCst);
+            #[cfg(test)]
+            assert_ne!(bucket, POISON, "a reader probed a freed index table");
             if bucket == EMPTY {
                 break;
             }
@@ -190,6 +197,14 @@ impl Table {
             }
         }
         self.version.store(version + 2, Ordering::Release);
+    }
+
+    /// Marks every bucket freed (tests: see `Shard::free_old_tables`).
+    #[cfg(test)]
+    pub(crate) fn poison(&self) {
+        for bucket in self.buckets.iter() {
+            bucket.store(POISON, Ordering::SeqCst);
+        }
     }
 
     /// How many buckets the table has.
