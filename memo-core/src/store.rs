@@ -512,6 +512,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
             .sum()
     }
 
+    /// How many buckets the shards' indexes have (tests only).
+    #[cfg(test)]
+    pub(crate) fn index_buckets(&self) -> usize {
+        self.shards.iter().map(|s| s.index_buckets()).sum()
+    }
+
     /// How many slots the shards have handed out (tests only): what the cache's storage holds.
     #[cfg(test)]
     pub(crate) fn slots_handed_out(&self) -> usize {
