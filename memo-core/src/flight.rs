@@ -71,10 +71,10 @@ pub trait FunctionCache<K, V> {
     fn peek(&self, key: &K) -> Option<V>;
     /// Stores `value` for `key` after a miss.
     fn insert_if_absent(&self, key: K, value: V);
-    /// [`peek`](FunctionCache::peek) of a key whose hash is `hash`, by a hasher whose
-    /// [`stamp`] is `stamp`: a cache that hashes with that same hasher uses `hash` instead of
-    /// hashing the key again (single-flight hashes a miss's key once). By default `hash` is
-    /// ignored.
+    /// [`peek`](FunctionCache::peek) of a key whose hash is `hash`, by a hasher whose stamp
+    /// (its hash of a fixed value) is `stamp`: a cache that hashes with that same hasher uses
+    /// `hash` instead of hashing the key again (single-flight hashes a miss's key once). By
+    /// default `hash` is ignored.
     #[inline]
     fn peek_hashed(&self, stamp: u64, hash: u64, key: &K) -> Option<V> {
         let _ = (stamp, hash);
