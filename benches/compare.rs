@@ -26,7 +26,8 @@
 //! `MEMO_BENCH_QUICK=1 cargo bench -p memo-benches --bench compare` (or `-- --quick`) is a smoke run of a few
 //! seconds; so is running the binary without cargo bench's `--bench` flag (as `cargo test` does).
 //! `MEMO_BENCH_ONLY=hit,zipf` runs only the workloads whose names contain one of the words
-//! (`memory` for the memory rows).
+//! (`memory` for the memory rows); `MEMO_BENCH_CACHES=memoize(maxsize = N)` only the caches whose
+//! names contain one of the words (and the baseline).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
@@ -962,6 +963,19 @@ fn main() {
         entry::<QuickCache>(),
         entry::<Lru>(),
     ];
+    // `MEMO_BENCH_CACHES=memo,lru`: only the caches whose names contain one of the words (and
+    // the baseline), e.g. to profile one of them.
+    let caches: Vec<String> = std::env::var("MEMO_BENCH_CACHES")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            *i == 0 || caches.is_empty() || caches.iter().any(|c| e.name.contains(c.as_str()))
+        })
+        .map(|(_, e)| e)
+        .collect();
     let only: Vec<String> = std::env::var("MEMO_BENCH_ONLY")
         .map(|v| v.split(',').map(str::to_string).collect())
         .unwrap_or_default();

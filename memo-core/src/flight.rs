@@ -71,6 +71,22 @@ pub trait FunctionCache<K, V> {
     fn peek(&self, key: &K) -> Option<V>;
     /// Stores `value` for `key` after a miss.
     fn insert_if_absent(&self, key: K, value: V);
+    /// [`peek`](FunctionCache::peek) of a key whose hash is `hash`, by a hasher whose stamp
+    /// (its hash of a fixed value) is `stamp`: a cache that hashes with that same hasher uses
+    /// `hash` instead of hashing the key again (single-flight hashes a miss's key once). By
+    /// default `hash` is ignored.
+    #[inline]
+    fn peek_hashed(&self, stamp: u64, hash: u64, key: &K) -> Option<V> {
+        let _ = (stamp, hash);
+        self.peek(key)
+    }
+    /// [`insert_if_absent`](FunctionCache::insert_if_absent) of a key whose hash is `hash`, as
+    /// for [`peek_hashed`](FunctionCache::peek_hashed).
+    #[inline]
+    fn insert_if_absent_hashed(&self, stamp: u64, hash: u64, key: K, value: V) {
+        let _ = (stamp, hash);
+        self.insert_if_absent(key, value);
+    }
     /// Stores `value` for `key` after a miss, in a cache outside the process: `end` lives
     /// until the write has ended (invalidations of the key wait for it meanwhile) and says
     /// whether the write was cancelled ([`WriteEnd::cancelled`]). By default written at once,
@@ -123,6 +139,8 @@ pub struct Flights<K, V> {
     /// shards), read without a lock by the callers that compute without single-flight.
     epoch: AtomicU64,
     hasher: DefaultHashBuilder,
+    /// [`stamp`] of `hasher`: what tells a cache that hashes alike to use the hashes it gets.
+    stamp: u64,
     /// What a miss accounts for; everything but in `benches/single_flight.rs`.
     accounting: Accounting,
 }
@@ -192,6 +210,22 @@ impl<K, V> Table<K, V> {
 /// How long an invalidation waits at most for a write of its key to a store outside the process
 /// (four times a store's default timeout of 250 ms); past it, see [`WriteEnd::cancelled`].
 pub const REMOTE_WRITE_WAIT: Duration = Duration::from_secs(1);
+
+/// What names a hasher in [`FunctionCache::peek_hashed`]: the hash of a fixed value, equal for
+/// two hashers (with 2^-64 odds of a false match) exactly when they hash alike.
+#[inline]
+pub fn stamp<S: BuildHasher>(hasher: &S) -> u64 {
+    hasher.hash_one(0x6d65_6d6f_5f73_7461_u64)
+}
+
+/// The shard among `shards` (a power of two) of the keys with hash `hash`: its high 32 bits
+/// (hashbrown uses the low ones and the top seven), mixed first, as `Cache` picks its shards
+/// (the default hasher's bits 32.. alone can put most small integer keys in one shard).
+#[inline]
+fn shard_of(hash: u64, shards: usize) -> usize {
+    let mixed = (hash >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    mixed as usize & (shards - 1)
+}
 
 /// The number of shards of every table: a few per core, so that two threads rarely share one.
 fn shard_count() -> usize {
@@ -437,6 +471,12 @@ impl FlightCounts {
 impl<K, V> Flights<K, V> {
     /// An empty table for the function called `name` (named in the recursion panic).
     pub fn new(name: impl Into<Box<str>>) -> Self {
+        Self::with_hasher(name, DefaultHashBuilder::default())
+    }
+
+    /// [`Flights::new`] hashing keys with `hasher`: given the hasher of the function's cache, a
+    /// miss hashes its key once for the table, the cache's second look and its insert.
+    pub fn with_hasher(name: impl Into<Box<str>>, hasher: DefaultHashBuilder) -> Self {
         let name: Box<str> = name.into();
         let shards = (0..shard_count())
             .map(|_| Shard {
@@ -451,12 +491,18 @@ impl<K, V> Flights<K, V> {
             name: name.into(),
             shards,
             epoch: AtomicU64::new(0),
-            hasher: DefaultHashBuilder::default(),
+            stamp: stamp(&hasher),
+            hasher,
             accounting: Accounting {
                 load_time: true,
                 waits_and_cycles: true,
             },
         }
+    }
+
+    /// The hasher of the keys (the function's cache's, from [`Flights::with_hasher`]).
+    pub(crate) fn hasher(&self) -> &DefaultHashBuilder {
+        &self.hasher
     }
 
     /// This table with some of a miss's bookkeeping off: `load_time`'s two clock reads per
@@ -472,8 +518,7 @@ impl<K, V> Flights<K, V> {
         self
     }
 
-    /// The shard of the keys with hash `hash` (its high bits: hashbrown uses the low ones and
-    /// the top seven).
+    /// The shard of the keys with hash `hash` ([`shard_of`]).
     #[inline]
     fn shard(&self, hash: u64) -> &Shard<K, V> {
         &self.shards[self.shard_index(hash)]
@@ -481,7 +526,7 @@ impl<K, V> Flights<K, V> {
 
     #[inline]
     fn shard_index(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize) & (self.shards.len() - 1)
+        shard_of(hash, self.shards.len())
     }
 
     /// How many keys are being computed right now.
@@ -828,7 +873,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let key = probe.into_key();
         // A leader that finished between this caller's miss and now stored its value first.
         if !C::REMOTE {
-            if let Some(value) = cache.peek(&key) {
+            if let Some(value) = cache.peek_hashed(self.stamp, hash, &key) {
                 shard.late_hits.fetch_add(1, Ordering::Relaxed);
                 return Step::Joined(Joined::Ready(value));
             }
@@ -886,7 +931,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         // finds no flight finds the value when it checks the cache again; an invalidation either marked the entry stale first or removes the value
         // after.
         if let (false, Some(key)) = (entry.stale, entry.key) {
-            cache.insert_if_absent(key, value);
+            cache.insert_if_absent_hashed(self.stamp, hash, key, value);
         }
         drop(table);
         if let Some((flight, value)) = shared {
@@ -1018,7 +1063,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             return;
         }
         if !C::REMOTE {
-            cache.insert_if_absent(key, value);
+            cache.insert_if_absent_hashed(self.stamp, hash, key, value);
             return;
         }
         // Written without the lock, as a leader's value, an entry saying so meanwhile.
@@ -1473,6 +1518,96 @@ mod tests {
             }
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn the_shard_index_mixes_the_high_bits_of_the_hash() {
+        // Bits 32..40 constant (what the default hasher's seed sometimes did to small integer
+        // keys), the bits above them varying: the keys must still spread over the shards.
+        let shards = 16;
+        let mut used = vec![0usize; shards];
+        for k in 0..64u64 {
+            let hash = (k << 40) | 0x55_0000_0000 | k.wrapping_mul(0x9e37_79b9);
+            used[shard_of(hash, shards)] += 1;
+        }
+        let busiest = used.iter().copied().max().unwrap_or(0);
+        let empty = used.iter().filter(|&&n| n == 0).count();
+        assert!(
+            busiest <= 12 && empty <= 4,
+            "64 keys over 16 shards: {used:?}"
+        );
+    }
+
+    /// A key that counts how often it is hashed (on this thread).
+    #[derive(Clone, PartialEq, Eq, Debug)]
+    struct Counted(u32);
+
+    thread_local! {
+        static HASHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    impl Hash for Counted {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            HASHED.with(|n| n.set(n.get() + 1));
+            self.0.hash(state);
+        }
+    }
+
+    #[test]
+    fn a_memoized_miss_hashes_its_key_once_for_the_flights_and_the_cache() {
+        let memo: crate::memo::Memo<Counted, u32> = crate::memo::Memo::new(
+            "f",
+            crate::memo::Params {
+                maxsize: Some(8),
+                ttl: None,
+                ttl_jitter: 0.0,
+                policy: crate::Policy::Lru,
+                negative_ttl: None,
+            },
+        );
+        for k in 0..20u32 {
+            HASHED.with(|n| n.set(0));
+            // The generated code: a lookup (one hash), then the flights (one more), whose
+            // second look and insert reuse the flights' hash.
+            assert_eq!(memo.cache.get(&Counted(k)), None);
+            let Joined::Lead(leader) = memo.flights.join_owned(&memo.cache, Counted(k)) else {
+                panic!("nobody else computes {k}");
+            };
+            memo.flights.complete(leader, &memo.cache, k * 2);
+            // Eviction hashes the victim's key once more (from the 9th key on).
+            let evicted = usize::from(k >= 8);
+            assert_eq!(HASHED.with(|n| n.get()), 2 + evicted, "key {k}");
+            assert_eq!(memo.cache.get(&Counted(k)), Some(k * 2));
+            memo.cache.validate();
+        }
+    }
+
+    #[test]
+    fn a_hash_by_another_hasher_is_not_used() {
+        // Flights with a hasher of their own (as `Memo::with_cache` makes them) and a cache
+        // with another: the cache hashes the key itself, so every value is found again and
+        // indexed under its own hash.
+        let (flights, cache) = (Flights::new("f"), cache());
+        for k in 0..40 {
+            assert_eq!(
+                call(&flights, &cache, k, || format!("v{k}")),
+                format!("v{k}")
+            );
+            assert_eq!(cache.get(&k), Some(format!("v{k}")));
+        }
+        cache.validate();
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let flights = Flights::with_hasher("f", hasher.clone());
+        let same: Cache<u32, String> = Cache::builder().maxsize(16).hasher(hasher).build().unwrap();
+        assert!(same.hashes_like(flights.stamp) && !cache.hashes_like(flights.stamp));
+        for k in 0..40 {
+            assert_eq!(
+                call(&flights, &same, k, || format!("w{k}")),
+                format!("w{k}")
+            );
+            assert_eq!(same.get(&k), Some(format!("w{k}")));
+        }
+        same.validate();
     }
 
     #[test]

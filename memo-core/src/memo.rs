@@ -40,6 +40,22 @@ impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for Cache<K, V> {
         Cache::insert_if_absent(self, key, value);
     }
     #[inline]
+    fn peek_hashed(&self, stamp: u64, hash: u64, key: &K) -> Option<V> {
+        if self.hashes_like(stamp) {
+            self.peek_with_hash(hash, key)
+        } else {
+            Cache::peek(self, key)
+        }
+    }
+    #[inline]
+    fn insert_if_absent_hashed(&self, stamp: u64, hash: u64, key: K, value: V) {
+        if self.hashes_like(stamp) {
+            self.insert_if_absent_with_hash(hash, key, value);
+        } else {
+            Cache::insert_if_absent(self, key, value);
+        }
+    }
+    #[inline]
     fn remove(&self, key: &K) -> bool {
         Cache::remove(self, key).is_some()
     }
@@ -175,10 +191,12 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     /// The cache of the function called `name`, with the options the macro checked.
     pub fn new(name: impl Into<Box<str>>, params: Params) -> Self {
         // Infallible: a panic here would poison the function's static for good.
-        let cache = Self::builder(params).build_clamped();
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        // One hasher for both: a miss hashes its key once for the flights and the cache.
+        let cache = Self::builder(params).hasher(hasher.clone()).build_clamped();
         Memo {
             cache,
-            flights: Flights::new(name),
+            flights: Flights::with_hasher(name, hasher),
             negative: None,
             fresh: None,
         }
@@ -200,6 +218,7 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         V: 'static,
     {
         memo.cache = Self::builder(params)
+            .hasher(memo.flights.hasher().clone())
             .weigher(move |_, v| weigh(v))
             .max_weight(max_weight)
             .build_clamped();

@@ -11,6 +11,7 @@ use crate::concurrent::{OnPresent, Shard, ShardConfig};
 use crate::options::{CacheBuilder, Weigher};
 use crate::stats::Counters;
 use crate::{CacheInfo, Clock, Policy};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A concurrent, bounded, optionally expiring map from keys to cloneable values.
 ///
@@ -46,6 +47,9 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     maxsize: Option<usize>,
     ttl: Option<Duration>,
     policy: Policy,
+    /// `flight::stamp(&hasher)` once computed (0: not yet): what [`Cache::hashes_like`]
+    /// compares.
+    stamp: AtomicU64,
 }
 
 impl<K, V> Cache<K, V> {
@@ -126,6 +130,7 @@ impl<K, V, S> Cache<K, V, S> {
             maxsize: b.maxsize,
             ttl: b.ttl,
             policy: b.policy,
+            stamp: AtomicU64::new(0),
         }
     }
 
@@ -294,6 +299,36 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         self.shard(hash).get(&self.hasher, hash, is_match, now)
     }
 
+    /// Whether this cache's hasher has [`flight::stamp`](crate::flight::stamp) `stamp`: then a
+    /// hash made by the hasher so named is this cache's hash of the same key.
+    #[inline]
+    pub(crate) fn hashes_like(&self, stamp: u64) -> bool {
+        let mut known = self.stamp.load(Ordering::Relaxed);
+        if known == 0 {
+            // A stamp of 0 is taken as 1: 0 means "not computed yet".
+            known = crate::flight::stamp(&self.hasher).max(1);
+            self.stamp.store(known, Ordering::Relaxed);
+        }
+        known == stamp.max(1)
+    }
+
+    /// [`peek`](Cache::peek) of `key`, whose hash by this cache's hasher is `hash`.
+    #[inline]
+    pub(crate) fn peek_with_hash(&self, hash: u64, key: &K) -> Option<V>
+    where
+        V: Clone,
+    {
+        let now = self.now();
+        self.shard(hash).peek(hash, |k| k == key, now, V::clone)
+    }
+
+    /// [`insert_if_absent`](Cache::insert_if_absent) of `key`, whose hash by this cache's
+    /// hasher is `hash`.
+    #[inline]
+    pub(crate) fn insert_if_absent_with_hash(&self, hash: u64, key: K, value: V) {
+        self.insert_hashed(hash, key, value, OnPresent::Keep);
+    }
+
     /// The value for `key` without counting a hit or a miss and without touching the policy.
     ///
     /// ```
@@ -364,6 +399,11 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
 
     fn insert_with(&self, key: K, value: V, on_present: OnPresent) {
         let hash = self.hasher.hash_one(&key);
+        self.insert_hashed(hash, key, value, on_present);
+    }
+
+    #[inline]
+    fn insert_hashed(&self, hash: u64, key: K, value: V, on_present: OnPresent) {
         let now = self.now();
         // User code, before the lock: the weigher.
         let weight = match &self.weigher {
@@ -470,6 +510,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
             .iter()
             .map(|s| s.weight(&self.hasher, now))
             .sum()
+    }
+
+    /// How many buckets the shards' indexes have (tests only).
+    #[cfg(test)]
+    pub(crate) fn index_buckets(&self) -> usize {
+        self.shards.iter().map(|s| s.index_buckets()).sum()
     }
 
     /// How many slots the shards have handed out (tests only): what the cache's storage holds.

@@ -13,6 +13,11 @@ use super::sync::{AtomicU64, Ordering};
 /// An empty bucket; occupied ones hold `hash32 << 32 | (id + 1)`, never zero.
 const EMPTY: u64 = 0;
 
+/// What a freed table's buckets hold in tests (the id it names, `u32::MAX - 1`, is never handed
+/// out): a reader that finds it probed a table after it was freed.
+#[cfg(test)]
+const POISON: u64 = u64::MAX;
+
 #[inline]
 fn pack(hash: u64, id: u32) -> u64 {
     (u64::from(hash as u32) << 32) | (u64::from(id) + 1)
@@ -24,7 +29,6 @@ fn id_of(bucket: u64) -> u32 {
 }
 
 pub(crate) struct Table {
-    mask: usize,
     buckets: Box<[AtomicU64]>,
     /// Even when no removal is shifting buckets, odd while one is.
     version: AtomicU64,
@@ -49,13 +53,33 @@ pub(crate) enum Probe {
 }
 
 impl Table {
-    /// A table with room for `entries` at a load factor of at most 3/4.
+    /// A table with room for `entries` at a load factor of at most 3/4, in a power of two of
+    /// buckets (so usually sparser: a growing table doubles).
     pub(crate) fn with_capacity(entries: usize) -> Self {
-        let buckets = (entries.saturating_mul(4) / 3 + 1)
+        Self::of_buckets(Self::sparse_buckets(entries))
+    }
+
+    /// The buckets of [`Table::with_capacity`]`(entries)`.
+    pub(crate) fn sparse_buckets(entries: usize) -> usize {
+        (entries.saturating_mul(4) / 3 + 1)
             .next_power_of_two()
-            .max(8);
+            .max(8)
+    }
+
+    /// The buckets of [`Table::exactly`]`(entries)`.
+    pub(crate) fn exact_buckets(entries: usize) -> usize {
+        (entries.saturating_mul(4) / 3).saturating_add(2).max(8)
+    }
+
+    /// A table with room for `entries` at a load factor just under 3/4, in as few buckets as
+    /// that takes: the last table of a large shard that reached its capacity (a power of two
+    /// could leave it at a load of 3/8, 8 more bytes per entry).
+    pub(crate) fn exactly(entries: usize) -> Self {
+        Self::of_buckets(Self::exact_buckets(entries))
+    }
+
+    fn of_buckets(buckets: usize) -> Self {
         Table {
-            mask: buckets - 1,
             buckets: (0..buckets).map(|_| AtomicU64::new(EMPTY)).collect(),
             version: AtomicU64::new(0),
         }
@@ -63,7 +87,24 @@ impl Table {
 
     /// How many entries fit before the table must grow.
     pub(crate) fn limit(&self) -> usize {
-        self.buckets.len() / 4 * 3
+        self.buckets.len() * 3 / 4
+    }
+
+    /// The first bucket of the probe run of `hash` (its low 32 bits): their fraction of the
+    /// table (a multiply, so any number of buckets works).
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        ((u64::from(hash as u32) * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    /// The bucket after `i`, wrapping around.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.buckets.len() {
+            0
+        } else {
+            i + 1
+        }
     }
 
     /// The slot id stored under `hash` that `visit` accepts. Lock-free; `visit` gets each
@@ -79,10 +120,12 @@ impl Table {
             return Probe::Retry;
         }
         let tag = u64::from(hash as u32);
-        let mut i = hash as usize & self.mask;
+        let mut i = self.home(hash);
         for _ in 0..self.buckets.len() {
             // SeqCst pairs with the fence a writer issues before reusing slots (see stripe.rs).
             let bucket = self.buckets[i].load(Ordering::SeqCst);
+            #[cfg(test)]
+            assert_ne!(bucket, POISON, "a reader probed a freed index table");
             if bucket == EMPTY {
                 break;
             }
@@ -93,7 +136,7 @@ impl Table {
                     Visit::Moved => return Probe::Retry,
                 }
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         // Absent, unless a removal shifted the run under us.
         if self.version.load(Ordering::SeqCst) == version {
@@ -112,7 +155,7 @@ impl Table {
 
     fn position(&self, hash: u64, mut is_match: impl FnMut(u64) -> bool) -> Option<usize> {
         let tag = u64::from(hash as u32);
-        let mut i = hash as usize & self.mask;
+        let mut i = self.home(hash);
         loop {
             let bucket = self.buckets[i].load(Ordering::Relaxed);
             if bucket == EMPTY {
@@ -121,16 +164,16 @@ impl Table {
             if bucket >> 32 == tag && is_match(bucket) {
                 return Some(i);
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
     }
 
     /// Adds `id` under `hash` (not present yet). Writers only; the caller keeps the load under
     /// `limit()`. The release store publishes the slot's contents written before.
     pub(crate) fn insert(&self, hash: u64, id: u32) {
-        let mut i = hash as usize & self.mask;
+        let mut i = self.home(hash);
         while self.buckets[i].load(Ordering::Relaxed) != EMPTY {
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
         self.buckets[i].store(pack(hash, id), Ordering::Release);
     }
@@ -157,12 +200,12 @@ impl Table {
         super::sync::fence(Ordering::Release);
         let mut j = hole;
         loop {
-            j = (j + 1) & self.mask;
+            j = self.next(j);
             let bucket = self.buckets[j].load(Ordering::Relaxed);
             if bucket == EMPTY {
                 break;
             }
-            let home = (bucket >> 32) as usize & self.mask;
+            let home = self.home(bucket >> 32);
             // Move `j` into the hole unless its home lies cyclically in (hole, j].
             let stays = if hole <= j {
                 hole < home && home <= j
@@ -192,6 +235,14 @@ impl Table {
         self.version.store(version + 2, Ordering::Release);
     }
 
+    /// Marks every bucket freed (tests: see `Shard::free_old_tables`).
+    #[cfg(test)]
+    pub(crate) fn poison(&self) {
+        for bucket in self.buckets.iter() {
+            bucket.store(POISON, Ordering::SeqCst);
+        }
+    }
+
     /// How many buckets the table has.
     pub(crate) fn buckets(&self) -> usize {
         self.buckets.len()
@@ -205,9 +256,14 @@ impl Table {
         })
     }
 
-    /// A copy with room for `entries`, holding the same ids. Writers only.
-    pub(crate) fn grown(&self, entries: usize) -> Table {
-        let table = Table::with_capacity(entries);
+    /// A copy with room for `entries` ([`Table::exactly`] that many if `exact`), holding the
+    /// same ids. Writers only.
+    pub(crate) fn grown(&self, entries: usize, exact: bool) -> Table {
+        let table = if exact {
+            Table::exactly(entries)
+        } else {
+            Table::with_capacity(entries)
+        };
         for (hash32, id) in self.entries() {
             table.insert(hash32, id);
         }
@@ -233,17 +289,27 @@ mod tests {
         matches!(table.probe(hash, visit), Probe::Found(i) if i == id)
     }
 
-    /// Random inserts and removals with colliding hashes against a HashMap model.
+    /// Random inserts and removals with colliding hashes against a HashMap model, in a table
+    /// of a power of two of buckets and in one of 66.
     #[test]
     fn removal_keeps_every_other_entry_reachable() {
+        removal_keeps_every_other_entry_reachable_in(Table::with_capacity(48));
+        let exact = Table::exactly(48);
+        assert_eq!((exact.buckets(), exact.limit()), (66, 49));
+        removal_keeps_every_other_entry_reachable_in(exact);
+    }
+
+    fn removal_keeps_every_other_entry_reachable_in(table: Table) {
         let mut rng = StdRng::seed_from_u64(7);
-        let table = Table::with_capacity(48);
         let mut model: HashMap<u32, u64> = HashMap::new();
         let mut next = 0u32;
         for _ in 0..20_000 {
             if model.len() < 48 && rng.gen_bool(0.55) {
-                // Few distinct low bits: long probe runs that wrap around the end.
-                let hash = rng.gen_range(0..16u64) * 4 + 60 + (rng.gen::<u64>() << 32);
+                // Few distinct homes near the end (the high bits of the low 32): long probe
+                // runs that wrap around it.
+                let hash =
+                    (0xF000_0000 + rng.gen_range(0..16u64) * 0x00C0_0000 + rng.gen_range(0..4u64))
+                        | (rng.gen::<u64>() << 32);
                 table.insert(hash, next);
                 model.insert(next, hash);
                 next += 1;
@@ -267,7 +333,7 @@ mod tests {
         }
         table.replace(0x9E37_79B9, 1, 100);
         assert!(found(&table, 0x9E37_79B9, 100) && !found(&table, 0x9E37_79B9, 1));
-        let grown = table.grown(1000);
+        let grown = table.grown(1000, false);
         assert!(grown.limit() >= 1000);
         assert!(found(&grown, 0x9E37_79B9, 100));
         for id in [0, 2, 3, 4, 5u32] {

@@ -211,3 +211,26 @@ fn the_shard_index_mixes_the_high_bits_of_the_hash() {
         "20 keys over 4 shards of 16"
     );
 }
+
+/// A large shard's last index is sized for its capacity (a load just under 3/4), not the next
+/// power of two (which left 1M entries at a load of 0.48: 8 more bytes each); a small one keeps
+/// its sparser power of two.
+#[test]
+fn a_full_large_shard_has_an_index_sized_for_its_capacity() {
+    let large: Cache<u32, u32> = Cache::new(100_000);
+    for k in 0..100_000 {
+        large.insert(k, k);
+    }
+    assert_eq!(large.index_buckets(), 100_000 * 4 / 3 + 2);
+    large.validate();
+    for k in 100_000..150_000 {
+        large.insert(k, k);
+    }
+    assert_eq!((large.len(), large.get(&149_999)), (100_000, Some(149_999)));
+    large.validate();
+    let small: Cache<u32, u32> = Cache::new(10_000);
+    for k in 0..10_000 {
+        small.insert(k, k);
+    }
+    assert_eq!(small.index_buckets(), 32_768, "where its doubling got to");
+}

@@ -184,6 +184,40 @@ fn shuttle_a_growing_index_and_a_reader() {
     );
 }
 
+/// A replaced index table is freed at once only when no reader was inside at the swap: a
+/// reader probing the old table while the writer grows it must find it intact (tests poison a
+/// freed table's buckets, and a probe that meets the poison fails).
+#[test]
+fn shuttle_a_reader_in_a_replaced_table_keeps_it() {
+    shuttle::check_pct(
+        || {
+            let cache: Arc<Cache<u32, Tracked>> =
+                Arc::new(Cache::builder().maxsize(None).shards(1).build().unwrap());
+            // The first table holds 96 entries: the 97th insert replaces it.
+            for key in 0..96u32 {
+                cache.insert(key, Tracked::new(key));
+            }
+            let reader = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    for key in [5u32, 200, 90, 201, 40, 202] {
+                        if let Some(v) = cache.get(&key) {
+                            assert_eq!(v.key, key);
+                        }
+                    }
+                })
+            };
+            for key in 96..100u32 {
+                cache.insert(key, Tracked::new(key));
+            }
+            reader.join().unwrap();
+            cache.validate();
+        },
+        500,
+        3,
+    );
+}
+
 /// Hashes every key to the same 32 low bits (and distinct high ones): a lookup's first candidate
 /// is often another key, so readers take the path that announces a second slot.
 #[derive(Clone, Default)]
