@@ -1,8 +1,8 @@
 //! The adaptive policy never falls more than 2 points below LRU, whatever the hasher's seed, on
 //! a small subset of the generated traces of the hit-ratio tool (the full sweep:
 //! `cargo run --release --example hit_ratio -- --seeds 32`). The cells are those where LRU is
-//! optimal and the adaptive policy once fell 4 to 10 points below it: back-and-forth sweeps and
-//! a sliding working set, at small sizes.
+//! optimal and the adaptive policy once fell 2 to 17 points below it, or comes within half a
+//! point of the line today: back-and-forth sweeps and a sliding working set, at small sizes.
 
 #[path = "../examples/hit_ratio/traces.rs"]
 #[allow(dead_code)]
@@ -49,10 +49,14 @@ fn hits(policy: Policy, size: usize, seed: u64, keys: &[u32]) -> usize {
 fn adaptive_stays_within_two_points_of_lru_for_every_seed() {
     // (family, working set, cache size, requests replayed): debug builds are slow, so the
     // traces are cut short, which makes the cold start weigh more than in the full sweep.
+    // zigzag-100 at 33 fell to 2.3 points below LRU when the window shrank back toward the
+    // frequency copies as fast as it grew; zigzag-1000 at 800 is within 1.6 of the line.
     let cells = [
         ("zigzag", 100, 50, 8_000),
+        ("zigzag", 100, 33, 8_000),
         ("zigzag", 100, 25, 8_000),
         ("sliding", 500, 250, 6_000),
+        ("zigzag", 1000, 800, 20_000),
     ];
     for (family, w, size, len) in cells {
         let trace = traces::generate(family, w).expect("a known family");

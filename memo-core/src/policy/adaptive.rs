@@ -1,6 +1,7 @@
 //! The adaptive policy: W-TinyLFU (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient
-//! Cache Admission Policy", 2017), as in Caffeine, with its window sized by ARC's rule (Megiddo
-//! and Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache", 2003).
+//! Cache Admission Policy", 2017), as in Caffeine, with its window sized by miniature
+//! simulations (Waldspurger et al., "Cache Modeling and Optimization using Miniature
+//! Simulations", USENIX ATC '17).
 //!
 //! New entries enter a small LRU *window*. When the window overflows, its oldest entry has to win
 //! a place in the *main* space against main's eviction victim: it is admitted only if a frequency
@@ -10,42 +11,33 @@
 //! for those used again.
 //!
 //! A large window favours recency (at 99% of the capacity it is nearly LRU), a small one
-//! frequency. The policy remembers, in two small Bloom-filter *ghosts*, which keys it evicted
-//! lately from the window and from main (a capacity's worth of evictions of each, in four
-//! generations). A miss on a key the window let go means a larger window would have hit: the
-//! window grows by one entry (0.03% of the capacity in large caches), by 0.4 of that for each
-//! generation the key has aged in the ghost. A miss on a key main let go means main should be
-//! larger: the window shrinks. Unlike a hill climber comparing the hit ratios of successive samples
-//! (Caffeine's), this compares both choices on the same requests, so it reacts within a few
-//! hundred misses and is not misled when the workload changes phase between samples; and since
-//! a key that LRU would keep comes back within a capacity's worth of misses, a recency-heavy
-//! workload keeps hitting the window's ghost until the window is large enough to hold it.
+//! frequency. Which is best depends on the workload, so the policy runs five sampled miniature
+//! copies of itself ([`Minis`]) with fixed windows of 0 (one entry), 5, 20, 50 and 100% (pure
+//! LRU) of their capacity, on the requests of a sample of the keys, and moves its own window
+//! toward the share of the copy that has hit most lately: per sampled request, by 1% of the
+//! capacity when it grows and 0.2% when it shrinks. A copy takes over when it has hit 10% of a
+//! miniature's capacity more often than the current one since it was last behind (a CUSUM
+//! test); each switch doubles that threshold, and it halves again after 64 capacities of
+//! sampled requests without one, so that two copies that take turns (a back-and-forth sweep,
+//! where recency hits at the turns and frequency in between)
+//! do not make the cache pay a switch every pass.
 //!
-//! Ghosts alone leave the window far too small where LRU is optimal (back-and-forth sweeps,
-//! sliding working sets, phase changes: up to 25 points below LRU). The window starts at 1%
-//! and moves by single entries, so a short trace ends before it has grown; a key evicted from
-//! main comes back as often as one evicted from the window, so the two ghosts cancel out; and
-//! the admission filter, refusing a candidate seen as often as its victim, freezes main with
-//! old keys that plain recency would have replaced. So the policy also compares itself with
-//! LRU directly: a sampled shadow LRU ([`Shadow`]) replays the requests of a share of the keys,
-//! and `lead` counts, with a decay, the sampled requests LRU hit and this policy missed minus
-//! the reverse. While LRU is ahead (by more than 0.2% of the recent sampled requests), each
-//! request LRU would have hit grows the window by one entry per sampled share plus 20% of its
-//! size, main's ghost does not shrink it, and an entry used again in main moves to the window's
-//! front (the most recent of all, as in LRU) instead of protected, where a shrinking main would
-//! soon lose it; the window reaches 99% of the capacity (nearly LRU) within a few dozen such
-//! requests. Where frequency pays, LRU is behind and the guard does nothing.
+//! Copies with fixed windows do not see what a switch costs the real cache, which holds neither
+//! the old nor the new copy's entries for a while. So the policy also compares itself with the
+//! LRU copy directly: `lead` counts, with a decay, the sampled requests LRU hit and this policy
+//! missed, minus the reverse. While LRU is ahead (by more than 0.2% of the recent sampled
+//! requests), each request LRU would have hit grows the window by one entry per sampled share
+//! plus 20% of its size, and an entry used again in main moves to the window's front (the most
+//! recent of all, as in LRU) instead of protected, where a shrinking main would soon lose it.
 //!
 //! Known limit: a back-and-forth sweep larger than the cache, replayed for only a few passes.
-//! After the first pass, what main holds (the first keys seen, frozen there by the admission
-//! filter) would hit as often as LRU, but only at the end of the second pass; LRU hits at its
-//! start. The guard sees LRU ahead, turns the cache into LRU, and in doing so gives up the keys
-//! that were about to hit, which costs half a pass of hits once. Any guard that reacts within
-//! a pass pays this; one that waits a whole pass would lose as much on every workload where LRU
-//! really is ahead.
+//! On the first pass every copy misses alike; at the first turn LRU hits the keys just seen,
+//! which the frequency copies refused. The policy then turns into LRU, and in doing so gives up
+//! the keys main kept, which would have hit at the end of the pass: half a pass of hits, once.
+//! Any policy that starts from frequency pays this; one that starts from LRU pays as much on
+//! loops and scans, where frequency wins from the first pass.
 
-use super::ghost::Ghost;
-use super::shadow::Shadow;
+use super::mini::Minis;
 use super::sketch::FrequencySketch;
 use super::EvictionPolicy;
 use crate::links::{Links, Queue};
@@ -60,40 +52,34 @@ const PROTECTED: u32 = 2;
 const INITIAL_WINDOW: f64 = 0.01;
 /// Protected's share of the main space.
 const PROTECTED_SHARE: f64 = 0.90;
-/// The least share of the capacity left to main, so that its ghost keeps telling.
+/// The least share of the capacity left to main.
 const MIN_MAIN: f64 = 0.01;
-/// Each ghost remembers the evictions of this share of the capacity: a key that LRU would have
-/// kept comes back within a capacity's worth of misses, so a recency-heavy workload is seen.
-const GHOST_HORIZON: f64 = 1.0;
-/// A ghost hit moves the window by this share of the capacity (at least one entry).
-const GHOST_STEP: f64 = 0.0003;
-/// A hit in each older generation of a ghost (a quarter of the horizon) counts this much less:
-/// it would take a larger move to turn it into a cache hit, and it is weaker evidence.
-const GHOST_AGE_WEIGHT: f64 = 0.4;
 /// A candidate this frequent is admitted against a more frequent victim one time in 128.
-const JITTER_FREQUENCY: u8 = 6;
-/// The comparison with the shadow LRU forgets at this many times the shadow's size (in
-/// sampled requests).
+pub(super) const JITTER_FREQUENCY: u8 = 6;
+/// The comparison with LRU forgets at this many times a miniature's size (in sampled requests).
 const GUARD_HORIZON: f64 = 4.0;
 /// LRU is ahead when it hit this share of the recent sampled requests more than the policy.
-/// Small: every point LRU gains before the guard acts is lost for good (a margin of 1% left
-/// sliding and sweeping working sets 2 to 3.3 points below LRU, and a CloudPhysics cell 2.3),
-/// while a false alarm only grows the window, which the ghosts shrink again.
 const GUARD_MARGIN: f64 = 0.002;
 /// Each sampled request that LRU would have hit and the policy missed, while LRU is ahead,
 /// grows the window by this many entries per sampled share (one entry per such request).
 const GUARD_STEP: f64 = 1.0;
-/// ... and by this share of its size, so that it can grow from 1% to 99% of the capacity within
-/// a few dozen such requests, even in a large cache.
+/// ... and by this share of its size.
 const GUARD_GROWTH: f64 = 0.2;
+/// Otherwise, each sampled request moves the window toward the chosen miniature's share by this
+/// share of the capacity (at least one entry) when it grows ...
+const FOLLOW_STEP: f64 = 0.01;
+/// ... and by this share when it shrinks: slowly, since a cache that was LRU holds no
+/// frequency-chosen main yet, and on a back-and-forth sweep recency and frequency take turns
+/// (shrinking at the growth rate left sweeps over 100 keys 2.2 points below LRU, not 1).
+const FOLLOW_SHRINK: f64 = 0.002;
 
-/// The fingerprint of a hash that the sketch and the ghosts count (the region bits cleared).
+/// The fingerprint of a hash that the sketch and the miniatures count (the region bits cleared).
 #[inline]
 fn fingerprint(hash: u64) -> u32 {
     (hash as u32) & !REGION_MASK
 }
 
-/// W-TinyLFU with a window sized by ghost hits.
+/// W-TinyLFU with a window sized by miniature simulations.
 pub(crate) struct AdaptivePolicy {
     links: Links,
     /// Per slot: the fingerprint of its hash, with its region in the low bits.
@@ -103,15 +89,11 @@ pub(crate) struct AdaptivePolicy {
     protected: Queue,
     /// The shard's capacity, learnt at the first eviction (0 until then).
     capacity: usize,
-    /// The window's target size, in entries (fractional, so that large caches move smoothly).
+    /// The window's target size, in entries.
     window_size: f64,
     sketch: FrequencySketch,
-    /// Fingerprints recently evicted from the window (candidates that main refused).
-    window_ghost: Ghost,
-    /// Fingerprints recently evicted from main.
-    main_ghost: Ghost,
-    /// What plain LRU would hit, on a sample of the keys.
-    shadow: Shadow,
+    /// Sampled copies of the policy at fixed window shares.
+    minis: Minis,
     /// Recent sampled requests LRU hit and this policy missed, minus the reverse (decaying).
     lead: f64,
     /// State of the xorshift generator behind the admission jitter.
@@ -129,9 +111,7 @@ impl AdaptivePolicy {
             capacity: 0,
             window_size: 1.0,
             sketch: FrequencySketch::new(0),
-            window_ghost: Ghost::new(0),
-            main_ghost: Ghost::new(0),
-            shadow: Shadow::new(),
+            minis: Minis::new(),
             lead: 0.0,
             rng: 0x2545_f491_4f6c_dd1d,
         }
@@ -245,10 +225,50 @@ impl AdaptivePolicy {
         }
     }
 
-    /// Moves the window's size by `weight` steps toward the region whose ghost was hit.
-    fn adapt(&mut self, grow_window: bool, weight: f64) {
-        let step = (GHOST_STEP * self.capacity as f64).max(1.0) * weight;
-        self.resize(if grow_window { step } else { -step });
+    /// The comparison's horizon, in sampled requests.
+    fn guard_horizon(&self) -> f64 {
+        GUARD_HORIZON * self.minis.capacity().max(1) as f64
+    }
+
+    /// Whether LRU hit clearly more of the recent sampled requests than this policy.
+    fn lru_ahead(&self) -> bool {
+        self.lead > GUARD_MARGIN * self.guard_horizon()
+    }
+
+    /// Replays a request in the miniatures (if sampled). While LRU is ahead of this policy,
+    /// each request it would have hit and this policy missed grows the window toward LRU;
+    /// otherwise the window moves toward the share of the best miniature.
+    #[inline]
+    fn simulate(&mut self, fp: u32, hit: bool) {
+        if self.capacity == 0 || !self.minis.samples(fp) {
+            return;
+        }
+        self.minis.access(fp, &self.sketch);
+        let lru_hit = self.minis.lru_hit();
+        let horizon = self.guard_horizon();
+        self.lead -= self.lead / horizon;
+        let capacity = self.capacity as f64;
+        let share = capacity / self.minis.capacity() as f64;
+        match (lru_hit, hit) {
+            (true, false) => {
+                self.lead += 1.0;
+                if self.lru_ahead() {
+                    self.resize(GUARD_STEP * share + GUARD_GROWTH * self.window_size);
+                    return;
+                }
+            }
+            (false, true) => self.lead -= 1.0,
+            _ => {}
+        }
+        if self.lru_ahead() {
+            return;
+        }
+        let target = self.minis.chosen_share() * capacity;
+        let grow = (FOLLOW_STEP * capacity).max(1.0);
+        let delta = (target - self.window_size).clamp(-FOLLOW_SHRINK * capacity, grow);
+        if delta != 0.0 {
+            self.resize(delta);
+        }
     }
 
     /// Moves the window's size by `delta` entries, within its bounds.
@@ -259,49 +279,25 @@ impl AdaptivePolicy {
         self.rebalance();
     }
 
-    /// The comparison's horizon, in sampled requests.
-    fn guard_horizon(&self) -> f64 {
-        let share = f64::from(1u32 << self.shadow.sample_bits());
-        GUARD_HORIZON * (self.capacity.max(1) as f64 / share).max(1.0)
-    }
-
-    /// Whether LRU hit clearly more of the recent sampled requests than this policy.
-    fn lru_ahead(&self) -> bool {
-        self.lead > GUARD_MARGIN * self.guard_horizon()
-    }
-
-    /// Compares a sampled request with what LRU would have done; while LRU is ahead, each
-    /// request it would have hit and this policy missed grows the window toward LRU.
-    fn guard(&mut self, fingerprint: u32, hit: bool) {
-        let shadow = &mut self.shadow;
-        if !shadow.samples(fingerprint) {
-            return;
-        }
-        let lru_hit = shadow.access(fingerprint);
-        let share = f64::from(1u32 << shadow.sample_bits());
-        let horizon = self.guard_horizon();
-        self.lead -= self.lead / horizon;
-        match (lru_hit, hit) {
-            (true, false) => {
-                self.lead += 1.0;
-                if self.lru_ahead() && self.capacity > 0 {
-                    self.resize(GUARD_STEP * share + GUARD_GROWTH * self.window_size);
-                }
-            }
-            (false, true) => self.lead -= 1.0,
-            _ => {}
-        }
-    }
-
-    /// The shard is full for the first time: its size is its capacity.
+    /// The shard is full for the first time: its size is its capacity. The miniatures start
+    /// with what the cache holds (while it filled up, every policy kept every key).
     fn learn_capacity(&mut self) {
         self.capacity = self.len();
         self.window_size = (self.capacity as f64 * INITIAL_WINDOW).max(1.0);
         self.sketch.ensure_capacity(self.capacity);
-        let horizon = (self.capacity as f64 * GHOST_HORIZON).ceil() as usize;
-        self.window_ghost = Ghost::new(horizon);
-        self.main_ghost = Ghost::new(horizon);
-        self.shadow.set_capacity(self.capacity);
+        self.minis.set_capacity(self.capacity);
+        let mut slots: Vec<u32> = Vec::with_capacity(self.len());
+        for queue in [self.protected, self.probation, self.window] {
+            let mut at = queue.back();
+            while let Some(slot) = at {
+                slots.push(slot);
+                at = self.links.prev(slot);
+            }
+        }
+        self.minis.seed(
+            slots.iter().map(|&s| self.meta[s as usize] & !REGION_MASK),
+            &self.sketch,
+        );
         self.rebalance();
     }
 }
@@ -320,6 +316,7 @@ impl EvictionPolicy for AdaptivePolicy {
             // A weighted shard: lighter entries let it hold more than when it first filled up.
             self.capacity = self.len();
             self.sketch.ensure_capacity(self.capacity);
+            self.minis.set_capacity(self.capacity);
         }
         self.rebalance();
     }
@@ -327,7 +324,7 @@ impl EvictionPolicy for AdaptivePolicy {
     fn on_hit(&mut self, slot: u32) {
         let fp = self.meta[slot as usize] & !REGION_MASK;
         self.sketch.increment(fp);
-        self.guard(fp, true);
+        self.simulate(fp, true);
         if self.lru_ahead() && self.region(slot) != WINDOW {
             // Behaving like LRU: an entry used again is the most recent of all, so it goes to
             // the window's front, and the window's oldest spills into probation. In protected
@@ -353,16 +350,7 @@ impl EvictionPolicy for AdaptivePolicy {
     fn on_miss(&mut self, hash: u64) {
         let fp = fingerprint(hash);
         self.sketch.increment(fp);
-        self.guard(fp, false);
-        if self.capacity > 0 {
-            let weight = |age: usize| GHOST_AGE_WEIGHT.powi(age as i32);
-            match (self.window_ghost.age(fp), self.main_ghost.age(fp)) {
-                (Some(age), None) => self.adapt(true, weight(age)),
-                // While LRU is ahead, main's ghost does not shrink the window.
-                (None, Some(age)) if !self.lru_ahead() => self.adapt(false, weight(age)),
-                _ => {} // in both (or neither): no evidence either way
-            }
-        }
+        self.simulate(fp, false);
     }
 
     fn on_remove(&mut self, slot: u32) {
@@ -406,25 +394,19 @@ impl EvictionPolicy for AdaptivePolicy {
                 .or_else(|| self.window.back())
                 .expect("evict is only called on a non-empty shard")
         };
-        let fp = self.meta[victim as usize] & !REGION_MASK;
-        if self.region(victim) == WINDOW {
-            self.window_ghost.insert(fp);
-        } else {
-            self.main_ghost.insert(fp);
-        }
         self.unlink(victim);
         victim
     }
 
     fn clear(&mut self) {
-        // The capacity, the window's size, the sketch and the ghosts are kept: they describe the
-        // workload, not the entries.
+        // The capacity, the window's size, the sketch and the miniatures' choice are kept: they
+        // describe the workload, not the entries.
         self.links.clear();
         self.meta.clear();
         self.window = Queue::default();
         self.probation = Queue::default();
         self.protected = Queue::default();
-        self.shadow.clear();
+        self.minis.clear();
         self.lead = 0.0;
     }
 
@@ -457,26 +439,27 @@ impl EvictionPolicy for AdaptivePolicy {
             self.protected.len(),
             self.protected_max()
         );
+        self.minis.validate();
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use std::collections::HashMap;
 
     use super::*;
 
     /// Drives the policy the way a shard does, with `validate` after every access.
-    struct Driver {
-        policy: AdaptivePolicy,
+    pub(crate) struct Driver {
+        pub(crate) policy: AdaptivePolicy,
         capacity: usize,
         /// The key stored in each slot.
-        slots: Vec<u64>,
-        index: HashMap<u64, u32>,
+        pub(crate) slots: Vec<u64>,
+        pub(crate) index: HashMap<u64, u32>,
     }
 
     impl Driver {
-        fn new(capacity: usize) -> Self {
+        pub(crate) fn new(capacity: usize) -> Self {
             Driver {
                 policy: AdaptivePolicy::new(),
                 capacity,
@@ -486,7 +469,7 @@ mod tests {
         }
 
         /// A lookup, then an insert on a miss; whether it hit.
-        fn access(&mut self, key: u64) -> bool {
+        pub(crate) fn access(&mut self, key: u64) -> bool {
             let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
             if let Some(&slot) = self.index.get(&key) {
                 self.policy.on_hit(slot);
@@ -508,6 +491,12 @@ mod tests {
             false
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     /// Each new key is used again once, 250 new keys later: LRU of 1000 hits every second use.
     fn short_lived(driver: &mut Driver, from: u64, to: u64) -> usize {

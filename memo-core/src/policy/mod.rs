@@ -2,10 +2,9 @@
 //! numbers, so the shard's storage is the same whatever the policy.
 
 mod adaptive;
-mod ghost;
 mod lfu;
 mod list;
-mod shadow;
+mod mini;
 mod sketch;
 
 use adaptive::AdaptivePolicy;
@@ -38,12 +37,12 @@ pub enum Policy {
     Lfu,
     /// Most recently used goes first: for cyclic scans larger than the cache.
     Mru,
-    /// Adapts between recency and frequency: W-TinyLFU with a hill-climbing window, as in
-    /// Caffeine. New entries pass through a small LRU window; to stay, they must have been seen
-    /// more often recently than the entry they would displace. The window grows toward LRU when
-    /// recency pays and shrinks when frequency does; a sampled shadow LRU pushes it toward LRU
-    /// whenever plain LRU would be hitting clearly more. Scans and one-off keys do not flush
-    /// the cache's popular entries.
+    /// Adapts between recency and frequency: W-TinyLFU, as in Caffeine. New entries pass
+    /// through an LRU window; to stay, they must have been seen more often recently than the
+    /// entry they would displace. Sampled miniature copies of the policy, with windows from one
+    /// entry to the whole cache (plain LRU), replay a share of the requests, and the window
+    /// follows the copy that hits most; it grows toward LRU at once whenever plain LRU would be
+    /// hitting clearly more. Scans and one-off keys do not flush the cache's popular entries.
     Adaptive,
 }
 
