@@ -185,25 +185,12 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         .with_negative(params)
     }
 
-    fn builder(params: Params) -> crate::CacheBuilder<K, V> {
+    pub(crate) fn builder(params: Params) -> crate::CacheBuilder<K, V> {
         Cache::builder()
             .maxsize(params.maxsize)
             .ttl(params.ttl)
             .ttl_jitter(params.ttl_jitter)
             .policy(params.policy)
-    }
-
-    /// `memo`, made with `params`, with its cache bounded by `max_weight`, each value weighing
-    /// `weigh` of it (`maxweight = "64MiB"`): the cache is made again, before any use.
-    pub fn weighed(mut memo: Self, params: Params, max_weight: u64, weigh: fn(&V) -> u64) -> Self
-    where
-        V: 'static,
-    {
-        memo.cache = Self::builder(params)
-            .weigher(move |_, v| weigh(v))
-            .max_weight(max_weight)
-            .build_clamped();
-        memo
     }
 }
 
@@ -221,13 +208,19 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
         freshness: Freshness,
         clock: Clock,
     ) -> Self {
-        let kept = Params {
-            ttl: Some(freshness.retention()),
-            ..params
-        };
-        let mut memo = Memo::new(name, kept);
-        memo.fresh = Some(Fresh::new(freshness, clock));
+        let mut memo = Memo::new(name, kept(params, freshness));
+        memo.fresh = Some(Fresh::new(freshness, clock).with_jitter(params.ttl_jitter));
         memo
+    }
+}
+
+/// The options of the cache of a function with `refresh` or a stale window: entries kept for the
+/// ttl and the longest window, their deadlines not jittered (the jitter is in their stamps).
+pub(crate) fn kept(params: Params, freshness: Freshness) -> Params {
+    Params {
+        ttl: Some(freshness.retention()),
+        ttl_jitter: 0.0,
+        ..params
     }
 }
 

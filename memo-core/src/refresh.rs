@@ -67,6 +67,12 @@ impl<V> Stamped<V> {
     pub fn into_value(self) -> V {
         self.value
     }
+
+    /// The value, borrowed (what `maxweight` weighs).
+    #[inline]
+    pub(crate) fn get(&self) -> &V {
+        &self.value
+    }
 }
 
 /// How long a function's entries are fresh and how long they may be served stale, as its
@@ -122,6 +128,12 @@ pub struct Fresh {
     /// `refresh`, or `ttl` without it, in nanoseconds: the age up to which a hit is fresh.
     fresh_for: u64,
     counts: Counts,
+    /// `ttl_jitter`: each stamp is its write time less an offset in `[0, fresh_for * jitter)`,
+    /// so the entry is due for a refresh and expires that much earlier, and `ttl` stays the
+    /// bound on a value's age. Stamps are then kept `bias` (`fresh_for`, more than any offset)
+    /// ahead of the clock, so that none is cut short near the clock's origin.
+    jitter: crate::concurrent::expiry::Jitter,
+    bias: u64,
 }
 
 #[derive(Default)]
@@ -158,7 +170,24 @@ impl Fresh {
             clock,
             fresh_for: u64::try_from(fresh_for).unwrap_or(u64::MAX),
             counts: Counts::default(),
+            jitter: crate::concurrent::expiry::Jitter::new(0.0),
+            bias: 0,
         }
+    }
+
+    /// This state, its entries' ages shifted by `jitter` (a fraction of `refresh`, or of `ttl`).
+    pub(crate) fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = crate::concurrent::expiry::Jitter::new(jitter);
+        if self.jitter.window(self.fresh_for) > 0 {
+            self.bias = self.fresh_for;
+        }
+        self
+    }
+
+    /// The age of `entry` now, with its offset.
+    fn age_of<V>(&self, entry: &Stamped<V>) -> Duration {
+        let now = self.now().saturating_add(self.bias);
+        Duration::from_nanos(now.saturating_sub(entry.written))
     }
 
     /// The options.
@@ -187,19 +216,21 @@ impl Fresh {
         now.saturating_add(MARGIN) >= deadline && crate::clock::is_past(deadline)
     }
 
-    /// `value` stamped now.
+    /// `value` stamped now (with jitter, less its offset, ahead by the bias).
     pub(crate) fn stamp<V>(&self, value: V) -> Stamped<V> {
-        Stamped {
-            value,
-            written: self.now(),
-        }
+        let written = match self.bias {
+            0 => self.now(),
+            bias => self.now().saturating_add(bias) - self.jitter.offset(self.fresh_for),
+        };
+        Stamped { value, written }
     }
 
     /// What a hit of `entry` does, counted: a stale hit, or a hit that is a miss.
     #[inline]
     pub(crate) fn age<V>(&self, entry: &Stamped<V>) -> Age {
         // The common case, without reading the precise clock.
-        if !self.is_past(entry.written.saturating_add(self.fresh_for)) {
+        let due = entry.written.saturating_add(self.fresh_for) - self.bias;
+        if !self.is_past(due) {
             return Age::Fresh;
         }
         self.age_past_fresh(entry)
@@ -209,7 +240,7 @@ impl Fresh {
     #[cold]
     fn age_past_fresh<V>(&self, entry: &Stamped<V>) -> Age {
         let f = &self.freshness;
-        let age = Duration::from_nanos(self.now().saturating_sub(entry.written));
+        let age = self.age_of(entry);
         if age < f.refresh.unwrap_or(f.ttl) {
             return Age::Fresh;
         }
@@ -229,7 +260,7 @@ impl Fresh {
 
     /// Whether `entry` is younger than `limit`.
     fn younger<V>(&self, entry: &Stamped<V>, limit: Duration) -> bool {
-        Duration::from_nanos(self.now().saturating_sub(entry.written)) < limit
+        self.age_of(entry) < limit
     }
 
     /// `info` as the function's statistics: its ttl, the hits past it counted as misses, and
