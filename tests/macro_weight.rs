@@ -200,3 +200,34 @@ fn a_generic_function_with_a_stale_window_stays_within_its_weight() {
         &FRESH_GENERIC,
     );
 }
+
+#[cfg(feature = "stores")]
+static STORED: AtomicU64 = AtomicU64::new(0);
+
+/// A generic function with a store that is never registered: its values are kept in memory, in
+/// the fallback, which `maxweight` bounds as it bounds the near cache.
+#[cfg(feature = "stores")]
+#[memoize(store = "never-registered", local = 1000, maxweight = 4096)]
+fn stored<T: Into<u64> + Copy + serde::Serialize + std::hash::Hash + Eq + Send + Sync + 'static>(
+    id: T,
+) -> String {
+    STORED.fetch_add(1, Ordering::SeqCst);
+    let _: u64 = id.into();
+    "x".repeat(100)
+}
+
+#[cfg(feature = "stores")]
+#[test]
+fn a_generic_function_with_a_store_keeps_at_most_its_weight_in_memory() {
+    // 124 bytes each: 33 fit in 4096 (the count bound, 128, would keep them all).
+    for id in 0..100u32 {
+        stored(id);
+    }
+    let runs = STORED.load(Ordering::SeqCst);
+    for id in (67..100u32).rev() {
+        stored(id);
+    }
+    assert_eq!(STORED.load(Ordering::SeqCst), runs, "the last 33 are kept");
+    stored(66u32);
+    assert_eq!(STORED.load(Ordering::SeqCst), runs + 1, "the 34th is not");
+}

@@ -204,6 +204,7 @@ impl Jitter {
     }
 
     /// The fraction of each ttl offsets are drawn over.
+    #[cfg_attr(not(feature = "stores"), allow(dead_code))] // a store's writes
     pub(crate) fn fraction(&self) -> f64 {
         self.fraction
     }
@@ -227,6 +228,7 @@ impl Jitter {
     }
 
     /// `ttl` less an offset: uniform in `(ttl * (1 - fraction), ttl]`.
+    #[cfg_attr(not(feature = "stores"), allow(dead_code))] // a store's writes
     pub(crate) fn cut(&self, ttl: std::time::Duration) -> std::time::Duration {
         let nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
         ttl.saturating_sub(std::time::Duration::from_nanos(self.offset(nanos)))
