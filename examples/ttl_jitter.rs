@@ -9,6 +9,8 @@
 //! same tick and the backend gets 200 requests at once (the synchronized-expiry stampede). With
 //! `ttl_jitter = "50%"`, each entry expires at a uniform random time between 0.5 s and 1 s after
 //! it was stored, so the refills are spread over five ticks, and no entry lives past the ttl.
+//! With `refresh = ...` the same jitter spreads the refreshes (and the ttl with them); with
+//! `store = ...` it spreads the ttl of each write to the store.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};

@@ -8,7 +8,8 @@
 //! would hold anywhere from 128 KiB to 8 MiB of them; `maxweight = "256KiB"` holds as many
 //! pages as fit in 256 KiB, weighed by `memo::Weigh` (a `String` weighs its bytes). A page
 //! larger than the whole bound is never cached. The same bound on a `memo::Cache` takes a
-//! weigher closure.
+//! weigher closure. `maxweight` works the same on methods, generic functions, `key = ...`,
+//! `cache_field` and with `refresh`, and bounds a store's near cache (`local = N`).
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use memo::{memoize, Cache, Weigh};

@@ -112,6 +112,7 @@ pub mod __private {
         StoredValue,
     };
     pub use crate::stored::{store_memo_local, InMemoryLocal};
+    pub use crate::weigh::{weighed, weighed_memo_by_type, weighed_memo_in_field, Weigher};
     pub use crate::{Cache, CacheInfo, InstanceCache, Policy};
 
     use core::marker::PhantomData;

@@ -203,26 +203,12 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         .with_negative(params)
     }
 
-    fn builder(params: Params) -> crate::CacheBuilder<K, V> {
+    pub(crate) fn builder(params: Params) -> crate::CacheBuilder<K, V> {
         Cache::builder()
             .maxsize(params.maxsize)
             .ttl(params.ttl)
             .ttl_jitter(params.ttl_jitter)
             .policy(params.policy)
-    }
-
-    /// `memo`, made with `params`, with its cache bounded by `max_weight`, each value weighing
-    /// `weigh` of it (`maxweight = "64MiB"`): the cache is made again, before any use.
-    pub fn weighed(mut memo: Self, params: Params, max_weight: u64, weigh: fn(&V) -> u64) -> Self
-    where
-        V: 'static,
-    {
-        memo.cache = Self::builder(params)
-            .hasher(memo.flights.hasher().clone())
-            .weigher(move |_, v| weigh(v))
-            .max_weight(max_weight)
-            .build_clamped();
-        memo
     }
 }
 
@@ -241,7 +227,7 @@ impl<K: Hash + Eq, V: Clone> Memo<K, Stamped<V>> {
         clock: Clock,
     ) -> Self {
         let mut memo = Memo::new(name, freshness.kept(params));
-        memo.fresh = Some(Fresh::new(freshness, clock, false));
+        memo.fresh = Some(Fresh::new(freshness, clock, false).with_jitter(params.ttl_jitter));
         memo
     }
 }

@@ -78,6 +78,12 @@ impl<V> Stamped<V> {
     pub fn into_value(self) -> V {
         self.value
     }
+
+    /// The value, borrowed (what `maxweight` weighs).
+    #[inline]
+    pub(crate) fn get(&self) -> &V {
+        &self.value
+    }
 }
 
 /// How long a function's entries are fresh and how long they may be served stale, as its
@@ -106,10 +112,12 @@ impl Freshness {
     }
 
     /// `params` as the memo's cache is made with them: entries kept for
-    /// [`retention`](Freshness::retention) (a store is given that ttl).
+    /// [`retention`](Freshness::retention) (a store is given that ttl), their deadlines not
+    /// jittered (`ttl_jitter` is in their stamps, see [`Fresh`]).
     pub fn kept(&self, params: crate::memo::Params) -> crate::memo::Params {
         crate::memo::Params {
             ttl: Some(self.retention()),
+            ttl_jitter: 0.0,
             ..params
         }
     }
@@ -184,6 +192,12 @@ pub struct Fresh {
     /// age of an entry another one wrote (as far as their clocks agree).
     offset: u64,
     counts: Counts,
+    /// `ttl_jitter`: each stamp is its write time less an offset in `[0, fresh_for * jitter)`,
+    /// so the entry is due for a refresh and expires that much earlier, and `ttl` stays the
+    /// bound on a value's age. Stamps are then kept `bias` (`fresh_for`, more than any offset)
+    /// ahead of the clock, so that none is cut short near the clock's origin.
+    jitter: crate::concurrent::expiry::Jitter,
+    bias: u64,
 }
 
 #[derive(Default)]
@@ -227,7 +241,27 @@ impl Fresh {
             fresh_for: u64::try_from(fresh_for).unwrap_or(u64::MAX),
             offset,
             counts: Counts::default(),
+            jitter: crate::concurrent::expiry::Jitter::new(0.0),
+            bias: 0,
         }
+    }
+
+    /// This state, its entries' ages shifted by `jitter` (a fraction of `refresh`, or of `ttl`).
+    pub(crate) fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = crate::concurrent::expiry::Jitter::new(jitter);
+        // A store's stamps are on the wall clock (an `offset` from the epoch), far from any
+        // origin, and are read by other processes: no bias there, which a process without the
+        // jitter would read as that much younger.
+        if self.jitter.window(self.fresh_for) > 0 && self.offset == 0 {
+            self.bias = self.fresh_for;
+        }
+        self
+    }
+
+    /// The age of `entry` now, with its jitter's offset.
+    fn age_of<V>(&self, entry: &Stamped<V>) -> Duration {
+        let now = self.now().saturating_add(self.bias);
+        Duration::from_nanos(now.saturating_sub(self.written(entry)))
     }
 
     /// The options.
@@ -256,11 +290,15 @@ impl Fresh {
         now.saturating_add(MARGIN) >= deadline && crate::clock::is_past(deadline)
     }
 
-    /// `value` stamped now.
+    /// `value` stamped now (with jitter, less its offset, ahead by the bias).
     pub(crate) fn stamp<V>(&self, value: V) -> Stamped<V> {
+        let written = self.now().saturating_add(self.bias);
         Stamped {
             value,
-            written: self.now().saturating_add(self.offset),
+            // The offset first: a store's stamp is then far above any jitter's offset.
+            written: written
+                .saturating_add(self.offset)
+                .saturating_sub(self.jitter.offset(self.fresh_for)),
         }
     }
 
@@ -274,7 +312,8 @@ impl Fresh {
     #[inline]
     pub(crate) fn age<V>(&self, entry: &Stamped<V>) -> Age {
         // The common case, without reading the precise clock.
-        if !self.is_past(self.written(entry).saturating_add(self.fresh_for)) {
+        let due = (self.written(entry).saturating_add(self.fresh_for)).saturating_sub(self.bias);
+        if !self.is_past(due) {
             return Age::Fresh;
         }
         self.age_past_fresh(entry)
@@ -284,7 +323,7 @@ impl Fresh {
     #[cold]
     fn age_past_fresh<V>(&self, entry: &Stamped<V>) -> Age {
         let f = &self.freshness;
-        let age = Duration::from_nanos(self.now().saturating_sub(self.written(entry)));
+        let age = self.age_of(entry);
         if age < f.refresh.unwrap_or(f.ttl) {
             return Age::Fresh;
         }
@@ -304,7 +343,7 @@ impl Fresh {
 
     /// Whether `entry` is younger than `limit`.
     fn younger<V>(&self, entry: &Stamped<V>, limit: Duration) -> bool {
-        Duration::from_nanos(self.now().saturating_sub(self.written(entry))) < limit
+        self.age_of(entry) < limit
     }
 
     /// `info` as the function's statistics: its ttl, the hits past it counted as misses, and
@@ -499,8 +538,9 @@ where
 {
     /// This memo (made with [`Freshness::kept`] params), its values stamped: on the wall clock
     /// when its cache is outside the process, so that other processes read their ages.
-    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
-        self.fresh = Some(Fresh::new(freshness, Clock::coarse(), C::REMOTE));
+    pub fn with_freshness(mut self, freshness: Freshness, ttl_jitter: f64) -> Self {
+        self.fresh =
+            Some(Fresh::new(freshness, Clock::coarse(), C::REMOTE).with_jitter(ttl_jitter));
         self
     }
 }
@@ -688,6 +728,21 @@ impl<K: Hash + Eq, V: Clone> FieldMemo<K, V> {
             shared: Arc::clone(&self.shared),
             hash,
         })
+    }
+}
+
+impl<K: Hash + Eq, V: Clone + 'static> crate::weigh::Weighed<V> for FieldMemo<K, V> {
+    fn weighed(self, params: crate::memo::Params, weigher: crate::weigh::Weigher<V>) -> Self {
+        let Ok(shared) = Arc::try_unwrap(self.shared) else {
+            unreachable!("a field's memo is bounded when it is made, before it is shared")
+        };
+        FieldMemo {
+            shared: Arc::new(Shared {
+                memo: shared.memo.weighed(params, weigher),
+                scheduled: shared.scheduled,
+                hasher: shared.hasher,
+            }),
+        }
     }
 }
 

@@ -46,7 +46,8 @@ pub fn store_memo<K, V>(
         .with_signature(signature)
         .with_version(version)
         .with_maxsize(params.maxsize)
-        .with_ttl(params.ttl);
+        .with_ttl(params.ttl)
+        .with_ttl_jitter(params.ttl_jitter);
     Memo::with_cache(path, cache).with_negative(params)
 }
 

@@ -1,7 +1,12 @@
 //! [`Weigh`]: the weight of a value, for caches bounded by weight.
 
+use std::hash::Hash;
 use std::mem::size_of;
 use std::sync::Arc;
+
+use crate::memo::{ErasedMemo, Memo, Params, TypeCaches};
+use crate::refresh::Stamped;
+use crate::InstanceCache;
 
 /// The approximate number of bytes a value holds: its own size plus what it owns on the heap.
 /// A weighted cache ([`CacheBuilder::weigher`](crate::CacheBuilder::weigher)) can use it as
@@ -133,6 +138,137 @@ impl<T: Weigh, E: Weigh> Weigh for Result<T, E> {
         };
         (size_of::<Self>() - inner.1) as u64 + inner.0
     }
+}
+
+/// The weigher of one `#[memoize(maxweight = ...)]` function: the bound and how a value is
+/// weighed (`<T as Weigh>::weight`), given by the macro where the value's type is written and
+/// carried to the memo made for each storage (a static, each instantiation, each instance), so
+/// that the options shared by every instantiation ([`Params`]) need not know the type.
+#[doc(hidden)]
+pub struct Weigher<V> {
+    max: u64,
+    weigh: fn(&V) -> u64,
+}
+
+impl<V> Clone for Weigher<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Weigher<V> {}
+
+impl<V> Weigher<V> {
+    /// Values weighing `weigh` of them, `max` in all.
+    #[inline]
+    pub fn new(max: u64, weigh: fn(&V) -> u64) -> Self {
+        Weigher { max, weigh }
+    }
+
+    /// The bound.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The weight of `value`.
+    #[inline]
+    pub fn weigh(&self, value: &V) -> u64 {
+        (self.weigh)(value)
+    }
+}
+
+/// A memo whose in-process cache can be bounded by a [`Weigher`] of its values: its cache is
+/// made again with the weigher, before any use. In memory, the cache itself (of stamped values
+/// with `refresh` or a stale window: the value is weighed, not its stamp); with a store, the near
+/// cache (`local = N`) and the in-memory fallback.
+#[doc(hidden)]
+pub trait Weighed<V>: Sized {
+    /// This memo, made with `params`, bounded by `weigher`.
+    fn weighed(self, params: Params, weigher: Weigher<V>) -> Self;
+}
+
+impl<K: Hash + Eq, V: Clone + 'static> Weighed<V> for Memo<K, V> {
+    fn weighed(mut self, params: Params, weigher: Weigher<V>) -> Self {
+        self.cache = Memo::<K, V>::builder(params)
+            .hasher(self.flights.hasher().clone())
+            .weigher(move |_, v| weigher.weigh(v))
+            .max_weight(weigher.max)
+            .build_clamped();
+        self
+    }
+}
+
+impl<K: Hash + Eq, V: Clone + 'static> Weighed<V> for Memo<K, Stamped<V>> {
+    fn weighed(mut self, params: Params, weigher: Weigher<V>) -> Self {
+        let kept = match &self.fresh {
+            Some(fresh) => fresh.freshness().kept(params),
+            None => params,
+        };
+        self.cache = Memo::<K, Stamped<V>>::builder(kept)
+            .hasher(self.flights.hasher().clone())
+            .weigher(move |_, stamped: &Stamped<V>| weigher.weigh(stamped.get()))
+            .max_weight(weigher.max)
+            .build_clamped();
+        self
+    }
+}
+
+#[cfg(feature = "stores")]
+impl<K: 'static, V: 'static> Weighed<V> for crate::stored::StoreMemo<K, V> {
+    fn weighed(mut self, params: Params, weigher: Weigher<V>) -> Self {
+        let _ = params;
+        self.cache = self.cache.with_weigher(weigher);
+        self
+    }
+}
+
+/// `memo` bounded by `weigher` (`#[memoize(maxweight = ...)]`), made with `params`.
+#[doc(hidden)]
+#[inline]
+pub fn weighed<M: Weighed<V>, V>(memo: M, params: Params, weigher: Weigher<V>) -> M {
+    memo.weighed(params, weigher)
+}
+
+/// [`memo_by_type`](crate::__private::memo_by_type) with `maxweight`: the memo made by `make`
+/// (`Memo::new`, or `Memo::fresh` with its freshness), bounded by `weigher`.
+#[doc(hidden)]
+#[inline]
+pub fn weighed_memo_by_type<T, M, V, S>(
+    caches: &'static TypeCaches,
+    name: impl FnOnce() -> S,
+    tag: crate::__private::Tag<T>,
+    make: impl FnOnce(Box<str>, Params) -> M,
+    weigher: Weigher<V>,
+) -> &'static M
+where
+    T: 'static,
+    M: Weighed<V> + ErasedMemo + 'static,
+    S: Into<Box<str>>,
+{
+    let make = |params| {
+        let name: Box<str> = name().into();
+        crate::caches::register_generic(caches, &name);
+        make(name, params).weighed(params, weigher)
+    };
+    crate::__private::tagged_memo(caches, make, tag)
+}
+
+/// [`memo_in_field`](crate::__private::memo_in_field) with `maxweight`.
+#[doc(hidden)]
+#[inline]
+pub fn weighed_memo_in_field<Owner: 'static, M, V, S>(
+    field: &InstanceCache,
+    name: impl Fn() -> S,
+    params: Params,
+    make: impl FnOnce(Box<str>, Params) -> M,
+    weigher: Weigher<V>,
+) -> &M
+where
+    M: Weighed<V> + ErasedMemo + 'static,
+    S: Into<Box<str>> + std::fmt::Display,
+{
+    let init = || make(name().into(), params).weighed(params, weigher);
+    field.__memo::<Owner, _, _>(init, &name)
 }
 
 #[cfg(test)]

@@ -43,8 +43,9 @@ fn static_memo(plan: &Plan<'_>) -> TokenStream {
             let (name, params, freshness) = (plan.name(), plan.params(), plan.freshness());
             quote!(#memo::__private::Memo::fresh(#name, #params, #freshness))
         }
-        false => crate::expand::weighed(plan, plan.new_memo(plan.params())),
+        false => plan.new_memo(plan.params()),
     };
+    let new_memo = crate::expand::weighed(plan, new_memo);
     // Registered for `memo::caches()` by its initializer: nothing on the hit path.
     let path = plan.name();
     let static_type = plan.static_type(&memo_type);
@@ -176,10 +177,18 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
             quote!(#k, #v),
         )
     };
-    let (witness_params, witness_args) = witnesses;
+    let (mut witness_params, witness_args) = witnesses;
     let memo_type = plan.memo_of(&quote!(#key), &plan.stored_type(quote!(#value)));
     let tag = plan.tag();
+    let weigher = expand::weigher_param(plan, &value);
+    if let Some((name, ty)) = &weigher {
+        witness_params.extend(quote!(, #name: #ty));
+    }
     let by_type = match plan.options.store {
+        _ if weigher.is_some() => {
+            let weighed = weighed_by_type(plan, &weigher.as_ref().unwrap().0);
+            quote!({ let _ = (#witness_args); #weighed })
+        }
         Some(_) => {
             let new_memo = match plan.fresh() {
                 true => plan.fresh_store_memo(quote!(__memo_params)),
@@ -241,6 +250,28 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
                 ),
             };
             let field_span = quote_spanned!(field.span()=> &self.#field);
+            let in_field = match &weigher {
+                Some((weigher, _)) => {
+                    let make = match plan.fresh() {
+                        true => {
+                            let freshness = plan.freshness();
+                            quote!(|__memo_name, __memo_params| #memo::__private::FieldMemo::new(
+                                __memo_name, __memo_params, #freshness,
+                            ))
+                        }
+                        false => quote!(|__memo_name, __memo_params| {
+                            #memo::__private::Memo::new(__memo_name, __memo_params)
+                        }),
+                    };
+                    quote!({
+                        let _ = (#witness_args);
+                        #memo::__private::weighed_memo_in_field::<__MemoOwner, _, _, _>(
+                            Self::#field_accessor(self), || #name, #params, #make, #weigher,
+                        )
+                    })
+                }
+                None => in_field,
+            };
             quote! {
                 #attrs
                 fn #field_accessor(&self) -> &#memo::__private::InstanceCache {
@@ -254,6 +285,33 @@ fn storage(plan: &Plan<'_>) -> TokenStream {
             }
         }
     }
+}
+
+/// The memo of a `maxweight` function kept per instantiation: made as without it (with a
+/// store, by `store_memo_by_type`), then bounded by the accessor's `weigher`.
+fn weighed_by_type(plan: &Plan<'_>, weigher: &Ident) -> TokenStream {
+    let memo = &plan.memo;
+    let caches = plan.hidden("__memo_caches");
+    let (name, tag) = (plan.name(), plan.tag());
+    let params = quote!(__memo_params);
+    if plan.options.store.is_some() {
+        let new_memo = plan.new_memo(params.clone());
+        let new_memo = expand::weighed_by(plan, new_memo, params.clone(), quote!(#weigher));
+        let witnesses = quote!(::core::marker::PhantomData, ::core::marker::PhantomData);
+        return quote!(#memo::__private::store_memo_by_type(
+            Self::#caches(), || #name, |#params| #new_memo, #tag, #witnesses,
+        ));
+    }
+    let make = match plan.fresh() {
+        true => {
+            let freshness = plan.freshness();
+            quote!(#memo::__private::Memo::fresh(__memo_name, #params, #freshness))
+        }
+        false => quote!(#memo::__private::Memo::new(__memo_name, #params)),
+    };
+    quote!(#memo::__private::weighed_memo_by_type(
+        Self::#caches(), || #name, #tag, |__memo_name, #params| #make, #weigher,
+    ))
 }
 
 /// The function's generics with the memo's key and value types as two more type parameters,

@@ -507,7 +507,8 @@ impl<'a> Plan<'a> {
             quote!(#stored),
         );
         let value_witness = quote!(#path::__private::value_witness(|#stored: &#ty| #clone));
-        quote!(let #memo = #owner::#accessor #turbofish(#this #key_witness, #value_witness);)
+        let weigher = weigher(self).map(|weigher| quote!(, #weigher));
+        quote!(let #memo = #owner::#accessor #turbofish(#this #key_witness, #value_witness #weigher);)
     }
 
     /// `key = expr` as the stored key, through `KeyExpr<_>` spanned at the expression.
@@ -1060,19 +1061,47 @@ pub(crate) fn maxsize_tokens(options: &Options) -> TokenStream {
     }
 }
 
-/// `new_memo` with `maxweight`: `Memo::weighed(new_memo, params, max, <T as Weigh>::weight)`, the
-/// weigher spanned at the cached type, where a type that is not `Weigh` is reported.
+/// `new_memo` with `maxweight`: `weighed(new_memo, params, weigher)` (see [`weigher`]), for the
+/// memo of a static.
 pub(crate) fn weighed(plan: &Plan<'_>, new_memo: TokenStream) -> TokenStream {
-    let Some(maxweight) = &plan.options.maxweight else {
-        return new_memo;
-    };
+    match weigher(plan) {
+        Some(weigher) => weighed_by(plan, new_memo, plan.params(), weigher),
+        None => new_memo,
+    }
+}
+
+/// `new_memo`, made with `params`, bounded by `weigher`: its in-memory cache, or its store's
+/// near cache, made again with the weigher before any use.
+pub(crate) fn weighed_by(
+    plan: &Plan<'_>,
+    new_memo: TokenStream,
+    params: TokenStream,
+    weigher: TokenStream,
+) -> TokenStream {
+    let memo = &plan.memo;
+    quote!(#memo::__private::weighed(#new_memo, #params, #weigher))
+}
+
+/// With `maxweight`: `Weigher::new(max, <T as Weigh>::weight)`, the weigher of the cached type
+/// `T` spanned at it, where a type that is not `Weigh` is reported (once: every use has the same
+/// span). Made where the function's types are written (beside a static, at each use of an
+/// accessor) and handed to the memo of each storage.
+pub(crate) fn weigher(plan: &Plan<'_>) -> Option<TokenStream> {
+    let maxweight = plan.options.maxweight.as_ref()?;
     let memo = &plan.memo;
     let ty = plan.function.output.cached_type();
     let max = syn::LitInt::new(&format!("{}u64", maxweight.value), maxweight.span);
     let span = syn::spanned::Spanned::span(ty);
     let weigh = quote_spanned!(span=> <#ty as #memo::Weigh>::weight);
-    let params = plan.params();
-    quote!(#memo::__private::Memo::weighed(#new_memo, #params, #max, #weigh))
+    Some(quote!(#memo::__private::Weigher::new(#max, #weigh)))
+}
+
+/// The accessor's parameter that takes the weigher (with `maxweight`): its name and type.
+pub(crate) fn weigher_param(plan: &Plan<'_>, value: &Ident) -> Option<(Ident, TokenStream)> {
+    plan.options.maxweight.as_ref()?;
+    let memo = &plan.memo;
+    let name = Ident::new("__memo_weigher", Span::mixed_site());
+    Some((name, quote!(#memo::__private::Weigher<#value>)))
 }
 
 /// `ttl_jitter = "10%"` as the fraction `0.1f64` (`0.0`: none).

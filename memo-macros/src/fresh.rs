@@ -75,7 +75,7 @@ impl Plan<'_> {
     pub(crate) fn fresh_store_memo(&self, params: TokenStream) -> TokenStream {
         let (memo, freshness) = (&self.memo, self.freshness());
         let kept = self.new_memo(quote!(#freshness.kept(#params)));
-        quote!(#memo::__private::Memo::with_freshness(#kept, #freshness))
+        quote!(#memo::__private::Memo::with_freshness(#kept, #freshness, (#params).ttl_jitter))
     }
 
     /// The value a `cache_prime` stores: stamped when [`Plan::fresh`].

@@ -181,8 +181,10 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
     }
 }
 
-/// `ttl_jitter` spreads the deadlines of an in-memory ttl: it needs `ttl`, and a store keeps its
-/// own expiry.
+/// `ttl_jitter` spreads the deadlines of a ttl: it needs `ttl`. With `refresh` or a stale window
+/// the refresh deadline and the ttl of each entry move by the same offset; with a store, each
+/// write's ttl is spread (and the near cache's); not yet a store's with `refresh` or a stale
+/// window.
 fn check_jitter(options: &Options, errors: &mut Errors) {
     let Some(jitter) = &options.ttl_jitter else {
         return;
@@ -193,57 +195,26 @@ fn check_jitter(options: &Options, errors: &mut Errors) {
             "`ttl_jitter` spreads the expiry of a ttl, and this function has none: add \
              `ttl = \"30s\"` or remove `ttl_jitter`",
         ));
-    } else if options.store.is_some() {
-        errors.push(syn::Error::new(
-            jitter.span,
-            "`ttl_jitter` spreads the deadlines of the in-memory cache; a store keeps the ttl \
-             it is given: remove `ttl_jitter` or `store`",
-        ));
-    } else if options.refresh.is_some()
-        || options.stale_while_revalidate.is_some()
-        || options.stale_if_error.is_some()
-    {
-        errors.push(syn::Error::new(
-            jitter.span,
-            "`ttl_jitter` does not combine with `refresh` or a stale window yet (their entries \
-             age from their write time, and a refresh already keeps callers from waiting at \
-             expiry): remove `ttl_jitter`",
-        ));
     }
 }
 
-/// `maxweight` weighs the values of the one cache of a free, non-generic function (its
-/// `static`); the other storages make their caches with the options alone.
+/// `maxweight` bounds the values kept in this process: the cache of each storage, and with a
+/// store its near cache (`local = N`), which it then needs.
 fn check_maxweight(options: &Options, function: &Function, errors: &mut Errors) {
     let Some(maxweight) = &options.maxweight else {
         return;
     };
-    let why = if options.store.is_some() {
-        Some("a store")
-    } else if function.receiver.is_some() || function.place != crate::ast::Place::Free {
-        Some("a method")
-    } else if !function.sig.generics.params.is_empty() {
-        Some("a generic function")
-    } else if options.key.is_some() {
-        Some("`key`")
-    } else if options.refresh.is_some()
-        || options.stale_while_revalidate.is_some()
-        || options.stale_if_error.is_some()
-    {
-        Some("a function with `refresh` or a stale window (yet)")
+    let message = if options.store.is_some() && options.local.is_none() {
+        "`maxweight` bounds the values kept in this process, and with a store that is its near \
+         cache: add `local = 1000` (the near cache, which `maxweight` then bounds), or remove \
+         `maxweight` (the store bounds itself: Redis' `maxmemory`, memcached's `-m`)"
+    } else if options.store.is_some() && options.fresh() {
+        "`maxweight` does not combine with a store and `refresh` or a stale window yet: remove \
+         `maxweight`"
     } else {
-        None
+        return;
     };
-    if let Some(why) = why {
-        errors.push(syn::Error::new(
-            maxweight.span,
-            format!(
-                "`maxweight` bounds the cache of a free, non-generic function without `key` or \
-                 `store`, not of {why}; remove `maxweight`, or bound a `memo::Cache` with \
-                 `Cache::builder().weigher(..).max_weight(..)`"
-            ),
-        ));
-    }
+    errors.push(syn::Error::new(maxweight.span, message));
 }
 
 fn check_ignored_name(function: &Function, name: &syn::Ident, errors: &mut Errors) {

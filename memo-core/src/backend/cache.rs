@@ -62,11 +62,23 @@ pub struct StoreCache<K, V> {
     locked: Mutex<HashSet<String>>,
     /// The near cache: a bounded in-process layer in front of the store (`with_local`).
     near: Option<Near<K, V>>,
+    /// `with_ttl_jitter`: each write's ttl cut by its own offset, as the near cache's.
+    jitter: crate::concurrent::expiry::Jitter,
+    /// `maxweight`: the bound on the values kept in this process (near cache, fallback).
+    weigher: Option<Weighers<K, V>>,
+}
+
+/// How `maxweight` weighs a value, in the near cache and in the fallback, and the bound.
+struct Weighers<K, V> {
+    max: u64,
+    near: crate::options::Weigher<K, Local<V>>,
+    fallback: crate::options::Weigher<K, V>,
 }
 
 /// The near cache's entries and what makes them stale (see [`super::near`]).
 struct Near<K, V> {
     entries: Cache<K, Local<V>>,
+    size: usize,
     ttl: Duration,
     /// Attached when the store is looked up (a function cached in memory has no layer).
     state: OnceLock<Arc<NearState>>,
@@ -120,6 +132,8 @@ impl<K, V> StoreCache<K, V> {
             refusals: Arc::default(),
             locked: Mutex::new(HashSet::new()),
             near: None,
+            jitter: crate::concurrent::expiry::Jitter::new(0.0),
+            weigher: None,
         }
     }
 
@@ -147,15 +161,77 @@ impl<K, V> StoreCache<K, V> {
     pub fn with_local(mut self, size: usize, ttl: Duration) -> Self {
         self.near = (size > 0 && !ttl.is_zero())
             .then(|| {
-                let entries = Cache::builder().maxsize(size).ttl(ttl).build().ok()?;
                 Some(Near {
-                    entries,
+                    entries: self.near_entries(size, ttl)?,
+                    size,
                     ttl,
                     state: OnceLock::new(),
                 })
             })
             .flatten();
         self
+    }
+
+    /// The near cache's entries: `size` of them at most, each for at most `ttl` (jittered as
+    /// the store's writes), weighed when the function has `maxweight`.
+    fn near_entries(&self, size: usize, ttl: Duration) -> Option<Cache<K, Local<V>>> {
+        let builder = Cache::builder()
+            .maxsize(size)
+            .ttl(ttl)
+            .ttl_jitter(self.jitter.fraction());
+        let mut builder = builder;
+        if let Some(weighers) = &self.weigher {
+            builder.weigher = Some(Arc::clone(&weighers.near));
+            builder = builder.max_weight(weighers.max);
+        }
+        builder.build().ok()
+    }
+
+    /// Spreads the ttl of each write over its last `fraction` (in `[0, 1]`): the ttl sent to the
+    /// store is uniform in `(ttl * (1 - fraction), ttl]`, per write, so that keys written
+    /// together do not expire together in every process at once (`#[memoize(ttl_jitter)]`).
+    /// The near cache's entries are spread the same way.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = memo::stores::StoreCache::<u8, u8>::new("s", "f")
+    ///     .with_ttl(Duration::from_secs(60))
+    ///     .with_ttl_jitter(0.1);
+    /// assert_eq!(cache.info().ttl, Some(Duration::from_secs(60))); // the bound
+    /// ```
+    pub fn with_ttl_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = crate::concurrent::expiry::Jitter::new(fraction);
+        self.rebuild_near();
+        self
+    }
+
+    /// The near cache and the in-memory fallback bounded by `weigher` (`maxweight`).
+    pub(crate) fn with_weigher(mut self, weigher: crate::weigh::Weigher<V>) -> Self
+    where
+        K: 'static,
+        V: 'static,
+    {
+        self.weigher = Some(Weighers {
+            max: weigher.max(),
+            near: Arc::new(move |_: &K, local: &Local<V>| weigher.weigh(&local.value)),
+            fallback: Arc::new(move |_: &K, value: &V| weigher.weigh(value)),
+        });
+        self.rebuild_near();
+        self
+    }
+
+    fn rebuild_near(&mut self) {
+        let Some((size, ttl)) = self.near.as_ref().map(|near| (near.size, near.ttl)) else {
+            return;
+        };
+        if let (Some(entries), Some(near)) = (self.near_entries(size, ttl), self.near.as_mut()) {
+            near.entries = entries;
+        }
+    }
+
+    /// The ttl of one write: the function's, jittered.
+    fn write_ttl(&self) -> Option<Duration> {
+        self.ttl.map(|ttl| self.jitter.cut(ttl))
     }
 
     /// How many values the near cache holds in this process (expired or invalidated ones
@@ -250,11 +326,16 @@ where
                     Backing::Store { store, namespace }
                 }
                 None => {
-                    let built = Cache::builder()
+                    let builder = Cache::builder()
                         .maxsize(self.maxsize)
                         .ttl(self.ttl)
-                        .build()
-                        .unwrap_or_else(|_| Cache::unbounded());
+                        .ttl_jitter(self.jitter.fraction());
+                    let mut builder = builder;
+                    if let Some(weighers) = &self.weigher {
+                        builder.weigher = Some(Arc::clone(&weighers.fallback));
+                        builder = builder.max_weight(weighers.max);
+                    }
+                    let built = builder.build().unwrap_or_else(|_| Cache::unbounded());
                     Backing::Memory(built)
                 }
             })
@@ -595,19 +676,20 @@ where
         value: V,
         ticket: Option<&dyn Pending>,
     ) {
+        let ttl = self.write_ttl();
         let Some(born) = self.near.as_ref().map(|_| near::stamp()) else {
-            self.put_tracked(store, namespace, &key, &value, ticket);
+            self.put_tracked(store, namespace, &key, &value, ticket, ttl);
             return;
         };
-        let item = self.put_tracked(store, namespace, &key, &value, ticket);
+        let item = self.put_tracked(store, namespace, &key, &value, ticket, ttl);
         if let (Some((near, state)), Some(item)) = (self.near_layer(), item) {
-            self.keep(near, state, key, value, born, &item, None);
+            self.keep(near, state, key, value, born, &item, ttl);
         }
     }
 
     /// Writes `value` to the store, the write tracked by `ticket` if it is a single-flight
     /// write (which invalidations of the key wait for); the item it was written as, `None` if
-    /// it could not be encoded or an invalidation cancelled the write.
+    /// it could not be encoded or an invalidation cancelled the write. `ttl`: the write's.
     fn put_tracked(
         &self,
         store: &Registered,
@@ -615,6 +697,7 @@ where
         key: &K,
         value: &V,
         ticket: Option<&dyn Pending>,
+        ttl: Option<Duration>,
     ) -> Option<String> {
         if self.maxsize == Some(0) {
             return None;
@@ -626,7 +709,7 @@ where
             refusals: &self.refusals,
             namespace,
             item: &item,
-            ttl: self.ttl,
+            ttl,
             unlock,
         };
         write.make(store, &bytes, ticket).then_some(item)
@@ -1005,14 +1088,15 @@ where
             return;
         };
         // The near cache keeps what this process writes.
+        let ttl = self.write_ttl();
         if let Some((near, state)) = self.near_layer() {
-            self.keep(near, state, key, value, near::stamp(), &item, None);
+            self.keep(near, state, key, value, near::stamp(), &item, ttl);
         }
         let unlock = store.single_flight_wait.is_some() && self.locked.lock().remove(&item);
         #[cfg(all(feature = "redis", feature = "tokio"))]
         if let Some(redis) = store.redis_async() {
             let (path, refusals) = (&self.path, &*self.refusals);
-            let set = redis.set(namespace, &item, bytes, self.ttl, ticket);
+            let set = redis.set(namespace, &item, bytes, ttl, ticket);
             store.call_async(path, refusals, set).await;
             if unlock {
                 let release = redis.unlock(namespace, &item);
@@ -1020,11 +1104,10 @@ where
             }
             return;
         }
-        let (path, refusals, ns, ttl) = (
+        let (path, refusals, ns) = (
             self.path.clone(),
             Arc::clone(&self.refusals),
             namespace.to_string(),
-            self.ttl,
         );
         let (reply, answer) = super::io::reply();
         // A job that cannot be queued is dropped with its ticket: the write has ended.

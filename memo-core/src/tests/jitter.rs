@@ -176,3 +176,95 @@ proptest! {
         }
     }
 }
+
+/// The refresh deadlines (and expiries) of `ENTRIES` values stamped at one instant by a memo
+/// with `ttl = 100s, refresh = 60s` and `jitter`: for each of `BUCKETS` steps over the refresh
+/// window `(60s * (1 - jitter), 60s]`, how many entries became due in it, and for the same
+/// steps 40 s later (the ttl less the refresh), how many expired; checked: none due before the
+/// window, all by the refresh, all expired by the ttl, and each expiry exactly in the step of
+/// its refresh deadline (one offset moves both).
+fn refresh_deadlines(jitter: f64) -> Vec<usize> {
+    use crate::memo::{Memo, Params};
+    use crate::refresh::{Age, Freshness, Stamped};
+    let (ttl, refresh) = (Duration::from_secs(100), Duration::from_secs(60));
+    let clock = ManualClock::new();
+    let at = |t: Duration| advance_to(&clock, (t + Duration::from_millis(1)).as_nanos() as u64);
+    at(Duration::ZERO);
+    let params = Params {
+        maxsize: None,
+        ttl: Some(ttl),
+        ttl_jitter: jitter,
+        policy: Policy::Lru,
+        negative_ttl: None,
+    };
+    let freshness = Freshness {
+        ttl,
+        refresh: Some(refresh),
+        stale_while_revalidate: None,
+        stale_if_error: None,
+    };
+    let clock_of = clock.clone().into();
+    let memo = Memo::<u32, Stamped<u32>>::fresh_with_clock("jitter", params, freshness, clock_of);
+    let stamps: Vec<Stamped<u32>> = (0..ENTRIES).map(|i| memo.stamp(i)).collect();
+    let start = refresh.mul_f64(1.0 - jitter) - Duration::from_millis(1);
+    at(start);
+    assert!(
+        stamps.iter().all(|s| memo.age(s) == Age::Fresh),
+        "due before the window"
+    );
+    let step = (refresh - start) / BUCKETS as u32;
+    let mut due = vec![usize::MAX; stamps.len()];
+    for b in 0..BUCKETS {
+        at(start + step * (b as u32 + 1));
+        for (i, s) in stamps.iter().enumerate() {
+            if due[i] == usize::MAX && memo.age(s) == Age::Refresh {
+                due[i] = b;
+            }
+        }
+    }
+    assert!(
+        due.iter().all(|&b| b < BUCKETS),
+        "not due at the refresh deadline"
+    );
+    let later = ttl - refresh;
+    at(start + later);
+    assert!(
+        stamps.iter().all(|s| memo.age(s) == Age::Refresh),
+        "expired too early"
+    );
+    let mut expired = vec![usize::MAX; stamps.len()];
+    for b in 0..BUCKETS {
+        at(start + later + step * (b as u32 + 1));
+        for (i, s) in stamps.iter().enumerate() {
+            if expired[i] == usize::MAX && matches!(memo.age(s), Age::Expired { .. }) {
+                expired[i] = b;
+            }
+        }
+    }
+    assert_eq!(
+        due, expired,
+        "the ttl did not move with the refresh deadline"
+    );
+    let mut counts = vec![0; BUCKETS];
+    for b in due {
+        counts[b] += 1;
+    }
+    counts
+}
+
+#[test]
+fn jittered_refresh_deadlines_are_uniform_and_the_ttl_moves_with_them() {
+    let counts = refresh_deadlines(0.5);
+    let expected = f64::from(ENTRIES) / BUCKETS as f64;
+    let chi2: f64 = counts
+        .iter()
+        .map(|&n| (n as f64 - expected).powi(2) / expected)
+        .sum();
+    assert!(chi2 < 43.8, "chi-square {chi2:.1} over {counts:?}");
+}
+
+#[test]
+fn without_jitter_every_refresh_deadline_is_the_refresh() {
+    let counts = refresh_deadlines(0.0);
+    assert_eq!(counts[BUCKETS - 1], ENTRIES as usize, "{counts:?}");
+}

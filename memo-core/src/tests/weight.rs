@@ -167,3 +167,105 @@ fn a_weigher_and_a_max_weight_go_together() {
         .unwrap_err();
     assert_eq!(e, BuildError::WeigherWithoutMaxWeight);
 }
+
+/// The memos `#[memoize(maxweight = ...)]` makes (`weigh::weighed`): plain values, stamped
+/// values (`refresh`, a stale window: the value weighed, not its stamp) and, with the `stores`
+/// feature, a store's near cache and in-memory fallback, over values of random sizes.
+mod memos {
+    use proptest::prelude::*;
+
+    use crate::memo::{Memo, Params};
+    use crate::refresh::{Freshness, Stamped};
+    use crate::weigh::{weighed, Weigher};
+    use crate::{Policy, Weigh};
+
+    fn params(policy: Policy) -> Params {
+        Params {
+            maxsize: None,
+            ttl: Some(std::time::Duration::from_secs(3600)),
+            ttl_jitter: 0.0,
+            policy,
+            negative_ttl: None,
+        }
+    }
+
+    fn string_weight(value: &String) -> u64 {
+        value.weight()
+    }
+
+    /// Sizes 0..300 (a `String` weighs 24 more); some values heavier than `max`.
+    fn sizes() -> impl Strategy<Value = Vec<(u8, usize)>> {
+        prop::collection::vec(
+            (0u8..64, prop_oneof![9 => 0usize..300, 1 => 300usize..2000]),
+            1..300,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn a_weighed_memo_never_holds_more_than_its_weight(
+            policy in prop::sample::select(Policy::ALL),
+            max in 0u64..1500,
+            ops in sizes(),
+        ) {
+            let weigher = Weigher::new(max, string_weight);
+            let plain: Memo<u8, String> =
+                weighed(Memo::new("plain", params(policy)), params(policy), weigher);
+            let freshness = Freshness {
+                ttl: std::time::Duration::from_secs(3600),
+                refresh: Some(std::time::Duration::from_secs(60)),
+                stale_while_revalidate: None,
+                stale_if_error: None,
+            };
+            let fresh: Memo<u8, Stamped<String>> = weighed(
+                Memo::fresh("fresh", params(policy), freshness),
+                params(policy),
+                weigher,
+            );
+            for (key, size) in ops {
+                let value = "x".repeat(size);
+                let heavy = value.weight() > max;
+                plain.cache.insert(key, value.clone());
+                fresh.cache.insert(key, fresh.stamp(value));
+                prop_assert!(plain.cache.weight() <= max);
+                prop_assert!(fresh.cache.weight() <= max);
+                prop_assert_eq!(plain.cache.peek(&key).is_none(), heavy);
+                prop_assert_eq!(fresh.cache.peek(&key).is_none(), heavy);
+                // The stamp is not weighed: both hold the same values.
+                prop_assert_eq!(plain.cache.weight(), fresh.cache.weight());
+            }
+            prop_assert_eq!(fresh.cache.ttl(), Some(freshness.retention()));
+        }
+    }
+
+    #[cfg(feature = "stores")]
+    proptest! {
+        #[test]
+        fn a_stores_in_memory_layers_never_hold_more_than_its_weight(
+            max in 0u64..1500,
+            ops in sizes(),
+        ) {
+            use crate::stored::store_memo_local;
+            let memo = store_memo_local::<u8, String>(
+                "a store never registered", "weighed", 0, 1, params(Policy::Lru), 1000,
+                std::time::Duration::from_secs(60),
+            );
+            let memo = weighed(memo, params(Policy::Lru), Weigher::new(max, string_weight));
+            let mut held = std::collections::HashMap::new();
+            for (key, size) in ops {
+                let value = "x".repeat(size);
+                let heavy = value.weight() > max;
+                memo.cache.insert(key, value.clone());
+                held.insert(key, value);
+                // In memory (the store is not registered): the fallback is weighed.
+                let total: u64 = held
+                    .iter()
+                    .filter(|(k, v)| memo.cache.get(k).as_ref() == Some(v))
+                    .map(|(_, v)| v.weight())
+                    .sum();
+                prop_assert!(total <= max, "{} > {}", total, max);
+                prop_assert_eq!(memo.cache.get(&key).is_none(), heavy);
+            }
+        }
+    }
+}
