@@ -251,3 +251,29 @@ fn a_generic_function_with_a_store_keeps_at_most_its_weight_in_memory() {
     stored(66u32);
     assert_eq!(STORED.load(Ordering::SeqCst), runs + 1, "the 34th is not");
 }
+
+static FAILING: AtomicU64 = AtomicU64::new(0);
+
+/// `maxweight` leaves `maxsize` unset, and the cached `Err`s are not weighed: they are bounded
+/// by the default `maxsize`, not by nothing.
+#[memoize(maxweight = 4096, err_ttl = "1h")]
+fn failing(id: u32) -> Result<String, u32> {
+    FAILING.fetch_add(1, Ordering::SeqCst);
+    Err(id)
+}
+
+#[test]
+fn the_cached_errors_of_a_weighed_function_are_bounded() {
+    for id in 0..300 {
+        assert_eq!(failing(id), Err(id));
+    }
+    let runs = FAILING.load(Ordering::SeqCst);
+    assert_eq!(failing(299), Err(299));
+    assert_eq!(
+        FAILING.load(Ordering::SeqCst),
+        runs,
+        "the last error is cached"
+    );
+    let cached = (0..300).filter(|&id| failing::cache_invalidate(id)).count();
+    assert_eq!(cached, memo::DEFAULT_MAXSIZE);
+}

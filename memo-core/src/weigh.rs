@@ -194,7 +194,22 @@ impl<K: Hash + Eq, V: Clone + 'static> Weighed<V> for Memo<K, V> {
             .weigher(move |_, v| weigher.weigh(v))
             .max_weight(weigher.max)
             .build_clamped();
-        self
+        self.with_counted_negative(params)
+    }
+}
+
+impl<K: Hash + Eq, V, C> Memo<K, V, C> {
+    /// The cached failures (`err_ttl`, `none_ttl`) of a weighed function: a weight bound
+    /// leaves `maxsize` unset, and failures are not weighed, so they are bounded by the default
+    /// `maxsize` instead of by nothing.
+    fn with_counted_negative(self, params: Params) -> Self {
+        match (self.negative.is_some(), params.maxsize) {
+            (true, None) => self.with_negative(Params {
+                maxsize: Some(crate::DEFAULT_MAXSIZE),
+                ..params
+            }),
+            _ => self,
+        }
     }
 }
 
@@ -209,16 +224,15 @@ impl<K: Hash + Eq, V: Clone + 'static> Weighed<V> for Memo<K, Stamped<V>> {
             .weigher(move |_, stamped: &Stamped<V>| weigher.weigh(stamped.get()))
             .max_weight(weigher.max)
             .build_clamped();
-        self
+        self.with_counted_negative(params)
     }
 }
 
 #[cfg(feature = "stores")]
-impl<K: 'static, V: 'static> Weighed<V> for crate::stored::StoreMemo<K, V> {
+impl<K: Hash + Eq + 'static, V: 'static> Weighed<V> for crate::stored::StoreMemo<K, V> {
     fn weighed(mut self, params: Params, weigher: Weigher<V>) -> Self {
-        let _ = params;
         self.cache = self.cache.with_weigher(weigher);
-        self
+        self.with_counted_negative(params)
     }
 }
 
