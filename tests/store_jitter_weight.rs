@@ -140,6 +140,38 @@ fn maxweight_bounds_the_near_cache_of_a_store() {
     assert_eq!(PAGES.load(Ordering::SeqCst), runs + 1, "the store keeps it");
 }
 
+static FRESH_PAGES: AtomicU64 = AtomicU64::new(0);
+
+#[memoize(
+    store = "weight-fresh-redis",
+    ttl = "1h",
+    refresh = "30m",
+    local = 1000,
+    maxweight = 4096
+)]
+fn fresh_page(id: u32) -> String {
+    let _ = id;
+    FRESH_PAGES.fetch_add(1, Ordering::SeqCst);
+    "x".repeat(SIZE)
+}
+
+/// With `refresh` the near cache keeps stamped values: each weighs its value, not its stamp.
+#[test]
+fn maxweight_bounds_the_near_cache_of_a_store_with_refresh() {
+    let server = Server::redis();
+    stores::register(
+        "weight-fresh-redis",
+        RedisStore::connect(&server.redis_url()).unwrap(),
+    );
+    let fits = (MAX / (24 + SIZE as u64)) as usize;
+    for id in 0..200 {
+        assert_eq!(fresh_page(id).len(), SIZE);
+        assert!(__memo_cache_fresh_page.cache.local_len() <= fits);
+    }
+    assert_eq!(__memo_cache_fresh_page.cache.local_len(), fits);
+    assert_eq!(FRESH_PAGES.load(Ordering::SeqCst), 200);
+}
+
 /// When each key of `refreshed` ran its body, in order.
 static REFRESHED: std::sync::Mutex<Vec<Vec<std::time::Instant>>> =
     std::sync::Mutex::new(Vec::new());

@@ -236,6 +236,14 @@ impl<K: Hash + Eq + 'static, V: 'static> Weighed<V> for crate::stored::StoreMemo
     }
 }
 
+#[cfg(feature = "stores")]
+impl<K: Hash + Eq + 'static, V: 'static> Weighed<V> for crate::stored::StoreMemo<K, Stamped<V>> {
+    fn weighed(mut self, params: Params, weigher: Weigher<V>) -> Self {
+        self.cache = self.cache.with_stamped_weigher(weigher);
+        self.with_counted_negative(params)
+    }
+}
+
 /// `memo` bounded by `weigher` (`#[memoize(maxweight = ...)]`), made with `params`.
 #[doc(hidden)]
 #[inline]

@@ -79,7 +79,7 @@ fn check_receiver(function: &Function, errors: &mut Errors) {
 
 fn check_options(options: &Options, function: &Function, errors: &mut Errors) {
     check_jitter(options, errors);
-    check_maxweight(options, function, errors);
+    check_maxweight(options, errors);
     if let Some(err_ttl) = &options.err_ttl {
         if !matches!(function.output, Output::Result { .. }) {
             errors.push(syn::Error::new(
@@ -200,7 +200,7 @@ fn check_jitter(options: &Options, errors: &mut Errors) {
 
 /// `maxweight` bounds the values kept in this process: the cache of each storage, and with a
 /// store its near cache (`local = N`), which it then needs.
-fn check_maxweight(options: &Options, function: &Function, errors: &mut Errors) {
+fn check_maxweight(options: &Options, errors: &mut Errors) {
     let Some(maxweight) = &options.maxweight else {
         return;
     };
@@ -208,9 +208,6 @@ fn check_maxweight(options: &Options, function: &Function, errors: &mut Errors) 
         "`maxweight` bounds the values kept in this process, and with a store that is its near \
          cache: add `local = 1000` (the near cache, which `maxweight` then bounds), or remove \
          `maxweight` (the store bounds itself: Redis' `maxmemory`, memcached's `-m`)"
-    } else if options.store.is_some() && options.fresh() {
-        "`maxweight` does not combine with a store and `refresh` or a stale window yet: remove \
-         `maxweight`"
     } else {
         return;
     };

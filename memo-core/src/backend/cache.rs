@@ -1406,3 +1406,22 @@ impl<K, V> fmt::Debug for StoreCache<K, V> {
             .finish_non_exhaustive()
     }
 }
+
+impl<K: 'static, V: 'static> StoreCache<K, crate::refresh::Stamped<V>> {
+    /// [`with_weigher`](StoreCache::with_weigher) for a cache of stamped values (`refresh` or a
+    /// stale window): the value is weighed, not its stamp.
+    pub(crate) fn with_stamped_weigher(self, weigher: crate::weigh::Weigher<V>) -> Self {
+        let stamped = crate::weigh::Weigher::new(weigher.max(), |_: &crate::refresh::Stamped<V>| 0);
+        let mut cache = self.with_weigher(stamped);
+        if let Some(weighers) = &mut cache.weigher {
+            weighers.near = Arc::new(move |_: &K, local: &Local<crate::refresh::Stamped<V>>| {
+                weigher.weigh(local.value.get())
+            });
+            weighers.fallback = Arc::new(move |_: &K, value: &crate::refresh::Stamped<V>| {
+                weigher.weigh(value.get())
+            });
+        }
+        cache.rebuild_near();
+        cache
+    }
+}
