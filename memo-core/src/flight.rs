@@ -1884,8 +1884,11 @@ mod tests {
                 flights.invalidate(&remote, &4);
                 invalidated.store(1, Ordering::SeqCst);
             });
-            // The invalidation cannot return while the write of its key is in progress.
-            for _ in 0..1_000 {
+            // The invalidation cannot return while the write of its key is in progress. Watched
+            // for 100 ms, far below its bound of `REMOTE_WRITE_WAIT` (past which it would
+            // return and cancel the write): 1,000 yields took more than that on a loaded host.
+            let until = std::time::Instant::now() + Duration::from_millis(100);
+            while std::time::Instant::now() < until && invalidated.load(Ordering::SeqCst) == 0 {
                 std::thread::yield_now();
             }
             let early = invalidated.load(Ordering::SeqCst);
