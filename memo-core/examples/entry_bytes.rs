@@ -1,12 +1,12 @@
-//! Bytes per entry of a plain `Cache<u64, u64>` (LRU, no ttl) and of one with a ttl, at 1M
-//! entries, from a counting global allocator: for A/B runs of the core's memory cost
-//! (`cargo run --release -p memo-core --example entry_bytes`).
+//! Bytes per entry of a plain `Cache<u64, u64>` (LRU, no ttl), of one with a ttl and of an
+//! adaptive one, at 1M entries, from a counting global allocator: for A/B runs of the core's
+//! memory cost (`cargo run --release -p memo-core --example entry_bytes`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use memo_core::Cache;
+use memo_core::{Cache, Policy};
 
 struct Counting;
 
@@ -31,11 +31,12 @@ static ALLOCATOR: Counting = Counting;
 
 const ENTRIES: u64 = 1_000_000;
 
-fn measure(ttl: Option<Duration>) -> f64 {
+fn measure(ttl: Option<Duration>, policy: Policy) -> f64 {
     let before = LIVE.load(Ordering::Relaxed);
     let cache: Cache<u64, u64> = Cache::builder()
         .maxsize(ENTRIES as usize)
         .ttl(ttl)
+        .policy(policy)
         .build()
         .expect("a valid configuration");
     for k in 0..ENTRIES {
@@ -47,9 +48,10 @@ fn measure(ttl: Option<Duration>) -> f64 {
 }
 
 fn main() {
-    println!("lru: {:.1} B/entry", measure(None));
+    println!("lru: {:.1} B/entry", measure(None, Policy::Lru));
     println!(
         "lru + ttl: {:.1} B/entry",
-        measure(Some(Duration::from_secs(3600)))
+        measure(Some(Duration::from_secs(3600)), Policy::Lru)
     );
+    println!("adaptive: {:.1} B/entry", measure(None, Policy::Adaptive));
 }
