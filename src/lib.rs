@@ -28,6 +28,12 @@
 //! | `single_flight = false` | concurrent misses of one key each run the body | one runs, the others wait |
 //! | `cache_field = f` | a method keeps its cache in this [`InstanceCache`] field of `self` | one cache for all instances |
 //! | `store = "name"`, `version = N` | the cache lives in a named store ([`stores`], feature `stores`) | in memory |
+//! | `local = N`, `local_ttl = "5s"` | with a store, a near cache of N entries in front of it, coherent across processes on Redis | every hit reads the store |
+//! | `refresh = "25s"` | with `ttl`, an older entry is returned and recomputed in the background | no refresh |
+//! | `stale_while_revalidate = "1m"`, `stale_if_error = "10m"` | with `ttl`, how long past it a stale value is served while recomputed, or instead of an `Err`/`None` | expired at `ttl` |
+//! | `err_ttl = "5s"`, `none_ttl = "5s"` | how long an `Err` or a `None` is cached | not cached |
+//! | `ttl_jitter = "10%"` | spreads each entry's expiry (and refresh) over that last fraction of the ttl | exact deadlines |
+//! | `maxweight = "64MiB"` | the total weight ([`Weigh`], e.g. bytes) of the values kept in the process | no weight bound |
 //! | `crate = "name"` | the facade's name when renamed in Cargo.toml | `memo` |
 //!
 //! A misspelled or misplaced option, an argument that is not `Hash + Eq`, or a return type that

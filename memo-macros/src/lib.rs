@@ -66,6 +66,10 @@ use proc_macro::TokenStream;
 /// | `cache_field` | a method's cache lives in this `memo::InstanceCache` field of `self` | one cache for all instances |
 /// | `store` | the name of a store registered with `memo::stores::register`: `store = "shared"` (see [Stores](#stores)) | in memory |
 /// | `version` | with `store`, part of every key; bump it when results change meaning: `version = 2` | `1` |
+/// | `local` | with `store`, a near cache of at most N entries in front of it, kept coherent across processes through Redis pub/sub: `local = 1000` | every hit reads the store |
+/// | `local_ttl` | with `local`, how long a local copy is kept at most (the only bound on memcached and SQLite, which cannot push invalidations): `local_ttl = "5s"` | 60 s, and never past the store's entry |
+/// | `ttl_jitter` | with `ttl`, spreads each entry's expiry (and refresh) uniformly over that last fraction of it, in memory and for each write to a store: `ttl_jitter = "10%"` | exact deadlines |
+/// | `maxweight` | the total weight of the values kept in the process (their `memo::Weigh`, e.g. bytes), on any storage; with `store`, the near cache's (`local`): `maxweight = "64MiB"` | no weight bound |
 /// | `crate` | the facade's name when renamed in `Cargo.toml`: `crate = "my_memo"` | `memo` |
 ///
 /// # What is cached
