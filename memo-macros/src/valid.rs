@@ -195,6 +195,12 @@ fn check_jitter(options: &Options, errors: &mut Errors) {
             "`ttl_jitter` spreads the expiry of a ttl, and this function has none: add \
              `ttl = \"30s\"` or remove `ttl_jitter`",
         ));
+    } else if options.store.is_some() && options.fresh() {
+        errors.push(syn::Error::new(
+            jitter.span,
+            "`ttl_jitter` does not combine with a store and `refresh` or a stale window yet: \
+             remove `ttl_jitter`, or keep it and cache in memory (remove `store`)",
+        ));
     }
 }
 
