@@ -5,69 +5,17 @@
 //! that waited would hang the test). Ages are reached by sleeping past `refresh` or `ttl`,
 //! which are short, while the other bound is an hour away.
 
+#[path = "support/upstream.rs"]
+mod upstream;
+use upstream::Upstream;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use memo::memoize;
 
 /// Longer than the short bounds below (50 ms).
 const PAST: Duration = Duration::from_millis(80);
-
-/// An upstream: a version, a count of runs, a gate, and whether it fails.
-struct Upstream {
-    version: AtomicU64,
-    runs: AtomicU64,
-    shut: Mutex<bool>,
-    opened: Condvar,
-    failing: AtomicBool,
-}
-
-impl Upstream {
-    const fn new() -> Self {
-        Upstream {
-            version: AtomicU64::new(1),
-            runs: AtomicU64::new(0),
-            shut: Mutex::new(false),
-            opened: Condvar::new(),
-            failing: AtomicBool::new(false),
-        }
-    }
-
-    /// Reads the version and counts a run, then waits while the gate is shut.
-    fn read(&self) -> Result<u64, String> {
-        let version = self.version.load(Ordering::SeqCst);
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        let mut shut = self.shut.lock().unwrap();
-        while *shut {
-            shut = self.opened.wait(shut).unwrap();
-        }
-        drop(shut);
-        if self.failing.load(Ordering::SeqCst) {
-            return Err("upstream down".to_owned());
-        }
-        Ok(version)
-    }
-
-    fn shut(&self) {
-        *self.shut.lock().unwrap() = true;
-    }
-
-    fn open(&self) {
-        *self.shut.lock().unwrap() = false;
-        self.opened.notify_all();
-    }
-
-    fn runs(&self) -> u64 {
-        self.runs.load(Ordering::SeqCst)
-    }
-
-    fn until_runs(&self, n: u64) {
-        while self.runs() < n {
-            std::thread::yield_now();
-        }
-    }
-}
 
 /// Spins until `done` (a background refresh finishing); a refresh that never finishes hangs
 /// the test, which then fails by its harness's timeout.

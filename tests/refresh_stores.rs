@@ -14,8 +14,11 @@
 #[path = "support/servers.rs"]
 mod servers;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+#[path = "support/upstream.rs"]
+mod upstream;
+use upstream::Upstream;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memo::stores::{self, MemcachedStore, PersistentStore, RedisStore};
@@ -23,64 +26,6 @@ use servers::Server;
 
 /// Longer than the short bounds below (50 ms).
 const PAST: Duration = Duration::from_millis(80);
-
-/// An upstream: a version, a count of runs, a gate, and whether it fails or panics.
-struct Upstream {
-    version: AtomicU64,
-    runs: AtomicU64,
-    shut: Mutex<bool>,
-    opened: Condvar,
-    failing: AtomicBool,
-    panicking: AtomicBool,
-}
-
-impl Upstream {
-    const fn new() -> Self {
-        Upstream {
-            version: AtomicU64::new(1),
-            runs: AtomicU64::new(0),
-            shut: Mutex::new(false),
-            opened: Condvar::new(),
-            failing: AtomicBool::new(false),
-            panicking: AtomicBool::new(false),
-        }
-    }
-
-    /// Reads the version and counts a run, then waits while the gate is shut.
-    fn read(&self) -> Result<u64, String> {
-        let version = self.version.load(Ordering::SeqCst);
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        let mut shut = self.shut.lock().unwrap();
-        while *shut {
-            shut = self.opened.wait(shut).unwrap();
-        }
-        drop(shut);
-        if self.panicking.load(Ordering::SeqCst) {
-            panic!("upstream panicked (expected by the test)");
-        }
-        if self.failing.load(Ordering::SeqCst) {
-            return Err("upstream down".to_owned());
-        }
-        Ok(version)
-    }
-
-    fn set(&self, version: u64) {
-        self.version.store(version, Ordering::SeqCst);
-    }
-
-    fn shut(&self) {
-        *self.shut.lock().unwrap() = true;
-    }
-
-    fn open(&self) {
-        *self.shut.lock().unwrap() = false;
-        self.opened.notify_all();
-    }
-
-    fn runs(&self) -> u64 {
-        self.runs.load(Ordering::SeqCst)
-    }
-}
 
 /// Spins until `done`, for at most 20 s (a refresh that never ends fails the test).
 fn until(what: &str, done: impl Fn() -> bool) {
@@ -257,11 +202,11 @@ impl Calls<'_> {
     }
 
     fn due_entry_is_returned_at_once_and_refreshed_once(&self, up: &Upstream, key: u32) {
-        up.set(10);
+        up.set_version(10);
         assert_eq!((self.ahead)(key), Ok(10));
         let (runs, refreshes) = (up.runs(), (self.refreshes)());
         std::thread::sleep(PAST);
-        up.set(11);
+        up.set_version(11);
         up.shut();
         // Eight callers of the due entry: each gets the old value while the refresh is held,
         // and one refresh runs.
@@ -280,7 +225,7 @@ impl Calls<'_> {
     }
 
     fn failing_or_panicking_refresh_keeps_the_old_value(&self, up: &Upstream, key: u32) {
-        up.set(20);
+        up.set_version(20);
         assert_eq!((self.ahead)(key), Ok(20));
         for flag in [&up.failing, &up.panicking] {
             let refreshes = (self.refreshes)();
@@ -298,7 +243,7 @@ impl Calls<'_> {
             flag.store(false, Ordering::SeqCst);
             assert_eq!((self.ahead)(key), Ok(20), "the old value stays");
         }
-        up.set(21);
+        up.set_version(21);
         let refreshes = (self.refreshes)();
         until("a later refresh stored its value", || {
             let _ = (self.ahead)(key);
@@ -307,16 +252,16 @@ impl Calls<'_> {
     }
 
     fn invalidation_during_a_refresh_wins(&self, up: &Upstream, key: u32) {
-        up.set(30);
+        up.set_version(30);
         assert_eq!((self.ahead)(key), Ok(30));
         let (runs, refreshes) = (up.runs(), (self.refreshes)());
         std::thread::sleep(PAST);
-        up.set(31);
+        up.set_version(31);
         up.shut();
         assert_eq!((self.ahead)(key), Ok(30));
         until("the refresh started", || up.runs() > runs);
         assert!((self.invalidate)(key), "the entry was stored");
-        up.set(32);
+        up.set_version(32);
         up.open();
         self.refreshed(refreshes + 1);
         assert_eq!(
@@ -327,11 +272,11 @@ impl Calls<'_> {
     }
 
     fn refresh_overtaken_by_a_newer_write_is_discarded(&self, up: &Upstream, key: u32) {
-        up.set(40);
+        up.set_version(40);
         assert_eq!((self.ahead)(key), Ok(40));
         let (runs, refreshes) = (up.runs(), (self.refreshes)());
         std::thread::sleep(PAST);
-        up.set(41);
+        up.set_version(41);
         up.shut();
         assert_eq!((self.ahead)(key), Ok(40));
         until("the refresh started", || up.runs() > runs);
@@ -342,12 +287,12 @@ impl Calls<'_> {
     }
 
     fn stale_values_are_kept_by_the_store_past_ttl(&self, up: &Upstream, key: u32) {
-        up.set(50);
+        up.set_version(50);
         assert_eq!((self.stale)(key), Ok(50));
         let (runs, before) = (up.runs(), (self.stale_info)());
         // Past ttl, within `stale_while_revalidate`: the stale value at once, one recomputation.
         std::thread::sleep(PAST);
-        up.set(51);
+        up.set_version(51);
         up.shut();
         assert_eq!((self.stale)(key), Ok(50), "the stale value, at once");
         until("the revalidation started", || up.runs() > runs);
@@ -457,7 +402,7 @@ mod raw {
 
     /// The near cache scenario above for `key`; `false` if the local copy was dropped.
     fn adopts_the_stores_newer_value(server: &Server, key: u32) -> bool {
-        ADOPT.set(1);
+        ADOPT.set_version(1);
         assert_eq!(adopt(key), Ok(1));
         let pattern = format!("raw::adopt:*:\\[{key}\\]");
         let (item, _) = stored(server, &pattern);
@@ -468,7 +413,7 @@ mod raw {
             return false;
         }
         std::thread::sleep(PAST);
-        ADOPT.set(2);
+        ADOPT.set_version(2);
         let (runs, refreshes) = (ADOPT.runs(), adopt::cache_info().refreshes);
         if adopt(key) != Ok(1) {
             return false;
