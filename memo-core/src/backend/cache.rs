@@ -206,15 +206,28 @@ impl<K, V> StoreCache<K, V> {
     }
 
     /// The near cache and the in-memory fallback bounded by `weigher` (`maxweight`).
-    pub(crate) fn with_weigher(mut self, weigher: crate::weigh::Weigher<V>) -> Self
+    pub(crate) fn with_weigher(self, weigher: crate::weigh::Weigher<V>) -> Self
+    where
+        K: 'static,
+        V: 'static,
+    {
+        self.weighed_by(weigher.max(), move |value: &V| weigher.weigh(value))
+    }
+
+    /// The near cache and the fallback bounded by `max` of values weighing `weigh` of them.
+    fn weighed_by(
+        mut self,
+        max: u64,
+        weigh: impl Fn(&V) -> u64 + Copy + Send + Sync + 'static,
+    ) -> Self
     where
         K: 'static,
         V: 'static,
     {
         self.weigher = Some(Weighers {
-            max: weigher.max(),
-            near: Arc::new(move |_: &K, local: &Local<V>| weigher.weigh(&local.value)),
-            fallback: Arc::new(move |_: &K, value: &V| weigher.weigh(value)),
+            max,
+            near: Arc::new(move |_: &K, local: &Local<V>| weigh(&local.value)),
+            fallback: Arc::new(move |_: &K, value: &V| weigh(value)),
         });
         self.rebuild_near();
         self
@@ -1411,17 +1424,9 @@ impl<K: 'static, V: 'static> StoreCache<K, crate::refresh::Stamped<V>> {
     /// [`with_weigher`](StoreCache::with_weigher) for a cache of stamped values (`refresh` or a
     /// stale window): the value is weighed, not its stamp.
     pub(crate) fn with_stamped_weigher(self, weigher: crate::weigh::Weigher<V>) -> Self {
-        let stamped = crate::weigh::Weigher::new(weigher.max(), |_: &crate::refresh::Stamped<V>| 0);
-        let mut cache = self.with_weigher(stamped);
-        if let Some(weighers) = &mut cache.weigher {
-            weighers.near = Arc::new(move |_: &K, local: &Local<crate::refresh::Stamped<V>>| {
-                weigher.weigh(local.value.get())
-            });
-            weighers.fallback = Arc::new(move |_: &K, value: &crate::refresh::Stamped<V>| {
-                weigher.weigh(value.get())
-            });
-        }
-        cache.rebuild_near();
-        cache
+        self.weighed_by(
+            weigher.max(),
+            move |stamped: &crate::refresh::Stamped<V>| weigher.weigh(stamped.get()),
+        )
     }
 }
