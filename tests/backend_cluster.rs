@@ -265,10 +265,14 @@ mod tls {
     #[test]
     fn a_certificate_of_an_unknown_ca_is_refused_and_calls_still_return_values() {
         let server = Server::redis_tls();
-        // The system's roots do not include the harness's CA.
+        // The system's roots do not include the harness's CA. Timeouts long enough for the
+        // handshake to end on a loaded host: with the defaults it timed out once in CI, before
+        // the certificate was refused.
         stores::register(
             "tls-unknown-ca",
-            RedisStore::connect(&server.redis_url()).unwrap(),
+            RedisStore::connect(&server.redis_url())
+                .unwrap()
+                .with_timeouts(Duration::from_secs(5), Duration::from_secs(5)),
         );
         let cache: StoreCache<u32, u32> = StoreCache::new("tls-unknown-ca", "app::f");
         assert_eq!(cache.get_or_insert_with(1, || 2), 2);
