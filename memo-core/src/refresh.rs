@@ -260,8 +260,13 @@ impl Fresh {
 
     /// The age of `entry` now, with its jitter's offset.
     fn age_of<V>(&self, entry: &Stamped<V>) -> Duration {
-        let now = self.now().saturating_add(self.bias);
-        Duration::from_nanos(now.saturating_sub(self.written(entry)))
+        // On the stamps' time (the wall clock's, for a store): an entry another process wrote
+        // before this one's clock began is as old as it is, not as old as the clock.
+        let now = self
+            .now()
+            .saturating_add(self.bias)
+            .saturating_add(self.offset);
+        Duration::from_nanos(now.saturating_sub(entry.written))
     }
 
     /// The options.
@@ -302,17 +307,14 @@ impl Fresh {
         }
     }
 
-    /// When `entry` was written, on the clock's time.
-    #[inline]
-    fn written<V>(&self, entry: &Stamped<V>) -> u64 {
-        entry.written.saturating_sub(self.offset)
-    }
-
     /// What a hit of `entry` does, counted: a stale hit, or a hit that is a miss.
     #[inline]
     pub(crate) fn age<V>(&self, entry: &Stamped<V>) -> Age {
         // The common case, without reading the precise clock.
-        let due = (self.written(entry).saturating_add(self.fresh_for)).saturating_sub(self.bias);
+        // When it is due, on the clock's time: at the clock's origin (past) for an entry due
+        // before it, such as one a store kept from before this process started.
+        let due = (entry.written.saturating_add(self.fresh_for))
+            .saturating_sub(self.offset.saturating_add(self.bias));
         if !self.is_past(due) {
             return Age::Fresh;
         }
@@ -1026,6 +1028,43 @@ mod tests {
             (info.stale_hits, info.ttl),
             (1, Some(Duration::from_secs(10)))
         );
+    }
+
+    /// A store's stamps are on the wall clock, and the process's clock starts at zero: an entry
+    /// written (by another process, or by this program's last run) before this process's clock
+    /// began is as old as it is. Before, it read as written at the clock's origin: fresh for a
+    /// whole `refresh` after a restart, and never expired before `ttl` had passed again.
+    #[test]
+    fn a_stored_entry_written_before_the_process_started_has_its_age() {
+        let clock = ManualClock::new();
+        let fresh = Fresh::new(freshness(), Clock::from(clock.clone()), true);
+        let wall_now = fresh.offset + Clock::from(clock.clone()).now_nanos();
+        let written_ago = |secs: u64| Stamped {
+            value: 1u32,
+            written: wall_now - secs * 1_000_000_000,
+        };
+        assert_eq!(fresh.age(&written_ago(1)), Age::Fresh);
+        assert_eq!(fresh.age(&written_ago(7)), Age::Refresh);
+        assert_eq!(
+            fresh.age(&written_ago(18)),
+            Age::Expired {
+                usable_on_error: true
+            }
+        );
+        assert_eq!(
+            fresh.age(&written_ago(40)),
+            Age::Expired {
+                usable_on_error: false
+            }
+        );
+        // With a jitter the stamp is earlier than the clock's origin by up to the window.
+        let jittered = Fresh::new(freshness(), Clock::from(clock.clone()), true).with_jitter(0.5);
+        for _ in 0..100 {
+            let entry = jittered.stamp(1u32);
+            let age = jittered.age_of(&entry);
+            assert!(age < Duration::from_millis(2_500), "{age:?}");
+            assert_eq!(jittered.age(&entry), Age::Fresh);
+        }
     }
 
     #[test]
