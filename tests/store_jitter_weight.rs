@@ -1,13 +1,17 @@
 //! `ttl_jitter` and `maxweight` with a store, on a real `redis-server`: the ttl sent with each
 //! write is spread uniformly over `(ttl * (1 - jitter), ttl]` (read back with `PTTL` over 500
 //! keys written at one instant), and without jitter every key gets the ttl; the near cache
-//! (`local = N`) holds at most `maxweight` of values and never a value heavier than it.
+//! (`local = N`) holds at most `maxweight` of values and never a value heavier than it. With
+//! `refresh`, 100 keys written at one instant are refreshed at times spread over the jitter's
+//! window.
 #![cfg(feature = "redis")]
 
 #[path = "support/servers.rs"]
 mod servers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use memo::memoize;
 use memo::stores::{self, RedisStore};
@@ -170,4 +174,76 @@ fn maxweight_bounds_the_near_cache_of_a_store_with_refresh() {
     }
     assert_eq!(__memo_cache_fresh_page.cache.local_len(), fits);
     assert_eq!(FRESH_PAGES.load(Ordering::SeqCst), 200);
+}
+
+/// When each key's body ran, in order.
+static REFRESH_RUNS: Mutex<Vec<Vec<Instant>>> = Mutex::new(Vec::new());
+
+#[memoize(
+    store = "jitter-fresh-redis",
+    ttl = "10s",
+    refresh = "1s",
+    ttl_jitter = "50%"
+)]
+fn jittered_refresh(id: u32) -> u64 {
+    let mut runs = REFRESH_RUNS.lock().unwrap();
+    if runs.len() <= id as usize {
+        runs.resize(id as usize + 1, Vec::new());
+    }
+    runs[id as usize].push(Instant::now());
+    runs[id as usize].len() as u64
+}
+
+/// With `refresh` the jitter is in each stored stamp (one offset per write, uniform in
+/// `[0, refresh * jitter)`), so keys written together are due for refresh at spread times:
+/// here over (0.5 s, 1 s], each key asked every 10 ms. The stamps are on the wall clock; the
+/// early ones fall before this process's clock began, which once made every key read as due
+/// at 1 s exactly.
+#[test]
+fn with_refresh_keys_written_together_are_refreshed_at_spread_times() {
+    const REFRESHED: u32 = 100;
+    let server = Server::redis();
+    stores::register(
+        "jitter-fresh-redis",
+        RedisStore::connect(&server.redis_url()).unwrap(),
+    );
+    let start = Instant::now();
+    for id in 0..REFRESHED {
+        assert_eq!(jittered_refresh(id), 1);
+    }
+    while start.elapsed() < Duration::from_millis(1600) {
+        for id in 0..REFRESHED {
+            jittered_refresh(id);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let runs = REFRESH_RUNS.lock().unwrap();
+    let times: Vec<Duration> = runs
+        .iter()
+        .enumerate()
+        .map(|(id, times)| {
+            assert!(
+                times.len() >= 2,
+                "jittered_refresh({id}) was never refreshed"
+            );
+            times[1] - start
+        })
+        .collect();
+    let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+    assert!(
+        *first > Duration::from_millis(500),
+        "refreshed at {first:?}"
+    );
+    let early = times
+        .iter()
+        .filter(|t| **t < Duration::from_millis(900))
+        .count();
+    assert!(
+        early >= REFRESHED as usize / 2,
+        "{early} of {REFRESHED} before 0.9 s"
+    );
+    assert!(
+        *last - *first > Duration::from_millis(300),
+        "{first:?}..{last:?}"
+    );
 }

@@ -182,9 +182,8 @@ fn check_fresh(options: &Options, function: &Function, errors: &mut Errors) {
 }
 
 /// `ttl_jitter` spreads the deadlines of a ttl: it needs `ttl`. With `refresh` or a stale window
-/// the refresh deadline and the ttl of each entry move by the same offset; with a store, each
-/// write's ttl is spread (and the near cache's); not yet a store's with `refresh` or a stale
-/// window.
+/// the refresh deadline and the ttl of each entry move by the same offset (in its stamp, also
+/// in a store); with a store otherwise, each write's ttl is spread (and the near cache's).
 fn check_jitter(options: &Options, errors: &mut Errors) {
     let Some(jitter) = &options.ttl_jitter else {
         return;
@@ -194,12 +193,6 @@ fn check_jitter(options: &Options, errors: &mut Errors) {
             jitter.span,
             "`ttl_jitter` spreads the expiry of a ttl, and this function has none: add \
              `ttl = \"30s\"` or remove `ttl_jitter`",
-        ));
-    } else if options.store.is_some() && options.fresh() {
-        errors.push(syn::Error::new(
-            jitter.span,
-            "`ttl_jitter` does not combine with a store and `refresh` or a stale window yet: \
-             remove `ttl_jitter`, or keep it and cache in memory (remove `store`)",
         ));
     }
 }
