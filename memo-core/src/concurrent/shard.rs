@@ -473,20 +473,48 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         f: impl FnOnce(&Self, &mut Writer) -> R,
     ) -> R {
         let mut w = self.writer.0.lock();
-        self.drain(&mut w, hasher, now, None);
+        self.drain(&mut w, hasher, now);
         f(self, &mut w)
     }
 
     /// Replays the stripes' buffers into the statistics and the policy.
-    fn drain<S: BuildHasher>(
-        &self,
-        w: &mut Writer,
-        hasher: &S,
-        now: u64,
-        own: Option<&mut Held<'_>>,
-    ) {
-        self.stripes
-            .drain_all(own, |event| self.apply(w, hasher, now, event));
+    #[inline]
+    fn drain<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
+        // Both closures need `w`: the first only runs before the second (see `drain_runs`).
+        let w = std::cell::RefCell::new(w);
+        self.stripes.drain_every(
+            |ids| Self::apply_hits(&mut w.borrow_mut(), ids),
+            |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
+        );
+    }
+
+    /// Applies a buffer of hits alone (slot ids, oldest first) to the policy: the replay's
+    /// usual case, with the policy's dispatch out of the loop.
+    #[inline]
+    fn apply_hits(w: &mut Writer, ids: &[u64]) -> bool {
+        let Writer { policy, live, .. } = w;
+        let is_live = |id: u32| {
+            live.get(id as usize / 64)
+                .is_some_and(|w| w & (1 << (id % 64)) != 0)
+        };
+        match policy {
+            PolicyState::List(list) => {
+                for &id in ids {
+                    // A slot retired (or even reused) since the hit gets no credit.
+                    if is_live(id as u32) {
+                        list.on_hit(id as u32);
+                    }
+                }
+            }
+            other => {
+                for &id in ids {
+                    if is_live(id as u32) {
+                        other.on_hit(id as u32);
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Applies one buffered lookup to the statistics and the policy.
@@ -531,8 +559,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     fn drain_own<S: BuildHasher>(&self, own: &mut Held<'_>, hasher: &S, now: u64) {
         match self.writer.0.try_lock() {
             Some(mut w) => {
-                let w = &mut *w;
-                own.drain(|event| self.apply(w, hasher, now, event));
+                let w = std::cell::RefCell::new(&mut *w);
+                own.drain_runs(
+                    |ids| Self::apply_hits(&mut w.borrow_mut(), ids),
+                    |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
+                );
             }
             None => own.drain(|_| {}),
         }

@@ -194,9 +194,8 @@ impl Held<'_> {
         let i = len.min(CAPACITY - 1);
         // SAFETY: we hold the stripe, so nobody else accesses the buffer.
         let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
+        // `drain` clears both kind masks, and a slot is written once between drains.
         let bit = 1 << i;
-        buffer.hits &= !bit;
-        buffer.expired &= !bit;
         match event {
             Event::Hit(id) => {
                 buffer.hits |= bit;
@@ -217,12 +216,30 @@ impl Held<'_> {
 
     /// Replays the buffered events, oldest first, and empties the buffer.
     pub(crate) fn drain(&mut self, mut apply: impl FnMut(Event)) {
+        self.drain_runs(|_| false, &mut apply);
+    }
+
+    /// [`drain`](Held::drain), except that a buffer of hits alone (the usual one) is passed
+    /// whole to `hits` (the slot ids, oldest first), which returns whether it applied them; if
+    /// not, the events go one by one to `apply`.
+    pub(crate) fn drain_runs(
+        &mut self,
+        hits: impl FnOnce(&[u64]) -> bool,
+        mut apply: impl FnMut(Event),
+    ) {
         let len = self.stripe.events.0.len.load(Ordering::Relaxed) as usize;
         if len == 0 {
             return;
         }
         // SAFETY: we hold the stripe, so nobody else accesses the buffer.
         let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
+        let len = len.min(CAPACITY);
+        let all = u64::MAX >> (64 - len);
+        if buffer.expired == 0 && buffer.hits & all == all && hits(&buffer.events[..len]) {
+            buffer.hits = 0;
+            self.stripe.events.0.len.store(0, Ordering::Relaxed);
+            return;
+        }
         for i in 0..len {
             let event = buffer.events[i];
             apply(if buffer.hits & (1 << i) != 0 {
@@ -332,6 +349,7 @@ impl Stripes {
 
     /// Replays every buffer that is not held right now (the caller, under the shard's lock,
     /// passes its own held stripe as `own` if it has one).
+    #[cfg(test)]
     pub(crate) fn drain_all(&self, own: Option<&mut Held<'_>>, mut apply: impl FnMut(Event)) {
         let own_ptr = own.as_ref().map(|h| h.stripe as *const Stripe);
         if let Some(own) = own {
@@ -346,6 +364,34 @@ impl Stripes {
             if let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32)) {
                 held.drain(&mut apply);
             }
+        }
+    }
+
+    /// Replays every buffer that is not held right now, as [`Held::drain_runs`] does: the
+    /// writers' path (the caller holds the shard's lock and no stripe). A buffer's length is
+    /// read first, a plain load of a line its reader alone writes: an empty one costs that.
+    #[inline]
+    pub(crate) fn drain_every(
+        &self,
+        mut hits: impl FnMut(&[u64]) -> bool,
+        mut apply: impl FnMut(Event),
+    ) {
+        for stripe in self.stripes.iter() {
+            if stripe.events.0.len.load(Ordering::Relaxed) != 0 {
+                Self::drain_one(stripe, &mut hits, &mut apply);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drain_one(
+        stripe: &Stripe,
+        hits: &mut impl FnMut(&[u64]) -> bool,
+        apply: &mut impl FnMut(Event),
+    ) {
+        if let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32)) {
+            held.drain_runs(hits, apply);
         }
     }
 
