@@ -304,7 +304,9 @@ impl<K, V> Shard<K, V> {
     /// entry takes the whole process stalled for longer than that.
     #[inline]
     fn is_expired(&self, id: u32, now: u64) -> bool {
-        // Without a ttl the deadline is `u64::MAX`: never reached, never confirmed.
+        if self.deadlines.is_none() {
+            return false;
+        }
         let deadline = self.deadline(id);
         if deadline <= now {
             return true;

@@ -31,8 +31,10 @@ const SEQ: u64 = 0xFFFF_FFFC;
 pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// Events a stripe buffers before its reader must replay them under the lock (a few under
-/// shuttle, so that its short tests fill buffers and take the replay paths).
-pub(crate) const CAPACITY: usize = if cfg!(memo_shuttle) { 4 } else { 32 };
+/// shuttle, so that its short tests fill buffers and take the replay paths). 64, the most the
+/// kind masks hold: a replay's lock round trip (two locked instructions) is paid once per 63
+/// hits.
+pub(crate) const CAPACITY: usize = if cfg!(memo_shuttle) { 4 } else { 64 };
 
 /// A recorded lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
