@@ -127,6 +127,7 @@ struct Retired {
 }
 
 impl Writer {
+    #[inline]
     fn retire(&mut self, id: u32, hash: u64, cause: RemovalCause) {
         self.retired.push(Retired {
             id,
@@ -407,6 +408,12 @@ impl<K, V> Shard<K, V> {
     fn free_unannounced(&self, w: &mut Writer, announced: &Announced, dropped: &mut Dropped<K, V>) {
         if announced.is_empty() {
             // No reader inside (single-threaded use, or readers between lookups): all go.
+            if !w.notify && !std::mem::needs_drop::<(K, V)>() {
+                // Nothing to read out: the ids alone move.
+                let Writer { retired, free, .. } = w;
+                free.extend(retired.drain(..).map(|r| r.id));
+                return;
+            }
             while let Some(retired) = w.retired.pop() {
                 self.free_slot(w, retired, dropped);
             }
@@ -437,6 +444,7 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Takes `id` out of the index and the expiry order and marks it retired (not the policy).
+    #[inline]
     fn unindex(&self, w: &mut Writer, hash: u64, id: u32, cause: RemovalCause) {
         self.table().remove(hash, id);
         w.set_live(id, false);

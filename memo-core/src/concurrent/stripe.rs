@@ -351,24 +351,6 @@ impl Stripes {
 
     /// Replays every buffer that is not held right now (the caller, under the shard's lock,
     /// passes its own held stripe as `own` if it has one).
-    #[cfg(test)]
-    pub(crate) fn drain_all(&self, own: Option<&mut Held<'_>>, mut apply: impl FnMut(Event)) {
-        let own_ptr = own.as_ref().map(|h| h.stripe as *const Stripe);
-        if let Some(own) = own {
-            own.drain(&mut apply);
-        }
-        for stripe in self.stripes.iter() {
-            if Some(stripe as *const Stripe) == own_ptr
-                || stripe.events.0.len.load(Ordering::Relaxed) == 0
-            {
-                continue;
-            }
-            if let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32)) {
-                held.drain(&mut apply);
-            }
-        }
-    }
-
     /// Replays every buffer that is not held right now, as [`Held::drain_runs`] does: the
     /// writers' path (the caller holds the shard's lock and no stripe). A buffer's length is
     /// read first, a plain load of a line its reader alone writes: an empty one costs that.
@@ -437,6 +419,7 @@ impl Stripes {
     /// What the stripes announce now. The fence orders every bucket the caller unlinked before
     /// against the readers' CAS and fenced announcements: a slot unlinked before it and not
     /// announced here is read by no reader, now or later.
+    #[inline]
     pub(crate) fn announced(&self) -> Announced {
         fence(Ordering::SeqCst);
         let mut words = [0; MAX_STRIPES];
@@ -465,7 +448,7 @@ mod tests {
             held.push(Event::Hit(u32::MAX));
         }
         let mut seen = Vec::new();
-        stripes.drain_all(None, |e| seen.push(e));
+        stripes.drain_every(|_| false, |e| seen.push(e));
         let expected = [
             Event::Hit(3),
             Event::Miss(u64::MAX),
@@ -479,8 +462,48 @@ mod tests {
             held.push(Event::Miss(5));
             held.push(Event::Miss(6));
         }
-        stripes.drain_all(None, |e| seen.push(e));
+        stripes.drain_every(|_| false, |e| seen.push(e));
         assert_eq!(seen[4..], [Event::Miss(5), Event::Miss(6)], "drained once");
+    }
+
+    #[test]
+    fn a_buffer_of_hits_alone_replays_as_one_run_and_a_mixed_one_event_by_event() {
+        let stripes = Stripes::new();
+        let fill = |events: &[Event]| {
+            let mut held = stripes.enter(0).expect("free");
+            for &e in events {
+                held.push(e);
+            }
+        };
+        let replay = || {
+            let (mut runs, mut events) = (Vec::new(), Vec::new());
+            stripes.drain_every(
+                |ids| {
+                    runs.push(ids.to_vec());
+                    true
+                },
+                |e| events.push(e),
+            );
+            (runs, events)
+        };
+        fill(&[Event::Hit(4), Event::Hit(9), Event::Hit(4)]);
+        assert_eq!(replay(), (vec![vec![4, 9, 4]], vec![]));
+        // The run's kind bits are gone with it: a miss in the same place is a miss.
+        fill(&[Event::Miss(7), Event::Hit(2)]);
+        assert_eq!(replay(), (vec![], vec![Event::Miss(7), Event::Hit(2)]));
+        fill(&[Event::Hit(1), Event::Expired(3)]);
+        assert_eq!(replay(), (vec![], vec![Event::Hit(1), Event::Expired(3)]));
+        assert_eq!(replay(), (vec![], vec![]), "drained once");
+        // A run the caller declines is replayed event by event.
+        fill(&[Event::Hit(5), Event::Hit(6)]);
+        let mut events = Vec::new();
+        stripes.drain_every(|_| false, |e| events.push(e));
+        assert_eq!(events, [Event::Hit(5), Event::Hit(6)]);
+        // A full buffer of hits is one run.
+        let all: Vec<Event> = (0..CAPACITY as u32).map(Event::Hit).collect();
+        fill(&all);
+        let (runs, events) = replay();
+        assert_eq!((runs.len(), runs[0].len(), events.len()), (1, CAPACITY, 0));
     }
 
     #[test]
@@ -498,7 +521,7 @@ mod tests {
         }
         assert!(held.is_full());
         let mut n = 0;
-        stripes.drain_all(Some(&mut held), |_| n += 1);
+        held.drain(|_| n += 1);
         assert_eq!(n, CAPACITY - 1);
         drop(held);
         assert!(stripes.passed(&snapshot));
