@@ -444,7 +444,8 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Takes `id` out of the index and the expiry order and marks it retired (not the policy).
-    #[inline]
+    /// Always inlined: the eviction's call of it cost ~19 instructions of register saves.
+    #[inline(always)]
     fn unindex(&self, w: &mut Writer, hash: u64, id: u32, cause: RemovalCause) {
         self.table().remove(hash, id);
         w.set_live(id, false);
