@@ -115,12 +115,27 @@ impl Queue {
         self.len -= 1;
     }
 
+    /// Moves `slot` (in this queue) to the front: the replay of a hit, so kept to the links
+    /// that change (no length or arena bookkeeping).
     #[inline]
     pub(crate) fn move_to_front(&mut self, a: &mut Links, slot: u32) {
-        if self.head != slot {
-            self.unlink(a, slot);
-            self.push_front(a, slot);
+        let Link { prev, next } = a.links[slot as usize];
+        if prev == NIL {
+            return; // the front already
         }
+        a.links[prev as usize].next = next;
+        if next != NIL {
+            a.links[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        // `slot` was not the front, so the queue has a front other than it.
+        a.links[self.head as usize].prev = slot;
+        a.links[slot as usize] = Link {
+            prev: NIL,
+            next: self.head,
+        };
+        self.head = slot;
     }
 
     pub(crate) fn pop_back(&mut self, a: &mut Links) -> Option<u32> {

@@ -14,6 +14,10 @@ pub(crate) struct Segments<T> {
     first_shift: u32,
     /// Segment `k` (null until allocated) points at `first << k` elements.
     segments: [AtomicPtr<T>; SEGMENTS],
+    /// For the segment whose elements `id` have `id + first` of highest bit `b`: its pointer
+    /// moved back by `1 << b` elements (wrapping), so that element `id` is at `bases[b] +
+    /// (id + first)`: what `get` reads (a leading-zero count and one load, no subtraction).
+    bases: [AtomicPtr<T>; 64],
 }
 
 impl<T> Segments<T> {
@@ -24,6 +28,7 @@ impl<T> Segments<T> {
         Segments {
             first_shift: first.trailing_zeros(),
             segments: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            bases: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
     }
 
@@ -47,13 +52,16 @@ impl<T> Segments<T> {
     /// acquire load of a value published after `ensure`).
     #[inline]
     pub(crate) unsafe fn get(&self, id: u32) -> &T {
-        let (k, offset) = self.locate(id);
-        let segment = self.segments[k].load(Ordering::Acquire);
-        debug_assert!(!segment.is_null(), "element {id} was never allocated");
-        // SAFETY: the caller guarantees segment `k` was allocated (non-null, `segment_len(k)`
-        // elements), and `offset < segment_len(k)` by construction of `locate`. Segments are
-        // freed only by `Drop`, which has `&mut self`.
-        unsafe { &*segment.add(offset) }
+        let x = id as usize + (1 << self.first_shift);
+        let b = (usize::BITS - 1 - x.leading_zeros()) as usize;
+        let base = self.bases[b & 63].load(Ordering::Acquire);
+        debug_assert!(!base.is_null(), "element {id} was never allocated");
+        // SAFETY: the caller guarantees that the segment of `id`, `k = b - first_shift`, was
+        // allocated: `bases[b]` is its pointer moved back by `1 << b` elements with wrapping
+        // arithmetic (`ensure`), so moving it forward by `x` (wrapping, the same provenance)
+        // gives element `x - (1 << b)` = `locate(id).1 < segment_len(k)` of that segment: in
+        // bounds. Segments are freed only by `Drop`, which has `&mut self`.
+        unsafe { &*base.wrapping_add(x) }
     }
 
     /// Makes element `id` exist, allocating its segment with `init` if needed. Writers only (one
@@ -63,6 +71,8 @@ impl<T> Segments<T> {
         if self.segments[k].load(Ordering::Acquire).is_null() {
             let segment: Box<[T]> = (0..self.segment_len(k)).map(|_| init()).collect();
             let segment = Box::into_raw(segment).cast::<T>();
+            let b = k + self.first_shift as usize;
+            self.bases[b].store(segment.wrapping_sub(1 << b), Ordering::Release);
             self.segments[k].store(segment, Ordering::Release);
         }
     }

@@ -127,6 +127,7 @@ struct Retired {
 }
 
 impl Writer {
+    #[inline]
     fn retire(&mut self, id: u32, hash: u64, cause: RemovalCause) {
         self.retired.push(Retired {
             id,
@@ -304,7 +305,9 @@ impl<K, V> Shard<K, V> {
     /// entry takes the whole process stalled for longer than that.
     #[inline]
     fn is_expired(&self, id: u32, now: u64) -> bool {
-        // Without a ttl the deadline is `u64::MAX`: never reached, never confirmed.
+        if self.deadlines.is_none() {
+            return false;
+        }
         let deadline = self.deadline(id);
         if deadline <= now {
             return true;
@@ -405,6 +408,12 @@ impl<K, V> Shard<K, V> {
     fn free_unannounced(&self, w: &mut Writer, announced: &Announced, dropped: &mut Dropped<K, V>) {
         if announced.is_empty() {
             // No reader inside (single-threaded use, or readers between lookups): all go.
+            if !w.notify && !std::mem::needs_drop::<(K, V)>() {
+                // Nothing to read out: the ids alone move.
+                let Writer { retired, free, .. } = w;
+                free.extend(retired.drain(..).map(|r| r.id));
+                return;
+            }
             while let Some(retired) = w.retired.pop() {
                 self.free_slot(w, retired, dropped);
             }
@@ -435,6 +444,8 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Takes `id` out of the index and the expiry order and marks it retired (not the policy).
+    /// Always inlined: the eviction's call of it cost ~19 instructions of register saves.
+    #[inline(always)]
     fn unindex(&self, w: &mut Writer, hash: u64, id: u32, cause: RemovalCause) {
         self.table().remove(hash, id);
         w.set_live(id, false);
@@ -473,20 +484,48 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         f: impl FnOnce(&Self, &mut Writer) -> R,
     ) -> R {
         let mut w = self.writer.0.lock();
-        self.drain(&mut w, hasher, now, None);
+        self.drain(&mut w, hasher, now);
         f(self, &mut w)
     }
 
     /// Replays the stripes' buffers into the statistics and the policy.
-    fn drain<S: BuildHasher>(
-        &self,
-        w: &mut Writer,
-        hasher: &S,
-        now: u64,
-        own: Option<&mut Held<'_>>,
-    ) {
-        self.stripes
-            .drain_all(own, |event| self.apply(w, hasher, now, event));
+    #[inline]
+    fn drain<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
+        // Both closures need `w`: the first only runs before the second (see `drain_runs`).
+        let w = std::cell::RefCell::new(w);
+        self.stripes.drain_every(
+            |ids| Self::apply_hits(&mut w.borrow_mut(), ids),
+            |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
+        );
+    }
+
+    /// Applies a buffer of hits alone (slot ids, oldest first) to the policy: the replay's
+    /// usual case, with the policy's dispatch out of the loop.
+    #[inline]
+    fn apply_hits(w: &mut Writer, ids: &[u64]) -> bool {
+        let Writer { policy, live, .. } = w;
+        let is_live = |id: u32| {
+            live.get(id as usize / 64)
+                .is_some_and(|w| w & (1 << (id % 64)) != 0)
+        };
+        match policy {
+            PolicyState::List(list) => {
+                for &id in ids {
+                    // A slot retired (or even reused) since the hit gets no credit.
+                    if is_live(id as u32) {
+                        list.on_hit(id as u32);
+                    }
+                }
+            }
+            other => {
+                for &id in ids {
+                    if is_live(id as u32) {
+                        other.on_hit(id as u32);
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Applies one buffered lookup to the statistics and the policy.
@@ -531,8 +570,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     fn drain_own<S: BuildHasher>(&self, own: &mut Held<'_>, hasher: &S, now: u64) {
         match self.writer.0.try_lock() {
             Some(mut w) => {
-                let w = &mut *w;
-                own.drain(|event| self.apply(w, hasher, now, event));
+                let w = std::cell::RefCell::new(&mut *w);
+                own.drain_runs(
+                    |ids| Self::apply_hits(&mut w.borrow_mut(), ids),
+                    |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
+                );
             }
             None => own.drain(|_| {}),
         }

@@ -31,8 +31,10 @@ const SEQ: u64 = 0xFFFF_FFFC;
 pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// Events a stripe buffers before its reader must replay them under the lock (a few under
-/// shuttle, so that its short tests fill buffers and take the replay paths).
-pub(crate) const CAPACITY: usize = if cfg!(memo_shuttle) { 4 } else { 32 };
+/// shuttle, so that its short tests fill buffers and take the replay paths). 64, the most the
+/// kind masks hold: a replay's lock round trip (two locked instructions) is paid once per 63
+/// hits.
+pub(crate) const CAPACITY: usize = if cfg!(memo_shuttle) { 4 } else { 64 };
 
 /// A recorded lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,9 +196,8 @@ impl Held<'_> {
         let i = len.min(CAPACITY - 1);
         // SAFETY: we hold the stripe, so nobody else accesses the buffer.
         let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
+        // `drain` clears both kind masks, and a slot is written once between drains.
         let bit = 1 << i;
-        buffer.hits &= !bit;
-        buffer.expired &= !bit;
         match event {
             Event::Hit(id) => {
                 buffer.hits |= bit;
@@ -217,12 +218,30 @@ impl Held<'_> {
 
     /// Replays the buffered events, oldest first, and empties the buffer.
     pub(crate) fn drain(&mut self, mut apply: impl FnMut(Event)) {
+        self.drain_runs(|_| false, &mut apply);
+    }
+
+    /// [`drain`](Held::drain), except that a buffer of hits alone (the usual one) is passed
+    /// whole to `hits` (the slot ids, oldest first), which returns whether it applied them; if
+    /// not, the events go one by one to `apply`.
+    pub(crate) fn drain_runs(
+        &mut self,
+        hits: impl FnOnce(&[u64]) -> bool,
+        mut apply: impl FnMut(Event),
+    ) {
         let len = self.stripe.events.0.len.load(Ordering::Relaxed) as usize;
         if len == 0 {
             return;
         }
         // SAFETY: we hold the stripe, so nobody else accesses the buffer.
         let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
+        let len = len.min(CAPACITY);
+        let all = u64::MAX >> (64 - len);
+        if buffer.expired == 0 && buffer.hits & all == all && hits(&buffer.events[..len]) {
+            buffer.hits = 0;
+            self.stripe.events.0.len.store(0, Ordering::Relaxed);
+            return;
+        }
         for i in 0..len {
             let event = buffer.events[i];
             apply(if buffer.hits & (1 << i) != 0 {
@@ -332,20 +351,31 @@ impl Stripes {
 
     /// Replays every buffer that is not held right now (the caller, under the shard's lock,
     /// passes its own held stripe as `own` if it has one).
-    pub(crate) fn drain_all(&self, own: Option<&mut Held<'_>>, mut apply: impl FnMut(Event)) {
-        let own_ptr = own.as_ref().map(|h| h.stripe as *const Stripe);
-        if let Some(own) = own {
-            own.drain(&mut apply);
-        }
+    /// Replays every buffer that is not held right now, as [`Held::drain_runs`] does: the
+    /// writers' path (the caller holds the shard's lock and no stripe). A buffer's length is
+    /// read first, a plain load of a line its reader alone writes: an empty one costs that.
+    #[inline]
+    pub(crate) fn drain_every(
+        &self,
+        mut hits: impl FnMut(&[u64]) -> bool,
+        mut apply: impl FnMut(Event),
+    ) {
         for stripe in self.stripes.iter() {
-            if Some(stripe as *const Stripe) == own_ptr
-                || stripe.events.0.len.load(Ordering::Relaxed) == 0
-            {
-                continue;
+            if stripe.events.0.len.load(Ordering::Relaxed) != 0 {
+                Self::drain_one(stripe, &mut hits, &mut apply);
             }
-            if let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32)) {
-                held.drain(&mut apply);
-            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drain_one(
+        stripe: &Stripe,
+        hits: &mut impl FnMut(&[u64]) -> bool,
+        apply: &mut impl FnMut(Event),
+    ) {
+        if let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32)) {
+            held.drain_runs(hits, apply);
         }
     }
 
@@ -389,6 +419,7 @@ impl Stripes {
     /// What the stripes announce now. The fence orders every bucket the caller unlinked before
     /// against the readers' CAS and fenced announcements: a slot unlinked before it and not
     /// announced here is read by no reader, now or later.
+    #[inline]
     pub(crate) fn announced(&self) -> Announced {
         fence(Ordering::SeqCst);
         let mut words = [0; MAX_STRIPES];
@@ -417,7 +448,7 @@ mod tests {
             held.push(Event::Hit(u32::MAX));
         }
         let mut seen = Vec::new();
-        stripes.drain_all(None, |e| seen.push(e));
+        stripes.drain_every(|_| false, |e| seen.push(e));
         let expected = [
             Event::Hit(3),
             Event::Miss(u64::MAX),
@@ -431,8 +462,48 @@ mod tests {
             held.push(Event::Miss(5));
             held.push(Event::Miss(6));
         }
-        stripes.drain_all(None, |e| seen.push(e));
+        stripes.drain_every(|_| false, |e| seen.push(e));
         assert_eq!(seen[4..], [Event::Miss(5), Event::Miss(6)], "drained once");
+    }
+
+    #[test]
+    fn a_buffer_of_hits_alone_replays_as_one_run_and_a_mixed_one_event_by_event() {
+        let stripes = Stripes::new();
+        let fill = |events: &[Event]| {
+            let mut held = stripes.enter(0).expect("free");
+            for &e in events {
+                held.push(e);
+            }
+        };
+        let replay = || {
+            let (mut runs, mut events) = (Vec::new(), Vec::new());
+            stripes.drain_every(
+                |ids| {
+                    runs.push(ids.to_vec());
+                    true
+                },
+                |e| events.push(e),
+            );
+            (runs, events)
+        };
+        fill(&[Event::Hit(4), Event::Hit(9), Event::Hit(4)]);
+        assert_eq!(replay(), (vec![vec![4, 9, 4]], vec![]));
+        // The run's kind bits are gone with it: a miss in the same place is a miss.
+        fill(&[Event::Miss(7), Event::Hit(2)]);
+        assert_eq!(replay(), (vec![], vec![Event::Miss(7), Event::Hit(2)]));
+        fill(&[Event::Hit(1), Event::Expired(3)]);
+        assert_eq!(replay(), (vec![], vec![Event::Hit(1), Event::Expired(3)]));
+        assert_eq!(replay(), (vec![], vec![]), "drained once");
+        // A run the caller declines is replayed event by event.
+        fill(&[Event::Hit(5), Event::Hit(6)]);
+        let mut events = Vec::new();
+        stripes.drain_every(|_| false, |e| events.push(e));
+        assert_eq!(events, [Event::Hit(5), Event::Hit(6)]);
+        // A full buffer of hits is one run.
+        let all: Vec<Event> = (0..CAPACITY as u32).map(Event::Hit).collect();
+        fill(&all);
+        let (runs, events) = replay();
+        assert_eq!((runs.len(), runs[0].len(), events.len()), (1, CAPACITY, 0));
     }
 
     #[test]
@@ -450,7 +521,7 @@ mod tests {
         }
         assert!(held.is_full());
         let mut n = 0;
-        stripes.drain_all(Some(&mut held), |_| n += 1);
+        held.drain(|_| n += 1);
         assert_eq!(n, CAPACITY - 1);
         drop(held);
         assert!(stripes.passed(&snapshot));
