@@ -39,8 +39,15 @@
 //!   and skips all this, and hits never see it.
 //! - **Counters**: the calls that waited for another caller's outcome, the calls that found the
 //!   value stored just before they would have led, and the time the leaders spent computing
-//!   (read from the CPU's time-stamp counter where it is invariant, see [`ticks`]): kept per
-//!   shard, beside the cache's own counters (see [`FlightCounts`]).
+//!   (read from the CPU's time-stamp counter where it is invariant, see [`ticks`]; every
+//!   leader is timed while the bodies take over a microsecond or so, about one in 16 once they
+//!   are faster, weighted by the leaders it stands for, so that the two clock reads never cost
+//!   a cheap miss much: see [`Table::timing`]): kept per shard, beside the cache's own counters
+//!   (see [`FlightCounts`]).
+//! - **A leader's miss**: one lock round trip on its shard to register (an entry pushed to a
+//!   short list; the shard indexes its entries by hash only when it holds many) and one to
+//!   complete (the entry removed, the value stored under the lock), one more look at the cache
+//!   in between, and a few thread-local stores for the recursion check.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -1509,11 +1516,21 @@ impl Leading {
             let depth = record.depth.get();
             match record.cells.get(depth) {
                 Some(cell) => cell.set(id),
-                None => DEEPER.with(|deeper| deeper.borrow_mut().push(id)),
+                None => Self::deeper(Some(id)),
             }
             record.depth.set(depth + 1);
         });
         Leading
+    }
+
+    /// Pushes `id` to the record's `Vec` of deeper flights, or pops its last with `None`.
+    #[cold]
+    #[inline(never)]
+    fn deeper(id: Option<FlightId>) {
+        DEEPER.with(|deeper| match id {
+            Some(id) => deeper.borrow_mut().push(id),
+            None => drop(deeper.borrow_mut().pop()),
+        });
     }
 }
 
@@ -1523,7 +1540,7 @@ impl Drop for Leading {
         LEADING.with(|record| {
             let depth = record.depth.get() - 1;
             if depth >= LEADING_CELLS {
-                DEEPER.with(|deeper| deeper.borrow_mut().pop());
+                Self::deeper(None);
             }
             record.depth.set(depth);
         });
@@ -1545,11 +1562,12 @@ impl<F: Future + Unpin> Future for Running<F> {
     }
 }
 
-/// The clock of the load time, read twice by every leader: the CPU's time-stamp counter where it
+/// The clock of the load time, read twice by every timed leader: the CPU's time-stamp counter where it
 /// ticks at a constant rate whatever the power state (x86_64 with an invariant TSC, as the kernel's
 /// own `tsc` clocksource needs), converted to time only when the counters are read; elsewhere
-/// `Instant`. On the team's VM a counter read costs 30 ns and `Instant::now` 105 ns, which made
-/// the two reads most of single-flight's cost on a miss (`benches/single_flight.rs`).
+/// `Instant`. On the team's VM a counter read costs 18-30 ns and `Instant::now` 45-280 ns: even
+/// the counter's two reads were a third of single-flight's cost on a cheap miss
+/// (`benches/single_flight.rs`), hence the sampling of [`Table::timing`].
 mod ticks {
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
