@@ -940,6 +940,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Waits for the caller computing the key that `probe` borrows, or becomes that caller.
     /// `probe` must hash as the key does; `is_match` compares it with a stored key; `make_key`
     /// owns it. Call it after a cache miss: it checks the cache again before leading.
+    #[inline]
     pub fn join<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
         &self,
         cache: &C,
@@ -980,6 +981,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         self.join_waiting(cache, hash, Owned(key)).await
     }
 
+    #[inline]
     fn join_blocking<C: FunctionCache<K, V>>(
         &self,
         cache: &C,
@@ -1043,6 +1045,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
 
     /// Under the shard's lock: the flight to wait for, or a new one that this caller leads (one
     /// that nobody can join when it was released to run `alone`).
+    #[inline]
     fn step<P: Probe<K>, C: FunctionCache<K, V>>(
         &self,
         cache: &C,
