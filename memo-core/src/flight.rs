@@ -205,13 +205,16 @@ struct Shard<K, V> {
     stored: Condvar,
     waits: AtomicU64,
     late_hits: AtomicU64,
+    /// The leaders' time in the body, in [`ticks`], weighted (see [`Table::timing`]): written
+    /// under `table`'s lock (a load and a store, no locked instruction), read without it, so
+    /// that the statistics never wait for the lock (an eviction listener that reads them runs
+    /// inside a leader's insert, under it).
+    load_ticks: AtomicU64,
 }
 
 struct Table<K, V> {
     entries: Entries<K, V>,
     next_id: u64,
-    /// The leaders' time in the body, in [`ticks`], weighted (see [`Table::timing`]).
-    load_ticks: u64,
     /// The leaders to start untimed before the next timed one (see [`Table::timing`]).
     untimed: u32,
     /// The leaders started untimed since the last timed one: the weight of the next.
@@ -231,7 +234,6 @@ impl<K, V> Table<K, V> {
         Table {
             entries: Entries::List(Vec::new()),
             next_id: 0,
-            load_ticks: 0,
             untimed: 0,
             skipped: 0,
         }
@@ -274,10 +276,16 @@ impl<K, V> Table<K, V> {
         std::mem::take(&mut self.skipped) + 1
     }
 
-    /// Adds a timed leader's `spent` ticks, standing for `weight` leaders ([`Table::timing`]).
+    /// Adds a timed leader's `spent` ticks, standing for `weight` leaders ([`Table::timing`]),
+    /// to `load_ticks`, the counter of this table's shard.
     #[inline]
-    fn add_load(&mut self, id: u64, spent: u64, weight: u64) {
-        self.load_ticks = self.load_ticks.saturating_add(spent.saturating_mul(weight));
+    fn add_load(&mut self, load_ticks: &AtomicU64, id: u64, spent: u64, weight: u64) {
+        // Under the table's lock: the only writer.
+        let total = load_ticks.load(Ordering::Relaxed);
+        load_ticks.store(
+            total.saturating_add(spent.saturating_mul(weight)),
+            Ordering::Relaxed,
+        );
         self.untimed = if spent < CHEAP_LOAD {
             // A gap in 0..2 * SAMPLE_EVERY - 1 from the entry's id (a Weyl sequence, mixed).
             let mixed = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
@@ -685,6 +693,7 @@ impl<K, V> Flights<K, V> {
                 stored: Condvar::new(),
                 waits: AtomicU64::new(0),
                 late_hits: AtomicU64::new(0),
+                load_ticks: AtomicU64::new(0),
             })
             .collect();
         Flights {
@@ -751,12 +760,7 @@ impl<K, V> Flights<K, V> {
         FlightCounts {
             waits: sum(|shard| &shard.waits),
             late_hits: sum(|shard| &shard.late_hits),
-            load_time: ticks::duration(
-                self.shards
-                    .iter()
-                    .map(|shard| shard.table.lock().load_ticks)
-                    .fold(0u64, u64::saturating_add),
-            ),
+            load_time: ticks::duration(sum(|shard| &shard.load_ticks)),
         }
     }
 
@@ -764,8 +768,10 @@ impl<K, V> Flights<K, V> {
         for shard in &*self.shards {
             shard.waits.store(0, Ordering::Relaxed);
             shard.late_hits.store(0, Ordering::Relaxed);
+            // Under the lock, so that no leader's addition lands on the old total.
             let mut table = shard.table.lock();
-            (table.load_ticks, table.untimed, table.skipped) = (0, 0, 0);
+            shard.load_ticks.store(0, Ordering::Relaxed);
+            (table.untimed, table.skipped) = (0, 0);
         }
     }
 
@@ -1101,7 +1107,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let (hash, id) = (ended.hash, ended.id);
         let shard = self.shard(hash);
         let mut table = shard.table.lock();
-        ended.account(&mut table);
+        ended.account(shard, &mut table);
         if C::REMOTE {
             let Some(entry) = table.entries.find_mut(hash, |entry| entry.id == id) else {
                 unreachable!("a leader's entry stays until it finishes");
@@ -1162,8 +1168,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// releases them at once to run the body each alone.
     pub fn fail(&self, mut leader: Leader<'_, K, V>, failure: Option<Failure>) {
         let ended = leader.finish();
-        let mut table = self.shard(ended.hash).table.lock();
-        ended.account(&mut table);
+        let shard = self.shard(ended.hash);
+        let mut table = shard.table.lock();
+        ended.account(shard, &mut table);
         let entry = table.take(ended.hash, ended.id);
         drop(table);
         if let Some(flight) = entry.and_then(|entry| entry.flight) {
@@ -1185,8 +1192,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         negative: N,
     ) {
         let ended = leader.finish();
-        let mut table = self.shard(ended.hash).table.lock();
-        ended.account(&mut table);
+        let shard = self.shard(ended.hash);
+        let mut table = shard.table.lock();
+        ended.account(shard, &mut table);
         let Some(entry) = table.take(ended.hash, ended.id) else {
             unreachable!("a leader's entry stays until it finishes");
         };
@@ -1433,11 +1441,11 @@ struct Ended {
 }
 
 impl Ended {
-    /// Adds the leader's time to its shard's `table` (locked).
+    /// Adds the leader's time to its `shard`, whose `table` is locked.
     #[inline]
-    fn account<K, V>(&self, table: &mut Table<K, V>) {
+    fn account<K, V>(&self, shard: &Shard<K, V>, table: &mut Table<K, V>) {
         if self.weight > 0 {
-            table.add_load(self.id, self.spent, self.weight);
+            table.add_load(&shard.load_ticks, self.id, self.spent, self.weight);
         }
     }
 }
@@ -1498,8 +1506,9 @@ impl<K, V> Drop for Leader<'_, K, V> {
             return;
         }
         let ended = self.finish();
-        let mut table = self.flights.shard(ended.hash).table.lock();
-        ended.account(&mut table);
+        let shard = self.flights.shard(ended.hash);
+        let mut table = shard.table.lock();
+        ended.account(shard, &mut table);
         let entry = table.take(ended.hash, ended.id);
         drop(table);
         if let Some(flight) = entry.and_then(|entry| entry.flight) {
@@ -1781,27 +1790,56 @@ mod tests {
     #[test]
     fn cheap_bodies_are_timed_in_a_sample_weighted_by_the_leaders_it_stands_for() {
         let mut table = Table::<u32, String>::new();
+        let load_ticks = AtomicU64::new(0);
         let (mut timed, mut weights) = (0u64, 0u64);
         for id in 0..10_000 {
             let weight = table.timing();
             if weight > 0 {
                 timed += 1;
                 weights += weight;
-                table.add_load(id, 100, weight);
+                table.add_load(&load_ticks, id, 100, weight);
             }
         }
         // About one in SAMPLE_EVERY, and every leader counted once (but those started since
         // the last timed one).
         assert!((10_000 / 32..10_000 / 8).contains(&timed), "{timed} timed");
         assert_eq!(weights + table.skipped, 10_000);
-        assert_eq!(table.load_ticks, 100 * weights);
+        assert_eq!(load_ticks.load(Ordering::Relaxed), 100 * weights);
         // A body that takes longer is timed every time from the next leader on.
         table.untimed = 0;
         for id in 0..100 {
             let weight = table.timing();
             assert!(weight > 0, "leader {id} untimed");
-            table.add_load(id, CHEAP_LOAD, weight);
+            table.add_load(&load_ticks, id, CHEAP_LOAD, weight);
         }
+    }
+
+    #[test]
+    fn an_eviction_listener_reads_the_statistics_inside_a_leaders_insert() {
+        static FLIGHTS: std::sync::OnceLock<Flights<u32, String>> = std::sync::OnceLock::new();
+        let flights = FLIGHTS.get_or_init(|| Flights::new("listened"));
+        let read = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&read);
+        let cache: Cache<u32, String> = Cache::builder()
+            .maxsize(1)
+            .on_evict(move |_: &u32, _: &String, _| {
+                // Under the flight shard's lock of the leader that stores the new value.
+                let _ = FLIGHTS.get().map(Flights::counts);
+                seen.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for key in 0..4 {
+                call(flights, &cache, key, String::new);
+            }
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the statistics waited for the lock their reader's insert holds");
+        assert_eq!(read.load(Ordering::Relaxed), 3);
     }
 
     #[test]
