@@ -15,6 +15,11 @@
 //!   the differences are what each costs a miss. A hit never reaches any of it (`hit_path`:
 //!   `single_flight` against `no_single_flight`).
 //!
+//! - `miss_evicts_128`: `u64 -> u64` functions of maxsize 128 called with keys uniform over 1M
+//!   (benches/compare's "miss that evicts" row), with and without single-flight: what
+//!   single-flight adds to a miss that stores and evicts. `-- miss_evicts --profile-time 5`
+//!   under `perf record` for a profile of one variant.
+//!
 //! `cargo bench -p memo-benches --bench single_flight -- --warm-up-time 1 --measurement-time 2` for a quick look.
 #![allow(
     missing_docs,
@@ -132,6 +137,39 @@ fn miss_then_hit(c: &mut Criterion) {
     }
 }
 
+#[memoize(maxsize = 128)]
+fn evicts_with_flight(key: u64) -> u64 {
+    key ^ 0x5555_5555
+}
+
+#[memoize(maxsize = 128, single_flight = false)]
+fn evicts_without_flight(key: u64) -> u64 {
+    key ^ 0x5555_5555
+}
+
+fn miss_evicts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("miss_evicts_128");
+    // Keys uniform over 1M (xorshift), so that nearly every call misses and evicts.
+    let next = |x: &mut u64| {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x % 1_000_000
+    };
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    group.bench_function("single_flight", |b| {
+        b.iter(|| evicts_with_flight(black_box(next(&mut x))))
+    });
+    group.bench_function("no_single_flight", |b| {
+        b.iter(|| evicts_without_flight(black_box(next(&mut x))))
+    });
+    group.finish();
+    let info = evicts_with_flight::cache_info();
+    if info.misses > 0 {
+        assert!(info.hits * 100 < info.misses, "{info}");
+    }
+}
+
 /// A leader's miss through `memo`'s flights, as the generated code makes it.
 fn leader_miss(memo: &Memo<u64, u64>, key: u64) -> u64 {
     match memo.flights.join_owned(&memo.cache, key) {
@@ -182,6 +220,7 @@ criterion_group!(
     hit_path,
     miss_path,
     miss_then_hit,
-    miss_bookkeeping
+    miss_bookkeeping,
+    miss_evicts
 );
 criterion_main!(benches);

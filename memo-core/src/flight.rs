@@ -39,11 +39,18 @@
 //!   and skips all this, and hits never see it.
 //! - **Counters**: the calls that waited for another caller's outcome, the calls that found the
 //!   value stored just before they would have led, and the time the leaders spent computing
-//!   (read from the CPU's time-stamp counter where it is invariant, see [`ticks`]): kept per
-//!   shard, beside the cache's own counters (see [`FlightCounts`]).
+//!   (read from the CPU's time-stamp counter where it is invariant, see [`ticks`]; every
+//!   leader is timed while the bodies take over a microsecond or so, about one in 16 once they
+//!   are faster, weighted by the leaders it stands for, so that the two clock reads never cost
+//!   a cheap miss much: see [`Table::timing`]): kept per shard, beside the cache's own counters
+//!   (see [`FlightCounts`]).
+//! - **A leader's miss**: one lock round trip on its shard to register (an entry pushed to a
+//!   short list; the shard indexes its entries by hash only when it holds many) and one to
+//!   complete (the entry removed, the value stored under the lock), one more look at the cache
+//!   in between, and a few thread-local stores for the recursion check.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
@@ -110,9 +117,42 @@ struct FlightId {
     id: u64,
 }
 
+/// How many of the flights a thread leads at once its record keeps in cells; more nested ones
+/// go to a `Vec`.
+const LEADING_CELLS: usize = 8;
+
+/// The flights a thread is leading right now, innermost last: the first [`LEADING_CELLS`] in
+/// cells (a type without `Drop`, so that a leader's entry and exit are a few plain loads and
+/// stores, with no check that a destructor is registered), the deeper ones in `DEEPER`. Entered
+/// and left in nested scopes ([`Leading`]), so always in stack order.
+struct LeadingRecord {
+    depth: Cell<usize>,
+    cells: [Cell<FlightId>; LEADING_CELLS],
+}
+
 thread_local! {
-    /// The flights this thread is leading right now, innermost last.
-    static LEADING: RefCell<Vec<FlightId>> = const { RefCell::new(Vec::new()) };
+    static LEADING: LeadingRecord = const {
+        LeadingRecord {
+            depth: Cell::new(0),
+            cells: [const { Cell::new(FlightId { table: 0, id: 0 }) }; LEADING_CELLS],
+        }
+    };
+    static DEEPER: RefCell<Vec<FlightId>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The flights this thread leads right now, innermost last.
+fn leading() -> Vec<FlightId> {
+    LEADING.with(|record| {
+        let depth = record.depth.get();
+        let mut leading: Vec<FlightId> = record.cells[..depth.min(LEADING_CELLS)]
+            .iter()
+            .map(Cell::get)
+            .collect();
+        if depth > LEADING_CELLS {
+            DEEPER.with(|deeper| leading.extend_from_slice(&deeper.borrow()));
+        }
+        leading
+    })
 }
 
 /// That the flight `waiter`'s leader is blocked until the flight `on` (of the function
@@ -165,20 +205,37 @@ struct Shard<K, V> {
     stored: Condvar,
     waits: AtomicU64,
     late_hits: AtomicU64,
-    /// The leaders' time in the body, in [`ticks`].
+    /// The leaders' time in the body, in [`ticks`], weighted (see [`Table::timing`]): written
+    /// under `table`'s lock (a load and a store, no locked instruction), read without it, so
+    /// that the statistics never wait for the lock (an eviction listener that reads them runs
+    /// inside a leader's insert, under it).
     load_ticks: AtomicU64,
 }
 
 struct Table<K, V> {
-    entries: HashTable<Entry<K, V>>,
+    entries: Entries<K, V>,
     next_id: u64,
+    /// The leaders to start untimed before the next timed one (see [`Table::timing`]).
+    untimed: u32,
+    /// The leaders started untimed since the last timed one: the weight of the next.
+    skipped: u64,
 }
+
+/// A timed leader's body shorter than this many [`ticks`] (about 1.5 µs at 3 GHz; 4 µs where
+/// ticks are `Instant` nanoseconds) makes its shard time only a sample of the next leaders.
+const CHEAP_LOAD: u64 = 4096;
+
+/// The mean gap between two timed leaders of a shard whose bodies are cheap: the two clock
+/// reads (about 36 ns on the team's VM) are then paid by one leader in this many.
+const SAMPLE_EVERY: u64 = 16;
 
 impl<K, V> Table<K, V> {
     fn new() -> Self {
         Table {
-            entries: HashTable::new(),
+            entries: Entries::List(Vec::new()),
             next_id: 0,
+            untimed: 0,
+            skipped: 0,
         }
     }
 
@@ -186,24 +243,176 @@ impl<K, V> Table<K, V> {
     fn insert(&mut self, hash: u64, key: Option<K>, joinable: bool) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let entry = Entry {
+        self.entries.insert(Entry {
             hash,
             key,
             id,
             joinable,
             stale: false,
             flight: None,
-        };
-        self.entries.insert_unique(hash, entry, |entry| entry.hash);
+        });
         id
     }
 
     /// Removes the entry `id` and returns it.
     fn take(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
-        self.entries
+        self.entries.take(hash, id)
+    }
+
+    /// Whether the leader starting now times its body, and for how many leaders its time
+    /// counts (itself and those started untimed since the last timed one); 0: untimed. Every
+    /// leader is timed while the bodies take [`CHEAP_LOAD`] ticks or more; once a timed one
+    /// took less, about one in [`SAMPLE_EVERY`] (at pseudo-random gaps, so that no periodic
+    /// pattern of keys is always skipped), its time weighted by the leaders it stands for:
+    /// `load_time` stays the sum of the bodies' times, estimated where they are too short for
+    /// two clock reads to be negligible.
+    #[inline]
+    fn timing(&mut self) -> u64 {
+        if self.untimed > 0 {
+            self.untimed -= 1;
+            self.skipped += 1;
+            return 0;
+        }
+        std::mem::take(&mut self.skipped) + 1
+    }
+
+    /// Adds a timed leader's `spent` ticks, standing for `weight` leaders ([`Table::timing`]),
+    /// to `load_ticks`, the counter of this table's shard.
+    #[inline]
+    fn add_load(&mut self, load_ticks: &AtomicU64, id: u64, spent: u64, weight: u64) {
+        // Under the table's lock: the only writer.
+        let total = load_ticks.load(Ordering::Relaxed);
+        load_ticks.store(
+            total.saturating_add(spent.saturating_mul(weight)),
+            Ordering::Relaxed,
+        );
+        self.untimed = if spent < CHEAP_LOAD {
+            // A gap in 0..2 * SAMPLE_EVERY - 1 from the entry's id (a Weyl sequence, mixed).
+            let mixed = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+            (mixed % (2 * SAMPLE_EVERY - 1)) as u32
+        } else {
+            0
+        };
+    }
+}
+
+/// How many entries a shard keeps in a list before it indexes them by hash, and how few it
+/// keeps when it goes back to the list (the gap keeps it from switching back and forth).
+const LIST_MAX: usize = 32;
+const LIST_AGAIN: usize = 8;
+
+/// The entries of a shard: a short list searched in order (a shard rarely holds more than one
+/// or two computations at a time: a leader's miss then pushes and removes an entry at the
+/// cost of a few compares), a hash table once it holds more than [`LIST_MAX`], and a list
+/// again (the table freed) once it is down to [`LIST_AGAIN`].
+enum Entries<K, V> {
+    List(Vec<Entry<K, V>>),
+    Hashed(HashTable<Entry<K, V>>),
+}
+
+impl<K, V> Entries<K, V> {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match self {
+            Entries::List(list) => list.len(),
+            Entries::Hashed(table) => table.len(),
+        }
+    }
+
+    #[inline]
+    fn insert(&mut self, entry: Entry<K, V>) {
+        match self {
+            Entries::List(list) if list.len() < LIST_MAX => list.push(entry),
+            _ => self.insert_hashed(entry),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_hashed(&mut self, entry: Entry<K, V>) {
+        match self {
+            Entries::List(list) => {
+                let mut table = HashTable::with_capacity(2 * LIST_MAX);
+                for old in list.drain(..).chain(std::iter::once(entry)) {
+                    table.insert_unique(old.hash, old, |e| e.hash);
+                }
+                *self = Entries::Hashed(table);
+            }
+            Entries::Hashed(table) => {
+                table.insert_unique(entry.hash, entry, |e| e.hash);
+            }
+        }
+    }
+
+    /// Removes the entry `id` (of hash `hash`) and returns it.
+    #[inline]
+    fn take(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
+        match self {
+            Entries::List(list) => {
+                let at = list.iter().rposition(|entry| entry.id == id)?;
+                Some(list.swap_remove(at))
+            }
+            Entries::Hashed(_) => self.take_hashed(hash, id),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_hashed(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
+        let Entries::Hashed(table) = self else {
+            unreachable!("called on a hash table");
+        };
+        let taken = table
             .find_entry(hash, |entry| entry.id == id)
             .ok()
-            .map(|entry| entry.remove().0)
+            .map(|entry| entry.remove().0);
+        if table.len() <= LIST_AGAIN {
+            let mut list = Vec::with_capacity(LIST_MAX);
+            list.extend(table.drain());
+            *self = Entries::List(list);
+        }
+        taken
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, mut is: impl FnMut(&Entry<K, V>) -> bool) -> Option<&Entry<K, V>> {
+        match self {
+            Entries::List(list) => list.iter().find(|entry| entry.hash == hash && is(entry)),
+            Entries::Hashed(table) => table.find(hash, is),
+        }
+    }
+
+    #[inline]
+    fn find_mut(
+        &mut self,
+        hash: u64,
+        mut is: impl FnMut(&Entry<K, V>) -> bool,
+    ) -> Option<&mut Entry<K, V>> {
+        match self {
+            Entries::List(list) => list
+                .iter_mut()
+                .find(|entry| entry.hash == hash && is(entry)),
+            Entries::Hashed(table) => table.find_mut(hash, is),
+        }
+    }
+
+    /// Calls `f` on every entry, or on those of hash `hash`.
+    fn for_each_mut(&mut self, hash: Option<u64>, mut f: impl FnMut(&mut Entry<K, V>)) {
+        match (self, hash) {
+            (Entries::List(list), hash) => list
+                .iter_mut()
+                .filter(|entry| hash.is_none_or(|hash| entry.hash == hash))
+                .for_each(f),
+            (Entries::Hashed(table), Some(hash)) => table.iter_hash_mut(hash).for_each(f),
+            (Entries::Hashed(table), None) => table.iter_mut().for_each(&mut f),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &Entry<K, V>> + '_> {
+        match self {
+            Entries::List(list) => Box::new(list.iter()),
+            Entries::Hashed(table) => Box::new(table.iter()),
+        }
     }
 }
 
@@ -559,19 +768,21 @@ impl<K, V> Flights<K, V> {
         for shard in &*self.shards {
             shard.waits.store(0, Ordering::Relaxed);
             shard.late_hits.store(0, Ordering::Relaxed);
+            // Under the lock, so that no leader's addition lands on the old total.
+            let mut table = shard.table.lock();
             shard.load_ticks.store(0, Ordering::Relaxed);
+            (table.untimed, table.skipped) = (0, 0);
         }
     }
 
-    /// Adds the time since `started` (in [`ticks`]) to the load time of the shard of `hash`.
-    fn add_load(&self, hash: u64, started: u64) {
-        if !self.accounting.load_time {
-            return;
+    /// [`Table::timing`] of a new leader in `table`; 0 (untimed) without `load_time`.
+    #[inline]
+    fn timing(&self, table: &mut Table<K, V>) -> u64 {
+        if self.accounting.load_time {
+            table.timing()
+        } else {
+            0
         }
-        let spent = ticks::now().saturating_sub(started);
-        self.shard(hash)
-            .load_ticks
-            .fetch_add(spent, Ordering::Relaxed);
     }
 
     /// The process-wide name of the entry `id` of the shard of `hash`.
@@ -606,10 +817,7 @@ impl<K, V> Flights<K, V> {
             Some(_) => {}
             None => writing.push((entry.hash, entry.id)),
         };
-        match hash {
-            Some(hash) => table.entries.iter_hash_mut(hash).for_each(&mut mark),
-            None => table.entries.iter_mut().for_each(&mut mark),
-        }
+        table.entries.for_each_mut(hash, &mut mark);
         writing
     }
 
@@ -665,10 +873,10 @@ impl<K, V> Flights<K, V> {
     /// waits; else records that this thread's flights wait for it. Nothing for a caller that
     /// leads nothing.
     fn block_on(&self, on: FlightId) -> Option<Blocked> {
-        let leading = LEADING.with(|leading| {
-            let leading = leading.borrow();
-            (!leading.is_empty()).then(|| leading.clone())
-        })?;
+        let leading = leading();
+        if leading.is_empty() {
+            return None;
+        }
         if leading.contains(&on) {
             panic!(
                 "`{}` called itself with the arguments it is computing: with single-flight the \
@@ -738,6 +946,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Waits for the caller computing the key that `probe` borrows, or becomes that caller.
     /// `probe` must hash as the key does; `is_match` compares it with a stored key; `make_key`
     /// owns it. Call it after a cache miss: it checks the cache again before leading.
+    #[inline]
     pub fn join<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
         &self,
         cache: &C,
@@ -778,6 +987,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         self.join_waiting(cache, hash, Owned(key)).await
     }
 
+    #[inline]
     fn join_blocking<C: FunctionCache<K, V>>(
         &self,
         cache: &C,
@@ -841,6 +1051,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
 
     /// Under the shard's lock: the flight to wait for, or a new one that this caller leads (one
     /// that nobody can join when it was released to run `alone`).
+    #[inline]
     fn step<P: Probe<K>, C: FunctionCache<K, V>>(
         &self,
         cache: &C,
@@ -879,18 +1090,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             }
         }
         let id = table.insert(hash, Some(key), !alone);
+        let weight = self.timing(&mut table);
         drop(table);
-        Step::Joined(Joined::Lead(Leader {
-            flights: self,
-            hash,
-            id,
-            started: if self.accounting.load_time {
-                ticks::now()
-            } else {
-                0
-            },
-            finished: false,
-        }))
+        Step::Joined(Joined::Lead(Leader::new(self, hash, id, weight)))
     }
 
     /// Stores the leader's `value` in `cache`, unless its key was invalidated meanwhile, and
@@ -901,9 +1103,11 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         cache: &C,
         value: V,
     ) {
-        let (hash, id) = leader.finish();
+        let ended = leader.finish();
+        let (hash, id) = (ended.hash, ended.id);
         let shard = self.shard(hash);
         let mut table = shard.table.lock();
+        ended.account(shard, &mut table);
         if C::REMOTE {
             let Some(entry) = table.entries.find_mut(hash, |entry| entry.id == id) else {
                 unreachable!("a leader's entry stays until it finishes");
@@ -963,8 +1167,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Ends the leader's flight without a value: hands `failure` to the waiters, or with `None`
     /// releases them at once to run the body each alone.
     pub fn fail(&self, mut leader: Leader<'_, K, V>, failure: Option<Failure>) {
-        let (hash, id) = leader.finish();
-        let entry = self.shard(hash).table.lock().take(hash, id);
+        let ended = leader.finish();
+        let shard = self.shard(ended.hash);
+        let mut table = shard.table.lock();
+        ended.account(shard, &mut table);
+        let entry = table.take(ended.hash, ended.id);
+        drop(table);
         if let Some(flight) = entry.and_then(|entry| entry.flight) {
             flight.finish(match failure {
                 Some(failure) => Outcome::Failed(failure),
@@ -983,9 +1191,11 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         cache: &C,
         negative: N,
     ) {
-        let (hash, id) = leader.finish();
-        let mut table = self.shard(hash).table.lock();
-        let Some(entry) = table.take(hash, id) else {
+        let ended = leader.finish();
+        let shard = self.shard(ended.hash);
+        let mut table = shard.table.lock();
+        ended.account(shard, &mut table);
+        let Some(entry) = table.take(ended.hash, ended.id) else {
             unreachable!("a leader's entry stays until it finishes");
         };
         // Stored under the shard's lock, as `complete` stores a value: an invalidation either
@@ -1125,18 +1335,9 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             return None;
         }
         let id = table.insert(hash, Some(key), false);
+        let weight = self.timing(&mut table);
         drop(table);
-        Some(Leader {
-            flights: self,
-            hash,
-            id,
-            started: if self.accounting.load_time {
-                ticks::now()
-            } else {
-                0
-            },
-            finished: false,
-        })
+        Some(Leader::new(self, hash, id, weight))
     }
 }
 
@@ -1224,17 +1425,59 @@ pub struct Leader<'a, K, V> {
     flights: &'a Flights<K, V>,
     hash: u64,
     id: u64,
-    /// When the body started, in [`ticks`].
+    /// When the body started, in [`ticks`], if timed.
     started: u64,
+    /// For how many leaders its time counts, 0 if untimed ([`Table::timing`]).
+    weight: u64,
     finished: bool,
 }
 
-impl<K, V> Leader<'_, K, V> {
-    /// Ends the leader's run: its time goes to the load time. Its hash and entry id.
-    fn finish(&mut self) -> (u64, u64) {
+/// A leader that finished: its entry, and its time to add under the shard's lock.
+struct Ended {
+    hash: u64,
+    id: u64,
+    spent: u64,
+    weight: u64,
+}
+
+impl Ended {
+    /// Adds the leader's time to its `shard`, whose `table` is locked.
+    #[inline]
+    fn account<K, V>(&self, shard: &Shard<K, V>, table: &mut Table<K, V>) {
+        if self.weight > 0 {
+            table.add_load(&shard.load_ticks, self.id, self.spent, self.weight);
+        }
+    }
+}
+
+impl<'a, K, V> Leader<'a, K, V> {
+    /// The leader of the entry `id` (of hash `hash`), timed when `weight` is not 0.
+    #[inline]
+    fn new(flights: &'a Flights<K, V>, hash: u64, id: u64, weight: u64) -> Self {
+        Leader {
+            flights,
+            hash,
+            id,
+            started: if weight > 0 { ticks::now() } else { 0 },
+            weight,
+            finished: false,
+        }
+    }
+
+    /// Ends the leader's run: its entry, and its time for the load time.
+    #[inline]
+    fn finish(&mut self) -> Ended {
         self.finished = true;
-        self.flights.add_load(self.hash, self.started);
-        (self.hash, self.id)
+        Ended {
+            hash: self.hash,
+            id: self.id,
+            spent: if self.weight > 0 {
+                ticks::now().saturating_sub(self.started)
+            } else {
+                0
+            },
+            weight: self.weight,
+        }
     }
 
     /// Runs a synchronous body as this flight's leader: a call of the same function with the
@@ -1262,33 +1505,56 @@ impl<K, V> Drop for Leader<'_, K, V> {
         if self.finished {
             return;
         }
-        let (hash, id) = self.finish();
-        let entry = self.flights.shard(hash).table.lock().take(hash, id);
+        let ended = self.finish();
+        let shard = self.flights.shard(ended.hash);
+        let mut table = shard.table.lock();
+        ended.account(shard, &mut table);
+        let entry = table.take(ended.hash, ended.id);
+        drop(table);
         if let Some(flight) = entry.and_then(|entry| entry.flight) {
             flight.finish(Outcome::Abandoned);
         }
     }
 }
 
-/// Marks a flight as led by this thread until dropped (also when the body unwinds).
-struct Leading {
-    id: FlightId,
-}
+/// Marks a flight as led by this thread until dropped (also when the body unwinds). Only ever
+/// a local of the scope that runs the body, so that records end in the order they began.
+struct Leading;
 
 impl Leading {
+    #[inline]
     fn enter(id: FlightId) -> Self {
-        LEADING.with(|leading| leading.borrow_mut().push(id));
-        Leading { id }
+        LEADING.with(|record| {
+            let depth = record.depth.get();
+            match record.cells.get(depth) {
+                Some(cell) => cell.set(id),
+                None => Self::deeper(Some(id)),
+            }
+            record.depth.set(depth + 1);
+        });
+        Leading
+    }
+
+    /// Pushes `id` to the record's `Vec` of deeper flights, or pops its last with `None`.
+    #[cold]
+    #[inline(never)]
+    fn deeper(id: Option<FlightId>) {
+        DEEPER.with(|deeper| match id {
+            Some(id) => deeper.borrow_mut().push(id),
+            None => drop(deeper.borrow_mut().pop()),
+        });
     }
 }
 
 impl Drop for Leading {
+    #[inline]
     fn drop(&mut self) {
-        LEADING.with(|leading| {
-            let mut leading = leading.borrow_mut();
-            if let Some(position) = leading.iter().rposition(|&id| id == self.id) {
-                leading.remove(position);
+        LEADING.with(|record| {
+            let depth = record.depth.get() - 1;
+            if depth >= LEADING_CELLS {
+                Self::deeper(None);
             }
+            record.depth.set(depth);
         });
     }
 }
@@ -1308,11 +1574,12 @@ impl<F: Future + Unpin> Future for Running<F> {
     }
 }
 
-/// The clock of the load time, read twice by every leader: the CPU's time-stamp counter where it
+/// The clock of the load time, read twice by every timed leader: the CPU's time-stamp counter where it
 /// ticks at a constant rate whatever the power state (x86_64 with an invariant TSC, as the kernel's
 /// own `tsc` clocksource needs), converted to time only when the counters are read; elsewhere
-/// `Instant`. On the team's VM a counter read costs 30 ns and `Instant::now` 105 ns, which made
-/// the two reads most of single-flight's cost on a miss (`benches/single_flight.rs`).
+/// `Instant`. On the team's VM a counter read costs 18-30 ns and `Instant::now` 45-280 ns: even
+/// the counter's two reads were a third of single-flight's cost on a cheap miss
+/// (`benches/single_flight.rs`), hence the sampling of [`Table::timing`].
 mod ticks {
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
@@ -1521,6 +1788,99 @@ mod tests {
     }
 
     #[test]
+    fn cheap_bodies_are_timed_in_a_sample_weighted_by_the_leaders_it_stands_for() {
+        let mut table = Table::<u32, String>::new();
+        let load_ticks = AtomicU64::new(0);
+        let (mut timed, mut weights) = (0u64, 0u64);
+        for id in 0..10_000 {
+            let weight = table.timing();
+            if weight > 0 {
+                timed += 1;
+                weights += weight;
+                table.add_load(&load_ticks, id, 100, weight);
+            }
+        }
+        // About one in SAMPLE_EVERY, and every leader counted once (but those started since
+        // the last timed one).
+        assert!((10_000 / 32..10_000 / 8).contains(&timed), "{timed} timed");
+        assert_eq!(weights + table.skipped, 10_000);
+        assert_eq!(load_ticks.load(Ordering::Relaxed), 100 * weights);
+        // A body that takes longer is timed every time from the next leader on.
+        table.untimed = 0;
+        for id in 0..100 {
+            let weight = table.timing();
+            assert!(weight > 0, "leader {id} untimed");
+            table.add_load(&load_ticks, id, CHEAP_LOAD, weight);
+        }
+    }
+
+    #[test]
+    fn an_eviction_listener_reads_the_statistics_inside_a_leaders_insert() {
+        static FLIGHTS: std::sync::OnceLock<Flights<u32, String>> = std::sync::OnceLock::new();
+        let flights = FLIGHTS.get_or_init(|| Flights::new("listened"));
+        let read = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&read);
+        let cache: Cache<u32, String> = Cache::builder()
+            .maxsize(1)
+            .on_evict(move |_: &u32, _: &String, _| {
+                // Under the flight shard's lock of the leader that stores the new value.
+                let _ = FLIGHTS.get().map(Flights::counts);
+                seen.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for key in 0..4 {
+                call(flights, &cache, key, String::new);
+            }
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the statistics waited for the lock their reader's insert holds");
+        assert_eq!(read.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn slow_bodies_are_all_timed() {
+        let (flights, cache) = (Flights::new("slow"), Cache::new(0));
+        for key in 0..20 {
+            call(&flights, &cache, key, || {
+                std::thread::sleep(Duration::from_millis(1));
+                String::new()
+            });
+        }
+        let spent = flights.counts().load_time;
+        assert!(spent >= Duration::from_millis(20), "{spent:?}");
+    }
+
+    #[test]
+    fn a_shard_with_many_flights_indexes_them_then_lists_them_again() {
+        let flights = Flights::<u32, String>::new("many");
+        let leaders: Vec<_> = (0..2_000u32)
+            .map(|key| flights.try_lead(key).expect("not running"))
+            .collect();
+        assert_eq!(flights.in_flight(), 2_000);
+        for shard in &*flights.shards {
+            assert!(matches!(shard.table.lock().entries, Entries::Hashed(_)));
+        }
+        // Found in the hash table: no second computation of a running key.
+        assert!((0..2_000).all(|key| flights.try_lead(key).is_none()));
+        drop(leaders);
+        assert_eq!(flights.in_flight(), 0);
+        for shard in &*flights.shards {
+            assert!(matches!(&shard.table.lock().entries, Entries::List(l) if l.is_empty()));
+        }
+        // Back in lists, the keys are found again.
+        let again: Vec<_> = (0..100u32)
+            .filter_map(|key| flights.try_lead(key))
+            .collect();
+        assert_eq!(again.len(), 100);
+        assert!((0..100).all(|key| flights.try_lead(key).is_none()));
+    }
+
+    #[test]
     fn the_shard_index_mixes_the_high_bits_of_the_hash() {
         // Bits 32..40 constant (what the default hasher's seed sometimes did to small integer
         // keys), the bits above them varying: the keys must still spread over the shards.
@@ -1714,12 +2074,52 @@ mod tests {
         );
         // The outer leader unwound: its flight is gone and the thread leads nothing.
         assert_eq!(flights.in_flight(), 0);
-        assert!(LEADING.with(|l| l.borrow().is_empty()));
+        assert!(leading().is_empty());
         // Recursion on other keys is fine.
         let value = call(&flights, &cache, 7, || {
             call(&flights, &cache, 6, || "six".to_owned()) + "+1"
         });
         assert_eq!(value, "six+1");
+    }
+
+    /// Leads `key`, then `key + 1` inside it, ... up to `last`, where it calls `again`.
+    fn nested(
+        flights: &Flights<u32, String>,
+        cache: &Cache<u32, String>,
+        key: u32,
+        last: u32,
+        again: u32,
+    ) -> String {
+        call(flights, cache, key, || {
+            if key == last {
+                call(flights, cache, again, String::new)
+            } else {
+                nested(flights, cache, key + 1, last, again)
+            }
+        })
+    }
+
+    #[test]
+    fn recursion_is_caught_however_deep_the_nesting() {
+        let (flights, cache) = (Flights::new("deep"), Cache::new(64));
+        // 20 nested leaders: past the record's cells. Each depth is checked against the first,
+        // the last of the cells and the deepest.
+        for again in [0, LEADING_CELLS as u32 - 1, LEADING_CELLS as u32, 19] {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                nested(&flights, &cache, 0, 19, again)
+            }));
+            let panic = result.unwrap_err();
+            let message = panic.downcast_ref::<String>().unwrap();
+            assert!(
+                message.starts_with("`deep` called itself"),
+                "{again}: {message}"
+            );
+            assert_eq!(flights.in_flight(), 0);
+            assert!(leading().is_empty());
+        }
+        let value = nested(&flights, &cache, 0, 19, 20);
+        assert!(value.is_empty());
+        assert!(leading().is_empty());
     }
 
     /// A cache outside the process, as single-flight sees one: never read under the table's
@@ -2107,6 +2507,6 @@ mod tests {
             poll_once(&mut running, &waker)
         }));
         assert!(result.is_err());
-        assert!(LEADING.with(|l| l.borrow().is_empty()));
+        assert!(leading().is_empty());
     }
 }

@@ -58,7 +58,9 @@ pub struct CacheInfo {
     pub waits: u64,
     /// The total time memoized calls spent running the body for the cache (Caffeine's
     /// `totalLoadTime`): `load_time / misses` is the mean cost of a miss. Zero for a bare
-    /// [`Cache`](crate::Cache) and without single-flight.
+    /// [`Cache`](crate::Cache) and without single-flight. Bodies that take over a microsecond
+    /// or so are each timed; faster ones are timed about one in 16, each sample counting for
+    /// the calls it stands for (two clock reads would otherwise cost a cheap miss a third).
     pub load_time: Duration,
     /// Background recomputations of a memoized function with `refresh` or
     /// `stale_while_revalidate` (run on their own, not calls: they are in none of `hits`,
