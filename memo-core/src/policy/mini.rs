@@ -7,8 +7,10 @@
 //! Only keys whose fingerprint falls in a sample (a `2^-k` share of all keys, chosen by the
 //! fingerprint's high bits) are replayed, into caches of `capacity * 2^-k` entries. Spatial
 //! sampling keeps hit ratios: the sampled keys see the same reuse distances, scaled by the same
-//! factor (Waldspurger et al., "Efficient MRC Construction with SHARDS", FAST '15). Small caches
-//! are simulated whole; large ones with at most [`MAX_MINI`] entries per miniature.
+//! factor (Waldspurger et al., "Efficient MRC Construction with SHARDS", FAST '15). Caches of
+//! fewer than `2 * MIN_MINI` entries are simulated whole, larger ones on at most half of their
+//! keys (the replay is most of what a small cache's hits and misses cost), and large ones with
+//! at most [`MAX_MINI`] entries per miniature.
 //!
 //! The miniatures share one index from fingerprint to node and the real cache's frequency sketch
 //! (which counts every request, so the sampled keys' counts are what each miniature would have
