@@ -91,6 +91,10 @@ pub(crate) struct AdaptivePolicy {
     capacity: usize,
     /// The window's target size, in entries.
     window_size: f64,
+    /// [`Self::window_max`] and [`Self::protected_max`] as of the last rebalance (the hit
+    /// path reads them).
+    window_limit: usize,
+    protected_limit: usize,
     sketch: FrequencySketch,
     /// Sampled copies of the policy at fixed window shares.
     minis: Minis,
@@ -110,6 +114,8 @@ impl AdaptivePolicy {
             protected: Queue::default(),
             capacity: 0,
             window_size: 1.0,
+            window_limit: 1,
+            protected_limit: 0,
             sketch: FrequencySketch::new(0),
             minis: Minis::new(),
             lead: 0.0,
@@ -122,22 +128,33 @@ impl AdaptivePolicy {
     }
 
     /// The window's size in entries; while the cache fills up, a share of its current size.
+    #[inline]
     fn window_max(&self) -> usize {
+        self.window_limit
+    }
+
+    #[inline]
+    fn protected_max(&self) -> usize {
+        self.protected_limit
+    }
+
+    fn compute_window_max(&self) -> usize {
         let size = if self.capacity > 0 {
             self.window_size
         } else {
             self.len() as f64 * INITIAL_WINDOW
         };
-        (size.round() as usize).max(1)
+        // `+ 0.5` rounds a positive size (`f64::round` is a libm call on this path).
+        ((size + 0.5) as usize).max(1)
     }
 
-    fn protected_max(&self) -> usize {
+    fn compute_protected_max(&self) -> usize {
         let total = if self.capacity > 0 {
             self.capacity
         } else {
             self.len()
         };
-        (total.saturating_sub(self.window_max()) as f64 * PROTECTED_SHARE) as usize
+        (total.saturating_sub(self.compute_window_max()) as f64 * PROTECTED_SHARE) as usize
     }
 
     #[inline]
@@ -151,6 +168,7 @@ impl AdaptivePolicy {
             .frequency(self.meta[slot as usize] & !REGION_MASK)
     }
 
+    #[inline]
     fn queue_mut(&mut self, region: u32) -> &mut Queue {
         match region {
             WINDOW => &mut self.window,
@@ -160,6 +178,7 @@ impl AdaptivePolicy {
     }
 
     /// Takes `slot` out of whichever queue holds it.
+    #[inline]
     fn unlink(&mut self, slot: u32) {
         let region = self.region(slot);
         let mut queue = *self.queue_mut(region);
@@ -168,6 +187,7 @@ impl AdaptivePolicy {
     }
 
     /// Puts `slot`, in no queue, at the front of `region`.
+    #[inline]
     fn push_front(&mut self, slot: u32, region: u32) {
         let m = &mut self.meta[slot as usize];
         *m = (*m & !REGION_MASK) | region;
@@ -177,6 +197,7 @@ impl AdaptivePolicy {
     }
 
     /// Moves `slot` to the front of `region`.
+    #[inline]
     fn move_to(&mut self, slot: u32, region: u32) {
         self.unlink(slot);
         self.push_front(slot, region);
@@ -185,6 +206,8 @@ impl AdaptivePolicy {
     /// Moves the window's oldest entries to probation until the window fits its size, and
     /// protected's oldest until protected fits its share.
     fn rebalance(&mut self) {
+        self.window_limit = self.compute_window_max();
+        self.protected_limit = self.compute_protected_max();
         let window_max = self.window_max();
         while self.window.len() > window_max {
             let Some(slot) = self.window.back() else {

@@ -7,8 +7,10 @@
 //! Only keys whose fingerprint falls in a sample (a `2^-k` share of all keys, chosen by the
 //! fingerprint's high bits) are replayed, into caches of `capacity * 2^-k` entries. Spatial
 //! sampling keeps hit ratios: the sampled keys see the same reuse distances, scaled by the same
-//! factor (Waldspurger et al., "Efficient MRC Construction with SHARDS", FAST '15). Small caches
-//! are simulated whole; large ones with at most [`MAX_MINI`] entries per miniature.
+//! factor (Waldspurger et al., "Efficient MRC Construction with SHARDS", FAST '15). Caches of
+//! fewer than `2 * MIN_MINI` entries are simulated whole, larger ones on at most half of their
+//! keys (the replay is most of what a small cache's hits and misses cost), and large ones with
+//! at most [`MAX_MINI`] entries per miniature.
 //!
 //! The miniatures share one index from fingerprint to node and the real cache's frequency sketch
 //! (which counts every request, so the sampled keys' counts are what each miniature would have
@@ -34,6 +36,14 @@ pub(crate) const LRU_LANE: usize = LANES - 1;
 
 /// The most entries a miniature holds: bounds memory and time.
 pub(crate) const MAX_MINI: usize = 1024;
+
+/// The fewest entries a sampled miniature holds: a cache of at least twice this many replays at
+/// most half of its keys (the replay is what a small cache's hits and misses pay), and smaller
+/// ones replay all of theirs.
+pub(crate) const MIN_MINI: usize = 64;
+
+/// Caches large enough for [`MIN_MINI`] replay at most `2^-MIN_SAMPLE_BITS` of their keys.
+const MIN_SAMPLE_BITS: u32 = 1;
 
 /// Protected's share of a miniature's main space (as in the real cache).
 const PROTECTED_SHARE: f64 = 0.90;
@@ -76,7 +86,9 @@ impl Hasher for FingerprintHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The product's low bits depend on the fingerprint's low bits only (two of which are
+        // always zero): fold the high half in, which hashbrown takes its bucket from.
+        self.0 ^ self.0 >> 32
     }
 }
 
@@ -100,6 +112,7 @@ impl Lane {
         self.window.len() + self.probation.len() + self.protected.len()
     }
 
+    #[inline]
     fn queue(&mut self, region: u8) -> &mut Queue {
         match region {
             WINDOW => &mut self.window,
@@ -120,6 +133,10 @@ pub(crate) struct Minis {
     fingerprints: Vec<u32>,
     /// Each node's region in each lane.
     regions: Vec<[u8; LANES]>,
+    /// Each node's frequency estimate at its last request, and the sketch's halvings then: the
+    /// lanes compare these rather than read the sketch twice per lane (a sampled key's estimate
+    /// moves between its requests only by halvings and by collisions with other keys).
+    counts: Vec<(u8, u8)>,
     /// Nodes no lane holds, for reuse.
     free: Vec<u32>,
     lanes: [Lane; LANES],
@@ -140,6 +157,7 @@ impl Minis {
             index: HashMap::default(),
             fingerprints: Vec::new(),
             regions: Vec::new(),
+            counts: Vec::new(),
             free: Vec::new(),
             lanes: Default::default(),
             requests: 0,
@@ -152,7 +170,10 @@ impl Minis {
     /// The real cache holds `capacity` entries: sizes the miniatures (sampling more sparsely if
     /// need be; a sample is never made denser, so that the nodes kept stay sampled).
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
-        while capacity >> self.sample_bits > MAX_MINI {
+        while capacity >> self.sample_bits > MAX_MINI
+            || (self.sample_bits < MIN_SAMPLE_BITS
+                && capacity >> (self.sample_bits + 1) >= MIN_MINI)
+        {
             self.sample_bits += 1;
         }
         self.capacity = (capacity >> self.sample_bits).max(1);
@@ -208,6 +229,7 @@ impl Minis {
         self.index.clear();
         self.fingerprints.clear();
         self.regions.clear();
+        self.counts.clear();
         self.free.clear();
         for lane in &mut self.lanes {
             lane.links.clear();
@@ -227,6 +249,7 @@ impl Minis {
     }
 
     /// Takes `node` out of `lane`, freeing it if no lane holds it any more.
+    #[inline]
     fn remove(&mut self, lane: usize, node: u32) {
         let region = self.regions[node as usize][lane];
         if region == ABSENT {
@@ -238,12 +261,13 @@ impl Minis {
         *l.queue(region) = queue;
         let regions = &mut self.regions[node as usize];
         regions[lane] = ABSENT;
-        if regions.iter().all(|&r| r == ABSENT) {
+        if *regions == [ABSENT; LANES] {
             self.index.remove(&self.fingerprints[node as usize]);
             self.free.push(node);
         }
     }
 
+    #[inline]
     fn push_front(&mut self, lane: usize, node: u32, region: u8) {
         self.regions[node as usize][lane] = region;
         let l = &mut self.lanes[lane];
@@ -252,6 +276,7 @@ impl Minis {
         *l.queue(region) = queue;
     }
 
+    #[inline]
     fn move_to(&mut self, lane: usize, node: u32, region: u8) {
         let from = self.regions[node as usize][lane];
         let l = &mut self.lanes[lane];
@@ -279,6 +304,7 @@ impl Minis {
                     None => {
                         self.fingerprints.push(fingerprint);
                         self.regions.push([ABSENT; LANES]);
+                        self.counts.push((0, 0));
                         (self.fingerprints.len() - 1) as u32
                     }
                 };
@@ -286,8 +312,10 @@ impl Minis {
                 node
             }
         };
+        self.counts[node as usize] = (sketch.frequency(fingerprint), sketch.halvings());
+        let halvings = sketch.halvings();
         for lane in 0..LANES {
-            self.access_lane(lane, node, sketch);
+            self.access_lane(lane, node, halvings);
         }
         self.choose();
     }
@@ -310,11 +338,20 @@ impl Minis {
         }
     }
 
-    fn access_lane(&mut self, lane: usize, node: u32, sketch: &FrequencySketch) {
+    /// `node`'s frequency estimate now (`halvings` by the sketch).
+    #[inline]
+    fn frequency(&self, node: u32, halvings: u8) -> u8 {
+        let (count, then) = self.counts[node as usize];
+        count
+            .checked_shr(u32::from(halvings.wrapping_sub(then)))
+            .unwrap_or(0)
+    }
+
+    fn access_lane(&mut self, lane: usize, node: u32, halvings: u8) {
         match self.regions[node as usize][lane] {
             ABSENT => {
                 self.lanes[lane].hit = false;
-                self.insert(lane, node, sketch);
+                self.insert(lane, node, halvings);
             }
             WINDOW => {
                 self.lanes[lane].hit = true;
@@ -338,7 +375,7 @@ impl Minis {
 
     /// A miss in `lane`: `node` enters its window; the window's oldest, pushed out, competes
     /// with main's victim when the miniature is full.
-    fn insert(&mut self, lane: usize, node: u32, sketch: &FrequencySketch) {
+    fn insert(&mut self, lane: usize, node: u32, halvings: u8) {
         self.push_front(lane, node, WINDOW);
         let l = &self.lanes[lane];
         if l.window.len() > l.window_max {
@@ -347,8 +384,8 @@ impl Minis {
                 _ if l.len() <= self.capacity => self.move_to(lane, candidate, PROBATION),
                 None => self.remove(lane, candidate),
                 Some(victim) => {
-                    let fc = sketch.frequency(self.fingerprints[candidate as usize]);
-                    let fv = sketch.frequency(self.fingerprints[victim as usize]);
+                    let fc = self.frequency(candidate, halvings);
+                    let fv = self.frequency(victim, halvings);
                     if fc > fv || (fc >= JITTER_FREQUENCY && self.jitter()) {
                         self.remove(lane, victim);
                         self.move_to(lane, candidate, PROBATION);
@@ -474,6 +511,19 @@ mod tests {
         }
         minis.validate();
         assert!(minis.chosen_share() <= 0.05, "{}", minis.chosen_share());
+    }
+
+    #[test]
+    fn caches_of_twice_the_least_miniature_replay_half_their_keys() {
+        for (capacity, bits, mini) in [(100, 0, 100), (127, 0, 127), (128, 1, 64), (1000, 1, 500)] {
+            let mut minis = Minis::new();
+            minis.set_capacity(capacity);
+            assert_eq!(
+                (minis.sample_bits(), minis.capacity()),
+                (bits, mini),
+                "{capacity}"
+            );
+        }
     }
 
     #[test]

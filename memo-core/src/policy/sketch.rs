@@ -35,6 +35,8 @@ pub(crate) struct FrequencySketch {
     additions: usize,
     /// Increments between halvings.
     sample_size: usize,
+    /// Halvings so far (wrapping).
+    halvings: u8,
 }
 
 /// Entries of capacity per word of counters: eight 4-bit counters per entry (four bytes per
@@ -69,6 +71,7 @@ impl FrequencySketch {
             block_mask: (words / BLOCK_WORDS - 1) as u64,
             additions: 0,
             sample_size,
+            halvings: 0,
         }
     }
 
@@ -83,41 +86,56 @@ impl FrequencySketch {
         self.sample_size = sample_size;
     }
 
-    /// The four (word, shift) positions of the counters of `fingerprint`.
+    /// The first word of `fingerprint`'s block, and the bits that pick its four counters (five
+    /// per counter: which word of its pair, and which of the word's sixteen counters).
     #[inline]
-    fn positions(&self, fingerprint: u32) -> [(usize, u32); 4] {
+    fn locate(&self, fingerprint: u32) -> (usize, u32) {
         let h = spread(fingerprint);
-        let block = (h & self.block_mask) as usize * BLOCK_WORDS;
-        let bits = (h >> 32) as u32;
-        std::array::from_fn(|i| {
-            let b = bits >> (i * 5);
-            let word = block + 2 * i + (b & 1) as usize;
-            (word, ((b >> 1) & 15) * 4)
-        })
+        (
+            (h & self.block_mask) as usize * BLOCK_WORDS,
+            (h >> 32) as u32,
+        )
     }
 
     /// How often `fingerprint` was seen recently (an overestimate at worst), 0 to 15.
     #[inline]
     pub(crate) fn frequency(&self, fingerprint: u32) -> u8 {
-        self.positions(fingerprint)
-            .iter()
-            .map(|&(w, s)| (self.table[w] >> s) & MAX_COUNT)
-            .min()
-            .unwrap_or(0) as u8
+        let (start, bits) = self.locate(fingerprint);
+        let block: &[u64; BLOCK_WORDS] = self.table[start..start + BLOCK_WORDS]
+            .try_into()
+            .expect("a block is BLOCK_WORDS long");
+        let mut min = MAX_COUNT;
+        for i in 0..4 {
+            let b = bits >> (i * 5);
+            let word = block[2 * i + (b & 1) as usize];
+            min = min.min((word >> (((b >> 1) & 15) * 4)) & MAX_COUNT);
+        }
+        min as u8
     }
 
     /// Counts one occurrence of `fingerprint`.
     #[inline]
     pub(crate) fn increment(&mut self, fingerprint: u32) {
-        let positions = self.positions(fingerprint);
-        let counts = positions.map(|(w, s)| (self.table[w] >> s) & MAX_COUNT);
-        let min = counts.iter().copied().min().unwrap_or(0);
+        let (start, bits) = self.locate(fingerprint);
+        let block: &mut [u64; BLOCK_WORDS] = (&mut self.table[start..start + BLOCK_WORDS])
+            .try_into()
+            .expect("a block is BLOCK_WORDS long");
+        let mut words = [0usize; 4];
+        let mut shifts = [0u32; 4];
+        let mut counts = [0u64; 4];
+        for i in 0..4 {
+            let b = bits >> (i * 5);
+            words[i] = 2 * i + (b & 1) as usize;
+            shifts[i] = ((b >> 1) & 15) * 4;
+            counts[i] = (block[words[i]] >> shifts[i]) & MAX_COUNT;
+        }
+        let min = counts[0].min(counts[1]).min(counts[2].min(counts[3]));
         if min == MAX_COUNT {
             return;
         }
-        for (&(w, s), &c) in positions.iter().zip(&counts) {
-            if c == min {
-                self.table[w] += 1 << s;
+        for i in 0..4 {
+            if counts[i] == min {
+                block[words[i]] += 1 << shifts[i];
             }
         }
         self.additions += 1;
@@ -126,12 +144,23 @@ impl FrequencySketch {
         }
     }
 
-    /// Halves every counter: old popularity fades.
+    /// Halves every counter: old popularity fades. Out of line, so that `increment` inlines.
+    #[cold]
+    #[inline(never)]
     fn halve(&mut self) {
         for word in &mut self.table {
             *word = (*word >> 1) & HALVE_MASK;
         }
         self.additions /= 2;
+        self.halvings = self.halvings.wrapping_add(1);
+    }
+
+    /// How many times the counts were halved (wrapping): an estimate read after `h` halvings
+    /// is, `k` halvings later, at most that estimate shifted right by `k` (plus what the key and
+    /// its collisions added since).
+    #[inline]
+    pub(crate) fn halvings(&self) -> u8 {
+        self.halvings
     }
 
     /// The bytes the table takes.
