@@ -10,8 +10,10 @@
 mod servers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+#[path = "support/refresh_times.rs"]
+mod refresh_times;
+use refresh_times::{assert_spread_over_the_last_half_second, ran, refresh_times};
 
 use memo::memoize;
 use memo::stores::{self, RedisStore};
@@ -176,9 +178,6 @@ fn maxweight_bounds_the_near_cache_of_a_store_with_refresh() {
     assert_eq!(FRESH_PAGES.load(Ordering::SeqCst), 200);
 }
 
-/// When each key's body ran, in order.
-static REFRESH_RUNS: Mutex<Vec<Vec<Instant>>> = Mutex::new(Vec::new());
-
 #[memoize(
     store = "jitter-fresh-redis",
     ttl = "10s",
@@ -186,12 +185,7 @@ static REFRESH_RUNS: Mutex<Vec<Vec<Instant>>> = Mutex::new(Vec::new());
     ttl_jitter = "50%"
 )]
 fn jittered_refresh(id: u32) -> u64 {
-    let mut runs = REFRESH_RUNS.lock().unwrap();
-    if runs.len() <= id as usize {
-        runs.resize(id as usize + 1, Vec::new());
-    }
-    runs[id as usize].push(Instant::now());
-    runs[id as usize].len() as u64
+    ran("jittered_refresh", id)
 }
 
 /// With `refresh` the jitter is in each stored stamp (one offset per write, uniform in
@@ -207,43 +201,6 @@ fn with_refresh_keys_written_together_are_refreshed_at_spread_times() {
         "jitter-fresh-redis",
         RedisStore::connect(&server.redis_url()).unwrap(),
     );
-    let start = Instant::now();
-    for id in 0..REFRESHED {
-        assert_eq!(jittered_refresh(id), 1);
-    }
-    while start.elapsed() < Duration::from_millis(1600) {
-        for id in 0..REFRESHED {
-            jittered_refresh(id);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let runs = REFRESH_RUNS.lock().unwrap();
-    let times: Vec<Duration> = runs
-        .iter()
-        .enumerate()
-        .map(|(id, times)| {
-            assert!(
-                times.len() >= 2,
-                "jittered_refresh({id}) was never refreshed"
-            );
-            times[1] - start
-        })
-        .collect();
-    let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
-    assert!(
-        *first > Duration::from_millis(500),
-        "refreshed at {first:?}"
-    );
-    let early = times
-        .iter()
-        .filter(|t| **t < Duration::from_millis(900))
-        .count();
-    assert!(
-        early >= REFRESHED as usize / 2,
-        "{early} of {REFRESHED} before 0.9 s"
-    );
-    assert!(
-        *last - *first > Duration::from_millis(300),
-        "{first:?}..{last:?}"
-    );
+    let times = refresh_times("jittered_refresh", REFRESHED, jittered_refresh);
+    assert_spread_over_the_last_half_second(&times);
 }
