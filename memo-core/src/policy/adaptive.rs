@@ -50,8 +50,8 @@ const PROTECTED: u32 = 2;
 
 /// The window's share of the capacity when the cache first fills up.
 const INITIAL_WINDOW: f64 = 0.01;
-/// Protected's share of the main space.
-const PROTECTED_SHARE: f64 = 0.90;
+/// Protected's share of the main space (also in the miniatures).
+pub(super) const PROTECTED_SHARE: f64 = 0.90;
 /// The least share of the capacity left to main.
 const MIN_MAIN: f64 = 0.01;
 /// A candidate this frequent is admitted against a more frequent victim one time in 128.

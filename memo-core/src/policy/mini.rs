@@ -20,7 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashMap;
 
-use super::adaptive::JITTER_FREQUENCY;
+use super::adaptive::{JITTER_FREQUENCY, PROTECTED_SHARE};
 use super::sketch::FrequencySketch;
 use crate::links::{Links, Queue};
 
@@ -44,9 +44,6 @@ pub(crate) const MIN_MINI: usize = 64;
 
 /// Caches large enough for [`MIN_MINI`] replay at most `2^-MIN_SAMPLE_BITS` of their keys.
 const MIN_SAMPLE_BITS: u32 = 1;
-
-/// Protected's share of a miniature's main space (as in the real cache).
-const PROTECTED_SHARE: f64 = 0.90;
 
 /// A miniature takes over when it has hit this share of its capacity more often than the
 /// current one since it was last behind (a CUSUM test): switching costs the real cache at most
