@@ -126,6 +126,13 @@ struct Retired {
     cause: RemovalCause,
 }
 
+/// Whether bit `id` of the live bits `live` is set (an id past them is not live).
+#[inline]
+fn live_bit(live: &[u64], id: u32) -> bool {
+    live.get(id as usize / 64)
+        .is_some_and(|w| w & (1 << (id % 64)) != 0)
+}
+
 impl Writer {
     #[inline]
     fn retire(&mut self, id: u32, hash: u64, cause: RemovalCause) {
@@ -138,9 +145,7 @@ impl Writer {
 
     #[inline]
     fn is_live(&self, id: u32) -> bool {
-        self.live
-            .get(id as usize / 64)
-            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+        live_bit(&self.live, id)
     }
 
     /// Marks `id` live or not; `id` was handed out (`alloc` sized `live` for it).
@@ -504,10 +509,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     #[inline]
     fn apply_hits(w: &mut Writer, ids: &[u64]) -> bool {
         let Writer { policy, live, .. } = w;
-        let is_live = |id: u32| {
-            live.get(id as usize / 64)
-                .is_some_and(|w| w & (1 << (id % 64)) != 0)
-        };
+        let is_live = |id: u32| live_bit(live, id);
         match policy {
             PolicyState::List(list) => {
                 for &id in ids {

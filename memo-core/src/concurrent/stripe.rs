@@ -349,8 +349,6 @@ impl Stripes {
         self.stripes[i].try_hold(u64::from(hash as u32) << 32)
     }
 
-    /// Replays every buffer that is not held right now (the caller, under the shard's lock,
-    /// passes its own held stripe as `own` if it has one).
     /// Replays every buffer that is not held right now, as [`Held::drain_runs`] does: the
     /// writers' path (the caller holds the shard's lock and no stripe). A buffer's length is
     /// read first, a plain load of a line its reader alone writes: an empty one costs that.
