@@ -163,3 +163,46 @@ fn other_keys_proceed_while_one_is_computed() {
         assert_eq!(waiting.join().unwrap(), 1);
     });
 }
+
+/// How many times `instant`'s body ran for each key.
+static INSTANT_RUNS: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+
+// A body that costs nothing: a caller that missed the cache meets a leader that has just stored
+// its value as often as it meets one still computing.
+#[memoize(maxsize = 1000)]
+fn instant(n: u32) -> u32 {
+    INSTANT_RUNS[n as usize].fetch_add(1, Ordering::Relaxed);
+    n + 1
+}
+
+#[test]
+fn callers_that_miss_as_the_leader_stores_find_its_value_instead_of_computing_again() {
+    // Rounds of two threads racing through the same fresh keys: each key's body runs once, so
+    // every caller that missed before the leader stored either waited for it or found its
+    // value on the second look the count of stores asked for (never skipped it).
+    let (threads, rounds, keys) = (2, 200, 64u32);
+    for _ in 0..rounds {
+        instant::cache_clear();
+        INSTANT_RUNS
+            .iter()
+            .for_each(|runs| runs.store(0, Ordering::Relaxed));
+        let gate = Barrier::new(threads);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    gate.wait();
+                    for n in 0..keys {
+                        assert_eq!(instant(n), n + 1);
+                    }
+                });
+            }
+        });
+        let runs: Vec<usize> = INSTANT_RUNS
+            .iter()
+            .map(|runs| runs.load(Ordering::Relaxed))
+            .collect();
+        assert!(runs.iter().all(|&r| r == 1), "body runs per key: {runs:?}");
+    }
+    let info = instant::cache_info();
+    assert_eq!(info.hits + info.misses, 2 * u64::from(keys), "{info}");
+}
