@@ -1237,13 +1237,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
 
     /// Stores the leader's `value` in `cache`, unless its key was invalidated meanwhile, and
     /// hands it to the waiters.
-    pub fn complete<C: FunctionCache<K, V>>(
-        &self,
-        mut leader: Leader<'_, K, V>,
-        cache: &C,
-        value: V,
-    ) {
-        let ended = leader.finish();
+    pub fn complete<C: FunctionCache<K, V>>(&self, leader: Leader<'_, K, V>, cache: &C, value: V) {
+        let ended = leader.end();
         let (hash, id) = (ended.hash, ended.id);
         let shard = self.shard(hash);
         let mut table = shard.table.lock();
@@ -1307,8 +1302,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
 
     /// Ends the leader's flight without a value: hands `failure` to the waiters, or with `None`
     /// releases them at once to run the body each alone.
-    pub fn fail(&self, mut leader: Leader<'_, K, V>, failure: Option<Failure>) {
-        let ended = leader.finish();
+    pub fn fail(&self, leader: Leader<'_, K, V>, failure: Option<Failure>) {
+        let ended = leader.end();
         let shard = self.shard(ended.hash);
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
@@ -1327,12 +1322,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// invalidated while the leader ran.
     pub fn fail_into<N, C: FunctionCache<K, N>>(
         &self,
-        mut leader: Leader<'_, K, V>,
+        leader: Leader<'_, K, V>,
         failure: Failure,
         cache: &C,
         negative: N,
     ) {
-        let ended = leader.finish();
+        let ended = leader.end();
         let shard = self.shard(ended.hash);
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
@@ -1604,6 +1599,13 @@ impl<'a, K, V> Leader<'a, K, V> {
             weight,
             finished: false,
         }
+    }
+
+    /// [`finish`](Leader::finish) by a completion, which takes the leader: its `Drop` (a call,
+    /// to find it finished) is not run.
+    #[inline]
+    fn end(self) -> Ended {
+        std::mem::ManuallyDrop::new(self).finish()
     }
 
     /// Ends the leader's run: its entry, and its time for the load time.
