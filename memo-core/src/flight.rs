@@ -827,9 +827,15 @@ impl<K, V> Flights<K, V> {
 
     /// The process-wide name of the entry `id` of the shard of `hash`.
     fn flight_id(&self, hash: u64, id: u64) -> FlightId {
+        self.flight_id_at(self.shard_index(hash), id)
+    }
+
+    /// The process-wide name of the entry `id` of the shard `index`.
+    #[inline]
+    fn flight_id_at(&self, index: usize, id: u64) -> FlightId {
         FlightId {
             table: std::ptr::from_ref(self) as *const () as usize,
-            id: (id << 8) | self.shard_index(hash) as u64,
+            id: (id << 8) | index as u64,
         }
     }
 
@@ -1196,7 +1202,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         probe: &mut Option<P>,
         alone: bool,
     ) -> Step<'_, K, V> {
-        let shard = self.shard(hash);
+        let index = self.shard_index(hash);
+        let shard = &self.shards[index];
         let mut table = shard.table.lock();
         if !alone {
             let found = match probe {
@@ -1232,7 +1239,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let id = table.insert(hash, Some(key), !alone);
         let weight = self.timing(&mut table);
         drop(table);
-        Step::Joined(Joined::Lead(Leader::new(self, hash, id, weight)))
+        Step::Joined(Joined::Lead(Leader::new(self, hash, index, id, weight)))
     }
 
     /// Stores the leader's `value` in `cache`, unless its key was invalidated meanwhile, and
@@ -1240,7 +1247,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     pub fn complete<C: FunctionCache<K, V>>(&self, leader: Leader<'_, K, V>, cache: &C, value: V) {
         let ended = leader.end();
         let (hash, id) = (ended.hash, ended.id);
-        let shard = self.shard(hash);
+        let shard = &self.shards[ended.index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         if C::REMOTE {
@@ -1304,7 +1311,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// releases them at once to run the body each alone.
     pub fn fail(&self, leader: Leader<'_, K, V>, failure: Option<Failure>) {
         let ended = leader.end();
-        let shard = self.shard(ended.hash);
+        let shard = &self.shards[ended.index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         let entry = table.take(ended.hash, ended.id);
@@ -1328,7 +1335,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         negative: N,
     ) {
         let ended = leader.end();
-        let shard = self.shard(ended.hash);
+        let shard = &self.shards[ended.index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         let Some(entry) = table.take(ended.hash, ended.id) else {
@@ -1463,7 +1470,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// then not stored).
     pub fn try_lead(&self, key: K) -> Option<Leader<'_, K, V>> {
         let hash = self.hasher.hash_one(&key);
-        let mut table = self.shard(hash).table.lock();
+        let index = self.shard_index(hash);
+        let mut table = self.shards[index].table.lock();
         let running = table
             .entries
             .find(hash, |entry| entry.key.as_ref() == Some(&key))
@@ -1474,7 +1482,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let id = table.insert(hash, Some(key), false);
         let weight = self.timing(&mut table);
         drop(table);
-        Some(Leader::new(self, hash, id, weight))
+        Some(Leader::new(self, hash, index, id, weight))
     }
 }
 
@@ -1561,6 +1569,8 @@ impl<V: Clone> Future for Waiting<'_, V> {
 pub struct Leader<'a, K, V> {
     flights: &'a Flights<K, V>,
     hash: u64,
+    /// The shard of `hash`.
+    index: usize,
     id: u64,
     /// When the body started, in [`ticks`], if timed.
     started: u64,
@@ -1572,6 +1582,7 @@ pub struct Leader<'a, K, V> {
 /// A leader that finished: its entry, and its time to add under the shard's lock.
 struct Ended {
     hash: u64,
+    index: usize,
     id: u64,
     spent: u64,
     weight: u64,
@@ -1588,12 +1599,14 @@ impl Ended {
 }
 
 impl<'a, K, V> Leader<'a, K, V> {
-    /// The leader of the entry `id` (of hash `hash`), timed when `weight` is not 0.
+    /// The leader of the entry `id` (of hash `hash`, in the shard `index`), timed when
+    /// `weight` is not 0.
     #[inline]
-    fn new(flights: &'a Flights<K, V>, hash: u64, id: u64, weight: u64) -> Self {
+    fn new(flights: &'a Flights<K, V>, hash: u64, index: usize, id: u64, weight: u64) -> Self {
         Leader {
             flights,
             hash,
+            index,
             id,
             started: if weight > 0 { ticks::now() } else { 0 },
             weight,
@@ -1614,6 +1627,7 @@ impl<'a, K, V> Leader<'a, K, V> {
         self.finished = true;
         Ended {
             hash: self.hash,
+            index: self.index,
             id: self.id,
             spent: if self.weight > 0 {
                 ticks::now().saturating_sub(self.started)
@@ -1630,7 +1644,7 @@ impl<'a, K, V> Leader<'a, K, V> {
         if !self.flights.accounting.waits_and_cycles {
             return body();
         }
-        let _leading = Leading::enter(self.flights.flight_id(self.hash, self.id));
+        let _leading = Leading::enter(self.flights.flight_id_at(self.index, self.id));
         body()
     }
 
@@ -1638,7 +1652,7 @@ impl<'a, K, V> Leader<'a, K, V> {
     /// function with the same key from inside it panics instead of waiting for itself.
     pub fn run<F: Future + Unpin>(&self, body: F) -> Running<F> {
         Running {
-            id: self.flights.flight_id(self.hash, self.id),
+            id: self.flights.flight_id_at(self.index, self.id),
             body,
         }
     }
@@ -1650,7 +1664,7 @@ impl<K, V> Drop for Leader<'_, K, V> {
             return;
         }
         let ended = self.finish();
-        let shard = self.flights.shard(ended.hash);
+        let shard = &self.flights.shards[ended.index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         let entry = table.take(ended.hash, ended.id);
