@@ -170,7 +170,7 @@ impl Queue {
 
     /// The slots from front to back.
     #[cfg(test)]
-    pub(crate) fn iter<'a>(&self, a: &'a Links) -> impl Iterator<Item = u32> + 'a {
+    pub(crate) fn iter<'a>(&self, a: &'a Links) -> impl Iterator<Item = u32> + 'a + use<'a> {
         let mut cur = self.head;
         std::iter::from_fn(move || {
             (cur != NIL).then(|| {

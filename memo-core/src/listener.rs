@@ -98,9 +98,9 @@ pub(crate) fn notify<K, V>(listener: Option<&Listener<K, V>>, dropped: Dropped<K
             first_panic.get_or_insert(panic);
         }
     }
-    if let Some(panic) = first_panic {
-        if !std::thread::panicking() {
-            resume_unwind(panic);
-        }
+    if let Some(panic) = first_panic
+        && !std::thread::panicking()
+    {
+        resume_unwind(panic);
     }
 }

@@ -328,10 +328,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         if self.ttl_jitter > 0.0 && self.ttl.is_none() {
             return Err(BuildError::JitterWithoutTtl);
         }
-        if let Some(n) = self.maxsize {
-            if n > crate::MAX_MAXSIZE {
-                return Err(BuildError::MaxsizeTooLarge(n));
-            }
+        if let Some(n) = self.maxsize
+            && n > crate::MAX_MAXSIZE
+        {
+            return Err(BuildError::MaxsizeTooLarge(n));
         }
         let shards = fillable_shards(shards, self.maxsize);
         Ok(Cache::from_builder(self, shards))

@@ -436,10 +436,10 @@ where
             return self.counted(None);
         }
         let near = self.near_layer();
-        if let Some((near, state)) = near {
-            if let Some(value) = near.hit(probe, &mut is_match, state) {
-                return self.counted(Some(value));
-            }
+        if let Some((near, state)) = near
+            && let Some(value) = near.hit(probe, &mut is_match, state)
+        {
+            return self.counted(Some(value));
         }
         let born = if near.is_some() { near::stamp() } else { 0 };
         let item = match key::item(namespace, probe) {
@@ -838,12 +838,12 @@ where
             Backing::Memory(cache) => cache.reset(),
             Backing::Store { store, namespace } => {
                 let cleared = self.call(store, |s| s.clear(namespace));
-                if let Some(near) = &self.near {
-                    if let Some(state) = near.state.get() {
-                        state.cleared();
-                        near.entries.clear();
-                        state.tell_cleared(namespace, cleared.is_some());
-                    }
+                if let Some(near) = &self.near
+                    && let Some(state) = near.state.get()
+                {
+                    state.cleared();
+                    near.entries.clear();
+                    state.tell_cleared(namespace, cleared.is_some());
                 }
                 self.hits.store(0, Ordering::Relaxed);
                 self.misses.store(0, Ordering::Relaxed);
@@ -915,10 +915,10 @@ where
             return self.counted(None);
         }
         let near = self.near_layer();
-        if let Some((near, state)) = near {
-            if let Some(value) = near.hit(probe, &mut is_match, state) {
-                return self.counted(Some(value));
-            }
+        if let Some((near, state)) = near
+            && let Some(value) = near.hit(probe, &mut is_match, state)
+        {
+            return self.counted(Some(value));
         }
         let born = if near.is_some() { near::stamp() } else { 0 };
         let found = self
@@ -1175,10 +1175,10 @@ where
             let current = self.fetch(store, namespace, &key);
             if !accept(current.as_ref()) {
                 let near = self.near_layer();
-                if let (Some((near, state)), Some(current)) = (near, current) {
-                    if let Ok(item) = key::item(namespace, &key) {
-                        self.keep(near, state, key, current, born, &item, None);
-                    }
+                if let (Some((near, state)), Some(current)) = (near, current)
+                    && let Ok(item) = key::item(namespace, &key)
+                {
+                    self.keep(near, state, key, current, born, &item, None);
                 }
                 return;
             }

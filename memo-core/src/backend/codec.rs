@@ -173,10 +173,10 @@ impl Compression {
         if stored.starts_with(&ZSTD_MAGIC) {
             #[cfg(feature = "zstd")]
             {
-                if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(&stored) {
-                    if declared > max_size {
-                        return Err(CodecError::too_large(max_size));
-                    }
+                if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(&stored)
+                    && declared > max_size
+                {
+                    return Err(CodecError::too_large(max_size));
                 }
                 let mut decoder =
                     zstd::stream::read::Decoder::new(&stored[..]).map_err(CodecError::new)?;

@@ -97,10 +97,10 @@ impl NearState {
     /// Whether an entry of `item` born at `born` is still good.
     #[inline]
     pub fn fresh(&self, born: u64, item: u64) -> bool {
-        if let Some(hub) = &self.hub {
-            if !hub.live() || born < hub.lost_at.load(Ordering::Acquire) {
-                return false;
-            }
+        if let Some(hub) = &self.hub
+            && (!hub.live() || born < hub.lost_at.load(Ordering::Acquire))
+        {
+            return false;
         }
         if born < self.cleared_at.load(Ordering::Acquire) {
             return false;

@@ -358,10 +358,11 @@ impl AsyncRedis {
 
     /// A failed call's error; a connection that broke is dropped (the next call makes one).
     fn failed(&self, e: &RedisError) -> StoreError {
-        if !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error()) {
-            if let Ok(mut slot) = self.conn.try_lock() {
-                *slot = None;
-            }
+        if !e.is_timeout()
+            && (e.is_connection_dropped() || e.is_io_error())
+            && let Ok(mut slot) = self.conn.try_lock()
+        {
+            *slot = None;
         }
         redis_error(e, false)
     }

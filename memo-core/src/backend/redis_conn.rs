@@ -460,10 +460,10 @@ fn parse_masters(nodes: &str) -> Vec<(String, u16)> {
             continue;
         }
         let address = address.split('@').next().unwrap_or(address);
-        if let Some((host, port)) = address.rsplit_once(':') {
-            if let (false, Ok(port)) = (host.is_empty(), port.parse()) {
-                masters.push((host.to_string(), port));
-            }
+        if let Some((host, port)) = address.rsplit_once(':')
+            && let (false, Ok(port)) = (host.is_empty(), port.parse())
+        {
+            masters.push((host.to_string(), port));
         }
     }
     masters

@@ -309,7 +309,7 @@ mod tests {
                 // runs that wrap around it.
                 let hash =
                     (0xF000_0000 + rng.gen_range(0..16u64) * 0x00C0_0000 + rng.gen_range(0..4u64))
-                        | (rng.gen::<u64>() << 32);
+                        | (rng.r#gen::<u64>() << 32);
                 table.insert(hash, next);
                 model.insert(next, hash);
                 next += 1;

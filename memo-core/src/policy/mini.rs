@@ -177,7 +177,7 @@ impl Minis {
         let dropped: Vec<u32> = self
             .index
             .iter()
-            .filter(|(&fp, _)| !self.samples(fp))
+            .filter(|&(&fp, _)| !self.samples(fp))
             .map(|(_, &node)| node)
             .collect();
         for node in dropped {

@@ -320,11 +320,11 @@ fn check_without_reference(policy: Policy, maxsize: usize, ttl: Option<u64>, ops
         }
         cache.validate();
         assert!(cache.len() <= maxsize, "step {step}: over maxsize");
-        if let Op::Insert(k, v) | Op::InsertIfAbsent(k, v) = *op {
-            if maxsize > 0 {
-                let stored = unbounded[&k].0;
-                assert_eq!(cache.peek(&k), Some(stored), "step {step}: just stored {v}");
-            }
+        if let Op::Insert(k, v) | Op::InsertIfAbsent(k, v) = *op
+            && maxsize > 0
+        {
+            let stored = unbounded[&k].0;
+            assert_eq!(cache.peek(&k), Some(stored), "step {step}: just stored {v}");
         }
         for k in 0..12u8 {
             if let Some(v) = cache.peek(&k) {
