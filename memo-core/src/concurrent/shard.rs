@@ -511,14 +511,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let Writer { policy, live, .. } = w;
         let is_live = |id: u32| live_bit(live, id);
         match policy {
-            PolicyState::List(list) => {
-                for &id in ids {
-                    // A slot retired (or even reused) since the hit gets no credit.
-                    if is_live(id as u32) {
-                        list.on_hit(id as u32);
-                    }
-                }
-            }
+            // The list skips slots retired since the hit by itself (an unlinked slot reads as
+            // the front): no live bits read. One reused since gets the credit, as below.
+            PolicyState::List(list) => list.on_hits(ids),
             other => {
                 for &id in ids {
                     if is_live(id as u32) {
@@ -578,7 +573,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
                 );
             }
-            None => own.drain(|_| {}),
+            None => own.discard(),
         }
     }
 

@@ -216,9 +216,20 @@ impl Held<'_> {
             .store(i as u32 + 1, Ordering::Relaxed);
     }
 
-    /// Replays the buffered events, oldest first, and empties the buffer.
+    /// Replays the buffered events, oldest first, and empties the buffer (tests).
+    #[cfg(test)]
     pub(crate) fn drain(&mut self, mut apply: impl FnMut(Event)) {
         self.drain_runs(|_| false, &mut apply);
+    }
+
+    /// Empties the buffer without replaying it (a reader that could not get the lock).
+    #[inline]
+    pub(crate) fn discard(&mut self) {
+        // SAFETY: we hold the stripe, so nobody else accesses the buffer.
+        let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
+        buffer.hits = 0;
+        buffer.expired = 0;
+        self.stripe.events.0.len.store(0, Ordering::Relaxed);
     }
 
     /// [`drain`](Held::drain), except that a buffer of hits alone (the usual one) is passed
@@ -521,6 +532,15 @@ mod tests {
         let mut n = 0;
         held.drain(|_| n += 1);
         assert_eq!(n, CAPACITY - 1);
+        // A discarded buffer replays nothing, and its kind bits do not leak into later events.
+        held.push(Event::Hit(4));
+        held.push(Event::Expired(8));
+        held.discard();
+        assert!(!held.is_full());
+        held.push(Event::Miss(2));
+        let mut after = Vec::new();
+        held.drain(|e| after.push(e));
+        assert_eq!(after, [Event::Miss(2)]);
         drop(held);
         assert!(stripes.passed(&snapshot));
         // A reader entering after the snapshot does not hold it back.
