@@ -35,9 +35,9 @@ pub(crate) struct Table {
 }
 
 /// What a lock-free probe's visitor decided about one candidate.
-pub(crate) enum Visit {
-    /// The candidate is the key: the probe ends.
-    Match,
+pub(crate) enum Visit<T> {
+    /// The candidate is the key: the probe ends with what the visitor found there.
+    Match(T),
     /// Another key with the same 32 hash bits: go on.
     Next,
     /// The candidate left its bucket before the reader could protect it: probe again.
@@ -45,8 +45,9 @@ pub(crate) enum Visit {
 }
 
 /// What a lock-free probe concluded.
-pub(crate) enum Probe {
-    Found(u32),
+pub(crate) enum Probe<T> {
+    /// The id and what the visitor returned for it.
+    Found(u32, T),
     Absent,
     /// A removal moved buckets during the probe: look again.
     Retry,
@@ -79,6 +80,8 @@ impl Table {
     }
 
     fn of_buckets(buckets: usize) -> Self {
+        // `home` multiplies 32 hash bits by the length in 64 bits: it must not overflow.
+        assert!(buckets as u64 <= 1 << 32, "an index of at most 2^32 buckets");
         Table {
             buckets: (0..buckets).map(|_| AtomicU64::new(EMPTY)).collect(),
             version: AtomicU64::new(0),
@@ -110,11 +113,11 @@ impl Table {
     /// The slot id stored under `hash` that `visit` accepts. Lock-free; `visit` gets each
     /// candidate with the same 32 hash bits, with its bucket and the bucket's value as read.
     #[inline]
-    pub(crate) fn probe(
+    pub(crate) fn probe<T>(
         &self,
         hash: u64,
-        mut visit: impl FnMut(u32, &AtomicU64, u64) -> Visit,
-    ) -> Probe {
+        mut visit: impl FnMut(u32, &AtomicU64, u64) -> Visit<T>,
+    ) -> Probe<T> {
         let version = self.version.load(Ordering::Acquire);
         if version & 1 == 1 {
             return Probe::Retry;
@@ -123,15 +126,18 @@ impl Table {
         let mut i = self.home(hash);
         for _ in 0..self.buckets.len() {
             // SeqCst pairs with the fence a writer issues before reusing slots (see stripe.rs).
-            let bucket = self.buckets[i].load(Ordering::SeqCst);
+            // SAFETY: `home` and `next` give indexes below `buckets.len()` (the checked index
+            // cost a compare and a branch per bucket probed, on every lookup).
+            let cell = unsafe { self.buckets.get_unchecked(i) };
+            let bucket = cell.load(Ordering::SeqCst);
             #[cfg(test)]
             assert_ne!(bucket, POISON, "a reader probed a freed index table");
             if bucket == EMPTY {
                 break;
             }
             if bucket >> 32 == tag {
-                match visit(id_of(bucket), &self.buckets[i], bucket) {
-                    Visit::Match => return Probe::Found(id_of(bucket)),
+                match visit(id_of(bucket), cell, bucket) {
+                    Visit::Match(found) => return Probe::Found(id_of(bucket), found),
                     Visit::Next => {}
                     Visit::Moved => return Probe::Retry,
                 }
@@ -285,8 +291,8 @@ mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn found(table: &Table, hash: u64, id: u32) -> bool {
-        let visit = |i, _: &AtomicU64, _| if i == id { Visit::Match } else { Visit::Next };
-        matches!(table.probe(hash, visit), Probe::Found(i) if i == id)
+        let visit = |i, _: &AtomicU64, _| if i == id { Visit::Match(()) } else { Visit::Next };
+        matches!(table.probe(hash, visit), Probe::Found(i, ()) if i == id)
     }
 
     /// Random inserts and removals with colliding hashes against a HashMap model, in a table
@@ -346,13 +352,13 @@ mod tests {
         let table = Table::with_capacity(8);
         table.insert(3, 0);
         table.version.store(1, Ordering::Relaxed); // as if a removal were shifting
-        let any = |_, _: &AtomicU64, _| Visit::Match;
+        let any = |_, _: &AtomicU64, _| Visit::Match(());
         assert!(matches!(table.probe(3, any), Probe::Retry));
         table.version.store(2, Ordering::Relaxed);
-        assert!(matches!(table.probe(3, any), Probe::Found(0)));
+        assert!(matches!(table.probe(3, any), Probe::Found(0, ())));
         assert!(matches!(table.probe(4, any), Probe::Absent));
         assert!(matches!(
-            table.probe(3, |_, _: &AtomicU64, _| Visit::Moved),
+            table.probe(3, |_, _: &AtomicU64, _| Visit::<()>::Moved),
             Probe::Retry
         ));
         table.clear();
