@@ -503,9 +503,19 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         f(self, &mut w)
     }
 
-    /// Replays the stripes' buffers into the statistics and the policy.
+    /// Replays the stripes' buffers into the statistics and the policy. Usually there is
+    /// nothing to replay: only the buffers' lengths are read then (the replay's closures, set
+    /// up out of line, cost a dozen stores on every write).
     #[inline]
     fn drain<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
+        if self.stripes.any_events() {
+            self.drain_buffers(w, hasher, now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drain_buffers<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
         // Both closures need `w`: the first only runs before the second (see `drain_runs`).
         let w = std::cell::RefCell::new(w);
         self.stripes.drain_every(

@@ -382,6 +382,14 @@ impl Stripes {
         }
     }
 
+    /// Whether some buffer holds events (a plain load of each length, as `drain_every` reads).
+    #[inline]
+    pub(crate) fn any_events(&self) -> bool {
+        self.stripes
+            .iter()
+            .any(|s| s.events.0.len.load(Ordering::Relaxed) != 0)
+    }
+
     #[cold]
     #[inline(never)]
     fn drain_one(
