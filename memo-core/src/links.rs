@@ -163,7 +163,10 @@ impl Queue {
             }
             // `slot` is linked and not the front, so the queue has a front other than it.
             links[head as usize].prev = slot;
-            links[slot as usize] = Link { prev: NIL, next: head };
+            links[slot as usize] = Link {
+                prev: NIL,
+                next: head,
+            };
             head = slot;
         }
         self.head = head;

@@ -551,7 +551,11 @@ mod tests {
         for k in 0..CAPACITY - 1 {
             assert!(!held.is_full());
             let full = held.push(Event::Miss(1));
-            assert_eq!(full, k == CAPACITY - 2, "push tells when the buffer is full");
+            assert_eq!(
+                full,
+                k == CAPACITY - 2,
+                "push tells when the buffer is full"
+            );
         }
         assert!(held.is_full());
         let mut n = 0;

@@ -81,7 +81,10 @@ impl Table {
 
     fn of_buckets(buckets: usize) -> Self {
         // `home` multiplies 32 hash bits by the length in 64 bits: it must not overflow.
-        assert!(buckets as u64 <= 1 << 32, "an index of at most 2^32 buckets");
+        assert!(
+            buckets as u64 <= 1 << 32,
+            "an index of at most 2^32 buckets"
+        );
         Table {
             buckets: (0..buckets).map(|_| AtomicU64::new(EMPTY)).collect(),
             version: AtomicU64::new(0),
@@ -194,11 +197,15 @@ impl Table {
     /// `limit()`. The release store publishes the slot's contents written before.
     pub(crate) fn insert(&self, hash: u64, id: u32) {
         let mut i = self.home(hash);
-        // SAFETY (both): `i` came from `home` or `next`.
-        while unsafe { self.at(i) }.load(Ordering::Relaxed) != EMPTY {
+        loop {
+            // SAFETY: `i` came from `home` or `next`.
+            let bucket = unsafe { self.at(i) };
+            if bucket.load(Ordering::Relaxed) == EMPTY {
+                bucket.store(pack(hash, id), Ordering::Release);
+                return;
+            }
             i = self.next(i);
         }
-        unsafe { self.at(i) }.store(pack(hash, id), Ordering::Release);
     }
 
     /// Points the bucket of `old` (stored under `hash`) at `new`: an atomic swap of the entry
@@ -312,7 +319,13 @@ mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn found(table: &Table, hash: u64, id: u32) -> bool {
-        let visit = |i, _: &AtomicU64, _| if i == id { Visit::Match(()) } else { Visit::Next };
+        let visit = |i, _: &AtomicU64, _| {
+            if i == id {
+                Visit::Match(())
+            } else {
+                Visit::Next
+            }
+        };
         matches!(table.probe(hash, visit), Probe::Found(i, ()) if i == id)
     }
 
