@@ -4,15 +4,21 @@
 //! Prints the minimum and the median ns per lookup over 15 rounds of 2M lookups per thread
 //! (the minimum is the figure least disturbed by other processes on a shared machine).
 //! `hit_loop ttl` (one hour) or `hit_loop ttl=MS`: with a ttl. `hit_loop miss=128 [ttl]`: the
-//! miss that evicts instead (get, then insert), one thread.
+//! miss that evicts instead (get, then insert), one thread. `rounds=N`: N rounds instead of 15.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use memo_core::Cache;
 
-const ROUNDS: usize = 15;
 const CALLS: usize = 2_000_000;
+
+/// Rounds per figure: 15, or `rounds=N` (fewer for callgrind: `rounds=1`).
+fn rounds() -> usize {
+    std::env::args()
+        .find_map(|a| a.strip_prefix("rounds=")?.parse().ok())
+        .unwrap_or(15)
+}
 
 fn keys() -> Vec<u64> {
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
@@ -69,7 +75,7 @@ fn misses(maxsize: usize, ttl: bool) {
         }
         start.elapsed().as_nanos() as f64 / (CALLS / 4) as f64
     };
-    let xs: Vec<f64> = (0..ROUNDS).map(|_| round()).collect();
+    let xs: Vec<f64> = (0..rounds()).map(|_| round()).collect();
     report(&format!("miss, maxsize {maxsize}, ttl {ttl}"), xs);
 }
 
@@ -95,13 +101,13 @@ fn main() {
     assert_eq!(cache.len(), 100);
     // Each round starts with fresh entries (a short ttl would expire them mid-run).
     let refresh = || keys.iter().for_each(|&k| cache.insert(k, k));
-    let one: Vec<f64> = (0..ROUNDS)
+    let one: Vec<f64> = (0..rounds())
         .map(|_| {
             refresh();
             run(&cache, &keys, 0)
         })
         .collect();
-    let two: Vec<f64> = (0..ROUNDS)
+    let two: Vec<f64> = (0..rounds())
         .flat_map(|_| {
             refresh();
             std::thread::scope(|s| {

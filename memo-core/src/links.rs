@@ -138,6 +138,40 @@ impl Queue {
         self.head = slot;
     }
 
+    /// Moves each of `slots` that is in this queue to the front, in order: the replay of a
+    /// buffer of hits. A slot in no queue (its links were reset by `unlink`, `relocate` or
+    /// `clear`, or it never had any) is skipped, so the caller needs no liveness check: an
+    /// unlinked slot reads as `prev == NIL`, like the front, which needs no move either.
+    /// (A slot in another queue of the same arena must not be passed.)
+    #[inline]
+    pub(crate) fn move_all_to_front(&mut self, a: &mut Links, slots: &[u64]) {
+        let links = &mut a.links[..];
+        let mut head = self.head;
+        for &slot in slots {
+            let slot = slot as u32;
+            let Some(&Link { prev, next }) = links.get(slot as usize) else {
+                continue; // past the arena: never linked since it was cleared
+            };
+            if prev == NIL {
+                continue; // the front already, or in no queue
+            }
+            links[prev as usize].next = next;
+            if next != NIL {
+                links[next as usize].prev = prev;
+            } else {
+                self.tail = prev;
+            }
+            // `slot` is linked and not the front, so the queue has a front other than it.
+            links[head as usize].prev = slot;
+            links[slot as usize] = Link {
+                prev: NIL,
+                next: head,
+            };
+            head = slot;
+        }
+        self.head = head;
+    }
+
     pub(crate) fn pop_back(&mut self, a: &mut Links) -> Option<u32> {
         let slot = self.back()?;
         self.unlink(a, slot);
@@ -195,5 +229,37 @@ impl Queue {
         back.reverse();
         assert_eq!(forward, back, "forward and backward walks differ");
         forward
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replayed run of hits moves each linked slot to the front, in order, and skips slots
+    /// that are in no queue: unlinked ones, and ones past the arena (never linked since a
+    /// clear), as the replay of hits on retired slots needs.
+    #[test]
+    fn moving_a_run_to_the_front_skips_slots_in_no_queue() {
+        let mut a = Links::default();
+        let mut q = Queue::default();
+        for slot in 0..6 {
+            q.push_front(&mut a, slot);
+        }
+        q.unlink(&mut a, 2);
+        // From [5, 4, 3, 1, 0]: 0 (the back) moves, 2 is unlinked, 5 moves back to the front,
+        // 99 is past the arena, 3 moves, and then is the front already.
+        q.move_all_to_front(&mut a, &[0, 2, 5, 99, 3, 3]);
+        assert_eq!(q.validate(&a), [3, 5, 0, 4, 1]);
+        assert_eq!((q.front(), q.back()), (Some(3), Some(1)));
+        // A one-slot queue, and an emptied one.
+        let mut one = Queue::default();
+        let mut b = Links::default();
+        one.push_front(&mut b, 7);
+        one.move_all_to_front(&mut b, &[7, 7]);
+        assert_eq!(one.validate(&b), [7]);
+        one.unlink(&mut b, 7);
+        one.move_all_to_front(&mut b, &[7]);
+        assert!(one.is_empty() && one.validate(&b).is_empty());
     }
 }

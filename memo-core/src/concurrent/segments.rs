@@ -12,6 +12,9 @@ const SEGMENTS: usize = 33;
 pub(crate) struct Segments<T> {
     /// log2 of the first segment's length.
     first_shift: u32,
+    /// The first segment's length, `1 << first_shift` (kept: one load instead of two
+    /// instructions more on every lookup).
+    first: usize,
     /// Segment `k` (null until allocated) points at `first << k` elements.
     segments: [AtomicPtr<T>; SEGMENTS],
     /// For the segment whose elements `id` have `id + first` of highest bit `b`: its pointer
@@ -27,6 +30,7 @@ impl<T> Segments<T> {
         let first = first.clamp(1, 1 << 20).next_power_of_two();
         Segments {
             first_shift: first.trailing_zeros(),
+            first,
             segments: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             bases: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
@@ -52,8 +56,9 @@ impl<T> Segments<T> {
     /// acquire load of a value published after `ensure`).
     #[inline]
     pub(crate) unsafe fn get(&self, id: u32) -> &T {
-        let x = id as usize + (1 << self.first_shift);
-        let b = (usize::BITS - 1 - x.leading_zeros()) as usize;
+        let x = id as usize + self.first;
+        // `x | 1` has the same highest bit (`x >= first >= 1`), and is visibly nonzero.
+        let b = (x | 1).ilog2() as usize;
         let base = self.bases[b & 63].load(Ordering::Acquire);
         debug_assert!(!base.is_null(), "element {id} was never allocated");
         // SAFETY: the caller guarantees that the segment of `id`, `k = b - first_shift`, was

@@ -198,8 +198,9 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Shard<K, V> {}
 unsafe impl<K: Send, V: Send> Send for Shard<K, V> {}
 
 /// What a lock-free lookup concluded.
-enum Lookup {
-    Found(u32),
+enum Lookup<'a, K, V> {
+    /// The slot and its entry.
+    Found(u32, &'a (K, V)),
     Absent,
     /// Found, but past its deadline.
     Expired(u32),
@@ -381,6 +382,11 @@ impl<K, V> Shard<K, V> {
     /// have not named their slot yet (a few instructions of ours, no user code): wait for them.
     fn reclaim(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
         if !w.retired.is_empty() {
+            if self.stripes.none_held() {
+                // No reader inside (single-threaded use, or readers between lookups): all go.
+                self.free_all_retired(w, dropped);
+                return self.free_old_tables(w);
+            }
             let mut announced = self.stripes.announced();
             self.free_unannounced(w, &announced, dropped);
             while w.retired.len() > self.stripes.len() && announced.any_hash() {
@@ -412,17 +418,7 @@ impl<K, V> Shard<K, V> {
 
     fn free_unannounced(&self, w: &mut Writer, announced: &Announced, dropped: &mut Dropped<K, V>) {
         if announced.is_empty() {
-            // No reader inside (single-threaded use, or readers between lookups): all go.
-            if !w.notify && !std::mem::needs_drop::<(K, V)>() {
-                // Nothing to read out: the ids alone move.
-                let Writer { retired, free, .. } = w;
-                free.extend(retired.drain(..).map(|r| r.id));
-                return;
-            }
-            while let Some(retired) = w.retired.pop() {
-                self.free_slot(w, retired, dropped);
-            }
-            return;
+            return self.free_all_retired(w, dropped);
         }
         let mut i = 0;
         while i < w.retired.len() {
@@ -432,6 +428,20 @@ impl<K, V> Shard<K, V> {
                 continue;
             }
             let retired = w.retired.swap_remove(i);
+            self.free_slot(w, retired, dropped);
+        }
+    }
+
+    /// Frees every retired slot: the caller saw no stripe held after a fence.
+    #[inline]
+    fn free_all_retired(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
+        if !w.notify && !std::mem::needs_drop::<(K, V)>() {
+            // Nothing to read out: the ids alone move.
+            let Writer { retired, free, .. } = w;
+            free.extend(retired.drain(..).map(|r| r.id));
+            return;
+        }
+        while let Some(retired) = w.retired.pop() {
             self.free_slot(w, retired, dropped);
         }
     }
@@ -493,9 +503,19 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         f(self, &mut w)
     }
 
-    /// Replays the stripes' buffers into the statistics and the policy.
+    /// Replays the stripes' buffers into the statistics and the policy. Usually there is
+    /// nothing to replay: only the buffers' lengths are read then (the replay's closures, set
+    /// up out of line, cost a dozen stores on every write).
     #[inline]
     fn drain<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
+        if self.stripes.any_events() {
+            self.drain_buffers(w, hasher, now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drain_buffers<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
         // Both closures need `w`: the first only runs before the second (see `drain_runs`).
         let w = std::cell::RefCell::new(w);
         self.stripes.drain_every(
@@ -511,14 +531,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let Writer { policy, live, .. } = w;
         let is_live = |id: u32| live_bit(live, id);
         match policy {
-            PolicyState::List(list) => {
-                for &id in ids {
-                    // A slot retired (or even reused) since the hit gets no credit.
-                    if is_live(id as u32) {
-                        list.on_hit(id as u32);
-                    }
-                }
-            }
+            // The list skips slots retired since the hit by itself (an unlinked slot reads as
+            // the front): no live bits read. One reused since gets the credit, as below.
+            PolicyState::List(list) => list.on_hits(ids),
             other => {
                 for &id in ids {
                     if is_live(id as u32) {
@@ -569,7 +584,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// The statistics lose nothing (the stripe counts hits and misses itself), and a single
     /// thread always gets the lock, so single-threaded use stays exact.
     #[cold]
-    fn drain_own<S: BuildHasher>(&self, own: &mut Held<'_>, hasher: &S, now: u64) {
+    fn drain_own<S: BuildHasher>(&self, mut own: Held<'_>, hasher: &S, now: u64) {
+        // The holder reads no slot any more.
+        own.announce_nothing();
         match self.writer.0.try_lock() {
             Some(mut w) => {
                 let w = std::cell::RefCell::new(&mut *w);
@@ -578,7 +595,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
                 );
             }
-            None => own.drain(|_| {}),
+            None => own.discard(),
         }
     }
 
@@ -656,7 +673,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         hash: u64,
         is_match: &mut impl FnMut(&K) -> bool,
         now: u64,
-    ) -> Lookup {
+    ) -> Lookup<'_, K, V> {
         for _ in 0..RETRIES {
             let table = self.table();
             let probe = table.probe(hash, |id, bucket, seen| {
@@ -668,15 +685,16 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 // SAFETY: `id` was found in the index, and our stripe announces it: either the
                 // writer that retires it sees the announcement, or the check above (after a
                 // fence) found it still indexed in the current table.
-                if is_match(unsafe { &self.entry(id).0 }) {
-                    Visit::Match
+                let entry = unsafe { self.entry(id) };
+                if is_match(&entry.0) {
+                    Visit::Match(entry)
                 } else {
                     Visit::Next
                 }
             });
             match probe {
-                Probe::Found(id) if self.is_expired(id, now) => return Lookup::Expired(id),
-                Probe::Found(id) => return Lookup::Found(id),
+                Probe::Found(id, _) if self.is_expired(id, now) => return Lookup::Expired(id),
+                Probe::Found(id, entry) => return Lookup::Found(id, entry),
                 Probe::Absent => return Lookup::Absent,
                 Probe::Retry => std::hint::spin_loop(),
             }
@@ -700,44 +718,36 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let Some(mut held) = self.stripes.enter(hash) else {
             return self.get_locked(hasher, hash, is_match, now);
         };
-        let value = match self.lookup(&mut held, hash, &mut is_match, now) {
-            Lookup::Found(id) => {
-                // SAFETY: found in the index, and announced by our stripe.
-                let value = unsafe { &self.entry(id).1 }.clone();
+        // Whether the buffer is left without room for the next lookup's two events.
+        let (value, full) = match self.lookup(&mut held, hash, &mut is_match, now) {
+            Lookup::Found(id, entry) => {
+                // Found in the index, and announced by our stripe.
+                let value = entry.1.clone();
                 held.count_hit();
-                if self.hit_events {
-                    held.push(Event::Hit(id));
-                }
-                Some(value)
+                (Some(value), self.hit_events && held.push(Event::Hit(id)))
             }
-            Lookup::Absent => {
-                self.miss(&mut held, hash);
-                None
-            }
+            Lookup::Absent => (None, self.miss(&mut held, hash)),
             Lookup::Expired(id) => {
-                self.miss(&mut held, hash);
-                held.push(Event::Expired(id));
-                None
+                let full = self.miss(&mut held, hash);
+                (None, held.push(Event::Expired(id)) | full)
             }
             Lookup::Busy => {
                 drop(held);
                 return self.get_locked(hasher, hash, is_match, now);
             }
         };
-        // A lookup records at most two events: keep room for the next one.
-        if held.is_full() {
-            held.announce_nothing();
-            self.drain_own(&mut held, hasher, now);
+        if full {
+            self.drain_own(held, hasher, now);
         }
         value
     }
 
+    /// Counts a miss, and records it for a policy that hears of misses: returns whether the
+    /// buffer is now full (see [`Held::push`]).
     #[inline]
-    fn miss(&self, held: &mut Held<'_>, hash: u64) {
+    fn miss(&self, held: &mut Held<'_>, hash: u64) -> bool {
         held.count_miss();
-        if self.miss_events {
-            held.push(Event::Miss(hash));
-        }
+        self.miss_events && held.push(Event::Miss(hash))
     }
 
     /// `get` under the lock: for re-entrant calls and readers that lost their stripe.
@@ -791,8 +801,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     ) -> Option<R> {
         if let Some(mut held) = self.stripes.enter(hash) {
             match self.lookup(&mut held, hash, &mut is_match, now) {
-                // SAFETY: found in the index, and announced by our stripe.
-                Lookup::Found(id) => return Some(read(unsafe { &self.entry(id).1 })),
+                // Found in the index, and announced by our stripe.
+                Lookup::Found(_, entry) => return Some(read(&entry.1)),
                 Lookup::Absent | Lookup::Expired(_) => return None,
                 Lookup::Busy => drop(held),
             }

@@ -180,20 +180,23 @@ impl Held<'_> {
         misses.store(misses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
-    /// Whether the buffer lacks room for the two events one lookup may record.
-    #[inline]
+    /// Whether the buffer lacks room for the two events one lookup may record (tests: a
+    /// lookup learns it from `push`).
+    #[cfg(all(test, not(memo_shuttle)))]
     pub(crate) fn is_full(&self) -> bool {
         self.stripe.events.0.len.load(Ordering::Relaxed) as usize >= CAPACITY - 1
     }
 
-    /// Appends an event; the caller checked `is_full` (a full buffer drops nothing: it panics in
-    /// debug builds and overwrites the last event in release builds, which `Shards` never lets
-    /// happen).
+    /// Appends an event, and returns whether the buffer now lacks room for the two events one
+    /// lookup may record: then the caller replays or discards it before it gives the stripe
+    /// back, so every holding starts with room for two. (A push into a full buffer panics in
+    /// debug builds and overwrites the first event in release builds, which `Shard` never lets
+    /// happen.)
     #[inline]
-    pub(crate) fn push(&mut self, event: Event) {
+    pub(crate) fn push(&mut self, event: Event) -> bool {
         let len = self.stripe.events.0.len.load(Ordering::Relaxed) as usize;
         debug_assert!(len < CAPACITY, "push into a full stripe");
-        let i = len.min(CAPACITY - 1);
+        let i = len % CAPACITY;
         // SAFETY: we hold the stripe, so nobody else accesses the buffer.
         let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
         // `drain` clears both kind masks, and a slot is written once between drains.
@@ -214,11 +217,23 @@ impl Held<'_> {
             .0
             .len
             .store(i as u32 + 1, Ordering::Relaxed);
+        i + 1 >= CAPACITY - 1
     }
 
-    /// Replays the buffered events, oldest first, and empties the buffer.
+    /// Replays the buffered events, oldest first, and empties the buffer (tests).
+    #[cfg(all(test, not(memo_shuttle)))]
     pub(crate) fn drain(&mut self, mut apply: impl FnMut(Event)) {
         self.drain_runs(|_| false, &mut apply);
+    }
+
+    /// Empties the buffer without replaying it (a reader that could not get the lock).
+    #[inline]
+    pub(crate) fn discard(&mut self) {
+        // SAFETY: we hold the stripe, so nobody else accesses the buffer.
+        let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
+        buffer.hits = 0;
+        buffer.expired = 0;
+        self.stripe.events.0.len.store(0, Ordering::Relaxed);
     }
 
     /// [`drain`](Held::drain), except that a buffer of hits alone (the usual one) is passed
@@ -346,7 +361,9 @@ impl Stripes {
     #[inline]
     pub(crate) fn enter(&self, hash: u64) -> Option<Held<'_>> {
         let i = super::sync::thread_index() & (self.stripes.len() - 1);
-        self.stripes[i].try_hold(u64::from(hash as u32) << 32)
+        // SAFETY: `new` makes at least two stripes, so `i`, masked by `len - 1`, is below `len`
+        // (the checked index cost a compare and a branch on every lookup).
+        unsafe { self.stripes.get_unchecked(i) }.try_hold(u64::from(hash as u32) << 32)
     }
 
     /// Replays every buffer that is not held right now, as [`Held::drain_runs`] does: the
@@ -363,6 +380,14 @@ impl Stripes {
                 Self::drain_one(stripe, &mut hits, &mut apply);
             }
         }
+    }
+
+    /// Whether some buffer holds events (a plain load of each length, as `drain_every` reads).
+    #[inline]
+    pub(crate) fn any_events(&self) -> bool {
+        self.stripes
+            .iter()
+            .any(|s| s.events.0.len.load(Ordering::Relaxed) != 0)
     }
 
     #[cold]
@@ -412,6 +437,16 @@ impl Stripes {
             .all(|(s, &then)| {
                 then & HELD == 0 || s.word.0.load(Ordering::Acquire) & SEQ != then & SEQ
             })
+    }
+
+    /// Whether no stripe is held now, after the fence of [`Stripes::announced`]: then no reader
+    /// can read a slot unlinked before it (`announced().is_empty()`, without copying the words).
+    #[inline]
+    pub(crate) fn none_held(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.stripes
+            .iter()
+            .all(|s| s.word.0.load(Ordering::SeqCst) & HELD == 0)
     }
 
     /// What the stripes announce now. The fence orders every bucket the caller unlinked before
@@ -513,14 +548,28 @@ mod tests {
         assert!(!stripes.passed(&snapshot));
         held.announce(3);
         assert!(!stripes.passed(&snapshot), "narrowing is the same holding");
-        for _ in 0..CAPACITY - 1 {
+        for k in 0..CAPACITY - 1 {
             assert!(!held.is_full());
-            held.push(Event::Miss(1));
+            let full = held.push(Event::Miss(1));
+            assert_eq!(
+                full,
+                k == CAPACITY - 2,
+                "push tells when the buffer is full"
+            );
         }
         assert!(held.is_full());
         let mut n = 0;
         held.drain(|_| n += 1);
         assert_eq!(n, CAPACITY - 1);
+        // A discarded buffer replays nothing, and its kind bits do not leak into later events.
+        held.push(Event::Hit(4));
+        held.push(Event::Expired(8));
+        held.discard();
+        assert!(!held.is_full());
+        held.push(Event::Miss(2));
+        let mut after = Vec::new();
+        held.drain(|e| after.push(e));
+        assert_eq!(after, [Event::Miss(2)]);
         drop(held);
         assert!(stripes.passed(&snapshot));
         // A reader entering after the snapshot does not hold it back.

@@ -25,6 +25,16 @@ impl ListPolicy {
             queue: Queue::default(),
         }
     }
+
+    /// Replays a run of hits (slot ids, oldest first) as `on_hit` would one by one. Ids of
+    /// slots no longer in the list (retired since the hit) are skipped: no liveness check
+    /// needed (see `Queue::move_all_to_front`).
+    #[inline]
+    pub(crate) fn on_hits(&mut self, slots: &[u64]) {
+        if self.mode != Mode::Fifo {
+            self.queue.move_all_to_front(&mut self.links, slots);
+        }
+    }
 }
 
 impl EvictionPolicy for ListPolicy {
