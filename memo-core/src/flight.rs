@@ -1230,11 +1230,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         // not if nothing was stored for this shard's keys since this caller's lookup began
         // (`seen`: its count of stores then, read before the lookup).
         let moved = || seen.is_none_or(|seen| shard.stored_count.load(Ordering::Relaxed) != seen);
-        if !C::REMOTE && moved() {
-            if let Some(value) = cache.peek_hashed(self.stamp, hash, &key) {
-                shard.late_hits.fetch_add(1, Ordering::Relaxed);
-                return Step::Joined(Joined::Ready(value));
-            }
+        if !C::REMOTE
+            && moved()
+            && let Some(value) = cache.peek_hashed(self.stamp, hash, &key)
+        {
+            shard.late_hits.fetch_add(1, Ordering::Relaxed);
+            return Step::Joined(Joined::Ready(value));
         }
         let id = table.insert(hash, Some(key), !alone);
         let weight = self.timing(&mut table);
