@@ -15,7 +15,7 @@
 //! copies of itself ([`Minis`]) with fixed windows of 0 (one entry), 5, 20, 50 and 100% (pure
 //! LRU) of their capacity, on the requests of a sample of the keys, and moves its own window
 //! toward the share of the copy it follows: per sampled request, by 1% of the capacity when it
-//! grows and 0.2% when it shrinks.
+//! grows and 0.5% when it shrinks.
 //!
 //! The cache starts as LRU (a 99% window, following the LRU copy), and another copy takes over
 //! only on evidence that holding other entries cannot explain. Two policies that are equally
@@ -26,7 +26,7 @@
 //! 1.2 miniature capacities more often than the followed one since it was last behind (a CUSUM
 //! test; each switch doubles that threshold, and it halves again after 64 capacities of sampled
 //! requests without one), or when its hits, decaying over 16 capacities of sampled requests,
-//! pass the followed one's by 0.4 of a capacity: over that horizon the turns of a sweep weigh
+//! pass the followed one's by half a capacity: over that horizon the turns of a sweep weigh
 //! against each other (their difference stays under a fifth of a capacity), while a copy that
 //! hits at a higher rate (frequency on a loop larger than the cache, where LRU never hits)
 //! passes the margin within a capacity of requests. Starting from LRU means the one damaging
@@ -36,8 +36,8 @@
 //! Copies with fixed windows do not see what a switch costs the real cache, which holds neither
 //! the old nor the new copy's entries for a while. So the policy also compares itself with the
 //! LRU copy directly: `lead` counts, with a decay over 4 capacities, the sampled requests LRU
-//! hit and this policy missed, minus the reverse. While LRU is ahead by more than 1.2
-//! capacities of hits (the same reasoning as above), each request LRU would have hit grows the
+//! hit and this policy missed, minus the reverse. While LRU is ahead by more than 0.6
+//! capacities of (decayed) hits, which LRU's turn on a sweep does not reach, each request LRU would have hit grows the
 //! window by one entry per sampled share plus 20% of its size, and an entry used again in main
 //! moves to the window's front (the most recent of all, as in LRU) instead of protected, where a
 //! shrinking main would soon lose it.
@@ -46,7 +46,7 @@
 //! proved itself (about a capacity of sampled requests on a loop, longer where the gain is
 //! smaller), which shows on short traces: loops replayed for ten passes, the LIRS paper's
 //! short program traces. On random short sweeps (sweeps-3000 at 2000) the cache, in transition
-//! between copies, stays about 1.5 points below LRU although the frequency copies are 14 points
+//! between copies, stays about 1 point below LRU although the frequency copies are 14 points
 //! above it.
 
 use super::mini::Minis;
@@ -72,11 +72,14 @@ pub(super) const JITTER_FREQUENCY: u8 = 6;
 /// The comparison with LRU forgets at this many times a miniature's size (in sampled requests).
 const GUARD_HORIZON: f64 = 4.0;
 /// LRU is ahead when it hit this share of the recent sampled requests more than the policy:
-/// 0.3 of a horizon of 4 capacities, i.e. 1.2 capacities of hits. LRU leads a policy that holds
-/// other entries by up to a capacity of hits at times even where both are optimal (the turn of
-/// a back-and-forth sweep); at 0.002 the guard turned the cache into LRU there and lost what
-/// main held (the mini module's `THRESHOLD` says the same of the miniatures).
-const GUARD_MARGIN: f64 = 0.3;
+/// 0.15 of a horizon of 4 capacities, i.e. 0.6 capacities of hits (decayed). LRU leads a
+/// policy that holds other entries by up to a capacity of hits at times even where both are
+/// optimal (the turn of a back-and-forth sweep, where the decayed lead stays under this); at
+/// 0.002 the guard turned the cache into LRU there and lost what main held (the mini module's
+/// `THRESHOLD` says the same of the miniatures). At 0.3 it came too late where the cache, on
+/// its way to a frequency copy that led LRU by little, fell behind LRU (lirs-cpp at 306,
+/// 3.2 points below LRU for one seed).
+const GUARD_MARGIN: f64 = 0.15;
 /// Each sampled request that LRU would have hit and the policy missed, while LRU is ahead,
 /// grows the window by this many entries per sampled share (one entry per such request).
 const GUARD_STEP: f64 = 1.0;
@@ -85,10 +88,11 @@ const GUARD_GROWTH: f64 = 0.2;
 /// Otherwise, each sampled request moves the window toward the chosen miniature's share by this
 /// share of the capacity (at least one entry) when it grows ...
 const FOLLOW_STEP: f64 = 0.01;
-/// ... and by this share when it shrinks: slowly, since a cache that was LRU holds no
-/// frequency-chosen main yet, and on a back-and-forth sweep recency and frequency take turns
-/// (shrinking at the growth rate left sweeps over 100 keys 2.2 points below LRU, not 1).
-const FOLLOW_SHRINK: f64 = 0.002;
+/// ... and by this share when it shrinks: more slowly, since a cache that was LRU holds no
+/// frequency-chosen main yet (shrinking at the growth rate left sweeps over 100 keys 2.2 points
+/// below LRU when the miniatures followed small leads; 0.002, since the cache starts as LRU,
+/// made it leave LRU too slowly on short traces where frequency wins).
+const FOLLOW_SHRINK: f64 = 0.005;
 
 /// The fingerprint of a hash that the sketch and the miniatures count (the region bits cleared).
 #[inline]

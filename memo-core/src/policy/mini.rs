@@ -63,7 +63,7 @@ const SCORE_HORIZON: f64 = 16.0;
 /// rate of hits grows past this in a capacity of requests or less when it is large (a loop
 /// larger than the cache: frequency hits, LRU never). This is what makes a cache that starts
 /// as LRU leave it soon where frequency wins, without the CUSUM test's slow large threshold.
-const SCORE_MARGIN: f64 = 0.4;
+const SCORE_MARGIN: f64 = 0.5;
 
 /// The least threshold, in sampled hits.
 const MIN_THRESHOLD: f64 = 2.0;
