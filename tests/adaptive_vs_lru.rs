@@ -1,8 +1,10 @@
 //! The adaptive policy never falls more than 2 points below LRU, whatever the hasher's seed, on
 //! a small subset of the generated traces of the hit-ratio tool (the full sweep:
 //! `cargo run --release --example hit_ratio -- --seeds 32`). The cells are those where LRU is
-//! optimal and the adaptive policy once fell 2 to 17 points below it, or comes within half a
-//! point of the line today: back-and-forth sweeps and a sliding working set, at small sizes.
+//! optimal and the adaptive policy once fell 2 to 17 points below it, or came within half a
+//! point of the line: back-and-forth sweeps and a sliding working set. The policy of session 7
+//! (which started from frequency and followed leads of a tenth of a capacity) fails this at
+//! zigzag-1000 at 500, 8.5 points below LRU on the first 6000 requests.
 
 #[path = "../examples/hit_ratio/traces.rs"]
 #[allow(dead_code)]
@@ -57,6 +59,11 @@ fn adaptive_stays_within_two_points_of_lru_for_every_seed() {
         ("zigzag", 100, 25, 8_000),
         ("sliding", 500, 250, 6_000),
         ("zigzag", 1000, 800, 20_000),
+        // Where the cache, started as frequency, turned into LRU at the first turn of the sweep
+        // and lost what main held (2.8 and 4.5 points below LRU over the whole traces).
+        ("zigzag", 1000, 500, 6_000),
+        ("zigzag", 5000, 2500, 15_000),
+        ("zigzag", 5000, 1667, 15_000),
     ];
     for (family, w, size, len) in cells {
         let trace = traces::generate(family, w).expect("a known family");
