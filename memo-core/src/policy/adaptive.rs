@@ -389,10 +389,10 @@ impl EvictionPolicy for AdaptivePolicy {
             WINDOW => self.move_to(slot, WINDOW),
             PROBATION => {
                 self.move_to(slot, PROTECTED);
-                if self.protected.len() > self.protected_max() {
-                    if let Some(demoted) = self.protected.back() {
-                        self.move_to(demoted, PROBATION);
-                    }
+                if self.protected.len() > self.protected_max()
+                    && let Some(demoted) = self.protected.back()
+                {
+                    self.move_to(demoted, PROBATION);
                 }
             }
             _ => self.move_to(slot, PROTECTED),
