@@ -4,8 +4,8 @@
 //! - `hit_path`: a warm key of a `(&str, u64)` function, plain call as the floor.
 //! - `miss_path`: `maxsize = 0`, so every call misses, runs a trivial body and stores nothing:
 //!   the whole overhead of the miss path with a body that costs nothing. With single-flight a
-//!   miss also reads its flights' shard's count of stores before the lookup, inserts its
-//!   flight, checks the cache again only if that count moved, and removes the flight.
+//!   miss also hashes the key for the table, inserts its flight, checks the cache again and
+//!   removes the flight.
 //! - `miss_then_hit_1k_keys`: 1,000 distinct keys into an empty cache (misses that store), then
 //!   the same keys again (hits): the realistic mix of a cold start.
 //! - `miss_bookkeeping`: a leader's miss as the generated code makes it (join, run the body,

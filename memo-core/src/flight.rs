@@ -46,13 +46,8 @@
 //!   (see [`FlightCounts`]).
 //! - **A leader's miss**: one lock round trip on its shard to register (an entry pushed to a
 //!   short list; the shard indexes its entries by hash only when it holds many) and one to
-//!   complete (the entry removed, the value stored under the lock), and a few thread-local
-//!   stores for the recursion check. One more look at the cache in between only when a value
-//!   may have been stored for the key since the caller's lookup missed: each shard counts the
-//!   values stored for its keys (a load and a store under its lock, after the store), and a
-//!   memoized function reads its key's count before the lookup ([`Flights::seen`]); the count
-//!   unchanged under the lock, nothing can have been stored since ([`Flights::join_seen`]).
-//!   A hit pays that read (a load of the shard's line, no write).
+//!   complete (the entry removed, the value stored under the lock), one more look at the cache
+//!   in between, and a few thread-local stores for the recursion check.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -106,13 +101,6 @@ pub trait FunctionCache<K, V> {
     fn insert_tracked(&self, key: K, value: V, end: WriteEnd<K, V>) {
         self.insert_if_absent(key, value);
         drop(end);
-    }
-    /// Whether this cache hashes keys with the hasher whose [`stamp`] is `stamp` (its hashes are
-    /// then the flights' own). By default no.
-    #[inline]
-    fn hashes_like(&self, stamp: u64) -> bool {
-        let _ = stamp;
-        false
     }
     /// Removes `key`; whether it was stored.
     fn remove(&self, key: &K) -> bool;
@@ -222,33 +210,6 @@ struct Shard<K, V> {
     /// that the statistics never wait for the lock (an eviction listener that reads them runs
     /// inside a leader's insert, under it).
     load_ticks: AtomicU64,
-    /// How many values were stored in the in-memory cache for keys of this shard, bumped
-    /// (`Release`, under `table`'s lock) after each store: a caller that read it ([`Seen`])
-    /// before a lookup that missed knows, if it has not moved by the time it holds the lock,
-    /// that no value of its key can have been stored since, and skips the second look.
-    stored_count: AtomicU64,
-}
-
-/// What a caller read of its key's shard before its lookup of the cache missed
-/// ([`Flights::seen`]): the key's hash by the cache's hasher, and the count of stores then of
-/// the flights' shard of that hash. Given to
-/// [`Flights::join_seen`], it spares the leader the second look at the cache when nothing was
-/// stored for the shard's keys in between (every store into the cache through the flights
-/// bumps the count, and so does [`Flights::stored`] for one made beside them).
-#[derive(Clone, Copy, Debug)]
-pub struct Seen {
-    hash: u64,
-    stored: u64,
-}
-
-impl<K, V> Shard<K, V> {
-    /// Counts a store into the cache for a key of this shard, after it: under `table`'s lock
-    /// (the only writer, so a load and a store).
-    #[inline]
-    fn count_store(&self) {
-        let count = self.stored_count.load(Ordering::Relaxed);
-        self.stored_count.store(count + 1, Ordering::Release);
-    }
 }
 
 struct Table<K, V> {
@@ -733,7 +694,6 @@ impl<K, V> Flights<K, V> {
                 waits: AtomicU64::new(0),
                 late_hits: AtomicU64::new(0),
                 load_ticks: AtomicU64::new(0),
-                stored_count: AtomicU64::new(0),
             })
             .collect();
         Flights {
@@ -774,7 +734,7 @@ impl<K, V> Flights<K, V> {
     }
 
     #[inline]
-    pub(crate) fn shard_index(&self, hash: u64) -> usize {
+    fn shard_index(&self, hash: u64) -> usize {
         shard_of(hash, self.shards.len())
     }
 
@@ -1001,13 +961,13 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         make_key: impl FnOnce() -> K,
     ) -> Joined<'_, K, V> {
         let hash = self.hasher.hash_one(probe);
-        self.join_blocking(cache, hash, None, Borrowed { is_match, make_key })
+        self.join_blocking(cache, hash, Borrowed { is_match, make_key })
     }
 
     /// [`join`](Flights::join) for an owned key.
     pub fn join_owned<C: FunctionCache<K, V>>(&self, cache: &C, key: K) -> Joined<'_, K, V> {
         let hash = self.hasher.hash_one(&key);
-        self.join_blocking(cache, hash, None, Owned(key))
+        self.join_blocking(cache, hash, Owned(key))
     }
 
     /// [`join`](Flights::join) for an `async fn`: waits without blocking the thread.
@@ -1019,7 +979,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         make_key: impl FnOnce() -> K,
     ) -> Joined<'_, K, V> {
         let hash = self.hasher.hash_one(probe);
-        self.join_waiting(cache, hash, None, Borrowed { is_match, make_key })
+        self.join_waiting(cache, hash, Borrowed { is_match, make_key })
             .await
     }
 
@@ -1030,101 +990,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         key: K,
     ) -> Joined<'_, K, V> {
         let hash = self.hasher.hash_one(&key);
-        self.join_waiting(cache, hash, None, Owned(key)).await
-    }
-
-    /// What to read before looking up a key of hash `hash` (by the cache's hasher) in the
-    /// cache, for [`Flights::join_seen`] after a miss: its shard's count of stores.
-    #[inline]
-    pub fn seen(&self, hash: u64) -> Seen {
-        // `Acquire`: a count that includes a store is read only with that store visible, so a
-        // lookup after this read that missed the key came before any store the count includes.
-        let stored = self.shard(hash).stored_count.load(Ordering::Acquire);
-        Seen { hash, stored }
-    }
-
-    /// The hash by the flights' hasher, and the count of stores `seen` read when `cache` hashes
-    /// alike (else the probe hashed again, and no count: the cache is looked at again).
-    #[inline]
-    fn seen_in<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
-        seen: Seen,
-        probe: &Q,
-    ) -> (u64, Option<u64>) {
-        if cache.hashes_like(self.stamp) {
-            (seen.hash, Some(seen.stored))
-        } else {
-            (self.hasher.hash_one(probe), None)
-        }
-    }
-
-    /// [`join`](Flights::join) after a lookup that missed, `seen` read before it
-    /// ([`Flights::seen`]): the key is not hashed again, and the cache is not looked at again
-    /// unless a value was stored for a key of the shard since `seen` was read.
-    #[inline]
-    pub fn join_seen<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
-        seen: Seen,
-        probe: &Q,
-        is_match: impl FnMut(&K) -> bool,
-        make_key: impl FnOnce() -> K,
-    ) -> Joined<'_, K, V> {
-        let (hash, stored) = self.seen_in(cache, seen, probe);
-        self.join_blocking(cache, hash, stored, Borrowed { is_match, make_key })
-    }
-
-    /// [`join_seen`](Flights::join_seen) for an owned key.
-    #[inline]
-    pub fn join_owned_seen<C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
-        seen: Seen,
-        key: K,
-    ) -> Joined<'_, K, V> {
-        let (hash, stored) = self.seen_in(cache, seen, &key);
-        self.join_blocking(cache, hash, stored, Owned(key))
-    }
-
-    /// [`join_seen`](Flights::join_seen) for an `async fn`.
-    pub async fn join_seen_async<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
-        seen: Seen,
-        probe: &Q,
-        is_match: impl FnMut(&K) -> bool,
-        make_key: impl FnOnce() -> K,
-    ) -> Joined<'_, K, V> {
-        let (hash, stored) = self.seen_in(cache, seen, probe);
-        self.join_waiting(cache, hash, stored, Borrowed { is_match, make_key })
-            .await
-    }
-
-    /// [`join_owned_seen`](Flights::join_owned_seen) for an `async fn`.
-    pub async fn join_owned_seen_async<C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
-        seen: Seen,
-        key: K,
-    ) -> Joined<'_, K, V> {
-        let (hash, stored) = self.seen_in(cache, seen, &key);
-        self.join_waiting(cache, hash, stored, Owned(key)).await
-    }
-
-    /// Counts a value stored for the key of hash `hash` in the cache without the flights (by
-    /// `cache_prime`), after the store: a caller whose [`Seen`] was read before it then looks at
-    /// the cache again before it leads, as it would have before this count existed.
-    pub fn stored(&self, hash: u64) {
-        let shard = self.shard(hash);
-        let _table = shard.table.lock();
-        shard.count_store();
-    }
-
-    /// The hash of `key`, by the flights' hasher (for [`Flights::stored`]).
-    #[inline]
-    pub fn hash_of<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
-        self.hasher.hash_one(key)
+        self.join_waiting(cache, hash, Owned(key)).await
     }
 
     #[inline]
@@ -1132,12 +998,11 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         &self,
         cache: &C,
         hash: u64,
-        seen: Option<u64>,
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
         let (mut probe, mut alone) = (Some(probe), false);
         loop {
-            let (flight, blocked) = match self.step(cache, hash, seen, &mut probe, alone) {
+            let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
                 Step::Wait(flight, blocked) => (flight, blocked),
             };
@@ -1153,12 +1018,11 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         &self,
         cache: &C,
         hash: u64,
-        seen: Option<u64>,
         probe: impl Probe<K>,
     ) -> Joined<'_, K, V> {
         let (mut probe, mut alone) = (Some(probe), false);
         loop {
-            let (flight, blocked) = match self.step(cache, hash, seen, &mut probe, alone) {
+            let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
                 Step::Wait(flight, blocked) => (flight, blocked),
             };
@@ -1198,7 +1062,6 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         &self,
         cache: &C,
         hash: u64,
-        seen: Option<u64>,
         probe: &mut Option<P>,
         alone: bool,
     ) -> Step<'_, K, V> {
@@ -1226,12 +1089,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             unreachable!("a caller stops joining once it leads");
         };
         let key = probe.into_key();
-        // A leader that finished between this caller's miss and now stored its value first;
-        // not if nothing was stored for this shard's keys since this caller's lookup began
-        // (`seen`: its count of stores then, read before the lookup).
-        let moved = || seen.is_none_or(|seen| shard.stored_count.load(Ordering::Relaxed) != seen);
+        // A leader that finished between this caller's miss and now stored its value first.
         if !C::REMOTE
-            && moved()
             && let Some(value) = cache.peek_hashed(self.stamp, hash, &key)
         {
             shard.late_hits.fetch_add(1, Ordering::Relaxed);
@@ -1279,7 +1138,6 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         // after.
         if let (false, Some(key)) = (entry.stale, entry.key) {
             cache.insert_if_absent_hashed(self.stamp, hash, key, value);
-            shard.count_store();
         }
         drop(table);
         if let Some((flight, value)) = shared {
@@ -1418,7 +1276,6 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         }
         if !C::REMOTE {
             cache.insert_if_absent_hashed(self.stamp, hash, key, value);
-            shard.count_store();
             return;
         }
         // Written without the lock, as a leader's value, an entry saying so meanwhile.

@@ -101,7 +101,7 @@ pub mod __private {
     pub use std::sync::LazyLock;
 
     pub use crate::flight::{
-        negative_error, Failure, Flights, Joined, Leader, Running, Seen, ShareClone, ShareError,
+        negative_error, Failure, Flights, Joined, Leader, Running, ShareClone, ShareError,
         ShareNoReturn, ShareNothing, ShareReturn, SharedReturn, WriteEnd,
     };
     pub use crate::memo::{ErasedMemo, FunctionCache, Memo, Params, TypeCaches};

@@ -56,10 +56,6 @@ impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for Cache<K, V> {
         }
     }
     #[inline]
-    fn hashes_like(&self, stamp: u64) -> bool {
-        Cache::hashes_like(self, stamp)
-    }
-    #[inline]
     fn remove(&self, key: &K) -> bool {
         Cache::remove(self, key).is_some()
     }
@@ -213,41 +209,6 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
             .ttl(params.ttl)
             .ttl_jitter(params.ttl_jitter)
             .policy(params.policy)
-    }
-}
-
-impl<K: Hash + Eq, V: Clone> Memo<K, V> {
-    /// The cached value of the key that `probe` borrows (`is_match` compares it with a stored
-    /// key), counted a hit or a miss as [`Cache::get_by`] counts it; after a miss, what to give
-    /// [`Flights::join_seen`]: the probe is hashed once for the lookup and the flights, and the
-    /// leader looks at the cache again only if a value was stored meanwhile.
-    #[inline]
-    pub fn get_seen<Q: Hash + ?Sized>(
-        &self,
-        probe: &Q,
-        is_match: impl FnMut(&K) -> bool,
-    ) -> Result<V, crate::flight::Seen> {
-        let hash = self.cache.hash_of(probe);
-        // Read before the lookup (see `Flights::seen`).
-        let seen = self.flights.seen(hash);
-        match self.cache.get_by_hash(hash, is_match) {
-            Some(value) => Ok(value),
-            None => Err(seen),
-        }
-    }
-
-    /// [`Memo::get_seen`] of an owned key.
-    #[inline]
-    pub fn get_key_seen(&self, key: &K) -> Result<V, crate::flight::Seen> {
-        self.get_seen(key, |k| k == key)
-    }
-
-    /// Stores `value` for `key` (replacing any), beside the flights (`cache_prime`): a caller
-    /// that missed the key just before still finds the value before it would lead.
-    pub fn prime(&self, key: K, value: V) {
-        let hash = self.flights.hash_of(&key);
-        self.cache.insert(key, value);
-        self.flights.stored(hash);
     }
 }
 
@@ -583,116 +544,6 @@ mod tests {
         assert_eq!((info.hits, info.misses, info.currsize), (1, 1, 2));
         caches.reset();
         assert_eq!(caches.info().currsize, 0);
-    }
-
-    /// A miss of `key` as the generated code makes it, stopped after the lookup: what it read.
-    fn missed(memo: &Memo<u32, String>, key: u32) -> crate::flight::Seen {
-        match memo.get_seen(&key, |k| *k == key) {
-            Ok(value) => panic!("{key} is cached: {value}"),
-            Err(seen) => seen,
-        }
-    }
-
-    /// The rest of that miss: the value it returns, and whether it ran the body.
-    fn joined(memo: &Memo<u32, String>, seen: crate::flight::Seen, key: u32) -> (String, bool) {
-        match memo
-            .flights
-            .join_seen(&memo.cache, seen, &key, |k| *k == key, || key)
-        {
-            crate::flight::Joined::Ready(value) => (value, false),
-            crate::flight::Joined::Failed(_) => unreachable!("no body here fails"),
-            crate::flight::Joined::Lead(leader) => {
-                let value = leader.call(|| format!("computed {key}"));
-                memo.flights.complete(leader, &memo.cache, value.clone());
-                (value, true)
-            }
-        }
-    }
-
-    fn memo() -> Memo<u32, String> {
-        Memo::new(
-            "f",
-            Params {
-                maxsize: Some(100),
-                ..PARAMS
-            },
-        )
-    }
-
-    #[test]
-    fn a_value_stored_between_a_miss_and_its_join_is_found_not_computed_again() {
-        let memo = memo();
-        let late = missed(&memo, 1);
-        // Another caller misses, leads and stores its value before the first one joins.
-        let first = missed(&memo, 1);
-        assert_eq!(joined(&memo, first, 1), ("computed 1".to_string(), true));
-        // The count of stores moved: the late caller looks at the cache again and finds it.
-        assert_eq!(joined(&memo, late, 1), ("computed 1".to_string(), false));
-        let counts = memo.flights.counts();
-        assert_eq!((counts.late_hits, counts.waits), (1, 0));
-        let info = memo.info();
-        assert_eq!((info.hits, info.misses), (1, 1), "{info}");
-    }
-
-    #[test]
-    fn a_value_primed_between_a_miss_and_its_join_is_found_not_computed() {
-        let memo = memo();
-        let late = missed(&memo, 2);
-        memo.prime(2, "primed".to_string());
-        assert_eq!(joined(&memo, late, 2), ("primed".to_string(), false));
-        assert_eq!(memo.flights.counts().late_hits, 1);
-    }
-
-    #[test]
-    fn the_second_look_is_skipped_when_nothing_was_stored_through_the_flights() {
-        let memo = memo();
-        let seen = missed(&memo, 3);
-        // Stored behind the flights' back (nothing in memo does this): not counted, so the
-        // caller does not look at the cache again and computes the value itself...
-        memo.cache.insert(3, "behind".to_string());
-        assert_eq!(joined(&memo, seen, 3), ("computed 3".to_string(), true));
-        // ... which does not replace the stored one.
-        assert_eq!(memo.cache.peek(&3).as_deref(), Some("behind"));
-        assert_eq!(memo.flights.counts().late_hits, 0);
-        // A store of another key of the same flights' shard makes the next caller look again.
-        let late = missed(&memo, 4);
-        let other = (5..)
-            .find(|&k| {
-                let hash = |key: &u32| memo.flights.hash_of(key);
-                memo.flights.shard_index(hash(&k)) == memo.flights.shard_index(hash(&4))
-            })
-            .expect("a key in the same shard");
-        let first = missed(&memo, other);
-        assert!(joined(&memo, first, other).1);
-        memo.cache.insert(4, "behind".to_string());
-        assert_eq!(joined(&memo, late, 4), ("behind".to_string(), false));
-    }
-
-    #[test]
-    fn a_hash_by_another_hasher_is_hashed_again_and_the_cache_looked_at() {
-        let mut memo = memo();
-        // Flights that hash differently from the cache (as `benches/single_flight.rs` makes).
-        memo.flights = Flights::new("f");
-        let seen = missed(&memo, 6);
-        memo.cache.insert(6, "behind".to_string());
-        assert_eq!(joined(&memo, seen, 6), ("behind".to_string(), false));
-        // And a leader's flight is found by an invalidation, which hashes by the flights' hasher.
-        let seen = missed(&memo, 7);
-        let crate::flight::Joined::Lead(leader) =
-            memo.flights
-                .join_seen(&memo.cache, seen, &7, |k| *k == 7, || 7)
-        else {
-            panic!("7 is not computed yet");
-        };
-        assert_eq!(memo.flights.in_flight(), 1);
-        assert!(!memo.invalidate(&7));
-        memo.flights
-            .complete(leader, &memo.cache, "stale".to_string());
-        assert_eq!(
-            memo.cache.peek(&7),
-            None,
-            "the invalidation marked it stale"
-        );
     }
 
     #[test]

@@ -315,22 +315,6 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         known == stamp.max(1)
     }
 
-    /// The hash of `probe` by this cache's hasher.
-    #[inline]
-    pub(crate) fn hash_of<Q: Hash + ?Sized>(&self, probe: &Q) -> u64 {
-        self.hasher.hash_one(probe)
-    }
-
-    /// [`get_by`](Cache::get_by) of a probe whose hash by this cache's hasher is `hash`.
-    #[inline]
-    pub(crate) fn get_by_hash(&self, hash: u64, is_match: impl FnMut(&K) -> bool) -> Option<V>
-    where
-        V: Clone,
-    {
-        let now = self.now();
-        self.shard(hash).get(&self.hasher, hash, is_match, now)
-    }
-
     /// [`peek`](Cache::peek) of `key`, whose hash by this cache's hasher is `hash`.
     #[inline]
     pub(crate) fn peek_with_hash(&self, hash: u64, key: &K) -> Option<V>

@@ -506,12 +506,6 @@ fn prime(plan: &Plan<'_>) -> TokenStream {
     let value_type = plan.function.output.cached_type();
     let primed = plan.primed_value(&value);
     let stored = plan.primed_stored(&memo, primed);
-    // In memory, through the memo, so that the flights count the store (see `Memo::prime`).
-    let insert = if plan.options.store.is_none() {
-        quote!(#memo.prime(#key, #stored);)
-    } else {
-        quote!(#memo.cache.insert(#key, #stored);)
-    };
     let doc = format!(
         " Stores `value` as the result of `{}` for these arguments (replacing any), e.g. to warm \
          the cache at start-up.",
@@ -523,7 +517,7 @@ fn prime(plan: &Plan<'_>) -> TokenStream {
         #(#attrs)*
         #vis fn #name #generics(#params #value: #value_type) #where_clause {
             #lookup
-            #insert
+            #memo.cache.insert(#key, #stored);
         }
     }
 }

@@ -4,11 +4,8 @@
 //! ```text
 //! fn f(city: &str, day: u32) -> Result<f64, E> {          // the user's attributes, visibility
 //!     let memo = f::__memo_cache();                         // &'static Memo<(String, u32), f64>
-//!     let seen = match memo.get_seen(&(city, &day), |k| /* k == (city, day) */) {
-//!         Ok(v) => return Ok(v),                            // a hit
-//!         Err(seen) => seen,                                // what the flights need of a miss
-//!     };
-//!     let leader = match memo.flights.join_seen(&memo.cache, seen, &(city, &day), ..) {
+//!     if let Some(v) = memo.cache.get_by(&(city, &day), |k| /* k == (city, day) */) { return Ok(v); }
+//!     let leader = match memo.flights.join(&memo.cache, &(city, &day), ..) {
 //!         Joined::Ready(v) => return Ok(v),                 // another caller computed it meanwhile
 //!         Joined::Lead(leader) => leader,
 //!     };
@@ -820,7 +817,7 @@ fn wrapper(plan: &Plan<'_>) -> TokenStream {
 }
 
 /// `let memo = ...;` and the early return of a hit.
-fn lookup(plan: &Plan<'_>, locals: &Locals, seen: Option<&Ident>) -> TokenStream {
+fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let Locals {
         memo, found, key, ..
     } = locals;
@@ -845,39 +842,6 @@ fn lookup(plan: &Plan<'_>, locals: &Locals, seen: Option<&Ident>) -> TokenStream
             }
         }
     });
-    if let Some(seen) = seen {
-        // In memory with single-flight: `Memo::get_seen`, the hit returned, the miss keeping
-        // what the flights read before the lookup (`Flights::seen`).
-        let (before, lookup, negative) = match plan.key_expr {
-            Some(expr) => {
-                let get_memo = plan.memo_binding(memo, Some(key));
-                let value = plan.key_expr_value(expr);
-                (
-                    quote!(let #key = #value; #get_memo),
-                    quote!(#memo.get_key_seen(&#key)),
-                    negative_by_key,
-                )
-            }
-            None => {
-                let get_memo = plan.memo_binding(memo, None);
-                let borrowed = plan.borrowed_keys();
-                let is_match = plan.is_match();
-                (
-                    get_memo,
-                    quote!(#memo.get_seen(&(#(#borrowed,)*), #is_match)),
-                    negative_by_probe,
-                )
-            }
-        };
-        return quote! {
-            #before
-            let #seen = match #lookup {
-                ::core::result::Result::Ok(#found) => return #hit,
-                ::core::result::Result::Err(#seen) => #seen,
-            };
-            #negative
-        };
-    }
     match plan.key_expr {
         Some(expr) => {
             let get_memo = plan.memo_binding(memo, Some(key));
@@ -917,7 +881,7 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         stored,
         ..
     } = locals;
-    let lookup = lookup(plan, locals, None);
+    let lookup = lookup(plan, locals);
     let owned_key = plan.key_expr.is_none().then(|| {
         let owned = plan.owned_key();
         quote!(let #key = #owned;)
@@ -978,31 +942,9 @@ fn single_flight_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
         ..
     } = locals;
     let memo_path = &plan.memo;
+    let lookup = lookup(plan, locals);
     let is_async = plan.function.sig.asyncness.is_some();
-    // In memory: the lookup reads what spares the leader a second look at the cache.
-    let seen = Ident::new("__memo_seen", Span::mixed_site());
-    let in_memory = plan.options.store.is_none();
-    let lookup = lookup(plan, locals, in_memory.then_some(&seen));
     let join = match (plan.key_expr, is_async) {
-        (Some(_), false) if in_memory => {
-            quote!(#memo.flights.join_owned_seen(&#memo.cache, #seen, #key))
-        }
-        (Some(_), true) if in_memory => {
-            quote!(#memo.flights.join_owned_seen_async(&#memo.cache, #seen, #key).await)
-        }
-        (None, _) if in_memory => {
-            let borrowed = plan.borrowed_keys();
-            let is_match = plan.is_match();
-            let owned = plan.owned_key();
-            let join = if is_async {
-                quote!(join_seen_async)
-            } else {
-                quote!(join_seen)
-            };
-            let wait = is_async.then(|| quote!(.await));
-            let probe = quote!(&(#(#borrowed,)*));
-            quote!(#memo.flights.#join(&#memo.cache, #seen, #probe, #is_match, || #owned) #wait)
-        }
         (Some(_), false) => quote!(#memo.flights.join_owned(&#memo.cache, #key)),
         (Some(_), true) => quote!(#memo.flights.join_owned_async(&#memo.cache, #key).await),
         (None, _) => {
@@ -1224,9 +1166,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("static __memo_cache_f"), "{text}");
-        // In memory: the lookup reads the flights' count of stores, the join takes it.
-        assert!(text.contains("get_seen ("), "{text}");
-        assert!(text.contains("join_seen ("), "{text}");
+        assert!(text.contains("join ("), "{text}");
         assert!(!text.contains("compile_error"), "{text}");
     }
 
@@ -1327,7 +1267,7 @@ mod tests {
             "{off}"
         );
         let on = expand_to_string(quote!(ttl = "5m", err_ttl = "5s"), item);
-        let hit = on.find("get_seen").unwrap();
+        let hit = on.find("cache . get_by").unwrap();
         let negative = on.find("negative_get_by").unwrap();
         assert!(hit < negative, "{on}");
         assert!(on.contains("fail_cached"), "{on}");
