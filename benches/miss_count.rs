@@ -35,9 +35,14 @@ fn without_flight_10k(key: u64) -> u64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let variant = args.get(1).map_or("sf", String::as_str);
-    let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    // `cargo bench` passes `--bench` (and any filter after it): only the words without a
+    // leading dash are ours, so that `cargo bench -p memo-benches` runs this too.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let variant = args.first().map_or("sf", String::as_str);
+    let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let f: fn(u64) -> u64 = match variant {
         "sf" => with_flight,
         "nosf" => without_flight,
@@ -56,7 +61,12 @@ fn main() {
             black_box(acc);
             return;
         }
-        _ => panic!("variant"),
+        _ => {
+            eprintln!(
+                "miss_count: no variant {variant:?} (sf, nosf, sf10k, nosf10k, sfhit, nosfhit)"
+            );
+            std::process::exit(2);
+        }
     };
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
     let mut acc = 0u64;
