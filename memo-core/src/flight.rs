@@ -1434,7 +1434,6 @@ pub struct Leader<'a, K, V> {
     started: u64,
     /// For how many leaders its time counts, 0 if untimed ([`Table::timing`]).
     weight: u64,
-    finished: bool,
 }
 
 /// A leader that finished: its entry, and its time to add under the shard's lock.
@@ -1468,12 +1467,11 @@ impl<'a, K, V> Leader<'a, K, V> {
             id,
             started: if weight > 0 { ticks::now() } else { 0 },
             weight,
-            finished: false,
         }
     }
 
-    /// [`finish`](Leader::finish) by a completion, which takes the leader: its `Drop` (a call,
-    /// to find it finished) is not run.
+    /// [`finish`](Leader::finish) by a completion, which takes the leader: its `Drop`, which
+    /// abandons the flight, is not run.
     #[inline]
     fn end(self) -> Ended {
         std::mem::ManuallyDrop::new(self).finish()
@@ -1481,8 +1479,7 @@ impl<'a, K, V> Leader<'a, K, V> {
 
     /// Ends the leader's run: its entry, and its time for the load time.
     #[inline]
-    fn finish(&mut self) -> Ended {
-        self.finished = true;
+    fn finish(&self) -> Ended {
         Ended {
             hash: self.hash,
             index: self.index,
@@ -1518,9 +1515,7 @@ impl<'a, K, V> Leader<'a, K, V> {
 
 impl<K, V> Drop for Leader<'_, K, V> {
     fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
+        // A completion takes its leader without dropping it (`end`): this leader was abandoned.
         let ended = self.finish();
         let shard = &self.flights.shards[ended.index];
         let mut table = shard.table.lock();
