@@ -227,14 +227,15 @@ impl<K, V> Shard<K, V> {
         let first = capacity.saturating_add(RESERVE).min(64);
         let stripes = Stripes::new();
         let stripe_count = stripes.len();
+        let most = most_slots(capacity, stripe_count);
         Shard {
             hit_events: policy != Policy::Fifo,
             miss_events: policy == Policy::Adaptive,
             table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_capacity(
                 capacity.min(INITIAL_TABLE),
             )))),
-            slots: Segments::new(first),
-            deadlines: ttl_nanos.map(|_| Segments::new(first)),
+            slots: Segments::new(first, most),
+            deadlines: ttl_nanos.map(|_| Segments::new(first, most)),
             confirm_within: match ttl_nanos {
                 Some(_) if coarse_now => CONFIRM_WITHIN,
                 _ => 0,
