@@ -83,6 +83,9 @@ pub(crate) struct Writer {
     at: Vec<u32>,
     /// Slot ids handed out so far: `0..next_id`.
     next_id: u32,
+    /// The current index's `limit()`: an insert that would take `len` past it grows the index
+    /// first (kept here: one compare on every insert instead of the table's length read).
+    grow_at: usize,
     /// Empty slots (as they were retired: a batch of reclaimed slots moves here by a swap of
     /// the two vectors; only the ids are used).
     free: Vec<Retired>,
@@ -228,12 +231,12 @@ impl<K, V> Shard<K, V> {
         let stripes = Stripes::new();
         let stripe_count = stripes.len();
         let most = most_slots(capacity, stripe_count);
+        let table = Table::with_capacity(capacity.min(INITIAL_TABLE));
+        let grow_at = table.limit();
         Shard {
             hit_events: policy != Policy::Fifo,
             miss_events: policy == Policy::Adaptive,
-            table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_capacity(
-                capacity.min(INITIAL_TABLE),
-            )))),
+            table: AtomicPtr::new(Box::into_raw(Box::new(table))),
             slots: Segments::new(first, most),
             deadlines: ttl_nanos.map(|_| Segments::new(first, most)),
             confirm_within: match ttl_nanos {
@@ -256,6 +259,7 @@ impl<K, V> Shard<K, V> {
                 counters: Counters::default(),
                 at: Vec::new(),
                 next_id: 0,
+                grow_at,
                 free: Vec::new(),
                 retired: Vec::new(),
                 old_tables: Vec::new(),
@@ -511,6 +515,7 @@ impl<K, V> Shard<K, V> {
 
     /// Publishes `table` as the index; the old one is freed once no reader can be in it.
     fn swap_table(&self, w: &mut Writer, table: Table) {
+        w.grow_at = table.limit();
         let old = self
             .table
             .swap(Box::into_raw(Box::new(table)), Ordering::SeqCst);
@@ -968,7 +973,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.set_deadline(id, deadline);
             e.push(id, lane);
         }
-        if w.len + 1 > self.table().limit() {
+        if w.len >= w.grow_at {
             // Doubling, until a large shard's next table would hold more than its capacity
             // takes: then just that.
             let wanted = (w.len + 1) * 2;
@@ -1110,6 +1115,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             w.capacity
         );
         let table = self.table();
+        assert_eq!(w.grow_at, table.limit(), "the index's limit as kept");
         let indexed: Vec<u32> = table.entries().map(|(_, id)| id).collect();
         assert_eq!(indexed.len(), w.len, "index and size disagree");
         for (hash32, id) in table.entries() {
