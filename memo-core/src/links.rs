@@ -172,6 +172,7 @@ impl Queue {
         self.head = head;
     }
 
+    #[inline]
     pub(crate) fn pop_back(&mut self, a: &mut Links) -> Option<u32> {
         let slot = self.back()?;
         self.unlink(a, slot);

@@ -77,12 +77,18 @@ pub(crate) struct Writer {
     /// The expiry order, present only when the cache has a ttl.
     expiry: Option<Expiry>,
     pub(crate) counters: Counters,
-    /// Bit per slot id: holds a live, indexed entry.
-    live: Vec<u64>,
+    /// Per slot id handed out, the index bucket that holds it, or [`NOT_INDEXED`] (the slot
+    /// holds no live entry): an eviction or removal finds its bucket without hashing the key
+    /// or probing the index.
+    at: Vec<u32>,
     /// Slot ids handed out so far: `0..next_id`.
     next_id: u32,
-    /// Empty slots.
-    free: Vec<u32>,
+    /// The current index's `limit()`: an insert that would take `len` past it grows the index
+    /// first (kept here: one compare on every insert instead of the table's length read).
+    grow_at: usize,
+    /// Empty slots (as they were retired: a batch of reclaimed slots moves here by a swap of
+    /// the two vectors; only the ids are used).
+    free: Vec<Retired>,
     /// Slots taken out of the index that still hold their entries.
     retired: Vec<Retired>,
     /// Replaced index tables waiting likewise.
@@ -126,11 +132,24 @@ struct Retired {
     cause: RemovalCause,
 }
 
-/// Whether bit `id` of the live bits `live` is set (an id past them is not live).
+/// The most slot ids a shard of `capacity` hands out (what its storage is sized for): a new id
+/// is handed out only when no slot is free after a reclaim, which from `capacity + RESERVE`
+/// ids on frees all but the slots held stripes announce (at most one per stripe, once every
+/// reader that announced a hash has named its slot: `reclaim` waits for that); and at most
+/// `capacity` are live (an insert evicts before it allocates).
+pub(crate) fn most_slots(capacity: usize, stripes: usize) -> usize {
+    capacity.saturating_add(RESERVE.max(stripes + 1))
+}
+
+/// What [`Writer::at`] holds for a slot that is not in the index (no bucket has this
+/// position: `Table` has fewer than 2^32 buckets).
+const NOT_INDEXED: u32 = u32::MAX;
+
+/// Whether slot `id` holds a live, indexed entry, by the buckets `at` (an id past them is not
+/// live).
 #[inline]
-fn live_bit(live: &[u64], id: u32) -> bool {
-    live.get(id as usize / 64)
-        .is_some_and(|w| w & (1 << (id % 64)) != 0)
+fn live_in(at: &[u32], id: u32) -> bool {
+    at.get(id as usize).is_some_and(|&b| b != NOT_INDEXED)
 }
 
 impl Writer {
@@ -145,18 +164,7 @@ impl Writer {
 
     #[inline]
     fn is_live(&self, id: u32) -> bool {
-        live_bit(&self.live, id)
-    }
-
-    /// Marks `id` live or not; `id` was handed out (`alloc` sized `live` for it).
-    #[inline]
-    fn set_live(&mut self, id: u32, live: bool) {
-        let word = &mut self.live[id as usize / 64];
-        if live {
-            *word |= 1 << (id % 64);
-        } else {
-            *word &= !(1 << (id % 64));
-        }
+        live_in(&self.at, id)
     }
 }
 
@@ -222,14 +230,15 @@ impl<K, V> Shard<K, V> {
         let first = capacity.saturating_add(RESERVE).min(64);
         let stripes = Stripes::new();
         let stripe_count = stripes.len();
+        let most = most_slots(capacity, stripe_count);
+        let table = Table::with_capacity(capacity.min(INITIAL_TABLE));
+        let grow_at = table.limit();
         Shard {
             hit_events: policy != Policy::Fifo,
             miss_events: policy == Policy::Adaptive,
-            table: AtomicPtr::new(Box::into_raw(Box::new(Table::with_capacity(
-                capacity.min(INITIAL_TABLE),
-            )))),
-            slots: Segments::new(first),
-            deadlines: ttl_nanos.map(|_| Segments::new(first)),
+            table: AtomicPtr::new(Box::into_raw(Box::new(table))),
+            slots: Segments::new(first, most),
+            deadlines: ttl_nanos.map(|_| Segments::new(first, most)),
             confirm_within: match ttl_nanos {
                 Some(_) if coarse_now => CONFIRM_WITHIN,
                 _ => 0,
@@ -248,8 +257,9 @@ impl<K, V> Shard<K, V> {
                 policy: PolicyState::new(policy),
                 expiry: ttl_nanos.map(|ttl| Expiry::new(ttl, jitter)),
                 counters: Counters::default(),
-                live: Vec::new(),
+                at: Vec::new(),
                 next_id: 0,
+                grow_at,
                 free: Vec::new(),
                 retired: Vec::new(),
                 old_tables: Vec::new(),
@@ -273,13 +283,13 @@ impl<K, V> Shard<K, V> {
         let mut dropped = Vec::new();
         let w = self.writer.0.get_mut();
         let retired = std::mem::take(&mut w.retired);
-        for Retired { id, cause, .. } in retired {
+        for &Retired { id, cause, .. } in &retired {
             // SAFETY: `id` was retired, so it holds an entry, and `&mut self` means no reader
             // can see it; it is moved out once, and its slot is freed so `drop` skips it.
             let (key, value) = unsafe { (*self.slots.get(id).get()).assume_init_read() };
             dropped.push((key, value, Some(cause)));
-            w.free.push(id);
         }
+        w.free.extend(retired);
         dropped
     }
 
@@ -353,22 +363,40 @@ impl<K, V> Shard<K, V> {
     }
 
     /// A slot for a new entry: a free one, else a reclaimed one, else a new one.
+    #[inline]
     fn alloc(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) -> u32 {
-        if w.free.is_empty()
-            && (w.next_id as usize >= w.capacity.saturating_add(RESERVE)
-                || w.retired.len() >= RESERVE)
-        {
+        match w.free.pop() {
+            Some(free) => free.id,
+            None => self.alloc_slow(w, dropped),
+        }
+    }
+
+    /// [`alloc`](Shard::alloc) with no free slot at hand: reclaims a batch of retired slots, or
+    /// hands out a new one (once every [`RESERVE`] allocations in steady state).
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) -> u32 {
+        if w.next_id as usize >= w.capacity.saturating_add(RESERVE) || w.retired.len() >= RESERVE {
             self.reclaim(w, dropped);
         }
-        if let Some(id) = w.free.pop() {
-            return id;
+        if let Some(free) = w.free.pop() {
+            return free.id;
         }
         let id = w.next_id;
         assert!(id < u32::MAX - 1, "a shard holds at most 2^32 - 2 slots");
         w.next_id += 1;
-        if w.live.len() <= id as usize / 64 {
-            w.live.push(0);
+        if w.at.len() == w.at.capacity() {
+            // Doubling, but not past the slots a shard can hand out: a full shard's `at` has
+            // no spare room.
+            let most = most_slots(w.capacity, self.stripes.len());
+            let more =
+                w.at.len()
+                    .max(8)
+                    .min(most.saturating_sub(w.at.len()))
+                    .max(1);
+            w.at.reserve_exact(more);
         }
+        w.at.push(NOT_INDEXED);
         self.slots
             .ensure(id, || UnsafeCell::new(MaybeUninit::uninit()));
         if let Some(d) = &self.deadlines {
@@ -436,9 +464,14 @@ impl<K, V> Shard<K, V> {
     #[inline]
     fn free_all_retired(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
         if !w.notify && !std::mem::needs_drop::<(K, V)>() {
-            // Nothing to read out: the ids alone move.
+            // Nothing to read out: the slots alone move, all at once if none is free (as when
+            // `alloc` runs out).
             let Writer { retired, free, .. } = w;
-            free.extend(retired.drain(..).map(|r| r.id));
+            if free.is_empty() {
+                std::mem::swap(free, retired);
+            } else {
+                free.append(retired);
+            }
             return;
         }
         while let Some(retired) = w.retired.pop() {
@@ -455,15 +488,21 @@ impl<K, V> Shard<K, V> {
             dropped.push((key, value, Some(cause)));
         }
         // (An entry without drop glue, in a cache without a listener, is simply overwritten.)
-        w.free.push(id);
+        w.free.push(retired);
     }
 
-    /// Takes `id` out of the index and the expiry order and marks it retired (not the policy).
-    /// Always inlined: the eviction's call of it cost ~19 instructions of register saves.
+    /// Takes the live entry `id` out of the index and the expiry order and marks it retired
+    /// (not the policy). Runs no user code (its bucket is known: no `Hash`, no `Eq`), so it
+    /// cannot leave an entry half removed. Always inlined: the eviction's call of it cost ~19
+    /// instructions of register saves.
     #[inline(always)]
-    fn unindex(&self, w: &mut Writer, hash: u64, id: u32, cause: RemovalCause) {
-        self.table().remove(hash, id);
-        w.set_live(id, false);
+    fn unindex(&self, w: &mut Writer, id: u32, cause: RemovalCause) {
+        let at = std::mem::replace(&mut w.at[id as usize], NOT_INDEXED);
+        let buckets = &mut w.at;
+        let hash = self
+            .table()
+            .remove(at, id, |moved, to| buckets[moved as usize] = to);
+        let hash = u64::from(hash);
         w.len -= 1;
         if let Some(weights) = &mut w.weights {
             weights.remove(id);
@@ -476,6 +515,7 @@ impl<K, V> Shard<K, V> {
 
     /// Publishes `table` as the index; the old one is freed once no reader can be in it.
     fn swap_table(&self, w: &mut Writer, table: Table) {
+        w.grow_at = table.limit();
         let old = self
             .table
             .swap(Box::into_raw(Box::new(table)), Ordering::SeqCst);
@@ -528,11 +568,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// usual case, with the policy's dispatch out of the loop.
     #[inline]
     fn apply_hits(w: &mut Writer, ids: &[u64]) -> bool {
-        let Writer { policy, live, .. } = w;
-        let is_live = |id: u32| live_bit(live, id);
+        let Writer { policy, at, .. } = w;
+        let is_live = |id: u32| live_in(at, id);
         match policy {
             // The list skips slots retired since the hit by itself (an unlinked slot reads as
-            // the front): no live bits read. One reused since gets the credit, as below.
+            // the front): no liveness read. One reused since gets the credit, as below.
             PolicyState::List(list) => list.on_hits(ids),
             other => {
                 for &id in ids {
@@ -546,8 +586,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Applies one buffered lookup to the statistics and the policy.
+    /// (The hasher goes unused: a removal finds its slot's bucket without hashing; the replay
+    /// keeps the signature `write` and the other writers' paths share.)
     #[inline]
-    fn apply<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64, event: Event) {
+    fn apply<S: BuildHasher>(&self, w: &mut Writer, _hasher: &S, now: u64, event: Event) {
         match event {
             // Counted by the stripe: only the policy needs to hear of it.
             Event::Hit(id) => {
@@ -560,7 +602,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             Event::Expired(id) => {
                 // Still the expired entry the reader saw, unless replaced or reused since.
                 if w.is_live(id) && self.is_expired(id, now) {
-                    self.remove_id(w, hasher, id, RemovalCause::Expired);
+                    self.remove_id(w, id, RemovalCause::Expired);
                     w.counters.expirations += 1;
                 }
             }
@@ -642,7 +684,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         for (hash32, id) in table.entries() {
             w.retire(id, hash32, RemovalCause::Cleared);
         }
-        w.live.iter_mut().for_each(|word| *word = 0);
+        w.at.fill(NOT_INDEXED);
         self.free_old_tables(w);
         let small = Table::with_capacity(w.capacity.min(INITIAL_TABLE));
         if w.old_tables.is_empty() && small.buckets() < table.buckets() {
@@ -777,7 +819,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
                 found => {
                     if let Some(id) = found {
-                        shard.remove_id(w, hasher, id, RemovalCause::Expired);
+                        shard.remove_id(w, id, RemovalCause::Expired);
                         w.counters.expirations += 1;
                         shard.reclaim(w, &mut dropped);
                     }
@@ -816,32 +858,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         (!self.is_expired(id, now)).then(|| read(unsafe { &self.entry(id).1 }))
     }
 
-    /// The hash of the live entry `id`'s key, as far as the index uses it (its low 32 bits).
-    /// Never unwinds: if the key's `Hash` panics, the bits are read back from the index (a scan,
-    /// on that path only), so a panicking `Hash` cannot leave an entry half removed.
-    fn stored_hash<S: BuildHasher>(&self, hasher: &S, id: u32) -> u64 {
-        // SAFETY: `id` is live, and the caller holds the lock.
-        let key = unsafe { &self.entry(id).0 };
-        let hashed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hasher.hash_one(key)));
-        match hashed {
-            Ok(hash) => hash,
-            Err(panic) => {
-                // The payload's own Drop may panic too: leak it rather than unwind from here.
-                std::mem::forget(panic);
-                match self.table().entries().find(|&(_, i)| i == id) {
-                    Some((hash32, _)) => hash32,
-                    None => unreachable!("a live slot is indexed"),
-                }
-            }
-        }
-    }
-
     /// Removes the live entry `id` from the index, the policy and the expiry order; it is
     /// retired, to be dropped once no reader can see it.
-    fn remove_id<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, id: u32, cause: RemovalCause) {
-        let hash = self.stored_hash(hasher, id);
-        self.unindex(w, hash, id, cause);
+    /// Out of line: the eviction calls `unindex` itself, and the replay of hits stays small.
+    #[inline(never)]
+    fn remove_id(&self, w: &mut Writer, id: u32, cause: RemovalCause) {
+        self.unindex(w, id, cause);
         w.policy.on_remove(id);
     }
 
@@ -861,7 +883,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut dropped = Vec::new();
         self.write(hasher, now, |shard, w| {
             let entry = (key, value, weight);
-            shard.insert_locked(w, hasher, hash, entry, now, on_present, &mut dropped);
+            shard.insert_locked(w, hash, entry, now, on_present, &mut dropped);
             if w.notify {
                 // Report what left now rather than when its slot is next needed.
                 shard.reclaim(w, &mut dropped);
@@ -871,10 +893,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn insert_locked<S: BuildHasher>(
+    fn insert_locked(
         &self,
         w: &mut Writer,
-        hasher: &S,
         hash: u64,
         (key, value, weight): (K, V, u64),
         now: u64,
@@ -898,20 +919,20 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             .find(hash, |id| unsafe { self.entry(id) }.0 == key);
         if let Some(old) = found {
             if self.is_expired(old, now) {
-                self.remove_id(w, hasher, old, RemovalCause::Expired);
+                self.remove_id(w, old, RemovalCause::Expired);
                 w.counters.expirations += 1;
             } else if on_present == OnPresent::Replace && !Self::fits_in_place(w, old, weight) {
                 // The new value needs room the old one does not give: it is stored as a new
                 // entry (which may evict others, or not be kept at all), the old one replaced.
-                self.remove_id(w, hasher, old, RemovalCause::Replaced);
+                self.remove_id(w, old, RemovalCause::Replaced);
             } else {
                 if on_present == OnPresent::Replace {
                     // Readers may be cloning the old value: the new one goes to a new slot.
                     let id = self.alloc(w, dropped);
                     self.write_slot(id, key, value);
-                    self.table().replace(hash, old, id);
-                    w.set_live(old, false);
-                    w.set_live(id, true);
+                    let bucket = std::mem::replace(&mut w.at[old as usize], NOT_INDEXED);
+                    self.table().replace(bucket, old, id);
+                    w.at[id as usize] = bucket;
                     w.retire(old, hash, RemovalCause::Replaced);
                     if let Some(weights) = &mut w.weights {
                         weights.remove(old);
@@ -932,7 +953,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 return;
             }
         }
-        self.sweep_locked(w, hasher, now);
+        self.sweep_locked(w, now);
         if w.weights.as_ref().is_some_and(|ws| weight > ws.max) {
             // Heavier than the whole bound: never kept (as Caffeine and moka do, reported).
             dropped.push((key, value, Some(RemovalCause::Size)));
@@ -940,10 +961,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
         while w.len >= w.capacity || Self::over_weight(w, weight) {
             let victim = w.policy.evict(hash);
-            // The policy has let go of the victim: from here to `unindex`, no user code may
-            // unwind (`stored_hash` does not).
-            let victim_hash = self.stored_hash(hasher, victim);
-            self.unindex(w, victim_hash, victim, RemovalCause::Size);
+            // The policy has let go of the victim: `unindex` runs no user code.
+            self.unindex(w, victim, RemovalCause::Size);
             w.counters.evictions += 1;
         }
 
@@ -954,18 +973,20 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.set_deadline(id, deadline);
             e.push(id, lane);
         }
-        if w.len + 1 > self.table().limit() {
+        if w.len >= w.grow_at {
             // Doubling, until a large shard's next table would hold more than its capacity
             // takes: then just that.
             let wanted = (w.len + 1) * 2;
             let exact = w.capacity >= EXACT_TABLE
                 && Table::sparse_buckets(wanted) > Table::exact_buckets(w.capacity);
             let entries = if exact { w.capacity } else { wanted };
-            let grown = self.table().grown(entries, exact);
+            let at = &mut w.at;
+            let grown = self
+                .table()
+                .grown(entries, exact, |id, to| at[id as usize] = to);
             self.swap_table(w, grown);
         }
-        self.table().insert(hash, id);
-        w.set_live(id, true);
+        w.at[id as usize] = self.table().insert(hash, id);
         w.len += 1;
         if let Some(weights) = &mut w.weights {
             weights.add(id, weight);
@@ -1025,7 +1046,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             } else {
                 RemovalCause::Expired
             };
-            shard.remove_id(w, hasher, id, cause);
+            shard.remove_id(w, id, cause);
             shard.reclaim(w, &mut dropped);
             value
         });
@@ -1037,7 +1058,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let mut dropped = Vec::new();
         let info = self.write(hasher, now, |shard, w| {
             shard.collect_counts(w);
-            shard.sweep_exact(w, hasher, now);
+            shard.sweep_exact(w, now);
             shard.reclaim(w, &mut dropped);
             (w.counters, w.len)
         });
@@ -1048,24 +1069,24 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Removes the expired entries at the back of the expiry order, touching only expired
     /// entries: every expired entry without jitter; with jitter, an entry may wait behind a
     /// younger one of its lane for up to a lane's width past its deadline (see [`Expiry`]).
-    fn sweep_locked<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
+    fn sweep_locked(&self, w: &mut Writer, now: u64) {
         while let Some(id) = w
             .expiry
             .as_ref()
             .and_then(|e| e.next_past(|id| self.past_deadline(id, now)))
         {
-            self.remove_id(w, hasher, id, RemovalCause::Expired);
+            self.remove_id(w, id, RemovalCause::Expired);
             w.counters.expirations += 1;
         }
     }
 
     /// Removes every expired entry (for reports: with jitter, walks each lane's last lane's
     /// width of deadlines).
-    fn sweep_exact<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
-        self.sweep_locked(w, hasher, now);
+    fn sweep_exact(&self, w: &mut Writer, now: u64) {
+        self.sweep_locked(w, now);
         let Some(e) = &w.expiry else { return };
         for id in e.all_past(now, |id| self.deadline(id)) {
-            self.remove_id(w, hasher, id, RemovalCause::Expired);
+            self.remove_id(w, id, RemovalCause::Expired);
             w.counters.expirations += 1;
         }
     }
@@ -1094,6 +1115,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             w.capacity
         );
         let table = self.table();
+        assert_eq!(w.grow_at, table.limit(), "the index's limit as kept");
         let indexed: Vec<u32> = table.entries().map(|(_, id)| id).collect();
         assert_eq!(indexed.len(), w.len, "index and size disagree");
         for (hash32, id) in table.entries() {
@@ -1106,10 +1128,21 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 "slot {id} indexed under another hash"
             );
         }
-        let live: usize = w.live.iter().map(|x| x.count_ones() as usize).sum();
-        assert_eq!(live, w.len, "live bits and size disagree");
+        assert_eq!(w.at.len(), w.next_id as usize, "a bucket entry per slot");
+        let mut live = 0;
+        for (id, &at) in w.at.iter().enumerate() {
+            if at != NOT_INDEXED {
+                live += 1;
+                assert_eq!(
+                    table.id_at(at),
+                    Some(id as u32),
+                    "slot {id} is not in bucket {at}"
+                );
+            }
+        }
+        assert_eq!(live, w.len, "live slots and size disagree");
         let mut seen = vec![false; w.next_id as usize];
-        for &id in w.free.iter().chain(w.retired.iter().map(|r| &r.id)) {
+        for &Retired { id, .. } in w.free.iter().chain(w.retired.iter()) {
             assert!(!w.is_live(id), "free or retired slot {id} is live");
             assert!(
                 !std::mem::replace(&mut seen[id as usize], true),
@@ -1140,13 +1173,7 @@ impl<K, V> Drop for Shard<K, V> {
     fn drop(&mut self) {
         let w = self.writer.0.get_mut();
         let mut held: Vec<u32> = w.retired.drain(..).map(|r| r.id).collect();
-        for (word, &bits) in w.live.iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                held.push((word * 64) as u32 + bits.trailing_zeros());
-                bits &= bits - 1;
-            }
-        }
+        held.extend((0..w.at.len() as u32).filter(|&id| live_in(&w.at, id)));
         for id in held {
             // SAFETY: live and retired slots hold initialized entries, each listed once, and
             // `&mut self` means no reader can see them.

@@ -58,6 +58,7 @@ impl EvictionPolicy for ListPolicy {
         self.queue.relocate(&mut self.links, from, to);
     }
 
+    #[inline]
     fn evict(&mut self, _incoming_hash: u64) -> u32 {
         let victim = match self.mode {
             Mode::Lru | Mode::Fifo => self.queue.pop_back(&mut self.links),

@@ -117,7 +117,10 @@ pub(crate) trait EvictionPolicy: Send {
     fn validate(&self, len: usize);
 }
 
-/// The concrete policy of a shard: an enum, so the hit path has no virtual call.
+/// The concrete policy of a shard: an enum, so the hit path has no virtual call. `repr(u8)`: its
+/// variant is a byte to compare (by the niche of a vector's capacity it took 9 instructions to
+/// decode, twice per eviction).
+#[repr(u8)]
 pub(crate) enum PolicyState {
     List(ListPolicy),
     Lfu(LfuPolicy),

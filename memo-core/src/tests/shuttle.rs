@@ -356,6 +356,53 @@ fn shuttle_a_stalled_reader_holds_back_only_what_it_reads() {
     );
 }
 
+/// A reader parked after announcing its hash (before it names a slot) holds back every retired
+/// slot of that hash: with every key of one hash, a writer that stored on would hand out new
+/// slots for as long as the reader stays parked. It waits instead until the reader names its
+/// slot, so the slots handed out stay within what the shard's storage is sized for (past it,
+/// the storage refuses the slot and the insert panics). (Reclaiming without that wait, injected
+/// while writing this test, fails it.)
+#[test]
+fn shuttle_slots_stay_within_the_storage_while_a_reader_announces_a_hash() {
+    shuttle::check_pct(
+        || {
+            let maxsize = 2;
+            let cache: Arc<Cache<u32, Tracked, Colliding>> = Arc::new(
+                Cache::builder()
+                    .maxsize(maxsize)
+                    .hasher(Colliding)
+                    .build()
+                    .unwrap(),
+            );
+            cache.insert(0, Tracked::new(0));
+            let reader = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    for key in [0u32, 7] {
+                        if let Some(v) = cache.get(&key) {
+                            assert_eq!(v.key, key, "a value read for another key");
+                        }
+                    }
+                })
+            };
+            let stripes = crate::concurrent::stripe::Stripes::new().len();
+            let most = crate::concurrent::shard::most_slots(maxsize, stripes);
+            for key in 1..(most as u32 + 8) {
+                cache.insert(key, Tracked::new(key));
+                let handed = cache.slots_handed_out();
+                assert!(
+                    handed <= most,
+                    "{handed} slots handed out, storage for {most}"
+                );
+            }
+            reader.join().unwrap();
+            cache.validate();
+        },
+        300,
+        3,
+    );
+}
+
 /// With an eviction listener, a removed value is read out of its slot (to be reported) only
 /// once no reader announces it: a reader cloning a value while the writer evicts, replaces and
 /// clears never sees it dropped, the listener never sees a dropped value, and every value stored
