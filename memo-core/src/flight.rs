@@ -1218,6 +1218,25 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         }
     }
 
+    /// One step of [`join_owned`](Flights::join_owned) that never waits: `None` where it would
+    /// wait for another caller's computation (for the shuttle tests, whose threads must not
+    /// block outside the scheduler).
+    #[cfg(test)]
+    pub(crate) fn join_or_busy<'a, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
+        key: K,
+    ) -> Option<Joined<'a, K, V>> {
+        let hash = self.hasher.hash_one(&key);
+        match self.step(cache, hash, &mut Some(Owned(key)), false) {
+            Step::Joined(joined) => Some(joined),
+            Step::Wait(_, blocked) => {
+                drop(blocked);
+                None
+            }
+        }
+    }
+
     /// Stores the leader's `value` in `cache`, unless its key was invalidated meanwhile, and
     /// hands it to the waiters.
     pub fn complete<C: FunctionCache<K, V>>(&self, leader: Leader<'_, K, V>, cache: &C, value: V) {
@@ -2117,6 +2136,79 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the statistics waited for the lock their reader's insert holds");
         assert_eq!(read.load(Ordering::Relaxed), 3);
+    }
+
+    /// A memo made by `Memo::new` (one hasher for its flights and its cache) keeps its
+    /// pending computations in the cache's shards: none in the table of flights; a second
+    /// caller joins; an invalidation makes the entry unjoinable and its value unstored; an
+    /// abandoned leader's entry goes; a failure is cached under the same rule.
+    #[test]
+    fn a_memos_computations_live_in_its_caches_shards() {
+        let params = crate::memo::Params {
+            maxsize: Some(8),
+            ttl: None,
+            ttl_jitter: 0.0,
+            policy: crate::Policy::Lru,
+            negative_ttl: Some(Duration::from_secs(60)),
+        };
+        let memo = crate::memo::Memo::<u32, String>::new("local", params);
+        let (flights, cache) = (&memo.flights, &memo.cache);
+        let Some(Joined::Lead(first)) = flights.join_or_busy(cache, 1) else {
+            panic!("the first caller leads");
+        };
+        assert!(first.local.is_some(), "kept in the cache's shard");
+        assert_eq!(flights.in_flight(), 0, "nothing in the table of flights");
+        assert!(
+            flights.join_or_busy(cache, 1).is_none(),
+            "a second caller joins"
+        );
+        assert!(!memo.invalidate(&1));
+        let Some(Joined::Lead(second)) = flights.join_or_busy(cache, 1) else {
+            panic!("a stale computation is not joined");
+        };
+        flights.complete(first, cache, "stale".into());
+        assert_eq!(
+            cache.peek(&1),
+            None,
+            "computed before the invalidation: not stored"
+        );
+        flights.complete(second, cache, "fresh".into());
+        assert_eq!(cache.peek(&1).as_deref(), Some("fresh"));
+        // A caller that missed before the completion finds the value (a late hit).
+        let Some(Joined::Ready(found)) = flights.join_or_busy(cache, 1) else {
+            panic!("the value stored is found");
+        };
+        assert_eq!((found.as_str(), flights.counts().late_hits), ("fresh", 1));
+        // Abandoned: the entry goes, the key can be led again.
+        let Some(Joined::Lead(dropped)) = flights.join_or_busy(cache, 2) else {
+            panic!("leads 2");
+        };
+        drop(dropped);
+        let Some(Joined::Lead(failing)) = flights.join_or_busy(cache, 2) else {
+            panic!("an abandoned computation is gone");
+        };
+        memo.fail_cached(failing, Failure::new(&"no"));
+        assert!(memo.negative_get(&2).is_some(), "the failure is cached");
+        let Some(Joined::Lead(failing)) = flights.join_or_busy(cache, 3) else {
+            panic!("leads 3");
+        };
+        assert!(!memo.invalidate(&3));
+        memo.fail_cached(failing, Failure::new(&"no"));
+        assert!(
+            memo.negative_get(&3).is_none(),
+            "failed before the invalidation: not cached"
+        );
+        let Some(Joined::Lead(cleared)) = flights.join_or_busy(cache, 4) else {
+            panic!("leads 4");
+        };
+        memo.clear();
+        flights.complete(cleared, cache, "before the clear".into());
+        assert_eq!(
+            cache.peek(&4),
+            None,
+            "computed before the clear: not stored"
+        );
+        cache.validate();
     }
 
     #[test]
