@@ -48,6 +48,19 @@
 //!   short list; the shard indexes its entries by hash only when it holds many) and one to
 //!   complete (the entry removed, the value stored under the lock), one more look at the cache
 //!   in between, and a few thread-local stores for the recursion check.
+//! - **Kept in the cache's own shards** when the function's cache is in memory, unweighted,
+//!   and hashes as the table does (every `#[memoize]` without a store, `refresh` or a stale
+//!   window: see [`FunctionCache::local`]): the entries then live in a list in each shard of
+//!   the cache, under the shard's writer lock, and the table's shards keep only the counters.
+//!   Registering (join an entry, or find the value stored since the miss by a look under the
+//!   lock, or push an entry) and completing (remove the entry and insert the value) are then
+//!   each one round trip on the lock the cache's insert takes anyway, and the second look
+//!   needs no read stripe. A lookup never sees these entries: a hit reads and writes nothing
+//!   new. Invalidations and `clear` mark them stale under the same lock (and the table's,
+//!   which other leaders, `try_lead`'s and callers without single-flight use). A failure
+//!   cached by `fail_into` is written into the negative cache under the main cache shard's
+//!   lock (that order only). An eviction listener runs after the lock is released, as for
+//!   any insert.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -104,6 +117,18 @@ pub trait FunctionCache<K, V> {
     }
     /// Removes `key`; whether it was stored.
     fn remove(&self, key: &K) -> bool;
+    /// The in-memory cache whose shards keep this function's pending computations beside its
+    /// entries, when it hashes with the hasher of stamp `stamp` (see
+    /// [`peek_hashed`](FunctionCache::peek_hashed)): a leader then registers, looks at the
+    /// cache again and stores its value under the cache shard's own lock, with no table of
+    /// its own to lock. `None` (the default): the computations are kept in the function's
+    /// table of flights.
+    #[doc(hidden)]
+    #[inline]
+    fn local(&self, stamp: u64) -> Option<&crate::Cache<K, V>> {
+        let _ = stamp;
+        None
+    }
     /// The statistics.
     fn info(&self) -> CacheInfo;
     /// Empties the cache and zeroes the statistics.
@@ -205,14 +230,17 @@ struct Shard<K, V> {
     stored: Condvar,
     waits: AtomicU64,
     late_hits: AtomicU64,
-    /// The leaders' time in the body, in [`ticks`], weighted (see [`Table::timing`]): written
-    /// under `table`'s lock (a load and a store, no locked instruction), read without it, so
-    /// that the statistics never wait for the lock (an eviction listener that reads them runs
-    /// inside a leader's insert, under it).
+    /// The leaders' time in the body, in [`ticks`], weighted (see [`Table::timing`]): added
+    /// to atomically (by leaders whose entries are in this table, or in any shard of an
+    /// in-memory cache for keys of this shard), read without a lock, so that the statistics
+    /// never wait for one (an eviction listener that reads them may run inside a leader's
+    /// insert, under the table's lock).
     load_ticks: AtomicU64,
 }
 
-struct Table<K, V> {
+/// The computations of one shard, with what times their leaders: in a shard of the table of
+/// flights, or in a shard of the function's in-memory cache ([`FunctionCache::local`]).
+pub(crate) struct Table<K, V> {
     entries: Entries<K, V>,
     next_id: u64,
     /// The leaders to start untimed before the next timed one (see [`Table::timing`]).
@@ -229,8 +257,24 @@ const CHEAP_LOAD: u64 = 4096;
 /// reads (about 36 ns on the team's VM) are then paid by one leader in this many.
 const SAMPLE_EVERY: u64 = 16;
 
+/// A shard of an in-memory cache, where a function's pending computations may live.
+type CacheShard<K, V> = crate::concurrent::Shard<K, V>;
+
+/// Such a shard's writer side, locked ([`CacheShard::with_pending`]).
+type Locked<'a, K, V> = crate::concurrent::shard::Locked<'a, K, V>;
+
+/// The process-wide name of the pending computation `id` kept in the cache shard `shard`.
+#[inline]
+fn local_flight_id<K, V>(shard: &CacheShard<K, V>, id: u64) -> FlightId {
+    FlightId {
+        table: std::ptr::from_ref(shard) as *const () as usize,
+        id,
+    }
+}
+
 impl<K, V> Table<K, V> {
-    fn new() -> Self {
+    /// No computation.
+    pub(crate) fn new() -> Self {
         Table {
             entries: Entries::List(Vec::new()),
             next_id: 0,
@@ -280,12 +324,9 @@ impl<K, V> Table<K, V> {
     /// to `load_ticks`, the counter of this table's shard.
     #[inline]
     fn add_load(&mut self, load_ticks: &AtomicU64, id: u64, spent: u64, weight: u64) {
-        // Under the table's lock: the only writer.
-        let total = load_ticks.load(Ordering::Relaxed);
-        load_ticks.store(
-            total.saturating_add(spent.saturating_mul(weight)),
-            Ordering::Relaxed,
-        );
+        // Tables in several cache shards may add to one counter: an atomic addition (made by
+        // one timed leader in 16 once the bodies are cheap).
+        load_ticks.fetch_add(spent.saturating_mul(weight), Ordering::Relaxed);
         self.untimed = if spent < CHEAP_LOAD {
             // A gap in 0..2 * SAMPLE_EVERY - 1 from the entry's id (a Weyl sequence, mixed).
             let mixed = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
@@ -738,7 +779,8 @@ impl<K, V> Flights<K, V> {
         shard_of(hash, self.shards.len())
     }
 
-    /// How many keys are being computed right now.
+    /// How many keys are being computed right now, among those whose computations this table
+    /// keeps (not those kept in the shards of an in-memory cache: [`FunctionCache::local`]).
     pub fn in_flight(&self) -> usize {
         self.shards
             .iter()
@@ -953,53 +995,57 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// `probe` must hash as the key does; `is_match` compares it with a stored key; `make_key`
     /// owns it. Call it after a cache miss: it checks the cache again before leading.
     #[inline]
-    pub fn join<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
+    pub fn join<'a, Q: Hash + ?Sized, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
         probe: &Q,
         is_match: impl FnMut(&K) -> bool,
         make_key: impl FnOnce() -> K,
-    ) -> Joined<'_, K, V> {
+    ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(probe);
         self.join_blocking(cache, hash, Borrowed { is_match, make_key })
     }
 
     /// [`join`](Flights::join) for an owned key.
-    pub fn join_owned<C: FunctionCache<K, V>>(&self, cache: &C, key: K) -> Joined<'_, K, V> {
+    pub fn join_owned<'a, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
+        key: K,
+    ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(&key);
         self.join_blocking(cache, hash, Owned(key))
     }
 
     /// [`join`](Flights::join) for an `async fn`: waits without blocking the thread.
-    pub async fn join_async<Q: Hash + ?Sized, C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
+    pub async fn join_async<'a, Q: Hash + ?Sized, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
         probe: &Q,
         is_match: impl FnMut(&K) -> bool,
         make_key: impl FnOnce() -> K,
-    ) -> Joined<'_, K, V> {
+    ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(probe);
         self.join_waiting(cache, hash, Borrowed { is_match, make_key })
             .await
     }
 
     /// [`join_owned`](Flights::join_owned) for an `async fn`.
-    pub async fn join_owned_async<C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
+    pub async fn join_owned_async<'a, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
         key: K,
-    ) -> Joined<'_, K, V> {
+    ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(&key);
         self.join_waiting(cache, hash, Owned(key)).await
     }
 
     #[inline]
-    fn join_blocking<C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
+    fn join_blocking<'a, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
         hash: u64,
         probe: impl Probe<K>,
-    ) -> Joined<'_, K, V> {
+    ) -> Joined<'a, K, V> {
         let (mut probe, mut alone) = (Some(probe), false);
         loop {
             let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
@@ -1014,12 +1060,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         }
     }
 
-    async fn join_waiting<C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
+    async fn join_waiting<'a, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
         hash: u64,
         probe: impl Probe<K>,
-    ) -> Joined<'_, K, V> {
+    ) -> Joined<'a, K, V> {
         let (mut probe, mut alone) = (Some(probe), false);
         loop {
             let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
@@ -1058,13 +1104,18 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Under the shard's lock: the flight to wait for, or a new one that this caller leads (one
     /// that nobody can join when it was released to run `alone`).
     #[inline]
-    fn step<P: Probe<K>, C: FunctionCache<K, V>>(
-        &self,
-        cache: &C,
+    fn step<'a, P: Probe<K>, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
         hash: u64,
         probe: &mut Option<P>,
         alone: bool,
-    ) -> Step<'_, K, V> {
+    ) -> Step<'a, K, V> {
+        if let Some(local) = cache.local(self.stamp)
+            && let Some((shard, _, now)) = local.local_shard(hash)
+        {
+            return self.step_local(local, shard, now, hash, probe, alone);
+        }
         let index = self.shard_index(hash);
         let shard = &self.shards[index];
         let mut table = shard.table.lock();
@@ -1102,9 +1153,96 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         Step::Joined(Joined::Lead(Leader::new(self, hash, index, id, weight)))
     }
 
+    /// [`step`](Flights::step) with the pending computations kept in `shard`, the shard of
+    /// `hash` of the in-memory cache `local`: one lock round trip, the cache's own, to join a
+    /// computation of the key, or find its value (stored since the caller's miss), or register
+    /// a new one. `Hash`, `Eq` and `Clone` (of the key, and of a value found) run under the
+    /// lock, as in any write of the cache; a key made for nothing is dropped after it.
+    #[inline]
+    fn step_local<'a, P: Probe<K>>(
+        &'a self,
+        local: &'a crate::Cache<K, V>,
+        shard: &CacheShard<K, V>,
+        now: u64,
+        hash: u64,
+        probe: &mut Option<P>,
+        alone: bool,
+    ) -> Step<'a, K, V> {
+        enum Found<K, V> {
+            Wait(Arc<Flight<V>>, u64),
+            Stored(V, K),
+            Lead(u64, u64),
+        }
+        let found = shard.with_pending_peek(now, |pending, locked| {
+            if !alone
+                && let Some(probe) = probe
+                && let Some(entry) = pending.entries.find_mut(hash, |entry| match &entry.key {
+                    Some(key) if entry.joinable => probe.matches(key),
+                    _ => false,
+                })
+            {
+                let flight = entry.flight.get_or_insert_with(|| Arc::new(Flight::new()));
+                return Found::Wait(Arc::clone(flight), entry.id);
+            }
+            let Some(probe) = probe.take() else {
+                unreachable!("a caller stops joining once it leads");
+            };
+            let key = probe.into_key();
+            // A leader that finished between this caller's miss and now stored its value
+            // under this lock, as it removed its entry: found here, never computed twice.
+            if let Some(value) = locked.peek(hash, |stored| *stored == key) {
+                return Found::Stored(value, key);
+            }
+            let id = pending.insert(hash, Some(key), !alone);
+            Found::Lead(id, self.timing(pending))
+        });
+        match found {
+            Found::Wait(flight, id) => {
+                let blocked = self.block_on(local_flight_id(shard, id));
+                Step::Wait(flight, blocked)
+            }
+            Found::Stored(value, key) => {
+                drop(key);
+                self.shard(hash).late_hits.fetch_add(1, Ordering::Relaxed);
+                Step::Joined(Joined::Ready(value))
+            }
+            Found::Lead(id, weight) => {
+                let mut leader =
+                    Leader::new(self, hash, local_flight_id(shard, id).table, id, weight);
+                leader.local = Some(Local {
+                    cache: local,
+                    abandon: Self::abandon_local,
+                });
+                Step::Joined(Joined::Lead(leader))
+            }
+        }
+    }
+
+    /// One step of [`join_owned`](Flights::join_owned) that never waits: `None` where it would
+    /// wait for another caller's computation (for the shuttle tests, whose threads must not
+    /// block outside the scheduler).
+    #[cfg(test)]
+    pub(crate) fn join_or_busy<'a, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
+        key: K,
+    ) -> Option<Joined<'a, K, V>> {
+        let hash = self.hasher.hash_one(&key);
+        match self.step(cache, hash, &mut Some(Owned(key)), false) {
+            Step::Joined(joined) => Some(joined),
+            Step::Wait(_, blocked) => {
+                drop(blocked);
+                None
+            }
+        }
+    }
+
     /// Stores the leader's `value` in `cache`, unless its key was invalidated meanwhile, and
     /// hands it to the waiters.
     pub fn complete<C: FunctionCache<K, V>>(&self, leader: Leader<'_, K, V>, cache: &C, value: V) {
+        if let Some(local) = leader.local {
+            return self.complete_local(leader, local.cache, value);
+        }
         let ended = leader.end();
         let (hash, id) = (ended.hash, ended.id);
         let shard = &self.shards[ended.index];
@@ -1145,6 +1283,65 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         }
     }
 
+    /// [`complete`](Flights::complete) of a leader whose entry is kept in the shard of its key
+    /// of the in-memory cache `local`: one lock round trip, the cache's, removes the entry and
+    /// stores the value (unless the key was invalidated meanwhile). A caller that misses now
+    /// finds the entry or the value when it registers (under that lock), never neither; an
+    /// invalidation either marked the entry stale first or removes the value after.
+    fn complete_local(&self, leader: Leader<'_, K, V>, local: &crate::Cache<K, V>, value: V) {
+        let ended = leader.end();
+        let hash = ended.hash;
+        let taken = self.take_local(local, &ended, move |entry, locked| {
+            let shared = entry.flight.map(|flight| (flight, value.clone()));
+            match (entry.stale, entry.key) {
+                (false, Some(key)) => {
+                    locked.insert_if_absent(hash, key, value);
+                    (shared, None)
+                }
+                // Invalidated meanwhile: nothing stored, the key dropped without the lock.
+                (_, key) => (shared, key),
+            }
+        });
+        if let Some((Some((flight, value)), _)) = taken {
+            flight.finish(Outcome::Ready(value));
+        }
+    }
+
+    /// What dropping a leader whose entry is kept in the in-memory cache `local` does: its
+    /// waiters try again.
+    fn abandon_local(&self, local: &crate::Cache<K, V>, ended: &Ended) {
+        let taken = self.take_local(local, ended, |entry, _| entry);
+        if let Some(flight) = taken.and_then(|entry| entry.flight) {
+            flight.finish(Outcome::Abandoned);
+        }
+    }
+
+    /// Under the lock of the shard of `ended`'s key of the in-memory cache `local`: adds the
+    /// leader's time, removes its entry and hands it to `then` with the locked shard; what
+    /// `then` returns (what is left of the entry among it: a key not stored, the flight) is
+    /// dropped after the lock is released.
+    #[inline]
+    fn take_local<R>(
+        &self,
+        local: &crate::Cache<K, V>,
+        ended: &Ended,
+        then: impl FnOnce(Entry<K, V>, &mut Locked<'_, K, V>) -> R,
+    ) -> Option<R> {
+        let Some((shard, hasher, now)) = local.local_shard(ended.hash) else {
+            unreachable!("a cache that kept a leader's entry keeps it until it finishes");
+        };
+        // The leader's `index` names the cache shard: the counters are those of the table's
+        // shard of the key.
+        let counters = self.shard(ended.hash);
+        let (taken, dropped) = shard.with_pending(hasher, now, |pending, locked| {
+            ended.account(counters, pending);
+            let entry = pending.take(ended.hash, ended.id)?;
+            Some(then(entry, locked))
+        });
+        shard.release(dropped);
+        taken
+    }
+
     /// Writes `key` to a cache outside the process without the shard's lock, while the entry
     /// `id` (its key taken out) says so; the entry is removed and the invalidations waiting for
     /// the write are woken when the cache ends the write (drops its [`WriteEnd`]: at once for a
@@ -1169,7 +1366,18 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Ends the leader's flight without a value: hands `failure` to the waiters, or with `None`
     /// releases them at once to run the body each alone.
     pub fn fail(&self, leader: Leader<'_, K, V>, failure: Option<Failure>) {
+        let local = leader.local.map(|local| local.cache);
         let ended = leader.end();
+        if let Some(local) = local {
+            let taken = self.take_local(local, &ended, |entry, _| entry);
+            if let Some(flight) = taken.and_then(|entry| entry.flight) {
+                flight.finish(match failure {
+                    Some(failure) => Outcome::Failed(failure),
+                    None => Outcome::Released,
+                });
+            }
+            return;
+        }
         let shard = &self.shards[ended.index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
@@ -1193,7 +1401,24 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         cache: &C,
         negative: N,
     ) {
+        let local = leader.local.map(|local| local.cache);
         let ended = leader.end();
+        if let Some(local) = local {
+            // Stored under the lock of the key's shard of the function's cache, as
+            // `complete_local` stores a value: an invalidation either marked the entry stale
+            // first or removes the failure after (the negative cache's lock is taken inside
+            // the main cache's, never the other way).
+            let taken = self.take_local(local, &ended, |mut entry, _| {
+                if let (false, Some(key)) = (entry.stale, entry.key.take()) {
+                    cache.insert_if_absent(key, negative);
+                }
+                entry
+            });
+            if let Some(flight) = taken.and_then(|entry| entry.flight) {
+                flight.finish(Outcome::Failed(failure));
+            }
+            return;
+        }
         let shard = &self.shards[ended.index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
@@ -1240,6 +1465,20 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             drop(table);
             return cache.remove(key);
         }
+        // The computations kept in the cache's shard of the key are marked under that shard's
+        // lock, with the removal: a leader there either stored its value before (removed
+        // here) or finds its entry stale and stores nothing.
+        if let Some(local) = cache.local(self.stamp)
+            && let Some((cache_shard, hasher, now)) = local.local_shard(hash)
+        {
+            let (removed, dropped) = cache_shard.with_pending(hasher, now, |pending, locked| {
+                Self::mark_stale(pending, Some(hash), |stored| stored == key);
+                locked.remove(hash, |stored| stored == key)
+            });
+            drop(table);
+            cache_shard.release(dropped);
+            return removed;
+        }
         let removed = cache.remove(key);
         drop(table);
         removed
@@ -1259,6 +1498,16 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             let writing = Self::mark_stale(&mut table, None, |_| true);
             if C::REMOTE {
                 Self::wait_for_writes(shard, &mut table, &writing, &mut deadline);
+            }
+        }
+        // Likewise the computations kept in the cache's own shards.
+        if let Some(local) = cache.local(self.stamp) {
+            let (shards, hasher, now) = local.local_shards();
+            for cache_shard in shards {
+                let ((), dropped) = cache_shard.with_pending(hasher, now, |pending, _| {
+                    Self::mark_stale(pending, None, |_| true);
+                });
+                cache_shard.release(dropped);
             }
         }
         cache.reset();
@@ -1434,7 +1683,27 @@ pub struct Leader<'a, K, V> {
     started: u64,
     /// For how many leaders its time counts, 0 if untimed ([`Table::timing`]).
     weight: u64,
+    /// Where its entry is kept, if in the in-memory cache's shard of `hash` rather than in the
+    /// table's shard.
+    local: Option<Local<'a, K, V>>,
 }
+
+/// A leader's entry kept in a shard of the function's in-memory cache (whose address is then
+/// the leader's `index`, the table part of its flight's name).
+struct Local<'a, K, V> {
+    cache: &'a crate::Cache<K, V>,
+    /// [`Flights::abandon_local`], named where the key's bounds are known (a leader's `Drop`
+    /// has none).
+    abandon: fn(&Flights<K, V>, &crate::Cache<K, V>, &Ended),
+}
+
+impl<K, V> Clone for Local<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for Local<'_, K, V> {}
 
 /// A leader that finished: its entry, and its time to add under the shard's lock.
 struct Ended {
@@ -1467,6 +1736,19 @@ impl<'a, K, V> Leader<'a, K, V> {
             id,
             started: if weight > 0 { ticks::now() } else { 0 },
             weight,
+            local: None,
+        }
+    }
+
+    /// The process-wide name of this leader's flight.
+    #[inline]
+    fn flight_id(&self) -> FlightId {
+        match &self.local {
+            Some(_) => FlightId {
+                table: self.index,
+                id: self.id,
+            },
+            None => self.flights.flight_id_at(self.index, self.id),
         }
     }
 
@@ -1499,7 +1781,7 @@ impl<'a, K, V> Leader<'a, K, V> {
         if !self.flights.accounting.waits_and_cycles {
             return body();
         }
-        let _leading = Leading::enter(self.flights.flight_id_at(self.index, self.id));
+        let _leading = Leading::enter(self.flight_id());
         body()
     }
 
@@ -1507,7 +1789,7 @@ impl<'a, K, V> Leader<'a, K, V> {
     /// function with the same key from inside it panics instead of waiting for itself.
     pub fn run<F: Future + Unpin>(&self, body: F) -> Running<F> {
         Running {
-            id: self.flights.flight_id_at(self.index, self.id),
+            id: self.flight_id(),
             body,
         }
     }
@@ -1517,6 +1799,9 @@ impl<K, V> Drop for Leader<'_, K, V> {
     fn drop(&mut self) {
         // A completion takes its leader without dropping it (`end`): this leader was abandoned.
         let ended = self.finish();
+        if let Some(local) = self.local {
+            return (local.abandon)(self.flights, local.cache, &ended);
+        }
         let shard = &self.flights.shards[ended.index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
@@ -1851,6 +2136,79 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the statistics waited for the lock their reader's insert holds");
         assert_eq!(read.load(Ordering::Relaxed), 3);
+    }
+
+    /// A memo made by `Memo::new` (one hasher for its flights and its cache) keeps its
+    /// pending computations in the cache's shards: none in the table of flights; a second
+    /// caller joins; an invalidation makes the entry unjoinable and its value unstored; an
+    /// abandoned leader's entry goes; a failure is cached under the same rule.
+    #[test]
+    fn a_memos_computations_live_in_its_caches_shards() {
+        let params = crate::memo::Params {
+            maxsize: Some(8),
+            ttl: None,
+            ttl_jitter: 0.0,
+            policy: crate::Policy::Lru,
+            negative_ttl: Some(Duration::from_secs(60)),
+        };
+        let memo = crate::memo::Memo::<u32, String>::new("local", params);
+        let (flights, cache) = (&memo.flights, &memo.cache);
+        let Some(Joined::Lead(first)) = flights.join_or_busy(cache, 1) else {
+            panic!("the first caller leads");
+        };
+        assert!(first.local.is_some(), "kept in the cache's shard");
+        assert_eq!(flights.in_flight(), 0, "nothing in the table of flights");
+        assert!(
+            flights.join_or_busy(cache, 1).is_none(),
+            "a second caller joins"
+        );
+        assert!(!memo.invalidate(&1));
+        let Some(Joined::Lead(second)) = flights.join_or_busy(cache, 1) else {
+            panic!("a stale computation is not joined");
+        };
+        flights.complete(first, cache, "stale".into());
+        assert_eq!(
+            cache.peek(&1),
+            None,
+            "computed before the invalidation: not stored"
+        );
+        flights.complete(second, cache, "fresh".into());
+        assert_eq!(cache.peek(&1).as_deref(), Some("fresh"));
+        // A caller that missed before the completion finds the value (a late hit).
+        let Some(Joined::Ready(found)) = flights.join_or_busy(cache, 1) else {
+            panic!("the value stored is found");
+        };
+        assert_eq!((found.as_str(), flights.counts().late_hits), ("fresh", 1));
+        // Abandoned: the entry goes, the key can be led again.
+        let Some(Joined::Lead(dropped)) = flights.join_or_busy(cache, 2) else {
+            panic!("leads 2");
+        };
+        drop(dropped);
+        let Some(Joined::Lead(failing)) = flights.join_or_busy(cache, 2) else {
+            panic!("an abandoned computation is gone");
+        };
+        memo.fail_cached(failing, Failure::new(&"no"));
+        assert!(memo.negative_get(&2).is_some(), "the failure is cached");
+        let Some(Joined::Lead(failing)) = flights.join_or_busy(cache, 3) else {
+            panic!("leads 3");
+        };
+        assert!(!memo.invalidate(&3));
+        memo.fail_cached(failing, Failure::new(&"no"));
+        assert!(
+            memo.negative_get(&3).is_none(),
+            "failed before the invalidation: not cached"
+        );
+        let Some(Joined::Lead(cleared)) = flights.join_or_busy(cache, 4) else {
+            panic!("leads 4");
+        };
+        memo.clear();
+        flights.complete(cleared, cache, "before the clear".into());
+        assert_eq!(
+            cache.peek(&4),
+            None,
+            "computed before the clear: not stored"
+        );
+        cache.validate();
     }
 
     #[test]

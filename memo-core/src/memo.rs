@@ -59,6 +59,10 @@ impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for Cache<K, V> {
     fn remove(&self, key: &K) -> bool {
         Cache::remove(self, key).is_some()
     }
+    #[inline]
+    fn local(&self, stamp: u64) -> Option<&Cache<K, V>> {
+        self.hashes_like(stamp).then_some(self)
+    }
     fn info(&self) -> CacheInfo {
         Cache::info(self)
     }

@@ -315,6 +315,22 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         known == stamp.max(1)
     }
 
+    /// The shard that keeps the keys of hash `hash`, the hasher, and the time for a write:
+    /// what single-flight needs to keep its pending computations in the cache's own shards
+    /// (`flight.rs`). `None` for a weighted cache, whose weigher must run outside the lock.
+    #[inline]
+    pub(crate) fn local_shard(&self, hash: u64) -> Option<(&Shard<K, V>, &S, u64)> {
+        if self.weigher.is_some() {
+            return None;
+        }
+        Some((self.shard(hash), &self.hasher, self.now()))
+    }
+
+    /// Every shard, the hasher and the time for a write (see [`Cache::local_shard`]).
+    pub(crate) fn local_shards(&self) -> (&[Shard<K, V>], &S, u64) {
+        (&self.shards, &self.hasher, self.now())
+    }
+
     /// [`peek`](Cache::peek) of `key`, whose hash by this cache's hasher is `hash`.
     #[inline]
     pub(crate) fn peek_with_hash(&self, hash: u64, key: &K) -> Option<V>

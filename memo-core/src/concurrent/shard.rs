@@ -182,6 +182,11 @@ pub(crate) struct Shard<K, V> {
     writer: Padded<Mutex<Writer>>,
     /// Told of every entry that leaves (outside the lock).
     listener: Option<Listener<K, V>>,
+    /// The computations of this shard's keys that single-flight is running now, for a
+    /// memoized function whose cache this is: read and written only under the writer lock
+    /// (see [`Shard::with_pending`]), so that registering a computation, looking at the cache
+    /// again, and storing its value are each one lock round trip. Never touched by a lookup.
+    pending: UnsafeCell<crate::flight::Table<K, V>>,
 }
 
 /// The settings every shard of a cache shares.
@@ -265,6 +270,7 @@ impl<K, V> Shard<K, V> {
                 old_tables: Vec::new(),
             })),
             listener,
+            pending: UnsafeCell::new(crate::flight::Table::new()),
         }
     }
 
@@ -1166,6 +1172,136 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let held = e.validate(|id| self.deadline(id));
             assert_eq!(held, w.len, "expiry order holds every entry");
         }
+    }
+}
+
+/// The writer side of a shard, locked, as [`Shard::with_pending`] lends it: the lookups and
+/// writes a single-flight leader makes under the same lock as its pending computations.
+pub(crate) struct Locked<'a, K, V> {
+    shard: &'a Shard<K, V>,
+    w: &'a mut Writer,
+    now: u64,
+    dropped: &'a mut Dropped<K, V>,
+}
+
+impl<K: Hash + Eq, V> Locked<'_, K, V> {
+    /// Stores `key -> value` unless a live entry of `key` is there (an unweighted cache's
+    /// `insert_if_absent`); what it pushes out is dropped once the lock is released.
+    #[inline]
+    pub(crate) fn insert_if_absent(&mut self, hash: u64, key: K, value: V) {
+        let Locked {
+            shard,
+            w,
+            now,
+            dropped,
+        } = self;
+        let entry = (key, value, 0);
+        shard.insert_locked(w, hash, entry, *now, OnPresent::Keep, dropped);
+        if w.notify {
+            // Report what left now rather than when its slot is next needed (as `insert`).
+            shard.reclaim(w, dropped);
+        }
+    }
+
+    /// Removes the entry of hash `hash` that `is_match` accepts; whether it was alive.
+    pub(crate) fn remove(&mut self, hash: u64, mut is_match: impl FnMut(&K) -> bool) -> bool {
+        let Locked {
+            shard,
+            w,
+            now,
+            dropped,
+        } = self;
+        // SAFETY: under the lock, indexed ids hold entries.
+        let Some(id) = shard
+            .table()
+            .find(hash, |id| is_match(unsafe { &shard.entry(id).0 }))
+        else {
+            return false;
+        };
+        let alive = !shard.is_expired(id, *now);
+        let cause = if alive {
+            RemovalCause::Explicit
+        } else {
+            w.counters.expirations += 1;
+            RemovalCause::Expired
+        };
+        shard.remove_id(w, id, cause);
+        shard.reclaim(w, dropped);
+        alive
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// Runs `f` under the writer lock with this shard's pending computations and a view of
+    /// its entries that only reads ([`Peek`]): what a single-flight caller that registers
+    /// needs. The stripes are not replayed (nothing is written but the pending list).
+    #[inline]
+    pub(crate) fn with_pending_peek<R>(
+        &self,
+        now: u64,
+        f: impl FnOnce(&mut crate::flight::Table<K, V>, Peek<'_, K, V>) -> R,
+    ) -> R {
+        let _w = self.writer.0.lock();
+        // SAFETY: as in `with_pending`: only ever reached under the writer lock, held here
+        // until `f` returns.
+        let pending = unsafe { &mut *self.pending.get() };
+        f(pending, Peek { shard: self, now })
+    }
+}
+
+/// A read-only view of a shard's entries under its writer lock ([`Shard::with_pending_peek`]).
+pub(crate) struct Peek<'a, K, V> {
+    shard: &'a Shard<K, V>,
+    now: u64,
+}
+
+impl<K, V> Peek<'_, K, V> {
+    /// A clone of the live value of the key of hash `hash` that `is_match` accepts, counting
+    /// nothing and touching no policy.
+    #[inline]
+    pub(crate) fn peek(&self, hash: u64, mut is_match: impl FnMut(&K) -> bool) -> Option<V>
+    where
+        V: Clone,
+    {
+        let shard = self.shard;
+        // SAFETY: the writer lock is held (a `Peek` lives inside `with_pending_peek`), and
+        // under it indexed ids hold entries.
+        let id = shard
+            .table()
+            .find(hash, |id| is_match(unsafe { &shard.entry(id).0 }))?;
+        // SAFETY: as above.
+        (!shard.is_expired(id, self.now)).then(|| unsafe { &shard.entry(id).1 }.clone())
+    }
+}
+
+impl<K: Hash + Eq, V> Shard<K, V> {
+    /// Runs `f` under the writer lock (the stripes replayed first, as every write does) with
+    /// this shard's pending computations and its locked writer side; returns what `f` returned
+    /// and what the writes pushed out, for the caller to [`release`](Shard::release) once the
+    /// lock is gone. `f` may run `Hash`, `Eq` and `Clone` of keys and values, as any write
+    /// does, and nothing else of the user's.
+    #[inline]
+    pub(crate) fn with_pending<S: BuildHasher, R>(
+        &self,
+        hasher: &S,
+        now: u64,
+        f: impl FnOnce(&mut crate::flight::Table<K, V>, &mut Locked<'_, K, V>) -> R,
+    ) -> (R, Dropped<K, V>) {
+        let mut dropped = Vec::new();
+        let ret = self.write(hasher, now, |shard, w| {
+            // SAFETY: `pending` is only ever reached here, under the writer lock that `write`
+            // holds for the whole call, and `f` cannot take that lock again (it is not
+            // re-entrant: a nested write would deadlock before it could alias this borrow).
+            let pending = unsafe { &mut *shard.pending.get() };
+            let mut locked = Locked {
+                shard,
+                w,
+                now,
+                dropped: &mut dropped,
+            };
+            f(pending, &mut locked)
+        });
+        (ret, dropped)
     }
 }
 

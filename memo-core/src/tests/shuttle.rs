@@ -501,3 +501,105 @@ fn shuttle_weighted_evictions_and_a_reader() {
         3,
     );
 }
+
+/// Single-flight's pending computations kept in the cache's own shards (`flight.rs`,
+/// [`FunctionCache::local`](crate::flight::FunctionCache::local)): a memo made by `Memo::new`
+/// registers, looks again and stores under the cache shard's lock.
+mod flights {
+    use std::sync::Arc;
+
+    use shuttle::sync::atomic::{AtomicU32, Ordering};
+    use shuttle::thread;
+
+    use crate::flight::Joined;
+    use crate::memo::{Memo, Params};
+    use crate::Policy;
+
+    const PARAMS: Params = Params {
+        maxsize: Some(8),
+        ttl: None,
+        ttl_jitter: 0.0,
+        policy: Policy::Lru,
+        negative_ttl: None,
+    };
+
+    /// A leader that read the data before an invalidation never leaves its value cached once
+    /// the invalidation returns: the invalidation marks its entry stale under the lock the
+    /// leader stores under, or removes the value it stored. Checked to fail when
+    /// `complete_local` ignores `stale`, when `invalidate` does not mark the cache shard's
+    /// pending entries, and when `complete_local` stores in a lock round trip of its own
+    /// after removing its entry.
+    #[test]
+    fn shuttle_an_invalidation_wins_over_a_leader_that_read_before_it() {
+        shuttle::check_random(
+            || {
+                let memo = Arc::new(Memo::<u32, u32>::new("invalidated", PARAMS));
+                let version = Arc::new(AtomicU32::new(0));
+                let leader = {
+                    let (memo, version) = (Arc::clone(&memo), Arc::clone(&version));
+                    thread::spawn(move || match memo.flights.join_or_busy(&memo.cache, 1) {
+                        Some(Joined::Lead(leader)) => {
+                            let read = version.load(Ordering::SeqCst);
+                            memo.flights.complete(leader, &memo.cache, read);
+                        }
+                        Some(Joined::Ready(_)) => unreachable!("nothing stores 1 but this"),
+                        Some(Joined::Failed(_)) => unreachable!("nothing fails"),
+                        None => unreachable!("nobody else computes 1"),
+                    })
+                };
+                version.store(1, Ordering::SeqCst);
+                memo.invalidate(&1);
+                leader.join().unwrap();
+                assert_ne!(
+                    memo.cache.peek(&1),
+                    Some(0),
+                    "a value read before the invalidation is cached after it"
+                );
+                memo.cache.validate();
+            },
+            3000,
+        );
+    }
+
+    /// Two callers that both missed key 1: exactly one computes it. The second either joins
+    /// the first's entry or, if the first already finished, finds its value when it looks at
+    /// the cache again under the same lock the first removed its entry and stored under.
+    /// Checked to fail when the second look is left out, and when `complete_local` stores in
+    /// a lock round trip of its own after removing its entry (a caller then finds neither).
+    #[test]
+    fn shuttle_a_caller_that_missed_finds_the_entry_or_the_value() {
+        shuttle::check_random(
+            || {
+                let memo = Arc::new(Memo::<u32, u32>::new("looked", PARAMS));
+                let computed = Arc::new(AtomicU32::new(0));
+                let callers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (memo, computed) = (Arc::clone(&memo), Arc::clone(&computed));
+                        thread::spawn(move || {
+                            if memo.cache.get(&1).is_some() {
+                                return;
+                            }
+                            match memo.flights.join_or_busy(&memo.cache, 1) {
+                                Some(Joined::Lead(leader)) => {
+                                    computed.fetch_add(1, Ordering::SeqCst);
+                                    memo.flights.complete(leader, &memo.cache, 10);
+                                }
+                                Some(Joined::Ready(value)) => assert_eq!(value, 10),
+                                Some(Joined::Failed(_)) => unreachable!("nothing fails"),
+                                // Joined the other's computation (it would wait for it).
+                                None => {}
+                            }
+                        })
+                    })
+                    .collect();
+                for caller in callers {
+                    caller.join().unwrap();
+                }
+                assert_eq!(computed.load(Ordering::SeqCst), 1, "computed twice");
+                assert_eq!(memo.cache.peek(&1), Some(10));
+                memo.cache.validate();
+            },
+            3000,
+        );
+    }
+}
