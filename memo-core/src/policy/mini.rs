@@ -300,9 +300,10 @@ impl Minis {
         self.push_front(lane, node, region);
     }
 
-    /// Replays a request for a sampled `fingerprint` (already counted by `sketch`) in every
-    /// miniature, and updates the choice.
-    pub(crate) fn access(&mut self, fingerprint: u32, sketch: &FrequencySketch) {
+    /// Replays a request for a sampled `fingerprint` in every miniature, and updates the
+    /// choice: `frequency` is the sketch's estimate for it (after counting this request), and
+    /// `halvings` the sketch's halvings so far.
+    pub(crate) fn access(&mut self, fingerprint: u32, frequency: u8, halvings: u8) {
         if self.capacity == 0 {
             return;
         }
@@ -326,8 +327,7 @@ impl Minis {
                 node
             }
         };
-        self.counts[node as usize] = (sketch.frequency(fingerprint), sketch.halvings());
-        let halvings = sketch.halvings();
+        self.counts[node as usize] = (frequency, halvings);
         for lane in 0..LANES {
             self.access_lane(lane, node, halvings);
         }
@@ -343,7 +343,7 @@ impl Minis {
     ) {
         for fp in fingerprints {
             if self.samples(fp) {
-                self.access(fp, sketch);
+                self.access(fp, sketch.frequency(fp), sketch.halvings());
             }
         }
         self.requests = 0;
@@ -491,9 +491,9 @@ mod tests {
 
     /// Counts `fp` in the sketch, then replays it in the miniatures, as the policy does.
     fn request(minis: &mut Minis, sketch: &mut FrequencySketch, fp: u32) {
-        sketch.increment(fp);
+        let frequency = sketch.increment(fp);
         if minis.samples(fp) {
-            minis.access(fp, sketch);
+            minis.access(fp, frequency, sketch.halvings());
         }
     }
 
@@ -509,7 +509,7 @@ mod tests {
         let hits: Vec<bool> = [1, 2, 3, 1, 4, 2, 1, 3]
             .iter()
             .map(|&k| {
-                minis.access(fp(k), &sketch);
+                minis.access(fp(k), sketch.frequency(fp(k)), sketch.halvings());
                 minis.validate();
                 minis.lru_hit()
             })
