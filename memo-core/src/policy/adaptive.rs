@@ -285,12 +285,20 @@ impl AdaptivePolicy {
     /// Replays a request in the miniatures (if sampled). While LRU is ahead of this policy,
     /// each request it would have hit and this policy missed grows the window toward LRU;
     /// otherwise the window moves toward the share of the best miniature.
+    ///
+    /// `frequency` is the sketch's estimate for `fp` after counting this request.
     #[inline]
-    fn simulate(&mut self, fp: u32, hit: bool) {
-        if self.capacity == 0 || !self.minis.samples(fp) {
-            return;
+    fn simulate(&mut self, fp: u32, frequency: u8, hit: bool) {
+        if self.capacity != 0 && self.minis.samples(fp) {
+            self.simulate_sampled(fp, frequency, hit);
         }
-        self.minis.access(fp, &self.sketch);
+    }
+
+    /// [`Self::simulate`] for a sampled request, once the capacity is known: out of line, so
+    /// that the unsampled hits' replay stays short.
+    #[inline(never)]
+    fn simulate_sampled(&mut self, fp: u32, frequency: u8, hit: bool) {
+        self.minis.access(fp, frequency, self.sketch.halvings());
         let lru_hit = self.minis.lru_hit();
         let horizon = self.guard_horizon();
         self.lead -= self.lead / horizon;
@@ -354,6 +362,70 @@ impl AdaptivePolicy {
     }
 }
 
+impl AdaptivePolicy {
+    /// Replays a run of hits (slot ids, oldest first) as `on_hit` would one by one, for the
+    /// ids that `is_live` accepts: the replay of a buffer of hits, with the policy's dispatch
+    /// out of the loop.
+    #[inline]
+    pub(crate) fn on_hits(&mut self, slots: &[u64], is_live: impl Fn(u32) -> bool) {
+        for &slot in slots {
+            let slot = slot as u32;
+            if is_live(slot) {
+                self.hit(slot);
+            }
+        }
+    }
+
+    /// A lookup found the entry at `slot`: counted by the sketch, replayed in the miniatures if
+    /// sampled, and moved up in its region.
+    #[inline(always)]
+    fn hit(&mut self, slot: u32) {
+        let meta = self.meta[slot as usize];
+        let fp = meta & !REGION_MASK;
+        let frequency = self.sketch.increment(fp);
+        let region = if self.capacity == 0 {
+            // Nothing is simulated before the cache first fills up, and LRU cannot be ahead.
+            meta & REGION_MASK
+        } else {
+            if self.minis.samples(fp) {
+                self.simulate_sampled(fp, frequency, true);
+            }
+            if self.lru_ahead() {
+                self.hit_while_lru_is_ahead(slot);
+                return;
+            }
+            // The replay may have moved the entry (a resized window spills into probation).
+            self.region(slot)
+        };
+        match region {
+            // The same order as `move_to`, without the bookkeeping of leaving a queue.
+            WINDOW => self.window.move_to_front(&mut self.links, slot),
+            PROBATION => {
+                self.move_to(slot, PROTECTED);
+                if self.protected.len() > self.protected_max()
+                    && let Some(demoted) = self.protected.back()
+                {
+                    self.move_to(demoted, PROBATION);
+                }
+            }
+            _ => self.protected.move_to_front(&mut self.links, slot),
+        }
+    }
+
+    /// Behaving like LRU: an entry used again is the most recent of all, so it goes to the
+    /// window's front, and the window's oldest spills into probation. In protected it would be
+    /// demoted and lost as soon as main shrinks.
+    #[cold]
+    fn hit_while_lru_is_ahead(&mut self, slot: u32) {
+        if self.region(slot) == WINDOW {
+            self.window.move_to_front(&mut self.links, slot);
+        } else {
+            self.move_to(slot, WINDOW);
+            self.rebalance();
+        }
+    }
+}
+
 impl EvictionPolicy for AdaptivePolicy {
     fn on_insert(&mut self, slot: u32, hash: u64) {
         let idx = slot as usize;
@@ -373,36 +445,15 @@ impl EvictionPolicy for AdaptivePolicy {
         self.rebalance();
     }
 
+    #[inline]
     fn on_hit(&mut self, slot: u32) {
-        let fp = self.meta[slot as usize] & !REGION_MASK;
-        self.sketch.increment(fp);
-        self.simulate(fp, true);
-        if self.lru_ahead() && self.region(slot) != WINDOW {
-            // Behaving like LRU: an entry used again is the most recent of all, so it goes to
-            // the window's front, and the window's oldest spills into probation. In protected
-            // it would be demoted and lost as soon as main shrinks.
-            self.move_to(slot, WINDOW);
-            self.rebalance();
-            return;
-        }
-        match self.region(slot) {
-            WINDOW => self.move_to(slot, WINDOW),
-            PROBATION => {
-                self.move_to(slot, PROTECTED);
-                if self.protected.len() > self.protected_max()
-                    && let Some(demoted) = self.protected.back()
-                {
-                    self.move_to(demoted, PROBATION);
-                }
-            }
-            _ => self.move_to(slot, PROTECTED),
-        }
+        self.hit(slot);
     }
 
     fn on_miss(&mut self, hash: u64) {
         let fp = fingerprint(hash);
-        self.sketch.increment(fp);
-        self.simulate(fp, false);
+        let frequency = self.sketch.increment(fp);
+        self.simulate(fp, frequency, false);
     }
 
     fn on_remove(&mut self, slot: u32) {
