@@ -53,7 +53,7 @@
 //! keeps 1 of 50 hot keys, against 44 to 48 when the policy started from frequency).
 
 use super::mini::Minis;
-use super::sketch::FrequencySketch;
+use super::sketch::{FrequencySketch, SaturatedSlots};
 use super::EvictionPolicy;
 use crate::links::{Links, Queue};
 
@@ -120,6 +120,8 @@ pub(crate) struct AdaptivePolicy {
     window_limit: usize,
     protected_limit: usize,
     sketch: FrequencySketch,
+    /// The slots whose keys the sketch counts at the maximum: their hits skip it.
+    saturated: SaturatedSlots,
     /// Sampled copies of the policy at fixed window shares.
     minis: Minis,
     /// Recent sampled requests LRU hit and this policy missed, minus the reverse (decaying).
@@ -141,6 +143,7 @@ impl AdaptivePolicy {
             window_limit: 1,
             protected_limit: 0,
             sketch: FrequencySketch::new(0),
+            saturated: SaturatedSlots::default(),
             minis: Minis::new(),
             lead: 0.0,
             rng: 0x2545_f491_4f6c_dd1d,
@@ -382,7 +385,7 @@ impl AdaptivePolicy {
     fn hit(&mut self, slot: u32) {
         let meta = self.meta[slot as usize];
         let fp = meta & !REGION_MASK;
-        let frequency = self.sketch.increment(fp);
+        let frequency = self.saturated.increment(&mut self.sketch, slot, fp);
         let region = if self.capacity == 0 {
             // Nothing is simulated before the cache first fills up, and LRU cannot be ahead.
             meta & REGION_MASK
@@ -433,6 +436,7 @@ impl EvictionPolicy for AdaptivePolicy {
             self.meta.resize(idx + 1, 0);
         }
         self.meta[idx] = fingerprint(hash);
+        self.saturated.forget(slot);
         self.push_front(slot, WINDOW);
         if self.capacity == 0 {
             self.sketch.ensure_capacity(self.len());
@@ -458,6 +462,7 @@ impl EvictionPolicy for AdaptivePolicy {
 
     fn on_remove(&mut self, slot: u32) {
         self.unlink(slot);
+        self.saturated.forget(slot);
         if self.capacity == 0 {
             self.rebalance(); // the shares follow the size until the cache is first full
         }
@@ -472,6 +477,7 @@ impl EvictionPolicy for AdaptivePolicy {
             self.meta.resize(to as usize + 1, 0);
         }
         self.meta[to as usize] = self.meta[from as usize];
+        self.saturated.relocate(from, to);
     }
 
     fn evict(&mut self, _incoming_hash: u64) -> u32 {
@@ -498,6 +504,7 @@ impl EvictionPolicy for AdaptivePolicy {
                 .expect("evict is only called on a non-empty shard")
         };
         self.unlink(victim);
+        self.saturated.forget(victim);
         victim
     }
 
@@ -506,6 +513,7 @@ impl EvictionPolicy for AdaptivePolicy {
         // describe the workload, not the entries.
         self.links.clear();
         self.meta.clear();
+        self.saturated.clear();
         self.window = Queue::default();
         self.probation = Queue::default();
         self.protected = Queue::default();
