@@ -53,7 +53,7 @@
 //! keeps 1 of 50 hot keys, against 44 to 48 when the policy started from frequency).
 
 use super::mini::Minis;
-use super::sketch::{FrequencySketch, SaturatedSlots};
+use super::sketch::FrequencySketch;
 use super::EvictionPolicy;
 use crate::links::{Links, Queue};
 
@@ -120,8 +120,6 @@ pub(crate) struct AdaptivePolicy {
     window_limit: usize,
     protected_limit: usize,
     sketch: FrequencySketch,
-    /// The slots whose keys the sketch counts at the maximum: their hits skip it.
-    saturated: SaturatedSlots,
     /// Sampled copies of the policy at fixed window shares.
     minis: Minis,
     /// Recent sampled requests LRU hit and this policy missed, minus the reverse (decaying).
@@ -143,7 +141,6 @@ impl AdaptivePolicy {
             window_limit: 1,
             protected_limit: 0,
             sketch: FrequencySketch::new(0),
-            saturated: SaturatedSlots::default(),
             minis: Minis::new(),
             lead: 0.0,
             rng: 0x2545_f491_4f6c_dd1d,
@@ -281,6 +278,7 @@ impl AdaptivePolicy {
     }
 
     /// Whether LRU hit clearly more of the recent sampled requests than this policy.
+    #[inline]
     fn lru_ahead(&self) -> bool {
         self.lead > GUARD_MARGIN * self.guard_horizon()
     }
@@ -368,38 +366,61 @@ impl AdaptivePolicy {
 impl AdaptivePolicy {
     /// Replays a run of hits (slot ids, oldest first) as `on_hit` would one by one, for the
     /// ids that `is_live` accepts: the replay of a buffer of hits, with the policy's dispatch
-    /// out of the loop.
-    #[inline]
+    /// out of the loop. Out of line: inlined into the replay of the stripes' buffers, the loop
+    /// ran out of registers.
+    #[inline(never)]
     pub(crate) fn on_hits(&mut self, slots: &[u64], is_live: impl Fn(u32) -> bool) {
-        for &slot in slots {
-            let slot = slot as u32;
-            if is_live(slot) {
-                self.hit(slot);
+        if self.capacity == 0 {
+            // Hits do not fill the cache: the capacity stays unknown through the run.
+            for &slot in slots {
+                let slot = slot as u32;
+                if is_live(slot) {
+                    self.hit_while_filling(slot);
+                }
+            }
+        } else {
+            for &slot in slots {
+                let slot = slot as u32;
+                if is_live(slot) {
+                    self.hit(slot);
+                }
             }
         }
+    }
+
+    /// [`Self::hit`] before the cache first fills up: nothing is simulated, and LRU cannot be
+    /// ahead.
+    #[inline(always)]
+    fn hit_while_filling(&mut self, slot: u32) {
+        let meta = self.meta[slot as usize];
+        self.sketch.increment_slot(slot, meta & !REGION_MASK);
+        self.move_up(slot, meta & REGION_MASK);
     }
 
     /// A lookup found the entry at `slot`: counted by the sketch, replayed in the miniatures if
     /// sampled, and moved up in its region.
     #[inline(always)]
     fn hit(&mut self, slot: u32) {
-        let meta = self.meta[slot as usize];
-        let fp = meta & !REGION_MASK;
-        let frequency = self.saturated.increment(&mut self.sketch, slot, fp);
-        let region = if self.capacity == 0 {
-            // Nothing is simulated before the cache first fills up, and LRU cannot be ahead.
-            meta & REGION_MASK
-        } else {
-            if self.minis.samples(fp) {
-                self.simulate_sampled(fp, frequency, true);
-            }
-            if self.lru_ahead() {
-                self.hit_while_lru_is_ahead(slot);
-                return;
-            }
-            // The replay may have moved the entry (a resized window spills into probation).
-            self.region(slot)
-        };
+        if self.capacity == 0 {
+            return self.hit_while_filling(slot);
+        }
+        let fp = self.meta[slot as usize] & !REGION_MASK;
+        let frequency = self.sketch.increment_slot(slot, fp);
+        if self.minis.samples(fp) {
+            self.simulate_sampled(fp, frequency, true);
+        }
+        if self.lru_ahead() {
+            self.hit_while_lru_is_ahead(slot);
+            return;
+        }
+        // The replay may have moved the entry (a resized window spills into probation).
+        self.move_up(slot, self.region(slot));
+    }
+
+    /// A hit on the entry at `slot`, in `region`, while the cache is not behaving like LRU:
+    /// to the front of the window or protected, or from probation into protected.
+    #[inline(always)]
+    fn move_up(&mut self, slot: u32, region: u32) {
         match region {
             // The same order as `move_to`, without the bookkeeping of leaving a queue.
             WINDOW => self.window.move_to_front(&mut self.links, slot),
@@ -436,7 +457,7 @@ impl EvictionPolicy for AdaptivePolicy {
             self.meta.resize(idx + 1, 0);
         }
         self.meta[idx] = fingerprint(hash);
-        self.saturated.forget(slot);
+        self.sketch.forget_slot(slot);
         self.push_front(slot, WINDOW);
         if self.capacity == 0 {
             self.sketch.ensure_capacity(self.len());
@@ -462,7 +483,7 @@ impl EvictionPolicy for AdaptivePolicy {
 
     fn on_remove(&mut self, slot: u32) {
         self.unlink(slot);
-        self.saturated.forget(slot);
+        self.sketch.forget_slot(slot);
         if self.capacity == 0 {
             self.rebalance(); // the shares follow the size until the cache is first full
         }
@@ -477,7 +498,7 @@ impl EvictionPolicy for AdaptivePolicy {
             self.meta.resize(to as usize + 1, 0);
         }
         self.meta[to as usize] = self.meta[from as usize];
-        self.saturated.relocate(from, to);
+        self.sketch.relocate_slot(from, to);
     }
 
     fn evict(&mut self, _incoming_hash: u64) -> u32 {
@@ -504,7 +525,7 @@ impl EvictionPolicy for AdaptivePolicy {
                 .expect("evict is only called on a non-empty shard")
         };
         self.unlink(victim);
-        self.saturated.forget(victim);
+        self.sketch.forget_slot(victim);
         victim
     }
 
@@ -513,7 +534,7 @@ impl EvictionPolicy for AdaptivePolicy {
         // describe the workload, not the entries.
         self.links.clear();
         self.meta.clear();
-        self.saturated.clear();
+        self.sketch.clear_slots();
         self.window = Queue::default();
         self.probation = Queue::default();
         self.protected = Queue::default();

@@ -37,9 +37,12 @@ pub(crate) struct FrequencySketch {
     sample_size: usize,
     /// Halvings so far (wrapping).
     halvings: u8,
-    /// Changes whenever a counter may have decreased or moved (a halving, a growth): see
-    /// [`SaturatedSlots`].
-    epoch: u64,
+    /// One bit per slot of the cache: the key in that slot had all four counters at
+    /// [`MAX_COUNT`] (its estimate, as an increment returned it, was the maximum) and no
+    /// counter has decreased since. Counters only grow between halvings, so an increment of
+    /// that key would change nothing and return the maximum: a hit on a popular key skips the
+    /// table ([`Self::increment_slot`]). Every bit is cleared at a halving and at a growth.
+    saturated: Vec<u64>,
 }
 
 /// Entries of capacity per word of counters: eight 4-bit counters per entry (four bytes per
@@ -75,7 +78,7 @@ impl FrequencySketch {
             additions: 0,
             sample_size,
             halvings: 0,
-            epoch: 0,
+            saturated: Vec::new(),
         }
     }
 
@@ -86,7 +89,7 @@ impl FrequencySketch {
         while self.table.len() < words {
             self.table.extend_from_within(..);
             self.block_mask = (self.table.len() / BLOCK_WORDS - 1) as u64;
-            self.epoch += 1;
+            self.saturated.fill(0);
         }
         self.sample_size = sample_size;
     }
@@ -171,7 +174,7 @@ impl FrequencySketch {
         }
         self.additions /= 2;
         self.halvings = self.halvings.wrapping_add(1);
-        self.epoch += 1;
+        self.saturated.fill(0);
     }
 
     /// How many times the counts were halved (wrapping): an estimate read after `h` halvings
@@ -182,93 +185,69 @@ impl FrequencySketch {
         self.halvings
     }
 
-    /// Changes (grows) at every halving and every growth of the table, i.e. whenever a
-    /// counter may have decreased: until then, counters only grow.
+    /// Counts a hit on the key in `slot` (fingerprint `fingerprint`) as
+    /// [`Self::increment`] would, and returns the estimate after it; skips the table if the
+    /// key is known to be at the maximum (see `saturated`).
+    #[inline(always)]
+    pub(crate) fn increment_slot(&mut self, slot: u32, fingerprint: u32) -> u8 {
+        let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+        if let Some(w) = self.saturated.get(word)
+            && w & bit != 0
+        {
+            return MAX_COUNT as u8;
+        }
+        self.increment_unsaturated(word, bit, fingerprint)
+    }
+
+    /// [`Self::increment_slot`] when the bit is not set: out of line, so that the saturated
+    /// keys' hits (a popular key's usual case) stay a few instructions, without spilling.
+    #[inline(never)]
+    fn increment_unsaturated(&mut self, word: usize, bit: u64, fingerprint: u32) -> u8 {
+        let estimate = self.increment(fingerprint);
+        if estimate == MAX_COUNT as u8 {
+            self.set_saturated(word, bit);
+        }
+        estimate
+    }
+
+    #[cold]
+    fn set_saturated(&mut self, word: usize, bit: u64) {
+        if self.saturated.len() <= word {
+            self.saturated.resize(word + 1, 0);
+        }
+        self.saturated[word] |= bit;
+    }
+
+    /// `slot` holds another key now, or none.
     #[inline]
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch
+    pub(crate) fn forget_slot(&mut self, slot: u32) {
+        if let Some(w) = self.saturated.get_mut(slot as usize / 64) {
+            *w &= !(1u64 << (slot % 64));
+        }
+    }
+
+    /// The key in slot `from` moved to slot `to`.
+    pub(crate) fn relocate_slot(&mut self, from: u32, to: u32) {
+        let was = self
+            .saturated
+            .get(from as usize / 64)
+            .is_some_and(|w| w & 1u64 << (from % 64) != 0);
+        self.forget_slot(from);
+        self.forget_slot(to);
+        if was {
+            self.set_saturated(to as usize / 64, 1u64 << (to % 64));
+        }
+    }
+
+    /// Every slot is empty (the counts stay).
+    pub(crate) fn clear_slots(&mut self) {
+        self.saturated.clear();
     }
 
     /// The bytes the table takes.
     #[cfg(test)]
     pub(crate) fn table_bytes(&self) -> usize {
         self.table.len() * 8
-    }
-}
-
-/// One bit per slot of a cache: the key in that slot had all four counters at [`MAX_COUNT`]
-/// (its estimate, as [`FrequencySketch::increment`] returned it, was the maximum) in the
-/// sketch's current [`FrequencySketch::epoch`]. Counters only grow within an epoch, so an
-/// increment of that key would change nothing and return the maximum: a hit on a popular key
-/// skips the sketch. Every bit is forgotten when the epoch changes.
-#[derive(Default)]
-pub(crate) struct SaturatedSlots {
-    bits: Vec<u64>,
-    /// The sketch's epoch the bits belong to.
-    epoch: u64,
-}
-
-impl SaturatedSlots {
-    /// Counts a hit on the key in `slot` (fingerprint `fingerprint`) as
-    /// `sketch.increment(fingerprint)` would, and returns the estimate after it.
-    #[inline(always)]
-    pub(crate) fn increment(
-        &mut self,
-        sketch: &mut FrequencySketch,
-        slot: u32,
-        fingerprint: u32,
-    ) -> u8 {
-        let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
-        if self.epoch == sketch.epoch()
-            && let Some(w) = self.bits.get(word)
-            && w & bit != 0
-        {
-            return MAX_COUNT as u8;
-        }
-        let estimate = sketch.increment(fingerprint);
-        if estimate == MAX_COUNT as u8 {
-            self.set(sketch.epoch(), word, bit);
-        }
-        estimate
-    }
-
-    #[cold]
-    fn set(&mut self, epoch: u64, word: usize, bit: u64) {
-        if self.epoch != epoch {
-            self.bits.fill(0);
-            self.epoch = epoch;
-        }
-        if self.bits.len() <= word {
-            self.bits.resize(word + 1, 0);
-        }
-        self.bits[word] |= bit;
-    }
-
-    /// `slot` holds another key now, or none.
-    #[inline]
-    pub(crate) fn forget(&mut self, slot: u32) {
-        if let Some(w) = self.bits.get_mut(slot as usize / 64) {
-            *w &= !(1u64 << (slot % 64));
-        }
-    }
-
-    /// The key in slot `from` moved to slot `to`.
-    pub(crate) fn relocate(&mut self, from: u32, to: u32) {
-        let was = self
-            .bits
-            .get(from as usize / 64)
-            .is_some_and(|w| w & 1u64 << (from % 64) != 0);
-        self.forget(from);
-        self.forget(to);
-        if was {
-            let epoch = self.epoch;
-            self.set(epoch, to as usize / 64, 1u64 << (to % 64));
-        }
-    }
-
-    /// Every slot is empty.
-    pub(crate) fn clear(&mut self) {
-        self.bits.clear();
     }
 }
 
@@ -325,18 +304,17 @@ mod tests {
     #[test]
     fn a_saturated_slot_skips_the_sketch_until_a_halving() {
         let mut sketch = FrequencySketch::new(1024);
-        let mut saturated = SaturatedSlots::default();
         for expected in 1..=15u8 {
-            assert_eq!(saturated.increment(&mut sketch, 3, 7), expected);
+            assert_eq!(sketch.increment_slot(3, 7), expected);
         }
         let additions = sketch.additions;
-        assert_eq!(saturated.increment(&mut sketch, 3, 7), 15);
+        assert_eq!(sketch.increment_slot(3, 7), 15);
         assert_eq!(sketch.additions, additions, "nothing counted");
         // Another key in the slot: it is counted again.
-        saturated.forget(3);
-        assert_eq!(saturated.increment(&mut sketch, 3, 8), 1);
-        saturated.forget(3);
-        saturated.increment(&mut sketch, 3, 7);
+        sketch.forget_slot(3);
+        assert_eq!(sketch.increment_slot(3, 8), 1);
+        sketch.forget_slot(3);
+        sketch.increment_slot(3, 7);
         // A halving: key 7 is at 7, and its hits count again (a stale bit would say 15).
         for k in 1000..20_000 {
             if sketch.halvings() > 0 {
@@ -345,18 +323,18 @@ mod tests {
             sketch.increment(k);
         }
         assert_eq!(sketch.frequency(7), 7);
-        assert_eq!(saturated.increment(&mut sketch, 3, 7), 8);
+        assert_eq!(sketch.increment_slot(3, 7), 8);
         assert_eq!(sketch.frequency(7), 8);
         // A key that moves keeps its bit; the slot it left has none.
         for _ in 0..8 {
-            saturated.increment(&mut sketch, 3, 7);
+            sketch.increment_slot(3, 7);
         }
-        saturated.relocate(3, 200);
+        sketch.relocate_slot(3, 200);
         let additions = sketch.additions;
-        assert_eq!(saturated.increment(&mut sketch, 200, 7), 15);
+        assert_eq!(sketch.increment_slot(200, 7), 15);
         assert_eq!(sketch.additions, additions, "nothing counted");
         let additions = sketch.additions;
-        saturated.increment(&mut sketch, 3, 9);
+        sketch.increment_slot(3, 9);
         assert_eq!(sketch.additions, additions + 1, "counted");
     }
 
