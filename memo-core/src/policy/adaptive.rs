@@ -232,6 +232,13 @@ impl AdaptivePolicy {
     fn rebalance(&mut self) {
         self.window_limit = self.compute_window_max();
         self.protected_limit = self.compute_protected_max();
+        self.spill();
+    }
+
+    /// [`Self::rebalance`] without recomputing the sizes: enough when neither the window's size
+    /// nor the capacity changed since the last one.
+    #[inline]
+    fn spill(&mut self) {
         let window_max = self.window_max();
         while self.window.len() > window_max {
             let Some(slot) = self.window.back() else {
@@ -335,8 +342,13 @@ impl AdaptivePolicy {
 
     /// Moves the window's size by `delta` entries, within its bounds.
     fn resize(&mut self, delta: f64) {
-        self.window_size = (self.window_size + delta).clamp(1.0, self.largest_window());
-        self.rebalance();
+        let size = (self.window_size + delta).clamp(1.0, self.largest_window());
+        // At its bound (LRU's largest window, a one-entry window), the size does not move, and
+        // every operation leaves the queues within their sizes: nothing to rebalance.
+        if size != self.window_size {
+            self.window_size = size;
+            self.rebalance();
+        }
     }
 
     /// The shard is full for the first time: its size is its capacity. The miniatures start
@@ -466,6 +478,10 @@ impl EvictionPolicy for AdaptivePolicy {
             self.capacity = self.len();
             self.sketch.ensure_capacity(self.capacity);
             self.minis.set_capacity(self.capacity);
+        } else {
+            // The sizes follow the window's size and the capacity only, both unchanged.
+            self.spill();
+            return;
         }
         self.rebalance();
     }
