@@ -108,9 +108,9 @@ impl Hasher for FingerprintHasher {
 #[derive(Default)]
 struct Lane {
     links: Links,
-    window: Queue,
-    probation: Queue,
-    protected: Queue,
+    /// The window, probation and protected queues, indexed by region (`ABSENT`'s unused):
+    /// a node's region picks its queue without a branch.
+    queues: [Queue; 4],
     window_max: usize,
     protected_max: usize,
     /// Sampled hits this lane would have had more than the chosen one, since it was last behind.
@@ -123,17 +123,11 @@ struct Lane {
 
 impl Lane {
     fn len(&self) -> usize {
-        self.window.len() + self.probation.len() + self.protected.len()
+        self.queues[WINDOW as usize].len()
+            + self.queues[PROBATION as usize].len()
+            + self.queues[PROTECTED as usize].len()
     }
 
-    #[inline]
-    fn queue(&mut self, region: u8) -> &mut Queue {
-        match region {
-            WINDOW => &mut self.window,
-            PROBATION => &mut self.probation,
-            _ => &mut self.protected,
-        }
-    }
 }
 
 /// The miniatures of one cache.
@@ -247,9 +241,7 @@ impl Minis {
         self.free.clear();
         for lane in &mut self.lanes {
             lane.links.clear();
-            lane.window = Queue::default();
-            lane.probation = Queue::default();
-            lane.protected = Queue::default();
+            lane.queues = Default::default();
         }
     }
 
@@ -270,9 +262,7 @@ impl Minis {
             return;
         }
         let l = &mut self.lanes[lane];
-        let mut queue = *l.queue(region);
-        queue.unlink(&mut l.links, node);
-        *l.queue(region) = queue;
+        l.queues[region as usize & 3].unlink(&mut l.links, node);
         let regions = &mut self.regions[node as usize];
         regions[lane] = ABSENT;
         if *regions == [ABSENT; LANES] {
@@ -285,18 +275,14 @@ impl Minis {
     fn push_front(&mut self, lane: usize, node: u32, region: u8) {
         self.regions[node as usize][lane] = region;
         let l = &mut self.lanes[lane];
-        let mut queue = *l.queue(region);
-        queue.push_front(&mut l.links, node);
-        *l.queue(region) = queue;
+        l.queues[region as usize & 3].push_front(&mut l.links, node);
     }
 
     #[inline]
     fn move_to(&mut self, lane: usize, node: u32, region: u8) {
         let from = self.regions[node as usize][lane];
         let l = &mut self.lanes[lane];
-        let mut queue = *l.queue(from);
-        queue.unlink(&mut l.links, node);
-        *l.queue(from) = queue;
+        l.queues[from as usize & 3].unlink(&mut l.links, node);
         self.push_front(lane, node, region);
     }
 
@@ -375,8 +361,8 @@ impl Minis {
                 self.lanes[lane].hit = true;
                 self.move_to(lane, node, PROTECTED);
                 let l = &self.lanes[lane];
-                if l.protected.len() > l.protected_max {
-                    let demoted = l.protected.back().expect("protected is not empty");
+                if l.queues[PROTECTED as usize].len() > l.protected_max {
+                    let demoted = l.queues[PROTECTED as usize].back().expect("protected is not empty");
                     self.move_to(lane, demoted, PROBATION);
                 }
             }
@@ -392,9 +378,9 @@ impl Minis {
     fn insert(&mut self, lane: usize, node: u32, halvings: u8) {
         self.push_front(lane, node, WINDOW);
         let l = &self.lanes[lane];
-        if l.window.len() > l.window_max {
-            let candidate = l.window.back().expect("the window overflows");
-            match l.probation.back().or(l.protected.back()) {
+        if l.queues[WINDOW as usize].len() > l.window_max {
+            let candidate = l.queues[WINDOW as usize].back().expect("the window overflows");
+            match l.queues[PROBATION as usize].back().or(l.queues[PROTECTED as usize].back()) {
                 _ if l.len() <= self.capacity => self.move_to(lane, candidate, PROBATION),
                 None => self.remove(lane, candidate),
                 Some(victim) => {
@@ -413,10 +399,10 @@ impl Minis {
         while self.lanes[lane].len() > self.capacity {
             let l = &self.lanes[lane];
             let victim = l
-                .probation
+                .queues[PROBATION as usize]
                 .back()
-                .or(l.protected.back())
-                .or(l.window.back());
+                .or(l.queues[PROTECTED as usize].back())
+                .or(l.queues[WINDOW as usize].back());
             self.remove(lane, victim.expect("not empty"));
         }
     }
@@ -472,9 +458,9 @@ impl Minis {
         for (i, lane) in self.lanes.iter().enumerate() {
             assert!(lane.len() <= self.capacity, "lane {i} over capacity");
             for (region, queue) in [
-                (WINDOW, &lane.window),
-                (PROBATION, &lane.probation),
-                (PROTECTED, &lane.protected),
+                (WINDOW, &lane.queues[WINDOW as usize]),
+                (PROBATION, &lane.queues[PROBATION as usize]),
+                (PROTECTED, &lane.queues[PROTECTED as usize]),
             ] {
                 for node in queue.validate(&lane.links) {
                     assert_eq!(self.regions[node as usize][i], region);
