@@ -108,9 +108,9 @@ pub(crate) struct AdaptivePolicy {
     links: Links,
     /// Per slot: the fingerprint of its hash, with its region in the low bits.
     meta: Vec<u32>,
-    window: Queue,
-    probation: Queue,
-    protected: Queue,
+    /// The window, probation and protected queues, indexed by region (the fourth is unused):
+    /// a slot's region picks its queue without a branch.
+    queues: [Queue; 4],
     /// The shard's capacity, learnt at the first eviction (0 until then).
     capacity: usize,
     /// The window's target size, in entries.
@@ -133,9 +133,7 @@ impl AdaptivePolicy {
         AdaptivePolicy {
             links: Links::default(),
             meta: Vec::new(),
-            window: Queue::default(),
-            probation: Queue::default(),
-            protected: Queue::default(),
+            queues: Default::default(),
             capacity: 0,
             window_size: 1.0,
             window_limit: 1,
@@ -148,7 +146,7 @@ impl AdaptivePolicy {
     }
 
     fn len(&self) -> usize {
-        self.window.len() + self.probation.len() + self.protected.len()
+        self.queues[WINDOW as usize].len() + self.queues[PROBATION as usize].len() + self.queues[PROTECTED as usize].len()
     }
 
     /// The window's size in entries; while the cache fills up, a share of its current size.
@@ -192,22 +190,11 @@ impl AdaptivePolicy {
             .frequency(self.meta[slot as usize] & !REGION_MASK)
     }
 
-    #[inline]
-    fn queue_mut(&mut self, region: u32) -> &mut Queue {
-        match region {
-            WINDOW => &mut self.window,
-            PROBATION => &mut self.probation,
-            _ => &mut self.protected,
-        }
-    }
-
     /// Takes `slot` out of whichever queue holds it.
     #[inline]
     fn unlink(&mut self, slot: u32) {
         let region = self.region(slot);
-        let mut queue = *self.queue_mut(region);
-        queue.unlink(&mut self.links, slot);
-        *self.queue_mut(region) = queue;
+        self.queues[(region & REGION_MASK) as usize].unlink(&mut self.links, slot);
     }
 
     /// Puts `slot`, in no queue, at the front of `region`.
@@ -215,9 +202,7 @@ impl AdaptivePolicy {
     fn push_front(&mut self, slot: u32, region: u32) {
         let m = &mut self.meta[slot as usize];
         *m = (*m & !REGION_MASK) | region;
-        let mut queue = *self.queue_mut(region);
-        queue.push_front(&mut self.links, slot);
-        *self.queue_mut(region) = queue;
+        self.queues[(region & REGION_MASK) as usize].push_front(&mut self.links, slot);
     }
 
     /// Moves `slot` to the front of `region`.
@@ -240,15 +225,15 @@ impl AdaptivePolicy {
     #[inline]
     fn spill(&mut self) {
         let window_max = self.window_max();
-        while self.window.len() > window_max {
-            let Some(slot) = self.window.back() else {
+        while self.queues[WINDOW as usize].len() > window_max {
+            let Some(slot) = self.queues[WINDOW as usize].back() else {
                 break;
             };
             self.move_to(slot, PROBATION);
         }
         let protected_max = self.protected_max();
-        while self.protected.len() > protected_max {
-            let Some(slot) = self.protected.back() else {
+        while self.queues[PROTECTED as usize].len() > protected_max {
+            let Some(slot) = self.queues[PROTECTED as usize].back() else {
                 break;
             };
             self.move_to(slot, PROBATION);
@@ -257,7 +242,7 @@ impl AdaptivePolicy {
 
     /// Main's eviction victim: probation's oldest, else protected's oldest.
     fn main_victim(&self) -> Option<u32> {
-        self.probation.back().or_else(|| self.protected.back())
+        self.queues[PROBATION as usize].back().or_else(|| self.queues[PROTECTED as usize].back())
     }
 
     fn next_random(&mut self) -> u64 {
@@ -360,7 +345,7 @@ impl AdaptivePolicy {
         self.sketch.ensure_capacity(self.capacity);
         self.minis.set_capacity(self.capacity);
         let mut slots: Vec<u32> = Vec::with_capacity(self.len());
-        for queue in [self.protected, self.probation, self.window] {
+        for queue in [self.queues[PROTECTED as usize], self.queues[PROBATION as usize], self.queues[WINDOW as usize]] {
             let mut at = queue.back();
             while let Some(slot) = at {
                 slots.push(slot);
@@ -435,16 +420,16 @@ impl AdaptivePolicy {
     fn move_up(&mut self, slot: u32, region: u32) {
         match region {
             // The same order as `move_to`, without the bookkeeping of leaving a queue.
-            WINDOW => self.window.move_to_front(&mut self.links, slot),
+            WINDOW => self.queues[WINDOW as usize].move_to_front(&mut self.links, slot),
             PROBATION => {
                 self.move_to(slot, PROTECTED);
-                if self.protected.len() > self.protected_max()
-                    && let Some(demoted) = self.protected.back()
+                if self.queues[PROTECTED as usize].len() > self.protected_max()
+                    && let Some(demoted) = self.queues[PROTECTED as usize].back()
                 {
                     self.move_to(demoted, PROBATION);
                 }
             }
-            _ => self.protected.move_to_front(&mut self.links, slot),
+            _ => self.queues[PROTECTED as usize].move_to_front(&mut self.links, slot),
         }
     }
 
@@ -454,7 +439,7 @@ impl AdaptivePolicy {
     #[cold]
     fn hit_while_lru_is_ahead(&mut self, slot: u32) {
         if self.region(slot) == WINDOW {
-            self.window.move_to_front(&mut self.links, slot);
+            self.queues[WINDOW as usize].move_to_front(&mut self.links, slot);
         } else {
             self.move_to(slot, WINDOW);
             self.rebalance();
@@ -507,9 +492,7 @@ impl EvictionPolicy for AdaptivePolicy {
 
     fn on_move(&mut self, from: u32, to: u32) {
         let region = self.region(from);
-        let mut queue = *self.queue_mut(region);
-        queue.relocate(&mut self.links, from, to);
-        *self.queue_mut(region) = queue;
+        self.queues[(region & REGION_MASK) as usize].relocate(&mut self.links, from, to);
         if self.meta.len() <= to as usize {
             self.meta.resize(to as usize + 1, 0);
         }
@@ -521,10 +504,9 @@ impl EvictionPolicy for AdaptivePolicy {
         if self.capacity == 0 {
             self.learn_capacity();
         }
-        let victim = if self.window.len() >= self.window_max() {
+        let victim = if self.queues[WINDOW as usize].len() >= self.window_max() {
             // The newcomer pushes the window's oldest out: it competes with main's victim.
-            let candidate = self
-                .window
+            let candidate = self.queues[WINDOW as usize]
                 .back()
                 .expect("evict is only called on a non-empty shard");
             match self.main_victim() {
@@ -537,7 +519,7 @@ impl EvictionPolicy for AdaptivePolicy {
         } else {
             // The window is growing into main's space: main gives up its victim.
             self.main_victim()
-                .or_else(|| self.window.back())
+                .or_else(|| self.queues[WINDOW as usize].back())
                 .expect("evict is only called on a non-empty shard")
         };
         self.unlink(victim);
@@ -551,9 +533,7 @@ impl EvictionPolicy for AdaptivePolicy {
         self.links.clear();
         self.meta.clear();
         self.sketch.clear_slots();
-        self.window = Queue::default();
-        self.probation = Queue::default();
-        self.protected = Queue::default();
+        self.queues = Default::default();
         self.minis.clear();
         self.lead = 0.0;
     }
@@ -562,9 +542,9 @@ impl EvictionPolicy for AdaptivePolicy {
     fn validate(&self, len: usize) {
         let mut seen = 0;
         for (region, queue) in [
-            (WINDOW, &self.window),
-            (PROBATION, &self.probation),
-            (PROTECTED, &self.protected),
+            (WINDOW, &self.queues[WINDOW as usize]),
+            (PROBATION, &self.queues[PROBATION as usize]),
+            (PROTECTED, &self.queues[PROTECTED as usize]),
         ] {
             for slot in queue.validate(&self.links) {
                 assert_eq!(self.region(slot), region, "slot {slot} knows its queue");
@@ -576,15 +556,15 @@ impl EvictionPolicy for AdaptivePolicy {
             assert!(len <= self.capacity, "{len} entries over {}", self.capacity);
         }
         assert!(
-            self.window.len() <= self.window_max(),
+            self.queues[WINDOW as usize].len() <= self.window_max(),
             "window {} over {}",
-            self.window.len(),
+            self.queues[WINDOW as usize].len(),
             self.window_max()
         );
         assert!(
-            self.protected.len() <= self.protected_max(),
+            self.queues[PROTECTED as usize].len() <= self.protected_max(),
             "protected {} over {}",
-            self.protected.len(),
+            self.queues[PROTECTED as usize].len(),
             self.protected_max()
         );
         self.minis.validate();
@@ -716,7 +696,7 @@ mod tests {
         driver.policy.on_hit(slot);
         assert_eq!(driver.policy.region(slot), WINDOW);
         assert_eq!(
-            driver.policy.window.front(),
+            driver.policy.queues[WINDOW as usize].front(),
             Some(slot),
             "the most recent of all"
         );
