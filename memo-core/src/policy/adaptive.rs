@@ -146,7 +146,9 @@ impl AdaptivePolicy {
     }
 
     fn len(&self) -> usize {
-        self.queues[WINDOW as usize].len() + self.queues[PROBATION as usize].len() + self.queues[PROTECTED as usize].len()
+        self.queues[WINDOW as usize].len()
+            + self.queues[PROBATION as usize].len()
+            + self.queues[PROTECTED as usize].len()
     }
 
     /// The window's size in entries; while the cache fills up, a share of its current size.
@@ -242,7 +244,9 @@ impl AdaptivePolicy {
 
     /// Main's eviction victim: probation's oldest, else protected's oldest.
     fn main_victim(&self) -> Option<u32> {
-        self.queues[PROBATION as usize].back().or_else(|| self.queues[PROTECTED as usize].back())
+        self.queues[PROBATION as usize]
+            .back()
+            .or_else(|| self.queues[PROTECTED as usize].back())
     }
 
     fn next_random(&mut self) -> u64 {
@@ -345,7 +349,11 @@ impl AdaptivePolicy {
         self.sketch.ensure_capacity(self.capacity);
         self.minis.set_capacity(self.capacity);
         let mut slots: Vec<u32> = Vec::with_capacity(self.len());
-        for queue in [self.queues[PROTECTED as usize], self.queues[PROBATION as usize], self.queues[WINDOW as usize]] {
+        for queue in [
+            self.queues[PROTECTED as usize],
+            self.queues[PROBATION as usize],
+            self.queues[WINDOW as usize],
+        ] {
             let mut at = queue.back();
             while let Some(slot) = at {
                 slots.push(slot);

@@ -127,7 +127,6 @@ impl Lane {
             + self.queues[PROBATION as usize].len()
             + self.queues[PROTECTED as usize].len()
     }
-
 }
 
 /// The miniatures of one cache.
@@ -362,7 +361,9 @@ impl Minis {
                 self.move_to(lane, node, PROTECTED);
                 let l = &self.lanes[lane];
                 if l.queues[PROTECTED as usize].len() > l.protected_max {
-                    let demoted = l.queues[PROTECTED as usize].back().expect("protected is not empty");
+                    let demoted = l.queues[PROTECTED as usize]
+                        .back()
+                        .expect("protected is not empty");
                     self.move_to(lane, demoted, PROBATION);
                 }
             }
@@ -379,8 +380,13 @@ impl Minis {
         self.push_front(lane, node, WINDOW);
         let l = &self.lanes[lane];
         if l.queues[WINDOW as usize].len() > l.window_max {
-            let candidate = l.queues[WINDOW as usize].back().expect("the window overflows");
-            match l.queues[PROBATION as usize].back().or(l.queues[PROTECTED as usize].back()) {
+            let candidate = l.queues[WINDOW as usize]
+                .back()
+                .expect("the window overflows");
+            match l.queues[PROBATION as usize]
+                .back()
+                .or(l.queues[PROTECTED as usize].back())
+            {
                 _ if l.len() <= self.capacity => self.move_to(lane, candidate, PROBATION),
                 None => self.remove(lane, candidate),
                 Some(victim) => {
@@ -398,8 +404,7 @@ impl Minis {
         // Only after the capacity changed: main gives up its victims.
         while self.lanes[lane].len() > self.capacity {
             let l = &self.lanes[lane];
-            let victim = l
-                .queues[PROBATION as usize]
+            let victim = l.queues[PROBATION as usize]
                 .back()
                 .or(l.queues[PROTECTED as usize].back())
                 .or(l.queues[WINDOW as usize].back());

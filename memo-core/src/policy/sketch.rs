@@ -99,7 +99,10 @@ impl FrequencySketch {
     #[inline(always)]
     fn locate(&self, fingerprint: u32) -> (usize, u32) {
         let h = spread(fingerprint);
-        ((h & self.block_mask) as usize * BLOCK_WORDS, (h >> 32) as u32)
+        (
+            (h & self.block_mask) as usize * BLOCK_WORDS,
+            (h >> 32) as u32,
+        )
     }
 
     /// The word (within its block) and the bit offset of each of the four counters that
@@ -277,7 +280,11 @@ mod tests {
         }
         assert!(sketch.frequency(1) >= 12, "{}", sketch.frequency(1));
         let after = sketch.increment(11_227); // the 10_240th: every count halves
-        assert_eq!(after, sketch.frequency(11_227), "the estimate after the halving");
+        assert_eq!(
+            after,
+            sketch.frequency(11_227),
+            "the estimate after the halving"
+        );
         assert!(sketch.frequency(1) <= 8, "{}", sketch.frequency(1));
     }
 
