@@ -269,6 +269,7 @@ impl AdaptivePolicy {
     }
 
     /// The comparison's horizon, in sampled requests.
+    #[inline]
     fn guard_horizon(&self) -> f64 {
         GUARD_HORIZON * self.minis.capacity().max(1) as f64
     }

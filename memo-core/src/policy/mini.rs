@@ -227,6 +227,7 @@ impl Minis {
     }
 
     /// Each miniature's capacity.
+    #[inline]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
