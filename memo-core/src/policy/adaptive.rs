@@ -712,6 +712,52 @@ mod tests {
         driver.policy.validate(driver.slots.len());
     }
 
+    /// Every queue's slots, front to back, and the sketch's estimate of every stored key.
+    fn snapshot(driver: &Driver) -> (Vec<Vec<u32>>, Vec<u8>) {
+        let p = &driver.policy;
+        let queues = p.queues[..3].iter().map(|q| q.validate(&p.links)).collect();
+        let estimates = (0..driver.slots.len() as u32)
+            .map(|s| p.frequency(s))
+            .collect();
+        (queues, estimates)
+    }
+
+    #[test]
+    fn a_run_of_hits_replays_as_hits_one_by_one_and_skips_dead_slots() {
+        for (fill, capacity) in [(40, 64), (64 + 500, 64)] {
+            // Before the cache fills up, and once it is full (sampled, simulated).
+            let mut one = Driver::new(capacity);
+            let mut run = Driver::new(capacity);
+            for k in 0..fill {
+                one.access(k % 300);
+                run.access(k % 300);
+            }
+            let mut x = 7u64;
+            let slots: Vec<u64> = (0..200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x % one.slots.len() as u64
+                })
+                .collect();
+            let dead = slots[3] as u32;
+            for &slot in &slots {
+                if slot as u32 != dead {
+                    one.policy.on_hit(slot as u32);
+                }
+            }
+            run.policy.on_hits(&slots, |slot| slot != dead);
+            run.policy.validate(run.slots.len());
+            assert_eq!(snapshot(&one), snapshot(&run), "fill {fill}");
+            // A run of only a dead slot changes nothing.
+            let before = snapshot(&run);
+            run.policy
+                .on_hits(&[u64::from(dead); 40], |slot| slot != dead);
+            assert_eq!(snapshot(&run), before);
+        }
+    }
+
     #[test]
     fn capacity_is_learnt_at_the_first_eviction() {
         let mut driver = Driver::new(64);
