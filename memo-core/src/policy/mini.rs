@@ -18,6 +18,7 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 use super::adaptive::{JITTER_FREQUENCY, PROTECTED_SHARE};
@@ -293,9 +294,10 @@ impl Minis {
         if self.capacity == 0 {
             return;
         }
-        let node = match self.index.get(&fingerprint) {
-            Some(&node) => node,
-            None => {
+        // One probe of the index, whether the node is new or not.
+        let node = match self.index.entry(fingerprint) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
                 let node = match self.free.pop() {
                     Some(node) => {
                         self.fingerprints[node as usize] = fingerprint;
@@ -309,7 +311,7 @@ impl Minis {
                         (self.fingerprints.len() - 1) as u32
                     }
                 };
-                self.index.insert(fingerprint, node);
+                entry.insert(node);
                 node
             }
         };
