@@ -3,7 +3,8 @@
 //! keys uniform over 1M; the difference of two runs' counts (N = 100000 and 200000) over
 //! 100000 is the cost of one call. `sf`/`nosf`: maxsize 128 with and without single-flight
 //! (nearly every call misses and evicts); `sf10k`/`nosf10k`: maxsize 10,000; `sfhit`/`nosfhit`:
-//! keys 0..100 at maxsize 128, every call a hit.
+//! keys 0..100 at maxsize 128, every call a hit. `adaptive`, `adaptive10k`, `adaptivehit`: as
+//! `sf`, `sf10k` and `sfhit` with `policy = "adaptive"`.
 //!
 //! ```text
 //! cargo bench -p memo-benches --bench miss_count --no-run
@@ -34,6 +35,16 @@ fn without_flight_10k(key: u64) -> u64 {
     key ^ 0x5555_5555
 }
 
+#[memoize(maxsize = 128, policy = "adaptive")]
+fn adaptive(key: u64) -> u64 {
+    key ^ 0x5555_5555
+}
+
+#[memoize(maxsize = 10000, policy = "adaptive")]
+fn adaptive_10k(key: u64) -> u64 {
+    key ^ 0x5555_5555
+}
+
 fn main() {
     // `cargo bench` passes `--bench` (and any filter after it): only the words without a
     // leading dash are ours, so that `cargo bench -p memo-benches` runs this too.
@@ -48,11 +59,13 @@ fn main() {
         "nosf" => without_flight,
         "sf10k" => with_flight_10k,
         "nosf10k" => without_flight_10k,
-        "sfhit" | "nosfhit" => {
-            let f: fn(u64) -> u64 = if variant == "sfhit" {
-                with_flight
-            } else {
-                without_flight
+        "adaptive" => adaptive,
+        "adaptive10k" => adaptive_10k,
+        "sfhit" | "nosfhit" | "adaptivehit" => {
+            let f: fn(u64) -> u64 = match variant {
+                "sfhit" => with_flight,
+                "nosfhit" => without_flight,
+                _ => adaptive,
             };
             let mut acc = 0u64;
             for i in 0..100_000 + n {
@@ -63,7 +76,8 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "miss_count: no variant {variant:?} (sf, nosf, sf10k, nosf10k, sfhit, nosfhit)"
+                "miss_count: no variant {variant:?} (sf, nosf, sf10k, nosf10k, sfhit, nosfhit, \
+                 adaptive, adaptive10k, adaptivehit)"
             );
             std::process::exit(2);
         }

@@ -580,6 +580,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             // The list skips slots retired since the hit by itself (an unlinked slot reads as
             // the front): no liveness read. One reused since gets the credit, as below.
             PolicyState::List(list) => list.on_hits(ids),
+            PolicyState::Adaptive(adaptive) => adaptive.on_hits(ids, is_live),
             other => {
                 for &id in ids {
                     if is_live(id as u32) {

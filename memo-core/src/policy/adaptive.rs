@@ -108,9 +108,9 @@ pub(crate) struct AdaptivePolicy {
     links: Links,
     /// Per slot: the fingerprint of its hash, with its region in the low bits.
     meta: Vec<u32>,
-    window: Queue,
-    probation: Queue,
-    protected: Queue,
+    /// The window, probation and protected queues, indexed by region (the fourth is unused):
+    /// a slot's region picks its queue without a branch.
+    queues: [Queue; 4],
     /// The shard's capacity, learnt at the first eviction (0 until then).
     capacity: usize,
     /// The window's target size, in entries.
@@ -133,9 +133,7 @@ impl AdaptivePolicy {
         AdaptivePolicy {
             links: Links::default(),
             meta: Vec::new(),
-            window: Queue::default(),
-            probation: Queue::default(),
-            protected: Queue::default(),
+            queues: Default::default(),
             capacity: 0,
             window_size: 1.0,
             window_limit: 1,
@@ -148,7 +146,9 @@ impl AdaptivePolicy {
     }
 
     fn len(&self) -> usize {
-        self.window.len() + self.probation.len() + self.protected.len()
+        self.queues[WINDOW as usize].len()
+            + self.queues[PROBATION as usize].len()
+            + self.queues[PROTECTED as usize].len()
     }
 
     /// The window's size in entries; while the cache fills up, a share of its current size.
@@ -192,22 +192,11 @@ impl AdaptivePolicy {
             .frequency(self.meta[slot as usize] & !REGION_MASK)
     }
 
-    #[inline]
-    fn queue_mut(&mut self, region: u32) -> &mut Queue {
-        match region {
-            WINDOW => &mut self.window,
-            PROBATION => &mut self.probation,
-            _ => &mut self.protected,
-        }
-    }
-
     /// Takes `slot` out of whichever queue holds it.
     #[inline]
     fn unlink(&mut self, slot: u32) {
         let region = self.region(slot);
-        let mut queue = *self.queue_mut(region);
-        queue.unlink(&mut self.links, slot);
-        *self.queue_mut(region) = queue;
+        self.queues[(region & REGION_MASK) as usize].unlink(&mut self.links, slot);
     }
 
     /// Puts `slot`, in no queue, at the front of `region`.
@@ -215,9 +204,7 @@ impl AdaptivePolicy {
     fn push_front(&mut self, slot: u32, region: u32) {
         let m = &mut self.meta[slot as usize];
         *m = (*m & !REGION_MASK) | region;
-        let mut queue = *self.queue_mut(region);
-        queue.push_front(&mut self.links, slot);
-        *self.queue_mut(region) = queue;
+        self.queues[(region & REGION_MASK) as usize].push_front(&mut self.links, slot);
     }
 
     /// Moves `slot` to the front of `region`.
@@ -232,16 +219,23 @@ impl AdaptivePolicy {
     fn rebalance(&mut self) {
         self.window_limit = self.compute_window_max();
         self.protected_limit = self.compute_protected_max();
+        self.spill();
+    }
+
+    /// [`Self::rebalance`] without recomputing the sizes: enough when neither the window's size
+    /// nor the capacity changed since the last one.
+    #[inline]
+    fn spill(&mut self) {
         let window_max = self.window_max();
-        while self.window.len() > window_max {
-            let Some(slot) = self.window.back() else {
+        while self.queues[WINDOW as usize].len() > window_max {
+            let Some(slot) = self.queues[WINDOW as usize].back() else {
                 break;
             };
             self.move_to(slot, PROBATION);
         }
         let protected_max = self.protected_max();
-        while self.protected.len() > protected_max {
-            let Some(slot) = self.protected.back() else {
+        while self.queues[PROTECTED as usize].len() > protected_max {
+            let Some(slot) = self.queues[PROTECTED as usize].back() else {
                 break;
             };
             self.move_to(slot, PROBATION);
@@ -250,7 +244,9 @@ impl AdaptivePolicy {
 
     /// Main's eviction victim: probation's oldest, else protected's oldest.
     fn main_victim(&self) -> Option<u32> {
-        self.probation.back().or_else(|| self.protected.back())
+        self.queues[PROBATION as usize]
+            .back()
+            .or_else(|| self.queues[PROTECTED as usize].back())
     }
 
     fn next_random(&mut self) -> u64 {
@@ -273,11 +269,13 @@ impl AdaptivePolicy {
     }
 
     /// The comparison's horizon, in sampled requests.
+    #[inline]
     fn guard_horizon(&self) -> f64 {
         GUARD_HORIZON * self.minis.capacity().max(1) as f64
     }
 
     /// Whether LRU hit clearly more of the recent sampled requests than this policy.
+    #[inline]
     fn lru_ahead(&self) -> bool {
         self.lead > GUARD_MARGIN * self.guard_horizon()
     }
@@ -285,12 +283,20 @@ impl AdaptivePolicy {
     /// Replays a request in the miniatures (if sampled). While LRU is ahead of this policy,
     /// each request it would have hit and this policy missed grows the window toward LRU;
     /// otherwise the window moves toward the share of the best miniature.
+    ///
+    /// `frequency` is the sketch's estimate for `fp` after counting this request.
     #[inline]
-    fn simulate(&mut self, fp: u32, hit: bool) {
-        if self.capacity == 0 || !self.minis.samples(fp) {
-            return;
+    fn simulate(&mut self, fp: u32, frequency: u8, hit: bool) {
+        if self.capacity != 0 && self.minis.samples(fp) {
+            self.simulate_sampled(fp, frequency, hit);
         }
-        self.minis.access(fp, &self.sketch);
+    }
+
+    /// [`Self::simulate`] for a sampled request, once the capacity is known: out of line, so
+    /// that the unsampled hits' replay stays short.
+    #[inline(never)]
+    fn simulate_sampled(&mut self, fp: u32, frequency: u8, hit: bool) {
+        self.minis.access(fp, frequency, self.sketch.halvings());
         let lru_hit = self.minis.lru_hit();
         let horizon = self.guard_horizon();
         self.lead -= self.lead / horizon;
@@ -326,8 +332,13 @@ impl AdaptivePolicy {
 
     /// Moves the window's size by `delta` entries, within its bounds.
     fn resize(&mut self, delta: f64) {
-        self.window_size = (self.window_size + delta).clamp(1.0, self.largest_window());
-        self.rebalance();
+        let size = (self.window_size + delta).clamp(1.0, self.largest_window());
+        // At its bound (LRU's largest window, a one-entry window), the size does not move, and
+        // every operation leaves the queues within their sizes: nothing to rebalance.
+        if size != self.window_size {
+            self.window_size = size;
+            self.rebalance();
+        }
     }
 
     /// The shard is full for the first time: its size is its capacity. The miniatures start
@@ -339,7 +350,11 @@ impl AdaptivePolicy {
         self.sketch.ensure_capacity(self.capacity);
         self.minis.set_capacity(self.capacity);
         let mut slots: Vec<u32> = Vec::with_capacity(self.len());
-        for queue in [self.protected, self.probation, self.window] {
+        for queue in [
+            self.queues[PROTECTED as usize],
+            self.queues[PROBATION as usize],
+            self.queues[WINDOW as usize],
+        ] {
             let mut at = queue.back();
             while let Some(slot) = at {
                 slots.push(slot);
@@ -354,6 +369,93 @@ impl AdaptivePolicy {
     }
 }
 
+impl AdaptivePolicy {
+    /// Replays a run of hits (slot ids, oldest first) as `on_hit` would one by one, for the
+    /// ids that `is_live` accepts: the replay of a buffer of hits, with the policy's dispatch
+    /// out of the loop. Out of line: inlined into the replay of the stripes' buffers, the loop
+    /// ran out of registers.
+    #[inline(never)]
+    pub(crate) fn on_hits(&mut self, slots: &[u64], is_live: impl Fn(u32) -> bool) {
+        if self.capacity == 0 {
+            // Hits do not fill the cache: the capacity stays unknown through the run.
+            for &slot in slots {
+                let slot = slot as u32;
+                if is_live(slot) {
+                    self.hit_while_filling(slot);
+                }
+            }
+        } else {
+            for &slot in slots {
+                let slot = slot as u32;
+                if is_live(slot) {
+                    self.hit(slot);
+                }
+            }
+        }
+    }
+
+    /// [`Self::hit`] before the cache first fills up: nothing is simulated, and LRU cannot be
+    /// ahead.
+    #[inline(always)]
+    fn hit_while_filling(&mut self, slot: u32) {
+        let meta = self.meta[slot as usize];
+        self.sketch.increment_slot(slot, meta & !REGION_MASK);
+        self.move_up(slot, meta & REGION_MASK);
+    }
+
+    /// A lookup found the entry at `slot`: counted by the sketch, replayed in the miniatures if
+    /// sampled, and moved up in its region.
+    #[inline(always)]
+    fn hit(&mut self, slot: u32) {
+        if self.capacity == 0 {
+            return self.hit_while_filling(slot);
+        }
+        let fp = self.meta[slot as usize] & !REGION_MASK;
+        let frequency = self.sketch.increment_slot(slot, fp);
+        if self.minis.samples(fp) {
+            self.simulate_sampled(fp, frequency, true);
+        }
+        if self.lru_ahead() {
+            self.hit_while_lru_is_ahead(slot);
+            return;
+        }
+        // The replay may have moved the entry (a resized window spills into probation).
+        self.move_up(slot, self.region(slot));
+    }
+
+    /// A hit on the entry at `slot`, in `region`, while the cache is not behaving like LRU:
+    /// to the front of the window or protected, or from probation into protected.
+    #[inline(always)]
+    fn move_up(&mut self, slot: u32, region: u32) {
+        match region {
+            // The same order as `move_to`, without the bookkeeping of leaving a queue.
+            WINDOW => self.queues[WINDOW as usize].move_to_front(&mut self.links, slot),
+            PROBATION => {
+                self.move_to(slot, PROTECTED);
+                if self.queues[PROTECTED as usize].len() > self.protected_max()
+                    && let Some(demoted) = self.queues[PROTECTED as usize].back()
+                {
+                    self.move_to(demoted, PROBATION);
+                }
+            }
+            _ => self.queues[PROTECTED as usize].move_to_front(&mut self.links, slot),
+        }
+    }
+
+    /// Behaving like LRU: an entry used again is the most recent of all, so it goes to the
+    /// window's front, and the window's oldest spills into probation. In protected it would be
+    /// demoted and lost as soon as main shrinks.
+    #[cold]
+    fn hit_while_lru_is_ahead(&mut self, slot: u32) {
+        if self.region(slot) == WINDOW {
+            self.queues[WINDOW as usize].move_to_front(&mut self.links, slot);
+        } else {
+            self.move_to(slot, WINDOW);
+            self.rebalance();
+        }
+    }
+}
+
 impl EvictionPolicy for AdaptivePolicy {
     fn on_insert(&mut self, slot: u32, hash: u64) {
         let idx = slot as usize;
@@ -361,6 +463,7 @@ impl EvictionPolicy for AdaptivePolicy {
             self.meta.resize(idx + 1, 0);
         }
         self.meta[idx] = fingerprint(hash);
+        self.sketch.forget_slot(slot);
         self.push_front(slot, WINDOW);
         if self.capacity == 0 {
             self.sketch.ensure_capacity(self.len());
@@ -369,44 +472,28 @@ impl EvictionPolicy for AdaptivePolicy {
             self.capacity = self.len();
             self.sketch.ensure_capacity(self.capacity);
             self.minis.set_capacity(self.capacity);
+        } else {
+            // The sizes follow the window's size and the capacity only, both unchanged.
+            self.spill();
+            return;
         }
         self.rebalance();
     }
 
+    #[inline]
     fn on_hit(&mut self, slot: u32) {
-        let fp = self.meta[slot as usize] & !REGION_MASK;
-        self.sketch.increment(fp);
-        self.simulate(fp, true);
-        if self.lru_ahead() && self.region(slot) != WINDOW {
-            // Behaving like LRU: an entry used again is the most recent of all, so it goes to
-            // the window's front, and the window's oldest spills into probation. In protected
-            // it would be demoted and lost as soon as main shrinks.
-            self.move_to(slot, WINDOW);
-            self.rebalance();
-            return;
-        }
-        match self.region(slot) {
-            WINDOW => self.move_to(slot, WINDOW),
-            PROBATION => {
-                self.move_to(slot, PROTECTED);
-                if self.protected.len() > self.protected_max()
-                    && let Some(demoted) = self.protected.back()
-                {
-                    self.move_to(demoted, PROBATION);
-                }
-            }
-            _ => self.move_to(slot, PROTECTED),
-        }
+        self.hit(slot);
     }
 
     fn on_miss(&mut self, hash: u64) {
         let fp = fingerprint(hash);
-        self.sketch.increment(fp);
-        self.simulate(fp, false);
+        let frequency = self.sketch.increment(fp);
+        self.simulate(fp, frequency, false);
     }
 
     fn on_remove(&mut self, slot: u32) {
         self.unlink(slot);
+        self.sketch.forget_slot(slot);
         if self.capacity == 0 {
             self.rebalance(); // the shares follow the size until the cache is first full
         }
@@ -414,23 +501,21 @@ impl EvictionPolicy for AdaptivePolicy {
 
     fn on_move(&mut self, from: u32, to: u32) {
         let region = self.region(from);
-        let mut queue = *self.queue_mut(region);
-        queue.relocate(&mut self.links, from, to);
-        *self.queue_mut(region) = queue;
+        self.queues[(region & REGION_MASK) as usize].relocate(&mut self.links, from, to);
         if self.meta.len() <= to as usize {
             self.meta.resize(to as usize + 1, 0);
         }
         self.meta[to as usize] = self.meta[from as usize];
+        self.sketch.relocate_slot(from, to);
     }
 
     fn evict(&mut self, _incoming_hash: u64) -> u32 {
         if self.capacity == 0 {
             self.learn_capacity();
         }
-        let victim = if self.window.len() >= self.window_max() {
+        let victim = if self.queues[WINDOW as usize].len() >= self.window_max() {
             // The newcomer pushes the window's oldest out: it competes with main's victim.
-            let candidate = self
-                .window
+            let candidate = self.queues[WINDOW as usize]
                 .back()
                 .expect("evict is only called on a non-empty shard");
             match self.main_victim() {
@@ -443,10 +528,11 @@ impl EvictionPolicy for AdaptivePolicy {
         } else {
             // The window is growing into main's space: main gives up its victim.
             self.main_victim()
-                .or_else(|| self.window.back())
+                .or_else(|| self.queues[WINDOW as usize].back())
                 .expect("evict is only called on a non-empty shard")
         };
         self.unlink(victim);
+        self.sketch.forget_slot(victim);
         victim
     }
 
@@ -455,9 +541,8 @@ impl EvictionPolicy for AdaptivePolicy {
         // describe the workload, not the entries.
         self.links.clear();
         self.meta.clear();
-        self.window = Queue::default();
-        self.probation = Queue::default();
-        self.protected = Queue::default();
+        self.sketch.clear_slots();
+        self.queues = Default::default();
         self.minis.clear();
         self.lead = 0.0;
     }
@@ -466,9 +551,9 @@ impl EvictionPolicy for AdaptivePolicy {
     fn validate(&self, len: usize) {
         let mut seen = 0;
         for (region, queue) in [
-            (WINDOW, &self.window),
-            (PROBATION, &self.probation),
-            (PROTECTED, &self.protected),
+            (WINDOW, &self.queues[WINDOW as usize]),
+            (PROBATION, &self.queues[PROBATION as usize]),
+            (PROTECTED, &self.queues[PROTECTED as usize]),
         ] {
             for slot in queue.validate(&self.links) {
                 assert_eq!(self.region(slot), region, "slot {slot} knows its queue");
@@ -480,15 +565,15 @@ impl EvictionPolicy for AdaptivePolicy {
             assert!(len <= self.capacity, "{len} entries over {}", self.capacity);
         }
         assert!(
-            self.window.len() <= self.window_max(),
+            self.queues[WINDOW as usize].len() <= self.window_max(),
             "window {} over {}",
-            self.window.len(),
+            self.queues[WINDOW as usize].len(),
             self.window_max()
         );
         assert!(
-            self.protected.len() <= self.protected_max(),
+            self.queues[PROTECTED as usize].len() <= self.protected_max(),
             "protected {} over {}",
-            self.protected.len(),
+            self.queues[PROTECTED as usize].len(),
             self.protected_max()
         );
         self.minis.validate();
@@ -620,11 +705,57 @@ mod tests {
         driver.policy.on_hit(slot);
         assert_eq!(driver.policy.region(slot), WINDOW);
         assert_eq!(
-            driver.policy.window.front(),
+            driver.policy.queues[WINDOW as usize].front(),
             Some(slot),
             "the most recent of all"
         );
         driver.policy.validate(driver.slots.len());
+    }
+
+    /// Every queue's slots, front to back, and the sketch's estimate of every stored key.
+    fn snapshot(driver: &Driver) -> (Vec<Vec<u32>>, Vec<u8>) {
+        let p = &driver.policy;
+        let queues = p.queues[..3].iter().map(|q| q.validate(&p.links)).collect();
+        let estimates = (0..driver.slots.len() as u32)
+            .map(|s| p.frequency(s))
+            .collect();
+        (queues, estimates)
+    }
+
+    #[test]
+    fn a_run_of_hits_replays_as_hits_one_by_one_and_skips_dead_slots() {
+        for (fill, capacity) in [(40, 64), (64 + 500, 64)] {
+            // Before the cache fills up, and once it is full (sampled, simulated).
+            let mut one = Driver::new(capacity);
+            let mut run = Driver::new(capacity);
+            for k in 0..fill {
+                one.access(k % 300);
+                run.access(k % 300);
+            }
+            let mut x = 7u64;
+            let slots: Vec<u64> = (0..200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x % one.slots.len() as u64
+                })
+                .collect();
+            let dead = slots[3] as u32;
+            for &slot in &slots {
+                if slot as u32 != dead {
+                    one.policy.on_hit(slot as u32);
+                }
+            }
+            run.policy.on_hits(&slots, |slot| slot != dead);
+            run.policy.validate(run.slots.len());
+            assert_eq!(snapshot(&one), snapshot(&run), "fill {fill}");
+            // A run of only a dead slot changes nothing.
+            let before = snapshot(&run);
+            run.policy
+                .on_hits(&[u64::from(dead); 40], |slot| slot != dead);
+            assert_eq!(snapshot(&run), before);
+        }
     }
 
     #[test]

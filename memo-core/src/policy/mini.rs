@@ -18,6 +18,7 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 use super::adaptive::{JITTER_FREQUENCY, PROTECTED_SHARE};
@@ -108,9 +109,9 @@ impl Hasher for FingerprintHasher {
 #[derive(Default)]
 struct Lane {
     links: Links,
-    window: Queue,
-    probation: Queue,
-    protected: Queue,
+    /// The window, probation and protected queues, indexed by region (`ABSENT`'s unused):
+    /// a node's region picks its queue without a branch.
+    queues: [Queue; 4],
     window_max: usize,
     protected_max: usize,
     /// Sampled hits this lane would have had more than the chosen one, since it was last behind.
@@ -123,16 +124,9 @@ struct Lane {
 
 impl Lane {
     fn len(&self) -> usize {
-        self.window.len() + self.probation.len() + self.protected.len()
-    }
-
-    #[inline]
-    fn queue(&mut self, region: u8) -> &mut Queue {
-        match region {
-            WINDOW => &mut self.window,
-            PROBATION => &mut self.probation,
-            _ => &mut self.protected,
-        }
+        self.queues[WINDOW as usize].len()
+            + self.queues[PROBATION as usize].len()
+            + self.queues[PROTECTED as usize].len()
     }
 }
 
@@ -234,6 +228,7 @@ impl Minis {
     }
 
     /// Each miniature's capacity.
+    #[inline]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
@@ -247,9 +242,7 @@ impl Minis {
         self.free.clear();
         for lane in &mut self.lanes {
             lane.links.clear();
-            lane.window = Queue::default();
-            lane.probation = Queue::default();
-            lane.protected = Queue::default();
+            lane.queues = Default::default();
         }
     }
 
@@ -270,9 +263,7 @@ impl Minis {
             return;
         }
         let l = &mut self.lanes[lane];
-        let mut queue = *l.queue(region);
-        queue.unlink(&mut l.links, node);
-        *l.queue(region) = queue;
+        l.queues[region as usize & 3].unlink(&mut l.links, node);
         let regions = &mut self.regions[node as usize];
         regions[lane] = ABSENT;
         if *regions == [ABSENT; LANES] {
@@ -285,30 +276,28 @@ impl Minis {
     fn push_front(&mut self, lane: usize, node: u32, region: u8) {
         self.regions[node as usize][lane] = region;
         let l = &mut self.lanes[lane];
-        let mut queue = *l.queue(region);
-        queue.push_front(&mut l.links, node);
-        *l.queue(region) = queue;
+        l.queues[region as usize & 3].push_front(&mut l.links, node);
     }
 
     #[inline]
     fn move_to(&mut self, lane: usize, node: u32, region: u8) {
         let from = self.regions[node as usize][lane];
         let l = &mut self.lanes[lane];
-        let mut queue = *l.queue(from);
-        queue.unlink(&mut l.links, node);
-        *l.queue(from) = queue;
+        l.queues[from as usize & 3].unlink(&mut l.links, node);
         self.push_front(lane, node, region);
     }
 
-    /// Replays a request for a sampled `fingerprint` (already counted by `sketch`) in every
-    /// miniature, and updates the choice.
-    pub(crate) fn access(&mut self, fingerprint: u32, sketch: &FrequencySketch) {
+    /// Replays a request for a sampled `fingerprint` in every miniature, and updates the
+    /// choice: `frequency` is the sketch's estimate for it (after counting this request), and
+    /// `halvings` the sketch's halvings so far.
+    pub(crate) fn access(&mut self, fingerprint: u32, frequency: u8, halvings: u8) {
         if self.capacity == 0 {
             return;
         }
-        let node = match self.index.get(&fingerprint) {
-            Some(&node) => node,
-            None => {
+        // One probe of the index, whether the node is new or not.
+        let node = match self.index.entry(fingerprint) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
                 let node = match self.free.pop() {
                     Some(node) => {
                         self.fingerprints[node as usize] = fingerprint;
@@ -322,12 +311,11 @@ impl Minis {
                         (self.fingerprints.len() - 1) as u32
                     }
                 };
-                self.index.insert(fingerprint, node);
+                entry.insert(node);
                 node
             }
         };
-        self.counts[node as usize] = (sketch.frequency(fingerprint), sketch.halvings());
-        let halvings = sketch.halvings();
+        self.counts[node as usize] = (frequency, halvings);
         for lane in 0..LANES {
             self.access_lane(lane, node, halvings);
         }
@@ -343,7 +331,7 @@ impl Minis {
     ) {
         for fp in fingerprints {
             if self.samples(fp) {
-                self.access(fp, sketch);
+                self.access(fp, sketch.frequency(fp), sketch.halvings());
             }
         }
         self.requests = 0;
@@ -375,8 +363,10 @@ impl Minis {
                 self.lanes[lane].hit = true;
                 self.move_to(lane, node, PROTECTED);
                 let l = &self.lanes[lane];
-                if l.protected.len() > l.protected_max {
-                    let demoted = l.protected.back().expect("protected is not empty");
+                if l.queues[PROTECTED as usize].len() > l.protected_max {
+                    let demoted = l.queues[PROTECTED as usize]
+                        .back()
+                        .expect("protected is not empty");
                     self.move_to(lane, demoted, PROBATION);
                 }
             }
@@ -392,9 +382,14 @@ impl Minis {
     fn insert(&mut self, lane: usize, node: u32, halvings: u8) {
         self.push_front(lane, node, WINDOW);
         let l = &self.lanes[lane];
-        if l.window.len() > l.window_max {
-            let candidate = l.window.back().expect("the window overflows");
-            match l.probation.back().or(l.protected.back()) {
+        if l.queues[WINDOW as usize].len() > l.window_max {
+            let candidate = l.queues[WINDOW as usize]
+                .back()
+                .expect("the window overflows");
+            match l.queues[PROBATION as usize]
+                .back()
+                .or(l.queues[PROTECTED as usize].back())
+            {
                 _ if l.len() <= self.capacity => self.move_to(lane, candidate, PROBATION),
                 None => self.remove(lane, candidate),
                 Some(victim) => {
@@ -412,11 +407,10 @@ impl Minis {
         // Only after the capacity changed: main gives up its victims.
         while self.lanes[lane].len() > self.capacity {
             let l = &self.lanes[lane];
-            let victim = l
-                .probation
+            let victim = l.queues[PROBATION as usize]
                 .back()
-                .or(l.protected.back())
-                .or(l.window.back());
+                .or(l.queues[PROTECTED as usize].back())
+                .or(l.queues[WINDOW as usize].back());
             self.remove(lane, victim.expect("not empty"));
         }
     }
@@ -472,9 +466,9 @@ impl Minis {
         for (i, lane) in self.lanes.iter().enumerate() {
             assert!(lane.len() <= self.capacity, "lane {i} over capacity");
             for (region, queue) in [
-                (WINDOW, &lane.window),
-                (PROBATION, &lane.probation),
-                (PROTECTED, &lane.protected),
+                (WINDOW, &lane.queues[WINDOW as usize]),
+                (PROBATION, &lane.queues[PROBATION as usize]),
+                (PROTECTED, &lane.queues[PROTECTED as usize]),
             ] {
                 for node in queue.validate(&lane.links) {
                     assert_eq!(self.regions[node as usize][i], region);
@@ -491,9 +485,9 @@ mod tests {
 
     /// Counts `fp` in the sketch, then replays it in the miniatures, as the policy does.
     fn request(minis: &mut Minis, sketch: &mut FrequencySketch, fp: u32) {
-        sketch.increment(fp);
+        let frequency = sketch.increment(fp);
         if minis.samples(fp) {
-            minis.access(fp, sketch);
+            minis.access(fp, frequency, sketch.halvings());
         }
     }
 
@@ -509,7 +503,7 @@ mod tests {
         let hits: Vec<bool> = [1, 2, 3, 1, 4, 2, 1, 3]
             .iter()
             .map(|&k| {
-                minis.access(fp(k), &sketch);
+                minis.access(fp(k), sketch.frequency(fp(k)), sketch.halvings());
                 minis.validate();
                 minis.lru_hit()
             })

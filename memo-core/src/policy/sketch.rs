@@ -37,6 +37,12 @@ pub(crate) struct FrequencySketch {
     sample_size: usize,
     /// Halvings so far (wrapping).
     halvings: u8,
+    /// One bit per slot of the cache: the key in that slot had all four counters at
+    /// [`MAX_COUNT`] (its estimate, as an increment returned it, was the maximum) and no
+    /// counter has decreased since. Counters only grow between halvings, so an increment of
+    /// that key would change nothing and return the maximum: a hit on a popular key skips the
+    /// table ([`Self::increment_slot`]). Every bit is cleared at a halving and at a growth.
+    saturated: Vec<u64>,
 }
 
 /// Entries of capacity per word of counters: eight 4-bit counters per entry (four bytes per
@@ -72,6 +78,7 @@ impl FrequencySketch {
             additions: 0,
             sample_size,
             halvings: 0,
+            saturated: Vec::new(),
         }
     }
 
@@ -82,18 +89,41 @@ impl FrequencySketch {
         while self.table.len() < words {
             self.table.extend_from_within(..);
             self.block_mask = (self.table.len() / BLOCK_WORDS - 1) as u64;
+            self.saturated.fill(0);
         }
         self.sample_size = sample_size;
     }
 
-    /// The first word of `fingerprint`'s block, and the bits that pick its four counters (five
-    /// per counter: which word of its pair, and which of the word's sixteen counters).
-    #[inline]
+    /// `fingerprint`'s block, and the bits that pick its four counters (five per counter:
+    /// which word of its pair, and which of the word's sixteen counters).
+    #[inline(always)]
     fn locate(&self, fingerprint: u32) -> (usize, u32) {
         let h = spread(fingerprint);
         (
             (h & self.block_mask) as usize * BLOCK_WORDS,
             (h >> 32) as u32,
+        )
+    }
+
+    /// The word (within its block) and the bit offset of each of the four counters that
+    /// `bits` picks: counter `i` is in word `2i + bit 5i` of the block, at the 4-bit position
+    /// given by bits `5i + 1 ..= 5i + 4` (`((bits >> (5i + 1)) & 15) * 4`, computed as one
+    /// shift and one mask).
+    #[inline(always)]
+    fn counters(bits: u32) -> ([usize; 4], [u32; 4]) {
+        (
+            [
+                (bits & 1) as usize,
+                2 + (bits >> 5 & 1) as usize,
+                4 + (bits >> 10 & 1) as usize,
+                6 + (bits >> 15 & 1) as usize,
+            ],
+            [
+                (bits << 1) & 60,
+                (bits >> 4) & 60,
+                (bits >> 9) & 60,
+                (bits >> 14) & 60,
+            ],
         )
     }
 
@@ -104,44 +134,38 @@ impl FrequencySketch {
         let block: &[u64; BLOCK_WORDS] = self.table[start..start + BLOCK_WORDS]
             .try_into()
             .expect("a block is BLOCK_WORDS long");
-        let mut min = MAX_COUNT;
-        for i in 0..4 {
-            let b = bits >> (i * 5);
-            let word = block[2 * i + (b & 1) as usize];
-            min = min.min((word >> (((b >> 1) & 15) * 4)) & MAX_COUNT);
-        }
-        min as u8
+        let (words, shifts) = Self::counters(bits);
+        let count = |i: usize| (block[words[i]] >> shifts[i]) & MAX_COUNT;
+        count(0).min(count(1)).min(count(2).min(count(3))) as u8
     }
 
-    /// Counts one occurrence of `fingerprint`.
-    #[inline]
-    pub(crate) fn increment(&mut self, fingerprint: u32) {
+    /// Counts one occurrence of `fingerprint`, and returns its estimate after it (what
+    /// [`Self::frequency`] would return now).
+    #[inline(always)]
+    pub(crate) fn increment(&mut self, fingerprint: u32) -> u8 {
         let (start, bits) = self.locate(fingerprint);
         let block: &mut [u64; BLOCK_WORDS] = (&mut self.table[start..start + BLOCK_WORDS])
             .try_into()
             .expect("a block is BLOCK_WORDS long");
-        let mut words = [0usize; 4];
-        let mut shifts = [0u32; 4];
-        let mut counts = [0u64; 4];
-        for i in 0..4 {
-            let b = bits >> (i * 5);
-            words[i] = 2 * i + (b & 1) as usize;
-            shifts[i] = ((b >> 1) & 15) * 4;
-            counts[i] = (block[words[i]] >> shifts[i]) & MAX_COUNT;
-        }
+        let (words, shifts) = Self::counters(bits);
+        let count = |i: usize| (block[words[i]] >> shifts[i]) & MAX_COUNT;
+        let counts = [count(0), count(1), count(2), count(3)];
         let min = counts[0].min(counts[1]).min(counts[2].min(counts[3]));
         if min == MAX_COUNT {
-            return;
+            return MAX_COUNT as u8;
         }
-        for i in 0..4 {
-            if counts[i] == min {
-                block[words[i]] += 1 << shifts[i];
-            }
-        }
+        // Conservative: only the counters at the minimum grow (each in its own word).
+        block[words[0]] += u64::from(counts[0] == min) << shifts[0];
+        block[words[1]] += u64::from(counts[1] == min) << shifts[1];
+        block[words[2]] += u64::from(counts[2] == min) << shifts[2];
+        block[words[3]] += u64::from(counts[3] == min) << shifts[3];
         self.additions += 1;
         if self.additions >= self.sample_size {
             self.halve();
+            // Every counter halved, the least of the four too.
+            return ((min + 1) >> 1) as u8;
         }
+        (min + 1) as u8
     }
 
     /// Halves every counter: old popularity fades. Out of line, so that `increment` inlines.
@@ -153,6 +177,7 @@ impl FrequencySketch {
         }
         self.additions /= 2;
         self.halvings = self.halvings.wrapping_add(1);
+        self.saturated.fill(0);
     }
 
     /// How many times the counts were halved (wrapping): an estimate read after `h` halvings
@@ -161,6 +186,65 @@ impl FrequencySketch {
     #[inline]
     pub(crate) fn halvings(&self) -> u8 {
         self.halvings
+    }
+
+    /// Counts a hit on the key in `slot` (fingerprint `fingerprint`) as
+    /// [`Self::increment`] would, and returns the estimate after it; skips the table if the
+    /// key is known to be at the maximum (see `saturated`).
+    #[inline(always)]
+    pub(crate) fn increment_slot(&mut self, slot: u32, fingerprint: u32) -> u8 {
+        let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+        if let Some(w) = self.saturated.get(word)
+            && w & bit != 0
+        {
+            return MAX_COUNT as u8;
+        }
+        self.increment_unsaturated(word, bit, fingerprint)
+    }
+
+    /// [`Self::increment_slot`] when the bit is not set: out of line, so that the saturated
+    /// keys' hits (a popular key's usual case) stay a few instructions, without spilling.
+    #[inline(never)]
+    fn increment_unsaturated(&mut self, word: usize, bit: u64, fingerprint: u32) -> u8 {
+        let estimate = self.increment(fingerprint);
+        if estimate == MAX_COUNT as u8 {
+            self.set_saturated(word, bit);
+        }
+        estimate
+    }
+
+    #[cold]
+    fn set_saturated(&mut self, word: usize, bit: u64) {
+        if self.saturated.len() <= word {
+            self.saturated.resize(word + 1, 0);
+        }
+        self.saturated[word] |= bit;
+    }
+
+    /// `slot` holds another key now, or none.
+    #[inline]
+    pub(crate) fn forget_slot(&mut self, slot: u32) {
+        if let Some(w) = self.saturated.get_mut(slot as usize / 64) {
+            *w &= !(1u64 << (slot % 64));
+        }
+    }
+
+    /// The key in slot `from` moved to slot `to`.
+    pub(crate) fn relocate_slot(&mut self, from: u32, to: u32) {
+        let was = self
+            .saturated
+            .get(from as usize / 64)
+            .is_some_and(|w| w & 1u64 << (from % 64) != 0);
+        self.forget_slot(from);
+        self.forget_slot(to);
+        if was {
+            self.set_saturated(to as usize / 64, 1u64 << (to % 64));
+        }
+    }
+
+    /// Every slot is empty (the counts stay).
+    pub(crate) fn clear_slots(&mut self) {
+        self.saturated.clear();
     }
 
     /// The bytes the table takes.
@@ -178,7 +262,7 @@ mod tests {
     fn counts_up_to_fifteen() {
         let mut sketch = FrequencySketch::new(1024);
         for expected in 1..=20u8 {
-            sketch.increment(7);
+            assert_eq!(sketch.increment(7), expected.min(15));
             assert_eq!(sketch.frequency(7), expected.min(15));
         }
         assert_eq!(sketch.frequency(8), 0);
@@ -195,8 +279,70 @@ mod tests {
             sketch.increment(k);
         }
         assert!(sketch.frequency(1) >= 12, "{}", sketch.frequency(1));
-        sketch.increment(11_227); // the 10_240th: every count halves
+        let after = sketch.increment(11_227); // the 10_240th: every count halves
+        assert_eq!(
+            after,
+            sketch.frequency(11_227),
+            "the estimate after the halving"
+        );
         assert!(sketch.frequency(1) <= 8, "{}", sketch.frequency(1));
+    }
+
+    #[test]
+    fn an_increment_returns_the_estimate_after_it() {
+        // Few blocks for many keys: collisions, saturated counters and halvings all occur.
+        let mut sketch = FrequencySketch::new(8);
+        let mut x = 1u32;
+        for _ in 0..40_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let key = x % 3000;
+            let halvings = sketch.halvings();
+            let after = sketch.increment(key);
+            assert_eq!(after, sketch.frequency(key), "key {key}");
+            if sketch.halvings() == halvings && after < 15 {
+                assert!(after > 0);
+            }
+        }
+        assert!(sketch.halvings() >= 4, "{} halvings", sketch.halvings());
+    }
+
+    #[test]
+    fn a_saturated_slot_skips_the_sketch_until_a_halving() {
+        let mut sketch = FrequencySketch::new(1024);
+        for expected in 1..=15u8 {
+            assert_eq!(sketch.increment_slot(3, 7), expected);
+        }
+        let additions = sketch.additions;
+        assert_eq!(sketch.increment_slot(3, 7), 15);
+        assert_eq!(sketch.additions, additions, "nothing counted");
+        // Another key in the slot: it is counted again.
+        sketch.forget_slot(3);
+        assert_eq!(sketch.increment_slot(3, 8), 1);
+        sketch.forget_slot(3);
+        sketch.increment_slot(3, 7);
+        // A halving: key 7 is at 7, and its hits count again (a stale bit would say 15).
+        for k in 1000..20_000 {
+            if sketch.halvings() > 0 {
+                break;
+            }
+            sketch.increment(k);
+        }
+        assert_eq!(sketch.frequency(7), 7);
+        assert_eq!(sketch.increment_slot(3, 7), 8);
+        assert_eq!(sketch.frequency(7), 8);
+        // A key that moves keeps its bit; the slot it left has none.
+        for _ in 0..8 {
+            sketch.increment_slot(3, 7);
+        }
+        sketch.relocate_slot(3, 200);
+        let additions = sketch.additions;
+        assert_eq!(sketch.increment_slot(200, 7), 15);
+        assert_eq!(sketch.additions, additions, "nothing counted");
+        let additions = sketch.additions;
+        sketch.increment_slot(3, 9);
+        assert_eq!(sketch.additions, additions + 1, "counted");
     }
 
     #[test]
