@@ -1518,6 +1518,25 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// [`Flights::epoch`] as `since` before it ran the body, unless an invalidation came since.
     pub fn store_since<C: FunctionCache<K, V>>(&self, cache: &C, since: u64, key: K, value: V) {
         let hash = self.hasher.hash_one(&key);
+        // An in-memory cache's shard of the key: the epoch is checked under that shard's lock,
+        // with the insert. An invalidation bumps the epoch before it takes that lock to remove
+        // the key (`invalidate`, `clear`), so either this insert comes first and is removed, or
+        // it comes after and sees the new epoch.
+        if !C::REMOTE
+            && let Some(local) = cache.local(self.stamp)
+            && let Some((cache_shard, hasher, now)) = local.local_shard(hash)
+        {
+            let (stale, dropped) = cache_shard.with_pending(hasher, now, |_, locked| {
+                if self.epoch.load(Ordering::Acquire) != since {
+                    return Some((key, value));
+                }
+                locked.insert_if_absent(hash, key, value);
+                None
+            });
+            cache_shard.release(dropped);
+            drop(stale); // user code (Drop) without the lock
+            return;
+        }
         let shard = self.shard(hash);
         let mut table = shard.table.lock();
         if self.epoch.load(Ordering::Acquire) != since {
