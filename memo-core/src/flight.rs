@@ -21,7 +21,9 @@
 //!   so the wait never needs the caller's executor (a sync wait from a task of a current_thread
 //!   runtime does not deadlock). The wait is bounded ([`REMOTE_WRITE_WAIT`]); a write still under
 //!   way then is cancelled: not made, or removed again once made.
-//!   Without single-flight an epoch plays the same part ([`Flights::store_since`]).
+//!   Without single-flight an epoch plays the same part ([`Flights::store_since`]): an
+//!   invalidation bumps it before it removes the key, and a caller checks it under the lock it
+//!   inserts under (the in-memory cache shard's own, or else the table's).
 //! - **Failure never queues callers**: a leader whose function returned an error or `None` ends
 //!   its flight with [`Flights::fail`]. An error that is `Clone + Send + Sync + 'static` is handed
 //!   to every caller that joined ([`Joined::Failed`], as Go's singleflight and moka's
@@ -57,10 +59,10 @@
 //!   each one round trip on the lock the cache's insert takes anyway, and the second look
 //!   needs no read stripe. A lookup never sees these entries: a hit reads and writes nothing
 //!   new. Invalidations and `clear` mark them stale under the same lock (and the table's,
-//!   which other leaders, `try_lead`'s and callers without single-flight use). A failure
-//!   cached by `fail_into` is written into the negative cache under the main cache shard's
-//!   lock (that order only). An eviction listener runs after the lock is released, as for
-//!   any insert.
+//!   which other leaders, `try_lead`'s and callers without single-flight into any other cache
+//!   use). A failure cached by `fail_into` is written into the negative cache under the main
+//!   cache shard's lock (that order only). An eviction listener runs after the lock is
+//!   released, as for any insert.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
