@@ -1522,25 +1522,68 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// [`Flights::epoch`] as `since` before it ran the body, unless an invalidation came since.
     pub fn store_since<C: FunctionCache<K, V>>(&self, cache: &C, since: u64, key: K, value: V) {
         let hash = self.hasher.hash_one(&key);
-        // An in-memory cache's shard of the key: the epoch is checked under that shard's lock,
-        // with the insert. An invalidation bumps the epoch before it takes that lock to remove
-        // the key (`invalidate`, `clear`), so either this insert comes first and is removed, or
-        // it comes after and sees the new epoch.
         if !C::REMOTE
             && let Some(local) = cache.local(self.stamp)
-            && let Some((cache_shard, hasher, now)) = local.local_shard(hash)
+            && let Some(shard) = local.local_shard(hash)
         {
-            let (stale, dropped) = cache_shard.with_pending(hasher, now, |_, locked| {
-                if self.epoch.load(Ordering::Acquire) != since {
-                    return Some((key, value));
-                }
-                locked.insert_if_absent(hash, key, value);
-                None
-            });
-            cache_shard.release(dropped);
-            drop(stale); // user code (Drop) without the lock
-            return;
+            return self.store_local(shard, hash, since, key, value);
         }
+        self.store_in_table(cache, hash, since, key, value);
+    }
+
+    /// [`store_since`](Flights::store_since) into the in-memory `cache`, of a key whose hash by
+    /// the cache's hasher is `cache_hash` (found by its lookup: not hashed again when the cache
+    /// hashes as this table does).
+    #[inline]
+    pub(crate) fn store_since_hashed(
+        &self,
+        cache: &crate::Cache<K, V>,
+        cache_hash: u64,
+        since: u64,
+        key: K,
+        value: V,
+    ) {
+        if cache.hashes_like(self.stamp)
+            && let Some(shard) = cache.local_shard(cache_hash)
+        {
+            return self.store_local(shard, cache_hash, since, key, value);
+        }
+        self.store_since(cache, since, key, value);
+    }
+
+    /// Stores `key` (of hash `hash`) in its in-memory cache shard unless the epoch moved since
+    /// `since`: the epoch is checked under that shard's lock, with the insert. An invalidation
+    /// bumps the epoch before it takes that lock to remove the key (`invalidate`, `clear`), so
+    /// either this insert comes first and is removed, or it comes after and sees the new epoch.
+    #[inline]
+    fn store_local(
+        &self,
+        (cache_shard, hasher, now): (&CacheShard<K, V>, &DefaultHashBuilder, u64),
+        hash: u64,
+        since: u64,
+        key: K,
+        value: V,
+    ) {
+        let (stale, dropped) = cache_shard.with_pending(hasher, now, |_, locked| {
+            if self.epoch.load(Ordering::Acquire) != since {
+                return Some((key, value));
+            }
+            locked.insert_if_absent(hash, key, value);
+            None
+        });
+        cache_shard.release(dropped);
+        drop(stale); // user code (Drop) without the lock
+    }
+
+    /// [`store_since`](Flights::store_since) through this table's shard of `hash`.
+    fn store_in_table<C: FunctionCache<K, V>>(
+        &self,
+        cache: &C,
+        hash: u64,
+        since: u64,
+        key: K,
+        value: V,
+    ) {
         let shard = self.shard(hash);
         let mut table = shard.table.lock();
         if self.epoch.load(Ordering::Acquire) != since {
