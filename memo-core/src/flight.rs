@@ -21,7 +21,9 @@
 //!   so the wait never needs the caller's executor (a sync wait from a task of a current_thread
 //!   runtime does not deadlock). The wait is bounded ([`REMOTE_WRITE_WAIT`]); a write still under
 //!   way then is cancelled: not made, or removed again once made.
-//!   Without single-flight an epoch plays the same part ([`Flights::store_since`]).
+//!   Without single-flight an epoch plays the same part ([`Flights::store_since`]): an
+//!   invalidation bumps it before it removes the key, and a caller checks it under the lock it
+//!   inserts under (the in-memory cache shard's own, or else the table's).
 //! - **Failure never queues callers**: a leader whose function returned an error or `None` ends
 //!   its flight with [`Flights::fail`]. An error that is `Clone + Send + Sync + 'static` is handed
 //!   to every caller that joined ([`Joined::Failed`], as Go's singleflight and moka's
@@ -57,10 +59,10 @@
 //!   each one round trip on the lock the cache's insert takes anyway, and the second look
 //!   needs no read stripe. A lookup never sees these entries: a hit reads and writes nothing
 //!   new. Invalidations and `clear` mark them stale under the same lock (and the table's,
-//!   which other leaders, `try_lead`'s and callers without single-flight use). A failure
-//!   cached by `fail_into` is written into the negative cache under the main cache shard's
-//!   lock (that order only). An eviction listener runs after the lock is released, as for
-//!   any insert.
+//!   which other leaders, `try_lead`'s and callers without single-flight into any other cache
+//!   use). A failure cached by `fail_into` is written into the negative cache under the main
+//!   cache shard's lock (that order only). An eviction listener runs after the lock is
+//!   released, as for any insert.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -1332,9 +1334,11 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         };
         // The leader's `index` names the cache shard: the counters are those of the table's
         // shard of the key.
-        let counters = self.shard(ended.hash);
         let (taken, dropped) = shard.with_pending(hasher, now, |pending, locked| {
-            ended.account(counters, pending);
+            if ended.weight > 0 {
+                // Found only for a timed leader (one in 16 once the bodies are cheap).
+                ended.account(self.shard(ended.hash), pending);
+            }
             let entry = pending.take(ended.hash, ended.id)?;
             Some(then(entry, locked))
         });
@@ -1518,6 +1522,68 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// [`Flights::epoch`] as `since` before it ran the body, unless an invalidation came since.
     pub fn store_since<C: FunctionCache<K, V>>(&self, cache: &C, since: u64, key: K, value: V) {
         let hash = self.hasher.hash_one(&key);
+        if !C::REMOTE
+            && let Some(local) = cache.local(self.stamp)
+            && let Some(shard) = local.local_shard(hash)
+        {
+            return self.store_local(shard, hash, since, key, value);
+        }
+        self.store_in_table(cache, hash, since, key, value);
+    }
+
+    /// [`store_since`](Flights::store_since) into the in-memory `cache`, of a key whose hash by
+    /// the cache's hasher is `cache_hash` (found by its lookup: not hashed again when the cache
+    /// hashes as this table does).
+    #[inline]
+    pub(crate) fn store_since_hashed(
+        &self,
+        cache: &crate::Cache<K, V>,
+        cache_hash: u64,
+        since: u64,
+        key: K,
+        value: V,
+    ) {
+        if cache.hashes_like(self.stamp)
+            && let Some(shard) = cache.local_shard(cache_hash)
+        {
+            return self.store_local(shard, cache_hash, since, key, value);
+        }
+        self.store_since(cache, since, key, value);
+    }
+
+    /// Stores `key` (of hash `hash`) in its in-memory cache shard unless the epoch moved since
+    /// `since`: the epoch is checked under that shard's lock, with the insert. An invalidation
+    /// bumps the epoch before it takes that lock to remove the key (`invalidate`, `clear`), so
+    /// either this insert comes first and is removed, or it comes after and sees the new epoch.
+    #[inline]
+    fn store_local(
+        &self,
+        (cache_shard, hasher, now): (&CacheShard<K, V>, &DefaultHashBuilder, u64),
+        hash: u64,
+        since: u64,
+        key: K,
+        value: V,
+    ) {
+        let (stale, dropped) = cache_shard.with_pending(hasher, now, |_, locked| {
+            if self.epoch.load(Ordering::Acquire) != since {
+                return Some((key, value));
+            }
+            locked.insert_if_absent(hash, key, value);
+            None
+        });
+        cache_shard.release(dropped);
+        drop(stale); // user code (Drop) without the lock
+    }
+
+    /// [`store_since`](Flights::store_since) through this table's shard of `hash`.
+    fn store_in_table<C: FunctionCache<K, V>>(
+        &self,
+        cache: &C,
+        hash: u64,
+        since: u64,
+        key: K,
+        value: V,
+    ) {
         let shard = self.shard(hash);
         let mut table = shard.table.lock();
         if self.epoch.load(Ordering::Acquire) != since {

@@ -192,6 +192,28 @@ impl<K: Hash + Eq, V: Clone, C: FunctionCache<K, V>> Memo<K, V, C> {
 }
 
 impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+    /// `cache.get_by(probe, is_match)` and the probe's hash, for
+    /// [`store_since_hashed`](Memo::store_since_hashed) after a miss (what a `#[memoize]`
+    /// without single-flight or a store looks up with).
+    #[doc(hidden)]
+    #[inline]
+    pub fn get_by_hashing<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> (Option<V>, u64) {
+        self.cache.get_by_hashing(probe, is_match)
+    }
+
+    /// `flights.store_since(&cache, since, key, value)` of a key whose hash `hash` came from
+    /// [`get_by_hashing`](Memo::get_by_hashing): not hashed again.
+    #[doc(hidden)]
+    #[inline]
+    pub fn store_since_hashed(&self, hash: u64, since: u64, key: K, value: V) {
+        self.flights
+            .store_since_hashed(&self.cache, hash, since, key, value);
+    }
+
     /// The cache of the function called `name`, with the options the macro checked.
     pub fn new(name: impl Into<Box<str>>, params: Params) -> Self {
         // Infallible: a panic here would poison the function's static for good.
@@ -527,6 +549,31 @@ mod tests {
         policy: Policy::Fifo,
         negative_ttl: None,
     };
+
+    /// A miss's hash from `get_by_hashing` stores the value where a lookup finds it, whether
+    /// the memo's flights hash as its cache does (`Memo::new`: the hash is reused) or not
+    /// (`Memo::with_cache`: hashed again); an invalidation since the epoch stores nothing.
+    #[test]
+    fn a_miss_stores_with_its_lookups_hash_unless_invalidated() {
+        let shared = Memo::<u64, u64>::new("shared", PARAMS);
+        let apart = Memo::with_cache("apart", Cache::<u64, u64>::new(4));
+        for memo in [&shared, &apart] {
+            for key in 0..3u64 {
+                let (found, hash) = memo.get_by_hashing(&key, |k| *k == key);
+                assert_eq!(found, None);
+                let since = memo.flights.epoch();
+                memo.store_since_hashed(hash, since, key, key * 10);
+                assert_eq!(memo.cache.get(&key), Some(key * 10));
+                assert_eq!(memo.get_by_hashing(&key, |k| *k == key).0, Some(key * 10));
+            }
+            let (_, hash) = memo.get_by_hashing(&7, |k| *k == 7);
+            let since = memo.flights.epoch();
+            memo.invalidate(&7);
+            memo.store_since_hashed(hash, since, 7, 70);
+            assert_eq!(memo.cache.peek(&7), None, "stored after an invalidation");
+            memo.cache.validate();
+        }
+    }
 
     #[test]
     fn type_caches_keep_one_memo_per_type_and_sum_their_statistics() {

@@ -298,6 +298,29 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         V: Clone,
     {
         let hash = self.hasher.hash_one(probe);
+        self.get_by_hash(hash, is_match)
+    }
+
+    /// [`get_by`](Cache::get_by) of a probe whose hash by this cache's hasher is `hash`, and
+    /// that hash: what `#[memoize]` reuses on a miss for the insert.
+    #[inline]
+    pub(crate) fn get_by_hashing<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        is_match: impl FnMut(&K) -> bool,
+    ) -> (Option<V>, u64)
+    where
+        V: Clone,
+    {
+        let hash = self.hasher.hash_one(probe);
+        (self.get_by_hash(hash, is_match), hash)
+    }
+
+    #[inline]
+    fn get_by_hash(&self, hash: u64, is_match: impl FnMut(&K) -> bool) -> Option<V>
+    where
+        V: Clone,
+    {
         let now = self.now();
         self.shard(hash).get(&self.hasher, hash, is_match, now)
     }

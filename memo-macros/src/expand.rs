@@ -856,6 +856,22 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 #negative_by_key
             }
         }
+        None if plan.hashing() => {
+            // In memory: the lookup's hash is kept for the insert of a miss.
+            let get_memo = plan.memo_binding(memo, None);
+            let borrowed = plan.borrowed_keys();
+            let is_match = plan.is_match();
+            let looked = Ident::new("__memo_looked", Span::mixed_site());
+            let hash = Ident::new("__memo_hash", Span::mixed_site());
+            quote! {
+                #get_memo
+                let (#looked, #hash) = #memo.get_by_hashing(&(#(#borrowed,)*), #is_match);
+                if let ::core::option::Option::Some(#found) = #looked {
+                    return #hit;
+                }
+                #negative_by_probe
+            }
+        }
         None => {
             let get_memo = plan.memo_binding(memo, None);
             let borrowed = plan.borrowed_keys();
@@ -904,6 +920,9 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             #memo.flights.store_since(&__memo_write, #epoch, #key, #clone);
             __memo_write.flush().await;
         }
+    } else if plan.hashing() {
+        let hash = Ident::new("__memo_hash", Span::mixed_site());
+        quote!(#memo.store_since_hashed(#hash, #epoch, #key, #clone);)
     } else {
         quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);)
     };

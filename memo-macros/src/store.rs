@@ -242,6 +242,13 @@ impl Plan<'_> {
         self.options.store.is_some() && self.function.sig.asyncness.is_some()
     }
 
+    /// Whether a miss without single-flight reuses its lookup's hash for its insert
+    /// (`memo.get_by_hashing`, then `memo.store_since_hashed`): a function without a store
+    /// and without `key = ...`, whose memo's cache is the in-memory `Cache`.
+    pub(crate) fn hashing(&self) -> bool {
+        self.options.store.is_none() && self.key_expr.is_none() && !self.single_flight
+    }
+
     /// The lookup by a borrowed probe: `cache.get_by(probe, is_match)`, awaited through the
     /// store for an `async fn` with a store.
     pub(crate) fn lookup_by(

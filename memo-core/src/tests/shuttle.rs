@@ -561,6 +561,51 @@ mod flights {
         );
     }
 
+    /// A caller without single-flight that read the epoch and the data before an
+    /// invalidation (of the key, or a clear) never leaves its value cached once the
+    /// invalidation returns: `store_since` checks the epoch under the cache shard's lock it
+    /// inserts under, and the invalidation bumps the epoch before it takes that lock to
+    /// remove. Checked to fail (both) when `store_since` skips the epoch check, and (the
+    /// invalidation's) when `invalidate` bumps the epoch after its removal.
+    fn a_plain_caller_loses_to(invalidate: fn(&Memo<u32, u32>)) {
+        shuttle::check_random(
+            move || {
+                let memo = Arc::new(Memo::<u32, u32>::new("plain", PARAMS));
+                let version = Arc::new(AtomicU32::new(0));
+                let caller = {
+                    let (memo, version) = (Arc::clone(&memo), Arc::clone(&version));
+                    thread::spawn(move || {
+                        let since = memo.flights.epoch();
+                        let read = version.load(Ordering::SeqCst);
+                        memo.flights.store_since(&memo.cache, since, 1, read);
+                    })
+                };
+                version.store(1, Ordering::SeqCst);
+                invalidate(&memo);
+                caller.join().unwrap();
+                assert_ne!(
+                    memo.cache.peek(&1),
+                    Some(0),
+                    "a value read before the invalidation is cached after it"
+                );
+                memo.cache.validate();
+            },
+            3000,
+        );
+    }
+
+    #[test]
+    fn shuttle_an_invalidation_wins_over_a_plain_caller_that_read_before_it() {
+        a_plain_caller_loses_to(|memo| {
+            memo.invalidate(&1);
+        });
+    }
+
+    #[test]
+    fn shuttle_a_clear_wins_over_a_plain_caller_that_read_before_it() {
+        a_plain_caller_loses_to(Memo::clear);
+    }
+
     /// Two callers that both missed key 1: exactly one computes it. The second either joins
     /// the first's entry or, if the first already finished, finds its value when it looks at
     /// the cache again under the same lock the first removed its entry and stored under.
