@@ -856,29 +856,25 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
                 #negative_by_key
             }
         }
-        None if plan.hashing() => {
-            // In memory: the lookup's hash is kept for the insert of a miss.
-            let get_memo = plan.memo_binding(memo, None);
-            let borrowed = plan.borrowed_keys();
-            let is_match = plan.is_match();
-            let looked = Ident::new("__memo_looked", Span::mixed_site());
-            let hash = Ident::new("__memo_hash", Span::mixed_site());
-            quote! {
-                #get_memo
-                let (#looked, #hash) = #memo.get_by_hashing(&(#(#borrowed,)*), #is_match);
-                if let ::core::option::Option::Some(#found) = #looked {
-                    return #hit;
-                }
-                #negative_by_probe
-            }
-        }
         None => {
             let get_memo = plan.memo_binding(memo, None);
             let borrowed = plan.borrowed_keys();
             let is_match = plan.is_match();
-            let lookup = plan.lookup_by(memo, &quote!(&(#(#borrowed,)*)), &is_match);
+            let probe = quote!(&(#(#borrowed,)*));
+            // In memory without single-flight, the lookup's hash is kept for a miss's insert.
+            let (looked, lookup) = if plan.hashing() {
+                let looked = Ident::new("__memo_looked", Span::mixed_site());
+                let hash = miss_hash();
+                (
+                    quote!(let (#looked, #hash) = #memo.get_by_hashing(#probe, #is_match);),
+                    quote!(#looked),
+                )
+            } else {
+                (quote!(), plan.lookup_by(memo, &probe, &is_match))
+            };
             quote! {
                 #get_memo
+                #looked
                 if let ::core::option::Option::Some(#found) = #lookup {
                     return #hit;
                 }
@@ -886,6 +882,11 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             }
         }
     }
+}
+
+/// The hash a lookup keeps for the insert of a miss ([`Plan::hashing`]).
+fn miss_hash() -> Ident {
+    Ident::new("__memo_hash", Span::mixed_site())
 }
 
 /// Without single-flight: every caller that misses runs the body.
@@ -921,7 +922,7 @@ fn plain_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             __memo_write.flush().await;
         }
     } else if plan.hashing() {
-        let hash = Ident::new("__memo_hash", Span::mixed_site());
+        let hash = miss_hash();
         quote!(#memo.store_since_hashed(#hash, #epoch, #key, #clone);)
     } else {
         quote!(#memo.flights.store_since(&#memo.cache, #epoch, #key, #clone);)
