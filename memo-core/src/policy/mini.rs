@@ -16,14 +16,8 @@
 //! (which counts every request, so the sampled keys' counts are what each miniature would have
 //! counted); each keeps its own queues, and a node is freed when no miniature holds it.
 
-use std::hash::{BuildHasherDefault, Hasher};
-
-use hashbrown::hash_map::Entry;
-use hashbrown::HashMap;
-
 use super::adaptive::{JITTER_FREQUENCY, PROTECTED_SHARE};
 use super::sketch::FrequencySketch;
-use crate::links::{Links, Queue};
 
 /// The window's share of each miniature's capacity: pure frequency (a one-entry window) to pure
 /// LRU (the whole cache is the window).
@@ -77,56 +71,141 @@ const CALM: usize = 64;
 /// The threshold grows to at most `2^MAX_BACKOFF` times its base.
 const MAX_BACKOFF: u32 = 6;
 
-/// A node's region in a lane it is not in.
-const ABSENT: u8 = 0;
-const WINDOW: u8 = 1;
-const PROBATION: u8 = 2;
-const PROTECTED: u8 = 3;
+/// A node's region in a lane: two bits per lane in [`Node::regions`], `ABSENT` in a lane that
+/// does not hold it. A region is also the id of its queue's sentinel node.
+const ABSENT: u16 = 0;
+const WINDOW: u16 = 1;
+const PROBATION: u16 = 2;
+const PROTECTED: u16 = 3;
 
-/// Hashes a fingerprint, which is already well mixed, by one multiplication.
+/// The bits of a lane's region in [`Node::regions`].
+const REGION_BITS: u16 = 0b11;
+
+/// A node's number. 0 is no node (an empty bucket of the index, the end of the free list), 1 to
+/// 3 are the sentinels of the window, probation and protected queues (one per region: a node
+/// has links in every lane, so each sentinel heads its queue in every lane). A node is in at
+/// least one lane, and a lane holds at most a miniature's capacity (at most [`MAX_MINI`]) plus
+/// the request being replayed, so the ids fit: at most `LANES * (MAX_MINI + 1)` nodes live.
+type Id = u16;
+
+/// The first id of a real node.
+const FIRST_NODE: usize = 4;
+
+/// One sampled key: its links in each lane's queues (circular, through the sentinels: no
+/// branch for an end), its region in each lane, and its estimate. Freed (in no lane), its
+/// `next[0]` links the free list. 32 bytes: two nodes per cache line, none straddling two.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Node {
+    prev: [Id; LANES],
+    next: [Id; LANES],
+    /// The node's region in lane `i` at bits `2i..2i + 2`: 0 when no lane holds it.
+    regions: u16,
+    /// The sketch's estimate at the node's last request, and the sketch's halvings then: the
+    /// lanes compare these rather than read the sketch twice per lane (a sampled key's
+    /// estimate moves between its requests only by halvings and by collisions with other keys).
+    count: u8,
+    then: u8,
+    fingerprint: u32,
+}
+
+/// The sentinels, each its queue's only element in every lane (and node 0, unused).
+fn sentinels() -> Vec<Node> {
+    (0..FIRST_NODE as Id)
+        .map(|id| Node {
+            prev: [id; LANES],
+            next: [id; LANES],
+            ..Node::default()
+        })
+        .collect()
+}
+
+/// One miniature's sizes (its queues are threaded through the nodes).
+#[derive(Clone, Copy, Default)]
+struct Lane {
+    /// How many nodes each region holds, indexed by region; at `ABSENT`, the lane's total.
+    len: [u32; 4],
+    window_max: u32,
+    protected_max: u32,
+}
+
+/// From fingerprint to node: linear probing over buckets of `fingerprint << 32 | id` (0 is an
+/// empty bucket: no node has id 0), at most half full, with backward-shift deletion (no
+/// tombstones to build up as the sampled keys come and go).
 #[derive(Default)]
-pub(crate) struct FingerprintHasher(u64);
+struct Index {
+    buckets: Vec<u64>,
+    /// 32 minus log2 of the buckets: a fingerprint's home bucket is the high bits of its
+    /// product with an odd constant (the high bits depend on all of the fingerprint's).
+    shift: u32,
+    len: usize,
+}
 
-impl Hasher for FingerprintHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+impl Index {
+    /// An empty index of `buckets` buckets (a power of two, at least 2).
+    fn with_buckets(buckets: usize) -> Index {
+        Index {
+            buckets: vec![0; buckets],
+            shift: 32 - buckets.trailing_zeros(),
+            len: 0,
         }
     }
 
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    #[inline(always)]
+    fn home(&self, fingerprint: u32) -> usize {
+        (fingerprint.wrapping_mul(0x9e37_79b9) >> self.shift) as usize
     }
 
-    fn finish(&self) -> u64 {
-        // The product's low bits depend on the fingerprint's low bits only (two of which are
-        // always zero): fold the high half in, which hashbrown takes its bucket from.
-        self.0 ^ self.0 >> 32
+    /// The bucket holding `fingerprint`, or the empty one where it would go.
+    #[inline(always)]
+    fn find(&self, fingerprint: u32) -> Result<usize, usize> {
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(fingerprint);
+        loop {
+            let bucket = self.buckets[i];
+            if bucket as Id == 0 {
+                return Err(i);
+            }
+            if (bucket >> 32) as u32 == fingerprint {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
     }
-}
 
-/// One miniature: W-TinyLFU with a fixed window.
-#[derive(Default)]
-struct Lane {
-    links: Links,
-    /// The window, probation and protected queues, indexed by region (`ABSENT`'s unused):
-    /// a node's region picks its queue without a branch.
-    queues: [Queue; 4],
-    window_max: usize,
-    protected_max: usize,
-    /// Sampled hits this lane would have had more than the chosen one, since it was last behind.
-    lead: f64,
-    /// Hits, decaying over [`SCORE_HORIZON`] capacities of sampled requests.
-    score: f64,
-    /// Whether the last request hit.
-    hit: bool,
-}
+    /// Stores `id` for `fingerprint` in the empty bucket `at` that [`Self::find`] returned.
+    #[inline(always)]
+    fn insert_at(&mut self, at: usize, fingerprint: u32, id: Id) {
+        self.buckets[at] = u64::from(fingerprint) << 32 | u64::from(id);
+        self.len += 1;
+    }
 
-impl Lane {
-    fn len(&self) -> usize {
-        self.queues[WINDOW as usize].len()
-            + self.queues[PROBATION as usize].len()
-            + self.queues[PROTECTED as usize].len()
+    /// Empties bucket `hole`, moving back the entries after it that their probe would no longer
+    /// reach.
+    #[inline]
+    fn remove_at(&mut self, mut hole: usize) {
+        let mask = self.buckets.len() - 1;
+        let mut i = hole;
+        loop {
+            i = (i + 1) & mask;
+            let bucket = self.buckets[i];
+            if bucket as Id == 0 {
+                break;
+            }
+            // It stays unless the hole is on its way from its home (at or after its home).
+            let home = self.home((bucket >> 32) as u32);
+            if i.wrapping_sub(home) & mask >= i.wrapping_sub(hole) & mask {
+                self.buckets[hole] = bucket;
+                hole = i;
+            }
+        }
+        self.buckets[hole] = 0;
+        self.len -= 1;
+    }
+
+    /// The buckets for `nodes` nodes: at most half full.
+    fn buckets_for(nodes: usize) -> usize {
+        (nodes * 2).next_power_of_two().max(2)
     }
 }
 
@@ -136,18 +215,19 @@ pub(crate) struct Minis {
     sample_bits: u32,
     /// Each miniature's capacity (0 until the real cache's is known).
     capacity: usize,
-    index: HashMap<u32, u32, BuildHasherDefault<FingerprintHasher>>,
-    /// The fingerprint in each node.
-    fingerprints: Vec<u32>,
-    /// Each node's region in each lane.
-    regions: Vec<[u8; LANES]>,
-    /// Each node's frequency estimate at its last request, and the sketch's halvings then: the
-    /// lanes compare these rather than read the sketch twice per lane (a sampled key's estimate
-    /// moves between its requests only by halvings and by collisions with other keys).
-    counts: Vec<(u8, u8)>,
-    /// Nodes no lane holds, for reuse.
-    free: Vec<u32>,
+    index: Index,
+    /// The sentinels, then the nodes.
+    nodes: Vec<Node>,
+    /// The first free node (0 if none), linked through `next[0]`.
+    free: Id,
     lanes: [Lane; LANES],
+    /// Sampled hits each lane would have had more than the chosen one, since it was last
+    /// behind: whole numbers (what the `f64` sums of ones they were always held).
+    leads: [u32; LANES],
+    /// Each lane's hits, decaying over [`SCORE_HORIZON`] capacities of sampled requests.
+    scores: [f64; LANES],
+    /// Whether each lane's last request hit.
+    hits: [bool; LANES],
     /// Sampled requests since the last switch or calming.
     requests: usize,
     /// The threshold is `THRESHOLD * capacity * 2^backoff`.
@@ -155,6 +235,14 @@ pub(crate) struct Minis {
     /// The lane whose share the real cache's window follows (LRU until another one leads).
     chosen: usize,
     rng: u64,
+    /// The least whole lead at or over the threshold (which follows the capacity and the
+    /// backoff).
+    threshold: u32,
+    /// `SCORE_HORIZON * capacity`, [`SCORE_MARGIN`]'s lead and `CALM * capacity`, as of the
+    /// last change of capacity.
+    horizon: f64,
+    margin: f64,
+    calm: usize,
 }
 
 impl Minis {
@@ -162,16 +250,21 @@ impl Minis {
         Minis {
             sample_bits: 0,
             capacity: 0,
-            index: HashMap::default(),
-            fingerprints: Vec::new(),
-            regions: Vec::new(),
-            counts: Vec::new(),
-            free: Vec::new(),
+            index: Index::default(),
+            nodes: sentinels(),
+            free: 0,
             lanes: Default::default(),
+            leads: [0; LANES],
+            scores: [0.0; LANES],
+            hits: [false; LANES],
             requests: 0,
             backoff: 0,
             chosen: LRU_LANE,
             rng: 0x9e37_79b9_7f4a_7c15,
+            threshold: 0,
+            horizon: 0.0,
+            margin: 0.0,
+            calm: 0,
         }
     }
 
@@ -185,24 +278,61 @@ impl Minis {
             self.sample_bits += 1;
         }
         self.capacity = (capacity >> self.sample_bits).max(1);
-        let dropped: Vec<u32> = self
-            .index
-            .iter()
-            .filter(|&(&fp, _)| !self.samples(fp))
-            .map(|(_, &node)| node)
+        let dropped: Vec<Id> = (FIRST_NODE..self.nodes.len())
+            .filter(|&id| {
+                let node = &self.nodes[id];
+                node.regions != 0 && !self.samples(node.fingerprint)
+            })
+            .map(|id| id as Id)
             .collect();
-        for node in dropped {
+        for id in dropped {
             for lane in 0..LANES {
-                self.remove(lane, node);
+                let region = self.region(lane, id);
+                if region != ABSENT {
+                    self.remove(lane, id, region);
+                }
             }
+        }
+        // Room for full lanes, and for what the lanes hold if the capacity shrank.
+        let nodes = (LANES * (self.capacity + 1)).max(self.index.len);
+        if Index::buckets_for(nodes) > self.index.buckets.len() {
+            self.rebuild_index(Index::buckets_for(nodes));
         }
         for (lane, share) in SHARES.iter().enumerate() {
             let capacity = self.capacity;
             let window_max = ((share * capacity as f64).round() as usize).clamp(1, capacity);
             let l = &mut self.lanes[lane];
-            l.window_max = window_max;
-            l.protected_max = ((capacity - window_max) as f64 * PROTECTED_SHARE) as usize;
+            l.window_max = window_max as u32;
+            l.protected_max = ((capacity - window_max) as f64 * PROTECTED_SHARE) as u32;
         }
+        self.horizon = SCORE_HORIZON * self.capacity as f64;
+        self.margin = (SCORE_MARGIN * self.capacity as f64).max(MIN_THRESHOLD);
+        self.calm = CALM * self.capacity;
+        self.set_threshold();
+    }
+
+    /// Indexes every node that a lane holds in an index of `buckets` buckets.
+    #[cold]
+    fn rebuild_index(&mut self, buckets: usize) {
+        let mut index = Index::with_buckets(buckets);
+        for (id, node) in self.nodes.iter().enumerate().skip(FIRST_NODE) {
+            if node.regions != 0 {
+                let Err(at) = index.find(node.fingerprint) else {
+                    unreachable!("a fingerprint has one node");
+                };
+                index.insert_at(at, node.fingerprint, id as Id);
+            }
+        }
+        self.index = index;
+    }
+
+    /// The least whole lead that is at least `THRESHOLD * capacity * 2^backoff` (at least
+    /// [`MIN_THRESHOLD`] before the backoff): leads are whole, so comparing them with it is
+    /// comparing them with the threshold.
+    fn set_threshold(&mut self) {
+        let threshold =
+            (THRESHOLD * self.capacity as f64).max(MIN_THRESHOLD) * f64::from(1u32 << self.backoff);
+        self.threshold = threshold.ceil() as u32;
     }
 
     /// Whether requests for `fingerprint` are replayed.
@@ -224,7 +354,7 @@ impl Minis {
 
     /// Whether LRU hit the last request replayed.
     pub(crate) fn lru_hit(&self) -> bool {
-        self.lanes[LRU_LANE].hit
+        self.hits[LRU_LANE]
     }
 
     /// Each miniature's capacity.
@@ -235,14 +365,12 @@ impl Minis {
 
     /// Forgets every entry (the cache was cleared), keeping the hit counts and the choice.
     pub(crate) fn clear(&mut self) {
-        self.index.clear();
-        self.fingerprints.clear();
-        self.regions.clear();
-        self.counts.clear();
-        self.free.clear();
+        self.index.buckets.fill(0);
+        self.index.len = 0;
+        self.nodes = sentinels();
+        self.free = 0;
         for lane in &mut self.lanes {
-            lane.links.clear();
-            lane.queues = Default::default();
+            lane.len = [0; 4];
         }
     }
 
@@ -255,36 +383,110 @@ impl Minis {
         x
     }
 
-    /// Takes `node` out of `lane`, freeing it if no lane holds it any more.
-    #[inline]
-    fn remove(&mut self, lane: usize, node: u32) {
-        let region = self.regions[node as usize][lane];
-        if region == ABSENT {
-            return;
-        }
-        let l = &mut self.lanes[lane];
-        l.queues[region as usize & 3].unlink(&mut l.links, node);
-        let regions = &mut self.regions[node as usize];
-        regions[lane] = ABSENT;
-        if *regions == [ABSENT; LANES] {
-            self.index.remove(&self.fingerprints[node as usize]);
-            self.free.push(node);
+    /// `id`'s region in `lane`.
+    #[inline(always)]
+    fn region(&self, lane: usize, id: Id) -> u16 {
+        self.nodes[id as usize].regions >> (2 * lane) & REGION_BITS
+    }
+
+    /// The oldest node of `region`'s queue in `lane` (the sentinel if it is empty).
+    #[inline(always)]
+    fn back(&self, lane: usize, region: u16) -> Id {
+        self.nodes[region as usize].prev[lane]
+    }
+
+    /// Takes `id` out of its queue in `lane` (its region and the lengths unchanged).
+    #[inline(always)]
+    fn unlink(&mut self, lane: usize, id: Id) {
+        let node = &self.nodes[id as usize];
+        let (prev, next) = (node.prev[lane], node.next[lane]);
+        self.nodes[prev as usize].next[lane] = next;
+        self.nodes[next as usize].prev[lane] = prev;
+    }
+
+    /// Links `id`, in no queue of `lane`, at the front of `region`'s (its region and the
+    /// lengths unchanged).
+    #[inline(always)]
+    fn link_front(&mut self, lane: usize, id: Id, region: u16) {
+        let next = self.nodes[region as usize].next[lane];
+        let node = &mut self.nodes[id as usize];
+        node.prev[lane] = region;
+        node.next[lane] = next;
+        self.nodes[next as usize].prev[lane] = id;
+        self.nodes[region as usize].next[lane] = id;
+    }
+
+    /// Sets `id`'s region in `lane`.
+    #[inline(always)]
+    fn set_region(&mut self, lane: usize, id: Id, region: u16) {
+        let regions = &mut self.nodes[id as usize].regions;
+        *regions = *regions & !(REGION_BITS << (2 * lane)) | region << (2 * lane);
+    }
+
+    /// Moves `id`, in `region`, to the front of its queue in `lane`.
+    #[inline(always)]
+    fn to_front(&mut self, lane: usize, id: Id, region: u16) {
+        self.unlink(lane, id);
+        self.link_front(lane, id, region);
+    }
+
+    /// Moves `id` from `from` to the front of `to` in `lane`.
+    #[inline(always)]
+    fn move_to(&mut self, lane: usize, id: Id, from: u16, to: u16) {
+        self.unlink(lane, id);
+        self.link_front(lane, id, to);
+        self.set_region(lane, id, to);
+        let len = &mut self.lanes[lane].len;
+        len[from as usize] -= 1;
+        len[to as usize] += 1;
+    }
+
+    /// Takes `id`, in `region`, out of `lane`, freeing it if no lane holds it any more.
+    #[inline(always)]
+    fn remove(&mut self, lane: usize, id: Id, region: u16) {
+        self.unlink(lane, id);
+        let len = &mut self.lanes[lane].len;
+        len[region as usize] -= 1;
+        len[ABSENT as usize] -= 1;
+        let node = &mut self.nodes[id as usize];
+        node.regions &= !(REGION_BITS << (2 * lane));
+        if node.regions == 0 {
+            self.free_node(id);
         }
     }
 
+    /// `id` is in no lane: out of the index, onto the free list.
     #[inline]
-    fn push_front(&mut self, lane: usize, node: u32, region: u8) {
-        self.regions[node as usize][lane] = region;
-        let l = &mut self.lanes[lane];
-        l.queues[region as usize & 3].push_front(&mut l.links, node);
+    fn free_node(&mut self, id: Id) {
+        let node = &mut self.nodes[id as usize];
+        let fingerprint = node.fingerprint;
+        node.next[0] = self.free;
+        self.free = id;
+        let Ok(at) = self.index.find(fingerprint) else {
+            unreachable!("a node in a lane is indexed");
+        };
+        self.index.remove_at(at);
     }
 
+    /// A node for `fingerprint`, which has none, indexed at bucket `at`.
     #[inline]
-    fn move_to(&mut self, lane: usize, node: u32, region: u8) {
-        let from = self.regions[node as usize][lane];
-        let l = &mut self.lanes[lane];
-        l.queues[from as usize & 3].unlink(&mut l.links, node);
-        self.push_front(lane, node, region);
+    fn add(&mut self, at: usize, fingerprint: u32) -> Id {
+        let id = if self.free != 0 {
+            let id = self.free;
+            self.free = self.nodes[id as usize].next[0];
+            id
+        } else {
+            let id = Id::try_from(self.nodes.len()).expect("at most LANES * (MAX_MINI + 1) nodes");
+            self.nodes.push(Node::default());
+            id
+        };
+        self.nodes[id as usize].fingerprint = fingerprint;
+        self.index.insert_at(at, fingerprint, id);
+        if self.index.len * 2 > self.index.buckets.len() {
+            // Not while the capacity stays (see `set_capacity`): a safety net.
+            self.rebuild_index(self.index.buckets.len() * 2);
+        }
+        id
     }
 
     /// Replays a request for a sampled `fingerprint` in every miniature, and updates the
@@ -295,30 +497,21 @@ impl Minis {
             return;
         }
         // One probe of the index, whether the node is new or not.
-        let node = match self.index.entry(fingerprint) {
-            Entry::Occupied(entry) => *entry.get(),
-            Entry::Vacant(entry) => {
-                let node = match self.free.pop() {
-                    Some(node) => {
-                        self.fingerprints[node as usize] = fingerprint;
-                        self.regions[node as usize] = [ABSENT; LANES];
-                        node
-                    }
-                    None => {
-                        self.fingerprints.push(fingerprint);
-                        self.regions.push([ABSENT; LANES]);
-                        self.counts.push((0, 0));
-                        (self.fingerprints.len() - 1) as u32
-                    }
-                };
-                entry.insert(node);
-                node
-            }
+        let id = match self.index.find(fingerprint) {
+            Ok(at) => self.index.buckets[at] as Id,
+            Err(at) => self.add(at, fingerprint),
         };
-        self.counts[node as usize] = (frequency, halvings);
-        for lane in 0..LANES {
-            self.access_lane(lane, node, halvings);
-        }
+        let node = &mut self.nodes[id as usize];
+        node.count = frequency;
+        node.then = halvings;
+        // Each lane changes only its own region of the node.
+        let regions = node.regions;
+        const _: () = assert!(LANES == 5, "one call per lane");
+        self.access_lane(0, id, regions & REGION_BITS, halvings);
+        self.access_lane(1, id, regions >> 2 & REGION_BITS, halvings);
+        self.access_lane(2, id, regions >> 4 & REGION_BITS, halvings);
+        self.access_lane(3, id, regions >> 6 & REGION_BITS, halvings);
+        self.access_lane(4, id, regions >> 8 & REGION_BITS, halvings);
         self.choose();
     }
 
@@ -335,83 +528,91 @@ impl Minis {
             }
         }
         self.requests = 0;
-        for lane in &mut self.lanes {
-            lane.lead = 0.0;
-        }
+        self.leads = [0; LANES];
     }
 
-    /// `node`'s frequency estimate now (`halvings` by the sketch).
-    #[inline]
-    fn frequency(&self, node: u32, halvings: u8) -> u8 {
-        let (count, then) = self.counts[node as usize];
-        count
-            .checked_shr(u32::from(halvings.wrapping_sub(then)))
+    /// `id`'s frequency estimate now (`halvings` by the sketch).
+    #[inline(always)]
+    fn frequency(&self, id: Id, halvings: u8) -> u8 {
+        let node = &self.nodes[id as usize];
+        node.count
+            .checked_shr(u32::from(halvings.wrapping_sub(node.then)))
             .unwrap_or(0)
     }
 
-    fn access_lane(&mut self, lane: usize, node: u32, halvings: u8) {
-        match self.regions[node as usize][lane] {
-            ABSENT => {
-                self.lanes[lane].hit = false;
-                self.insert(lane, node, halvings);
-            }
-            WINDOW => {
-                self.lanes[lane].hit = true;
-                self.move_to(lane, node, WINDOW);
-            }
+    /// Replays the request for `id`, in `region` of `lane`, in that lane.
+    #[inline(always)]
+    fn access_lane(&mut self, lane: usize, id: Id, region: u16, halvings: u8) {
+        self.hits[lane] = region != ABSENT;
+        match region {
+            ABSENT => self.insert(lane, id, halvings),
+            WINDOW => self.to_front(lane, id, WINDOW),
             PROBATION => {
-                self.lanes[lane].hit = true;
-                self.move_to(lane, node, PROTECTED);
+                self.move_to(lane, id, PROBATION, PROTECTED);
                 let l = &self.lanes[lane];
-                if l.queues[PROTECTED as usize].len() > l.protected_max {
-                    let demoted = l.queues[PROTECTED as usize]
-                        .back()
-                        .expect("protected is not empty");
-                    self.move_to(lane, demoted, PROBATION);
+                if l.len[PROTECTED as usize] > l.protected_max {
+                    let demoted = self.back(lane, PROTECTED);
+                    self.move_to(lane, demoted, PROTECTED, PROBATION);
                 }
             }
-            _ => {
-                self.lanes[lane].hit = true;
-                self.move_to(lane, node, PROTECTED);
-            }
+            _ => self.to_front(lane, id, PROTECTED),
         }
     }
 
-    /// A miss in `lane`: `node` enters its window; the window's oldest, pushed out, competes
+    /// A miss in `lane`: `id` enters its window; the window's oldest, pushed out, competes
     /// with main's victim when the miniature is full.
-    fn insert(&mut self, lane: usize, node: u32, halvings: u8) {
-        self.push_front(lane, node, WINDOW);
-        let l = &self.lanes[lane];
-        if l.queues[WINDOW as usize].len() > l.window_max {
-            let candidate = l.queues[WINDOW as usize]
-                .back()
-                .expect("the window overflows");
-            match l.queues[PROBATION as usize]
-                .back()
-                .or(l.queues[PROTECTED as usize].back())
-            {
-                _ if l.len() <= self.capacity => self.move_to(lane, candidate, PROBATION),
-                None => self.remove(lane, candidate),
-                Some(victim) => {
-                    let fc = self.frequency(candidate, halvings);
-                    let fv = self.frequency(victim, halvings);
-                    if fc > fv || (fc >= JITTER_FREQUENCY && self.jitter()) {
-                        self.remove(lane, victim);
-                        self.move_to(lane, candidate, PROBATION);
-                    } else {
-                        self.remove(lane, candidate);
+    #[inline(always)]
+    fn insert(&mut self, lane: usize, id: Id, halvings: u8) {
+        self.link_front(lane, id, WINDOW);
+        self.set_region(lane, id, WINDOW);
+        let len = &mut self.lanes[lane].len;
+        len[WINDOW as usize] += 1;
+        len[ABSENT as usize] += 1;
+        let l = self.lanes[lane];
+        if l.len[WINDOW as usize] > l.window_max {
+            let candidate = self.back(lane, WINDOW);
+            if l.len[ABSENT as usize] as usize <= self.capacity {
+                self.move_to(lane, candidate, WINDOW, PROBATION);
+            } else {
+                // Main's victim: probation's oldest, else protected's.
+                let victim = if l.len[PROBATION as usize] != 0 {
+                    Some((self.back(lane, PROBATION), PROBATION))
+                } else if l.len[PROTECTED as usize] != 0 {
+                    Some((self.back(lane, PROTECTED), PROTECTED))
+                } else {
+                    None
+                };
+                match victim {
+                    None => self.remove(lane, candidate, WINDOW),
+                    Some((victim, region)) => {
+                        let fc = self.frequency(candidate, halvings);
+                        let fv = self.frequency(victim, halvings);
+                        if fc > fv || (fc >= JITTER_FREQUENCY && self.jitter()) {
+                            self.remove(lane, victim, region);
+                            self.move_to(lane, candidate, WINDOW, PROBATION);
+                        } else {
+                            self.remove(lane, candidate, WINDOW);
+                        }
                     }
                 }
             }
         }
-        // Only after the capacity changed: main gives up its victims.
-        while self.lanes[lane].len() > self.capacity {
-            let l = &self.lanes[lane];
-            let victim = l.queues[PROBATION as usize]
-                .back()
-                .or(l.queues[PROTECTED as usize].back())
-                .or(l.queues[WINDOW as usize].back());
-            self.remove(lane, victim.expect("not empty"));
+        if self.lanes[lane].len[ABSENT as usize] as usize > self.capacity {
+            self.shrink(lane);
+        }
+    }
+
+    /// Only after the capacity changed: main gives up its victims until `lane` fits.
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self, lane: usize) {
+        while self.lanes[lane].len[ABSENT as usize] as usize > self.capacity {
+            let len = self.lanes[lane].len;
+            let region = [PROBATION, PROTECTED, WINDOW]
+                .into_iter()
+                .find(|&r| len[r as usize] != 0)
+                .expect("not empty");
+            self.remove(lane, self.back(lane, region), region);
         }
     }
 
@@ -422,60 +623,115 @@ impl Minis {
     /// Updates each lane's lead over the chosen one and its decayed hits, and switches to a
     /// lane whose lead passed the threshold or whose decayed hits passed the chosen one's by
     /// [`SCORE_MARGIN`].
+    #[inline(always)]
     fn choose(&mut self) {
-        let chosen = f64::from(u8::from(self.lanes[self.chosen].hit));
-        let threshold =
-            (THRESHOLD * self.capacity as f64).max(MIN_THRESHOLD) * f64::from(1u32 << self.backoff);
-        let horizon = SCORE_HORIZON * self.capacity as f64;
-        let mut best = None;
-        for (i, lane) in self.lanes.iter_mut().enumerate() {
-            let hit = f64::from(u8::from(lane.hit));
-            lane.lead = (lane.lead + hit - chosen).max(0.0);
-            lane.score += hit - lane.score / horizon;
-            if lane.lead >= threshold && best.is_none_or(|(_, lead)| lane.lead > lead) {
-                best = Some((i, lane.lead));
+        let chosen = u32::from(self.hits[self.chosen]);
+        let mut best: Option<(usize, u32)> = None;
+        for i in 0..LANES {
+            let hit = self.hits[i];
+            // `(lead + hit - chosen).max(0.0)` of the `f64` leads, in whole numbers.
+            let lead = (self.leads[i] + u32::from(hit)).saturating_sub(chosen);
+            self.leads[i] = lead;
+            self.scores[i] += f64::from(u8::from(hit)) - self.scores[i] / self.horizon;
+            if lead >= self.threshold && best.is_none_or(|(_, best)| lead > best) {
+                best = Some((i, lead));
             }
         }
-        if best.is_none() {
-            let margin = (SCORE_MARGIN * self.capacity as f64).max(MIN_THRESHOLD);
-            let current = self.lanes[self.chosen].score;
-            for (i, lane) in self.lanes.iter().enumerate() {
-                let lead = lane.score - current;
-                if lead >= margin && best.is_none_or(|(_, best)| lead > best) {
+        let mut switch = best.map(|(i, _)| i);
+        if switch.is_none() {
+            let current = self.scores[self.chosen];
+            let mut best: Option<(usize, f64)> = None;
+            for i in 0..LANES {
+                let lead = self.scores[i] - current;
+                if lead >= self.margin && best.is_none_or(|(_, best)| lead > best) {
                     best = Some((i, lead));
                 }
             }
+            switch = best.map(|(i, _)| i);
         }
         self.requests += 1;
-        if let Some((i, _)) = best {
+        if let Some(i) = switch {
             self.chosen = i;
-            for lane in &mut self.lanes {
-                lane.lead = 0.0;
-            }
+            self.leads = [0; LANES];
             self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
             self.requests = 0;
-        } else if self.requests >= CALM * self.capacity {
+            self.set_threshold();
+        } else if self.requests >= self.calm {
             self.backoff = self.backoff.saturating_sub(1);
             self.requests = 0;
+            self.set_threshold();
         }
+    }
+
+    /// The fingerprints indexed (tests only).
+    #[cfg(test)]
+    fn indexed(&self) -> impl Iterator<Item = u32> + '_ {
+        self.index
+            .buckets
+            .iter()
+            .filter(|&&b| b as Id != 0)
+            .map(|&b| (b >> 32) as u32)
     }
 
     /// Checks the lanes' invariants (tests only).
     #[cfg(test)]
     pub(crate) fn validate(&self) {
+        let mut held = vec![0u16; self.nodes.len()];
         for (i, lane) in self.lanes.iter().enumerate() {
-            assert!(lane.len() <= self.capacity, "lane {i} over capacity");
-            for (region, queue) in [
-                (WINDOW, &lane.queues[WINDOW as usize]),
-                (PROBATION, &lane.queues[PROBATION as usize]),
-                (PROTECTED, &lane.queues[PROTECTED as usize]),
-            ] {
-                for node in queue.validate(&lane.links) {
-                    assert_eq!(self.regions[node as usize][i], region);
+            assert!(
+                lane.len[ABSENT as usize] as usize <= self.capacity,
+                "lane {i} over capacity"
+            );
+            let mut total = 0;
+            for region in [WINDOW, PROBATION, PROTECTED] {
+                // Forward, then backward: the same nodes.
+                let mut forward = Vec::new();
+                let mut at = self.nodes[region as usize].next[i];
+                while at != region {
+                    assert!(at as usize >= FIRST_NODE, "lane {i}: a sentinel in a queue");
+                    forward.push(at);
+                    at = self.nodes[at as usize].next[i];
+                }
+                let mut backward = Vec::new();
+                let mut at = self.back(i, region);
+                while at != region {
+                    backward.push(at);
+                    at = self.nodes[at as usize].prev[i];
+                }
+                backward.reverse();
+                assert_eq!(forward, backward, "lane {i}, region {region}");
+                assert_eq!(forward.len(), lane.len[region as usize] as usize, "length");
+                total += forward.len();
+                for id in forward {
+                    assert_eq!(self.region(i, id), region);
+                    held[id as usize] |= region << (2 * i);
                 }
             }
+            assert_eq!(
+                total, lane.len[ABSENT as usize] as usize,
+                "lane {i}'s total"
+            );
         }
-        assert_eq!(self.index.len() + self.free.len(), self.fingerprints.len());
+        let mut live = 0;
+        for (id, node) in self.nodes.iter().enumerate().skip(FIRST_NODE) {
+            assert_eq!(node.regions, held[id], "node {id}'s regions");
+            if node.regions != 0 {
+                live += 1;
+                let at = self.index.find(node.fingerprint).expect("indexed");
+                assert_eq!(self.index.buckets[at] as Id as usize, id);
+            }
+        }
+        assert_eq!(self.index.len, live);
+        assert_eq!(self.indexed().count(), live);
+        assert!(self.index.len * 2 <= self.index.buckets.len().max(1));
+        let mut free = 0;
+        let mut at = self.free;
+        while at != 0 {
+            assert_eq!(self.nodes[at as usize].regions, 0, "a free node in a lane");
+            free += 1;
+            at = self.nodes[at as usize].next[0];
+        }
+        assert_eq!(FIRST_NODE + live + free, self.nodes.len());
     }
 }
 
@@ -564,13 +820,13 @@ mod tests {
         assert_eq!(minis.sample_bits(), 10);
         assert_eq!(minis.capacity(), MAX_MINI);
         minis.validate();
-        assert!(minis.index.keys().all(|&fp| minis.samples(fp)));
+        assert!(minis.indexed().all(|fp| minis.samples(fp)));
         let sampled = (0..1u32 << 16).filter(|&k| minis.samples(fp(k))).count();
         assert!((32..=96).contains(&sampled), "{sampled} of 65536");
         for k in 0..1u32 << 22 {
             request(&mut minis, &mut sketch, fp(k));
         }
         minis.validate();
-        assert!(minis.index.len() <= LANES * MAX_MINI);
+        assert!(minis.index.len <= LANES * MAX_MINI);
     }
 }
