@@ -383,43 +383,63 @@ impl Minis {
         x
     }
 
+    /// The node `id`.
+    #[inline(always)]
+    fn node(&self, id: Id) -> &Node {
+        debug_assert!((id as usize) < self.nodes.len());
+        // SAFETY: every id held (in a link, the index or the free list) is below
+        // `nodes.len()`: a node's id is its place when pushed, nodes are never popped, and
+        // `clear`, which truncates them to the sentinels, resets every link (the sentinels'),
+        // the index and the free list with them. Every path runs in the tests (mini.rs's, the
+        // adaptive policy's), where the assertion above checks it.
+        unsafe { self.nodes.get_unchecked(id as usize) }
+    }
+
+    /// The node `id`, to change.
+    #[inline(always)]
+    fn node_mut(&mut self, id: Id) -> &mut Node {
+        debug_assert!((id as usize) < self.nodes.len());
+        // SAFETY: as in `node`.
+        unsafe { self.nodes.get_unchecked_mut(id as usize) }
+    }
+
     /// `id`'s region in `lane`.
     #[inline(always)]
     fn region(&self, lane: usize, id: Id) -> u16 {
-        self.nodes[id as usize].regions >> (2 * lane) & REGION_BITS
+        self.node(id).regions >> (2 * lane) & REGION_BITS
     }
 
     /// The oldest node of `region`'s queue in `lane` (the sentinel if it is empty).
     #[inline(always)]
     fn back(&self, lane: usize, region: u16) -> Id {
-        self.nodes[region as usize].prev[lane]
+        self.node(region).prev[lane]
     }
 
     /// Takes `id` out of its queue in `lane` (its region and the lengths unchanged).
     #[inline(always)]
     fn unlink(&mut self, lane: usize, id: Id) {
-        let node = &self.nodes[id as usize];
+        let node = self.node(id);
         let (prev, next) = (node.prev[lane], node.next[lane]);
-        self.nodes[prev as usize].next[lane] = next;
-        self.nodes[next as usize].prev[lane] = prev;
+        self.node_mut(prev).next[lane] = next;
+        self.node_mut(next).prev[lane] = prev;
     }
 
     /// Links `id`, in no queue of `lane`, at the front of `region`'s (its region and the
     /// lengths unchanged).
     #[inline(always)]
     fn link_front(&mut self, lane: usize, id: Id, region: u16) {
-        let next = self.nodes[region as usize].next[lane];
-        let node = &mut self.nodes[id as usize];
+        let next = self.node(region).next[lane];
+        let node = self.node_mut(id);
         node.prev[lane] = region;
         node.next[lane] = next;
-        self.nodes[next as usize].prev[lane] = id;
-        self.nodes[region as usize].next[lane] = id;
+        self.node_mut(next).prev[lane] = id;
+        self.node_mut(region).next[lane] = id;
     }
 
     /// Sets `id`'s region in `lane`.
     #[inline(always)]
     fn set_region(&mut self, lane: usize, id: Id, region: u16) {
-        let regions = &mut self.nodes[id as usize].regions;
+        let regions = &mut self.node_mut(id).regions;
         *regions = *regions & !(REGION_BITS << (2 * lane)) | region << (2 * lane);
     }
 
@@ -448,7 +468,7 @@ impl Minis {
         let len = &mut self.lanes[lane].len;
         len[region as usize] -= 1;
         len[ABSENT as usize] -= 1;
-        let node = &mut self.nodes[id as usize];
+        let node = self.node_mut(id);
         node.regions &= !(REGION_BITS << (2 * lane));
         if node.regions == 0 {
             self.free_node(id);
@@ -458,9 +478,10 @@ impl Minis {
     /// `id` is in no lane: out of the index, onto the free list.
     #[inline]
     fn free_node(&mut self, id: Id) {
-        let node = &mut self.nodes[id as usize];
+        let free = self.free;
+        let node = self.node_mut(id);
         let fingerprint = node.fingerprint;
-        node.next[0] = self.free;
+        node.next[0] = free;
         self.free = id;
         let Ok(at) = self.index.find(fingerprint) else {
             unreachable!("a node in a lane is indexed");
@@ -473,14 +494,14 @@ impl Minis {
     fn add(&mut self, at: usize, fingerprint: u32) -> Id {
         let id = if self.free != 0 {
             let id = self.free;
-            self.free = self.nodes[id as usize].next[0];
+            self.free = self.node(id).next[0];
             id
         } else {
             let id = Id::try_from(self.nodes.len()).expect("at most LANES * (MAX_MINI + 1) nodes");
             self.nodes.push(Node::default());
             id
         };
-        self.nodes[id as usize].fingerprint = fingerprint;
+        self.node_mut(id).fingerprint = fingerprint;
         self.index.insert_at(at, fingerprint, id);
         if self.index.len * 2 > self.index.buckets.len() {
             // Not while the capacity stays (see `set_capacity`): a safety net.
@@ -501,7 +522,7 @@ impl Minis {
             Ok(at) => self.index.buckets[at] as Id,
             Err(at) => self.add(at, fingerprint),
         };
-        let node = &mut self.nodes[id as usize];
+        let node = self.node_mut(id);
         node.count = frequency;
         node.then = halvings;
         // Each lane changes only its own region of the node.
@@ -534,7 +555,7 @@ impl Minis {
     /// `id`'s frequency estimate now (`halvings` by the sketch).
     #[inline(always)]
     fn frequency(&self, id: Id, halvings: u8) -> u8 {
-        let node = &self.nodes[id as usize];
+        let node = self.node(id);
         node.count
             .checked_shr(u32::from(halvings.wrapping_sub(node.then)))
             .unwrap_or(0)
@@ -626,29 +647,21 @@ impl Minis {
     #[inline(always)]
     fn choose(&mut self) {
         let chosen = u32::from(self.hits[self.chosen]);
-        let mut best: Option<(usize, u32)> = None;
+        let mut over = false;
         for i in 0..LANES {
-            let hit = self.hits[i];
             // `(lead + hit - chosen).max(0.0)` of the `f64` leads, in whole numbers.
-            let lead = (self.leads[i] + u32::from(hit)).saturating_sub(chosen);
+            let lead = (self.leads[i] + u32::from(self.hits[i])).saturating_sub(chosen);
             self.leads[i] = lead;
-            self.scores[i] += f64::from(u8::from(hit)) - self.scores[i] / self.horizon;
-            if lead >= self.threshold && best.is_none_or(|(_, best)| lead > best) {
-                best = Some((i, lead));
-            }
+            over |= lead >= self.threshold;
         }
-        let mut switch = best.map(|(i, _)| i);
-        if switch.is_none() {
-            let current = self.scores[self.chosen];
-            let mut best: Option<(usize, f64)> = None;
-            for i in 0..LANES {
-                let lead = self.scores[i] - current;
-                if lead >= self.margin && best.is_none_or(|(_, best)| lead > best) {
-                    best = Some((i, lead));
-                }
-            }
-            switch = best.map(|(i, _)| i);
+        for i in 0..LANES {
+            self.scores[i] += f64::from(u8::from(self.hits[i])) - self.scores[i] / self.horizon;
         }
+        let switch = if over {
+            self.most_ahead()
+        } else {
+            self.best_scored()
+        };
         self.requests += 1;
         if let Some(i) = switch {
             self.chosen = i;
@@ -661,6 +674,48 @@ impl Minis {
             self.requests = 0;
             self.set_threshold();
         }
+    }
+
+    /// The lane with the largest lead at or over the threshold (the first of equals).
+    #[cold]
+    fn most_ahead(&self) -> Option<usize> {
+        let mut best: Option<(usize, u32)> = None;
+        for (i, &lead) in self.leads.iter().enumerate() {
+            if lead >= self.threshold && best.is_none_or(|(_, best)| lead > best) {
+                best = Some((i, lead));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The lane whose decayed hits pass the chosen one's by the most, at least by the margin
+    /// (the first of equals).
+    #[inline(always)]
+    fn best_scored(&self) -> Option<usize> {
+        let current = self.scores[self.chosen];
+        // Rounding is monotonic, so the largest score minus the chosen one's is the largest
+        // of the differences: whether any lane passes the margin, without a branch per lane.
+        let top = self
+            .scores
+            .iter()
+            .fold(f64::MIN, |top, &s| if s > top { s } else { top });
+        if top - current >= self.margin {
+            self.best_scored_slow(current)
+        } else {
+            None
+        }
+    }
+
+    #[cold]
+    fn best_scored_slow(&self, current: f64) -> Option<usize> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, &score) in self.scores.iter().enumerate() {
+            let lead = score - current;
+            if lead >= self.margin && best.is_none_or(|(_, best)| lead > best) {
+                best = Some((i, lead));
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// The fingerprints indexed (tests only).
