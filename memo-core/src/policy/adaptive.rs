@@ -126,6 +126,18 @@ pub(crate) struct AdaptivePolicy {
     lead: f64,
     /// State of the xorshift generator behind the admission jitter.
     rng: u64,
+    /// What the replay of a sampled request computes from the capacities, as of their last
+    /// change ([`Self::set_sizes`]): the comparison's horizon, in sampled requests, ...
+    guard_horizon: f64,
+    /// ... the lead over it at which LRU is ahead, ...
+    guard_limit: f64,
+    /// ... entries of the cache per entry of a miniature, ...
+    sample_share: f64,
+    /// ... the capacity, the most the window grows by per sampled request and, negated, the
+    /// most it shrinks by.
+    capacity_f: f64,
+    follow_grow: f64,
+    follow_shrink: f64,
 }
 
 impl AdaptivePolicy {
@@ -142,7 +154,29 @@ impl AdaptivePolicy {
             minis: Minis::new(),
             lead: 0.0,
             rng: 0x2545_f491_4f6c_dd1d,
+            // What `set_sizes` computes of two capacities of 0 (only the guard's limit is read
+            // before the capacity is known).
+            guard_horizon: GUARD_HORIZON,
+            guard_limit: GUARD_MARGIN * GUARD_HORIZON,
+            sample_share: 0.0,
+            capacity_f: 0.0,
+            follow_grow: 1.0,
+            follow_shrink: 0.0,
         }
+    }
+
+    /// Computes what the replay of a sampled request needs of the capacity and the
+    /// miniatures' capacity (after either changed).
+    #[cold]
+    #[inline(never)]
+    fn set_sizes(&mut self) {
+        self.guard_horizon = GUARD_HORIZON * self.minis.capacity().max(1) as f64;
+        self.guard_limit = GUARD_MARGIN * self.guard_horizon;
+        let capacity = self.capacity as f64;
+        self.capacity_f = capacity;
+        self.sample_share = capacity / self.minis.capacity() as f64;
+        self.follow_grow = (FOLLOW_STEP * capacity).max(1.0);
+        self.follow_shrink = -FOLLOW_SHRINK * capacity;
     }
 
     fn len(&self) -> usize {
@@ -269,15 +303,15 @@ impl AdaptivePolicy {
     }
 
     /// The comparison's horizon, in sampled requests.
-    #[inline]
+    #[cfg(test)]
     fn guard_horizon(&self) -> f64 {
-        GUARD_HORIZON * self.minis.capacity().max(1) as f64
+        self.guard_horizon
     }
 
     /// Whether LRU hit clearly more of the recent sampled requests than this policy.
     #[inline]
     fn lru_ahead(&self) -> bool {
-        self.lead > GUARD_MARGIN * self.guard_horizon()
+        self.lead > self.guard_limit
     }
 
     /// Replays a request in the miniatures (if sampled). While LRU is ahead of this policy,
@@ -298,15 +332,12 @@ impl AdaptivePolicy {
     fn simulate_sampled(&mut self, fp: u32, frequency: u8, hit: bool) {
         self.minis.access(fp, frequency, self.sketch.halvings());
         let lru_hit = self.minis.lru_hit();
-        let horizon = self.guard_horizon();
-        self.lead -= self.lead / horizon;
-        let capacity = self.capacity as f64;
-        let share = capacity / self.minis.capacity() as f64;
+        self.lead -= self.lead / self.guard_horizon;
         match (lru_hit, hit) {
             (true, false) => {
                 self.lead += 1.0;
                 if self.lru_ahead() {
-                    self.resize(GUARD_STEP * share + GUARD_GROWTH * self.window_size);
+                    self.resize(GUARD_STEP * self.sample_share + GUARD_GROWTH * self.window_size);
                     return;
                 }
             }
@@ -316,10 +347,10 @@ impl AdaptivePolicy {
         if self.lru_ahead() {
             return;
         }
-        let target = self.minis.chosen_share() * capacity;
-        let grow = (FOLLOW_STEP * capacity).max(1.0);
-        let delta = (target - self.window_size).clamp(-FOLLOW_SHRINK * capacity, grow);
-        if delta != 0.0 {
+        let target = self.minis.chosen_share() * self.capacity_f;
+        // The move is 0 exactly when the window is at the target (the bounds have either sign).
+        if target != self.window_size {
+            let delta = (target - self.window_size).clamp(self.follow_shrink, self.follow_grow);
             self.resize(delta);
         }
     }
@@ -349,6 +380,7 @@ impl AdaptivePolicy {
             (self.capacity as f64 * INITIAL_WINDOW).clamp(1.0, self.largest_window());
         self.sketch.ensure_capacity(self.capacity);
         self.minis.set_capacity(self.capacity);
+        self.set_sizes();
         let mut slots: Vec<u32> = Vec::with_capacity(self.len());
         for queue in [
             self.queues[PROTECTED as usize],
@@ -472,6 +504,7 @@ impl EvictionPolicy for AdaptivePolicy {
             self.capacity = self.len();
             self.sketch.ensure_capacity(self.capacity);
             self.minis.set_capacity(self.capacity);
+            self.set_sizes();
         } else {
             // The sizes follow the window's size and the capacity only, both unchanged.
             self.spill();
@@ -693,7 +726,7 @@ mod tests {
         // The miniatures follow a recency workload before the guard sees LRU ahead by more than
         // a capacity of hits (its margin), so the lead is set here: ahead by two more requests
         // than it takes, so that the hit below still sees it ahead.
-        driver.policy.lead = GUARD_MARGIN * driver.policy.guard_horizon() + 2.0;
+        driver.policy.lead = driver.policy.guard_limit + 2.0;
         assert!(driver.policy.lru_ahead());
         let main_slot = |d: &Driver| {
             d.index

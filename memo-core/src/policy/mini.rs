@@ -457,8 +457,8 @@ impl Minis {
         self.link_front(lane, id, to);
         self.set_region(lane, id, to);
         let len = &mut self.lanes[lane].len;
-        len[from as usize] -= 1;
-        len[to as usize] += 1;
+        len[(from & REGION_BITS) as usize] -= 1;
+        len[(to & REGION_BITS) as usize] += 1;
     }
 
     /// Takes `id`, in `region`, out of `lane`, freeing it if no lane holds it any more.
@@ -466,7 +466,7 @@ impl Minis {
     fn remove(&mut self, lane: usize, id: Id, region: u16) {
         self.unlink(lane, id);
         let len = &mut self.lanes[lane].len;
-        len[region as usize] -= 1;
+        len[(region & REGION_BITS) as usize] -= 1;
         len[ABSENT as usize] -= 1;
         let node = self.node_mut(id);
         node.regions &= !(REGION_BITS << (2 * lane));
