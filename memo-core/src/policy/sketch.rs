@@ -105,6 +105,32 @@ impl FrequencySketch {
         )
     }
 
+    /// The block at word `start`, from [`Self::locate`].
+    #[inline(always)]
+    fn block(&self, start: usize) -> &[u64; BLOCK_WORDS] {
+        debug_assert!(start + BLOCK_WORDS <= self.table.len());
+        // SAFETY: `locate` masks the block's number with `block_mask`, which is always the
+        // table's length in blocks minus one (set with the table in `new` and
+        // `ensure_capacity`; the length is a power of two of at least `MIN_WORDS` words), so
+        // the block's words are in the table. Every estimate and increment reads one (the
+        // tests below, and every test of the adaptive policy).
+        unsafe { &*self.table.as_ptr().add(start).cast::<[u64; BLOCK_WORDS]>() }
+    }
+
+    /// [`Self::block`], to change.
+    #[inline(always)]
+    fn block_mut(&mut self, start: usize) -> &mut [u64; BLOCK_WORDS] {
+        debug_assert!(start + BLOCK_WORDS <= self.table.len());
+        // SAFETY: as in `block`.
+        unsafe {
+            &mut *self
+                .table
+                .as_mut_ptr()
+                .add(start)
+                .cast::<[u64; BLOCK_WORDS]>()
+        }
+    }
+
     /// The word (within its block) and the bit offset of each of the four counters that
     /// `bits` picks: counter `i` is in word `2i + bit 5i` of the block, at the 4-bit position
     /// given by bits `5i + 1 ..= 5i + 4` (`((bits >> (5i + 1)) & 15) * 4`, computed as one
@@ -131,9 +157,7 @@ impl FrequencySketch {
     #[inline]
     pub(crate) fn frequency(&self, fingerprint: u32) -> u8 {
         let (start, bits) = self.locate(fingerprint);
-        let block: &[u64; BLOCK_WORDS] = self.table[start..start + BLOCK_WORDS]
-            .try_into()
-            .expect("a block is BLOCK_WORDS long");
+        let block = self.block(start);
         let (words, shifts) = Self::counters(bits);
         let count = |i: usize| (block[words[i]] >> shifts[i]) & MAX_COUNT;
         count(0).min(count(1)).min(count(2).min(count(3))) as u8
@@ -144,9 +168,7 @@ impl FrequencySketch {
     #[inline(always)]
     pub(crate) fn increment(&mut self, fingerprint: u32) -> u8 {
         let (start, bits) = self.locate(fingerprint);
-        let block: &mut [u64; BLOCK_WORDS] = (&mut self.table[start..start + BLOCK_WORDS])
-            .try_into()
-            .expect("a block is BLOCK_WORDS long");
+        let block = self.block_mut(start);
         let (words, shifts) = Self::counters(bits);
         let count = |i: usize| (block[words[i]] >> shifts[i]) & MAX_COUNT;
         let counts = [count(0), count(1), count(2), count(3)];
