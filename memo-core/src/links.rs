@@ -62,7 +62,8 @@ impl Links {
 }
 
 impl Queue {
-    /// How many slots are in the queue.
+    /// How many slots are in the queue (tests only).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -233,6 +234,147 @@ impl Queue {
     }
 }
 
+/// `N` circular doubly linked lists over slot numbers, each through its own sentinel: no
+/// branch for an end of a list. The links of sentinel `q` are at index `q`, those of slot `s` at
+/// `s + N`; each slot is in at most one list, which the caller knows.
+#[derive(Debug)]
+pub(crate) struct Rings<const N: usize> {
+    links: Vec<Link>,
+    lens: [usize; N],
+}
+
+impl<const N: usize> Default for Rings<N> {
+    fn default() -> Self {
+        Rings {
+            links: Self::sentinels(),
+            lens: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> Rings<N> {
+    /// Every list empty: each sentinel its own neighbour.
+    fn sentinels() -> Vec<Link> {
+        (0..N as u32).map(|q| Link { prev: q, next: q }).collect()
+    }
+
+    #[inline(always)]
+    fn at(slot: u32) -> usize {
+        slot as usize + N
+    }
+
+    /// How many slots list `q` holds.
+    #[inline(always)]
+    pub(crate) fn len(&self, q: usize) -> usize {
+        self.lens[q]
+    }
+
+    /// The least recent slot of list `q`.
+    #[inline(always)]
+    pub(crate) fn back(&self, q: usize) -> Option<u32> {
+        let back = self.links[q].prev;
+        (back as usize >= N).then(|| back - N as u32)
+    }
+
+    /// The most recent slot of list `q`.
+    #[cfg(test)]
+    pub(crate) fn front(&self, q: usize) -> Option<u32> {
+        let front = self.links[q].next;
+        (front as usize >= N).then(|| front - N as u32)
+    }
+
+    /// The slot before `slot` (toward the front) in its list.
+    pub(crate) fn prev(&self, slot: u32) -> Option<u32> {
+        let prev = self.links[Self::at(slot)].prev;
+        (prev as usize >= N).then(|| prev - N as u32)
+    }
+
+    /// Puts `slot`, in no list, at the front of list `q`.
+    #[inline(always)]
+    pub(crate) fn push_front(&mut self, q: usize, slot: u32) {
+        let at = Self::at(slot);
+        if self.links.len() <= at {
+            self.links.resize(at + 1, UNLINKED);
+        }
+        let next = self.links[q].next;
+        self.links[at] = Link {
+            prev: q as u32,
+            next,
+        };
+        self.links[next as usize].prev = at as u32;
+        self.links[q].next = at as u32;
+        self.lens[q] += 1;
+    }
+
+    /// Takes `slot` out of list `q`, which holds it.
+    #[inline(always)]
+    pub(crate) fn unlink(&mut self, q: usize, slot: u32) {
+        let Link { prev, next } = self.links[Self::at(slot)];
+        self.links[prev as usize].next = next;
+        self.links[next as usize].prev = prev;
+        self.lens[q] -= 1;
+    }
+
+    /// Moves `slot`, in list `q`, to its front.
+    #[inline(always)]
+    pub(crate) fn move_to_front(&mut self, q: usize, slot: u32) {
+        let at = Self::at(slot);
+        let Link { prev, next } = self.links[at];
+        if prev as usize == q {
+            return; // the front already
+        }
+        self.links[prev as usize].next = next;
+        self.links[next as usize].prev = prev;
+        let front = self.links[q].next;
+        self.links[at] = Link {
+            prev: q as u32,
+            next: front,
+        };
+        self.links[front as usize].prev = at as u32;
+        self.links[q].next = at as u32;
+    }
+
+    /// The slot at `from` (in a list) now lives at `to` (in none).
+    pub(crate) fn relocate(&mut self, from: u32, to: u32) {
+        let (from, to) = (Self::at(from), Self::at(to));
+        if self.links.len() <= to {
+            self.links.resize(to + 1, UNLINKED);
+        }
+        let link = self.links[from];
+        self.links[to] = link;
+        self.links[from] = UNLINKED;
+        self.links[link.prev as usize].next = to as u32;
+        self.links[link.next as usize].prev = to as u32;
+    }
+
+    /// Empties every list.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// List `q`'s slots, front to back, checked against the backward walk and its length
+    /// (tests only).
+    #[cfg(test)]
+    pub(crate) fn validate(&self, q: usize) -> Vec<u32> {
+        let walk = |step: fn(&Link) -> u32| {
+            let mut slots = Vec::new();
+            let mut at = step(&self.links[q]);
+            while at as usize != q {
+                assert!(at as usize >= N, "a sentinel inside list {q}");
+                slots.push(at - N as u32);
+                at = step(&self.links[at as usize]);
+            }
+            slots
+        };
+        let forward = walk(|l| l.next);
+        let mut backward = walk(|l| l.prev);
+        backward.reverse();
+        assert_eq!(forward, backward, "forward and backward walks differ");
+        assert_eq!(forward.len(), self.lens[q], "list length");
+        forward
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +404,37 @@ mod tests {
         one.unlink(&mut b, 7);
         one.move_all_to_front(&mut b, &[7]);
         assert!(one.is_empty() && one.validate(&b).is_empty());
+    }
+
+    /// Rings keep each list's order and length through pushes, moves to the front, unlinks
+    /// and relocations, with no end to special-case.
+    #[test]
+    fn rings_hold_their_lists() {
+        let mut r: Rings<2> = Rings::default();
+        for slot in 0..5u32 {
+            r.push_front(slot as usize % 2, slot);
+        }
+        assert_eq!(r.validate(0), [4, 2, 0]);
+        assert_eq!(r.validate(1), [3, 1]);
+        r.move_to_front(0, 0);
+        r.move_to_front(0, 0);
+        r.move_to_front(1, 3);
+        assert_eq!(r.validate(0), [0, 4, 2]);
+        assert_eq!(
+            (r.front(0), r.back(0), r.prev(2), r.prev(0)),
+            (Some(0), Some(2), Some(4), None)
+        );
+        r.unlink(0, 4);
+        r.relocate(2, 9);
+        assert_eq!(r.validate(0), [0, 9]);
+        r.unlink(0, 0);
+        r.unlink(0, 9);
+        assert_eq!((r.validate(0), r.back(0), r.front(0)), (vec![], None, None));
+        r.unlink(1, 3);
+        r.unlink(1, 1);
+        assert!(r.validate(1).is_empty());
+        r.push_front(1, 7);
+        r.clear();
+        assert!(r.validate(0).is_empty() && r.validate(1).is_empty());
     }
 }

@@ -55,7 +55,7 @@
 use super::mini::Minis;
 use super::sketch::FrequencySketch;
 use super::EvictionPolicy;
-use crate::links::{Links, Queue};
+use crate::links::Rings;
 
 /// The low bits of a slot's metadata: which queue it is in.
 const REGION_MASK: u32 = 0b11;
@@ -105,12 +105,11 @@ fn fingerprint(hash: u64) -> u32 {
 
 /// W-TinyLFU with a window sized by miniature simulations.
 pub(crate) struct AdaptivePolicy {
-    links: Links,
     /// Per slot: the fingerprint of its hash, with its region in the low bits.
     meta: Vec<u32>,
     /// The window, probation and protected queues, indexed by region (the fourth is unused):
     /// a slot's region picks its queue without a branch.
-    queues: [Queue; 4],
+    queues: Rings<4>,
     /// The shard's capacity, learnt at the first eviction (0 until then).
     capacity: usize,
     /// The window's target size, in entries.
@@ -143,7 +142,6 @@ pub(crate) struct AdaptivePolicy {
 impl AdaptivePolicy {
     pub(crate) fn new() -> Self {
         AdaptivePolicy {
-            links: Links::default(),
             meta: Vec::new(),
             queues: Default::default(),
             capacity: 0,
@@ -180,9 +178,9 @@ impl AdaptivePolicy {
     }
 
     fn len(&self) -> usize {
-        self.queues[WINDOW as usize].len()
-            + self.queues[PROBATION as usize].len()
-            + self.queues[PROTECTED as usize].len()
+        self.queues.len(WINDOW as usize)
+            + self.queues.len(PROBATION as usize)
+            + self.queues.len(PROTECTED as usize)
     }
 
     /// The window's size in entries; while the cache fills up, a share of its current size.
@@ -230,7 +228,7 @@ impl AdaptivePolicy {
     #[inline]
     fn unlink(&mut self, slot: u32) {
         let region = self.region(slot);
-        self.queues[(region & REGION_MASK) as usize].unlink(&mut self.links, slot);
+        self.queues.unlink((region & REGION_MASK) as usize, slot);
     }
 
     /// Puts `slot`, in no queue, at the front of `region`.
@@ -238,7 +236,8 @@ impl AdaptivePolicy {
     fn push_front(&mut self, slot: u32, region: u32) {
         let m = &mut self.meta[slot as usize];
         *m = (*m & !REGION_MASK) | region;
-        self.queues[(region & REGION_MASK) as usize].push_front(&mut self.links, slot);
+        self.queues
+            .push_front((region & REGION_MASK) as usize, slot);
     }
 
     /// Moves `slot` to the front of `region`.
@@ -261,15 +260,15 @@ impl AdaptivePolicy {
     #[inline]
     fn spill(&mut self) {
         let window_max = self.window_max();
-        while self.queues[WINDOW as usize].len() > window_max {
-            let Some(slot) = self.queues[WINDOW as usize].back() else {
+        while self.queues.len(WINDOW as usize) > window_max {
+            let Some(slot) = self.queues.back(WINDOW as usize) else {
                 break;
             };
             self.move_to(slot, PROBATION);
         }
         let protected_max = self.protected_max();
-        while self.queues[PROTECTED as usize].len() > protected_max {
-            let Some(slot) = self.queues[PROTECTED as usize].back() else {
+        while self.queues.len(PROTECTED as usize) > protected_max {
+            let Some(slot) = self.queues.back(PROTECTED as usize) else {
                 break;
             };
             self.move_to(slot, PROBATION);
@@ -278,9 +277,9 @@ impl AdaptivePolicy {
 
     /// Main's eviction victim: probation's oldest, else protected's oldest.
     fn main_victim(&self) -> Option<u32> {
-        self.queues[PROBATION as usize]
-            .back()
-            .or_else(|| self.queues[PROTECTED as usize].back())
+        self.queues
+            .back(PROBATION as usize)
+            .or_else(|| self.queues.back(PROTECTED as usize))
     }
 
     fn next_random(&mut self) -> u64 {
@@ -382,15 +381,11 @@ impl AdaptivePolicy {
         self.minis.set_capacity(self.capacity);
         self.set_sizes();
         let mut slots: Vec<u32> = Vec::with_capacity(self.len());
-        for queue in [
-            self.queues[PROTECTED as usize],
-            self.queues[PROBATION as usize],
-            self.queues[WINDOW as usize],
-        ] {
-            let mut at = queue.back();
+        for region in [PROTECTED, PROBATION, WINDOW] {
+            let mut at = self.queues.back(region as usize);
             while let Some(slot) = at {
                 slots.push(slot);
-                at = self.links.prev(slot);
+                at = self.queues.prev(slot);
             }
         }
         self.minis.seed(
@@ -461,16 +456,16 @@ impl AdaptivePolicy {
     fn move_up(&mut self, slot: u32, region: u32) {
         match region {
             // The same order as `move_to`, without the bookkeeping of leaving a queue.
-            WINDOW => self.queues[WINDOW as usize].move_to_front(&mut self.links, slot),
+            WINDOW => self.queues.move_to_front(WINDOW as usize, slot),
             PROBATION => {
                 self.move_to(slot, PROTECTED);
-                if self.queues[PROTECTED as usize].len() > self.protected_max()
-                    && let Some(demoted) = self.queues[PROTECTED as usize].back()
+                if self.queues.len(PROTECTED as usize) > self.protected_max()
+                    && let Some(demoted) = self.queues.back(PROTECTED as usize)
                 {
                     self.move_to(demoted, PROBATION);
                 }
             }
-            _ => self.queues[PROTECTED as usize].move_to_front(&mut self.links, slot),
+            _ => self.queues.move_to_front(PROTECTED as usize, slot),
         }
     }
 
@@ -480,7 +475,7 @@ impl AdaptivePolicy {
     #[cold]
     fn hit_while_lru_is_ahead(&mut self, slot: u32) {
         if self.region(slot) == WINDOW {
-            self.queues[WINDOW as usize].move_to_front(&mut self.links, slot);
+            self.queues.move_to_front(WINDOW as usize, slot);
         } else {
             self.move_to(slot, WINDOW);
             self.rebalance();
@@ -533,8 +528,7 @@ impl EvictionPolicy for AdaptivePolicy {
     }
 
     fn on_move(&mut self, from: u32, to: u32) {
-        let region = self.region(from);
-        self.queues[(region & REGION_MASK) as usize].relocate(&mut self.links, from, to);
+        self.queues.relocate(from, to);
         if self.meta.len() <= to as usize {
             self.meta.resize(to as usize + 1, 0);
         }
@@ -546,10 +540,11 @@ impl EvictionPolicy for AdaptivePolicy {
         if self.capacity == 0 {
             self.learn_capacity();
         }
-        let victim = if self.queues[WINDOW as usize].len() >= self.window_max() {
+        let victim = if self.queues.len(WINDOW as usize) >= self.window_max() {
             // The newcomer pushes the window's oldest out: it competes with main's victim.
-            let candidate = self.queues[WINDOW as usize]
-                .back()
+            let candidate = self
+                .queues
+                .back(WINDOW as usize)
                 .expect("evict is only called on a non-empty shard");
             match self.main_victim() {
                 Some(victim) if self.admit(candidate, victim) => {
@@ -561,7 +556,7 @@ impl EvictionPolicy for AdaptivePolicy {
         } else {
             // The window is growing into main's space: main gives up its victim.
             self.main_victim()
-                .or_else(|| self.queues[WINDOW as usize].back())
+                .or_else(|| self.queues.back(WINDOW as usize))
                 .expect("evict is only called on a non-empty shard")
         };
         self.unlink(victim);
@@ -572,10 +567,9 @@ impl EvictionPolicy for AdaptivePolicy {
     fn clear(&mut self) {
         // The capacity, the window's size, the sketch and the miniatures' choice are kept: they
         // describe the workload, not the entries.
-        self.links.clear();
         self.meta.clear();
         self.sketch.clear_slots();
-        self.queues = Default::default();
+        self.queues.clear();
         self.minis.clear();
         self.lead = 0.0;
     }
@@ -583,12 +577,8 @@ impl EvictionPolicy for AdaptivePolicy {
     #[cfg(test)]
     fn validate(&self, len: usize) {
         let mut seen = 0;
-        for (region, queue) in [
-            (WINDOW, &self.queues[WINDOW as usize]),
-            (PROBATION, &self.queues[PROBATION as usize]),
-            (PROTECTED, &self.queues[PROTECTED as usize]),
-        ] {
-            for slot in queue.validate(&self.links) {
+        for region in [WINDOW, PROBATION, PROTECTED] {
+            for slot in self.queues.validate(region as usize) {
                 assert_eq!(self.region(slot), region, "slot {slot} knows its queue");
                 seen += 1;
             }
@@ -598,15 +588,15 @@ impl EvictionPolicy for AdaptivePolicy {
             assert!(len <= self.capacity, "{len} entries over {}", self.capacity);
         }
         assert!(
-            self.queues[WINDOW as usize].len() <= self.window_max(),
+            self.queues.len(WINDOW as usize) <= self.window_max(),
             "window {} over {}",
-            self.queues[WINDOW as usize].len(),
+            self.queues.len(WINDOW as usize),
             self.window_max()
         );
         assert!(
-            self.queues[PROTECTED as usize].len() <= self.protected_max(),
+            self.queues.len(PROTECTED as usize) <= self.protected_max(),
             "protected {} over {}",
-            self.queues[PROTECTED as usize].len(),
+            self.queues.len(PROTECTED as usize),
             self.protected_max()
         );
         self.minis.validate();
@@ -738,7 +728,7 @@ mod tests {
         driver.policy.on_hit(slot);
         assert_eq!(driver.policy.region(slot), WINDOW);
         assert_eq!(
-            driver.policy.queues[WINDOW as usize].front(),
+            driver.policy.queues.front(WINDOW as usize),
             Some(slot),
             "the most recent of all"
         );
@@ -748,7 +738,7 @@ mod tests {
     /// Every queue's slots, front to back, and the sketch's estimate of every stored key.
     fn snapshot(driver: &Driver) -> (Vec<Vec<u32>>, Vec<u8>) {
         let p = &driver.policy;
-        let queues = p.queues[..3].iter().map(|q| q.validate(&p.links)).collect();
+        let queues = (0..3).map(|q| p.queues.validate(q)).collect();
         let estimates = (0..driver.slots.len() as u32)
             .map(|s| p.frequency(s))
             .collect();
