@@ -137,6 +137,8 @@ pub(crate) struct AdaptivePolicy {
     capacity_f: f64,
     follow_grow: f64,
     follow_shrink: f64,
+    /// [`Self::largest_window`].
+    largest: f64,
 }
 
 impl AdaptivePolicy {
@@ -160,6 +162,7 @@ impl AdaptivePolicy {
             capacity_f: 0.0,
             follow_grow: 1.0,
             follow_shrink: 0.0,
+            largest: 1.0,
         }
     }
 
@@ -175,6 +178,7 @@ impl AdaptivePolicy {
         self.sample_share = capacity / self.minis.capacity() as f64;
         self.follow_grow = (FOLLOW_STEP * capacity).max(1.0);
         self.follow_shrink = -FOLLOW_SHRINK * capacity;
+        self.largest = self.largest_window();
     }
 
     fn len(&self) -> usize {
@@ -362,7 +366,7 @@ impl AdaptivePolicy {
 
     /// Moves the window's size by `delta` entries, within its bounds.
     fn resize(&mut self, delta: f64) {
-        let size = (self.window_size + delta).clamp(1.0, self.largest_window());
+        let size = (self.window_size + delta).clamp(1.0, self.largest);
         // At its bound (LRU's largest window, a one-entry window), the size does not move, and
         // every operation leaves the queues within their sizes: nothing to rebalance.
         if size != self.window_size {
