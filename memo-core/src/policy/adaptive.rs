@@ -305,12 +305,6 @@ impl AdaptivePolicy {
         }
     }
 
-    /// The comparison's horizon, in sampled requests.
-    #[cfg(test)]
-    fn guard_horizon(&self) -> f64 {
-        self.guard_horizon
-    }
-
     /// Whether LRU hit clearly more of the recent sampled requests than this policy.
     #[inline]
     fn lru_ahead(&self) -> bool {

@@ -718,6 +718,18 @@ impl Minis {
         best.map(|(i, _)| i)
     }
 
+    /// The fingerprints in `region`'s queue of `lane`, front to back (tests only).
+    #[cfg(test)]
+    fn queue(&self, lane: usize, region: u16) -> Vec<u32> {
+        let mut fingerprints = Vec::new();
+        let mut at = self.nodes[region as usize].next[lane];
+        while at != region {
+            fingerprints.push(self.nodes[at as usize].fingerprint);
+            at = self.nodes[at as usize].next[lane];
+        }
+        fingerprints
+    }
+
     /// The fingerprints indexed (tests only).
     #[cfg(test)]
     fn indexed(&self) -> impl Iterator<Item = u32> + '_ {
@@ -883,5 +895,272 @@ mod tests {
         }
         minis.validate();
         assert!(minis.index.len <= LANES * MAX_MINI);
+    }
+
+    /// The miniatures as first written, as plainly as possible: each lane's queues are vectors
+    /// of fingerprints (front first), found by scanning, and the leads are `f64` sums. The
+    /// tight representation must replay exactly as this does.
+    mod reference {
+        use std::collections::HashMap;
+
+        use super::super::{
+            CALM, JITTER_FREQUENCY, LANES, MAX_BACKOFF, MAX_MINI, MIN_MINI, MIN_SAMPLE_BITS,
+            MIN_THRESHOLD, PROTECTED_SHARE, SCORE_HORIZON, SCORE_MARGIN, SHARES, THRESHOLD,
+        };
+
+        #[derive(Default)]
+        pub(super) struct Lane {
+            /// The window, probation and protected queues (index = region - 1).
+            pub(super) queues: [Vec<u32>; 3],
+            window_max: usize,
+            protected_max: usize,
+            lead: f64,
+            score: f64,
+            pub(super) hit: bool,
+        }
+
+        impl Lane {
+            fn len(&self) -> usize {
+                self.queues.iter().map(Vec::len).sum()
+            }
+            fn region(&self, fp: u32) -> Option<usize> {
+                (0..3).find(|&r| self.queues[r].contains(&fp))
+            }
+            fn take(&mut self, fp: u32) {
+                let r = self.region(fp).expect("held");
+                self.queues[r].retain(|&f| f != fp);
+            }
+            fn back(&self, r: usize) -> Option<u32> {
+                self.queues[r].last().copied()
+            }
+        }
+
+        pub(super) struct Minis {
+            sample_bits: u32,
+            capacity: usize,
+            counts: HashMap<u32, (u8, u8)>,
+            pub(super) lanes: Vec<Lane>,
+            requests: usize,
+            backoff: u32,
+            pub(super) chosen: usize,
+            rng: u64,
+        }
+
+        impl Minis {
+            pub(super) fn new() -> Self {
+                Minis {
+                    sample_bits: 0,
+                    capacity: 0,
+                    counts: HashMap::new(),
+                    lanes: (0..LANES).map(|_| Lane::default()).collect(),
+                    requests: 0,
+                    backoff: 0,
+                    chosen: LANES - 1,
+                    rng: 0x9e37_79b9_7f4a_7c15,
+                }
+            }
+
+            pub(super) fn set_capacity(&mut self, capacity: usize) {
+                while capacity >> self.sample_bits > MAX_MINI
+                    || (self.sample_bits < MIN_SAMPLE_BITS
+                        && capacity >> (self.sample_bits + 1) >= MIN_MINI)
+                {
+                    self.sample_bits += 1;
+                }
+                self.capacity = (capacity >> self.sample_bits).max(1);
+                let bits = self.sample_bits;
+                for lane in &mut self.lanes {
+                    for q in &mut lane.queues {
+                        q.retain(|&fp| u64::from(fp) >> (32 - bits) == 0);
+                    }
+                }
+                for (lane, share) in self.lanes.iter_mut().zip(SHARES) {
+                    let c = self.capacity;
+                    lane.window_max = ((share * c as f64).round() as usize).clamp(1, c);
+                    lane.protected_max = ((c - lane.window_max) as f64 * PROTECTED_SHARE) as usize;
+                }
+            }
+
+            pub(super) fn clear(&mut self) {
+                for lane in &mut self.lanes {
+                    lane.queues = Default::default();
+                }
+            }
+
+            fn frequency(&self, fp: u32, halvings: u8) -> u8 {
+                let (count, then) = self.counts[&fp];
+                count
+                    .checked_shr(u32::from(halvings.wrapping_sub(then)))
+                    .unwrap_or(0)
+            }
+
+            pub(super) fn access(&mut self, fp: u32, frequency: u8, halvings: u8) {
+                if self.capacity == 0 {
+                    return;
+                }
+                self.counts.insert(fp, (frequency, halvings));
+                for i in 0..LANES {
+                    let region = self.lanes[i].region(fp);
+                    self.lanes[i].hit = region.is_some();
+                    match region {
+                        None => self.insert(i, fp, halvings),
+                        Some(1) => {
+                            let lane = &mut self.lanes[i];
+                            lane.take(fp);
+                            lane.queues[2].insert(0, fp);
+                            if lane.queues[2].len() > lane.protected_max {
+                                let demoted = lane.queues[2].pop().expect("not empty");
+                                lane.queues[1].insert(0, demoted);
+                            }
+                        }
+                        Some(r) => {
+                            let lane = &mut self.lanes[i];
+                            lane.take(fp);
+                            lane.queues[r].insert(0, fp);
+                        }
+                    }
+                }
+                self.choose();
+            }
+
+            fn insert(&mut self, i: usize, fp: u32, halvings: u8) {
+                self.lanes[i].queues[0].insert(0, fp);
+                let lane = &self.lanes[i];
+                if lane.queues[0].len() > lane.window_max {
+                    let candidate = lane.back(0).expect("overflows");
+                    let victim = lane.back(1).or(lane.back(2));
+                    if lane.len() <= self.capacity {
+                        let lane = &mut self.lanes[i];
+                        lane.take(candidate);
+                        lane.queues[1].insert(0, candidate);
+                    } else if let Some(victim) = victim {
+                        let fc = self.frequency(candidate, halvings);
+                        let fv = self.frequency(victim, halvings);
+                        let admit = fc > fv || (fc >= JITTER_FREQUENCY && self.jitter());
+                        let lane = &mut self.lanes[i];
+                        if admit {
+                            lane.take(victim);
+                            lane.take(candidate);
+                            lane.queues[1].insert(0, candidate);
+                        } else {
+                            lane.take(candidate);
+                        }
+                    } else {
+                        self.lanes[i].take(candidate);
+                    }
+                }
+                while self.lanes[i].len() > self.capacity {
+                    let lane = &mut self.lanes[i];
+                    let victim = lane.back(1).or(lane.back(2)).or(lane.back(0));
+                    lane.take(victim.expect("not empty"));
+                }
+            }
+
+            fn jitter(&mut self) -> bool {
+                let mut x = self.rng;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.rng = x;
+                x & 127 == 0
+            }
+
+            fn choose(&mut self) {
+                let chosen = f64::from(u8::from(self.lanes[self.chosen].hit));
+                let threshold = (THRESHOLD * self.capacity as f64).max(MIN_THRESHOLD)
+                    * f64::from(1u32 << self.backoff);
+                let horizon = SCORE_HORIZON * self.capacity as f64;
+                let mut best = None;
+                for (i, lane) in self.lanes.iter_mut().enumerate() {
+                    let hit = f64::from(u8::from(lane.hit));
+                    lane.lead = (lane.lead + hit - chosen).max(0.0);
+                    lane.score += hit - lane.score / horizon;
+                    if lane.lead >= threshold && best.is_none_or(|(_, lead)| lane.lead > lead) {
+                        best = Some((i, lane.lead));
+                    }
+                }
+                if best.is_none() {
+                    let margin = (SCORE_MARGIN * self.capacity as f64).max(MIN_THRESHOLD);
+                    let current = self.lanes[self.chosen].score;
+                    for (i, lane) in self.lanes.iter().enumerate() {
+                        let lead = lane.score - current;
+                        if lead >= margin && best.is_none_or(|(_, best)| lead > best) {
+                            best = Some((i, lead));
+                        }
+                    }
+                }
+                self.requests += 1;
+                if let Some((i, _)) = best {
+                    self.chosen = i;
+                    for lane in &mut self.lanes {
+                        lane.lead = 0.0;
+                    }
+                    self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
+                    self.requests = 0;
+                } else if self.requests >= CALM * self.capacity {
+                    self.backoff = self.backoff.saturating_sub(1);
+                    self.requests = 0;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_miniatures_replay_as_the_plain_reference_does() {
+        for (capacity, grown) in [(3, 5), (40, 90), (300, 5000)] {
+            let mut minis = Minis::new();
+            let mut plain = reference::Minis::new();
+            let mut sketch = FrequencySketch::new(capacity);
+            minis.set_capacity(capacity);
+            plain.set_capacity(capacity);
+            let mut x = 0x2545_f491_4f6c_dd1d_u64;
+            let mut switches = 0;
+            for i in 0..60_000u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Phases of hot keys, scans, loops and noise, so that each lane leads at times.
+                let n = capacity as u64 * 4;
+                let key = match (i / 5000) % 4 {
+                    0 => (x % 8).pow(2) % n,
+                    1 => u64::from(i) % (n / 2 + 1),
+                    2 => {
+                        if x % 3 == 0 {
+                            x % (n / 4 + 1)
+                        } else {
+                            1 << 20 | u64::from(i)
+                        }
+                    }
+                    _ => x % (2 * n),
+                };
+                let fp = fp(key as u32);
+                let frequency = sketch.increment(fp);
+                if minis.samples(fp) {
+                    let chosen = minis.chosen;
+                    minis.access(fp, frequency, sketch.halvings());
+                    plain.access(fp, frequency, sketch.halvings());
+                    let hits: Vec<bool> = plain.lanes.iter().map(|l| l.hit).collect();
+                    assert_eq!(minis.hits[..], hits[..], "request {i} at {capacity}");
+                    assert_eq!(minis.chosen, plain.chosen, "request {i} at {capacity}");
+                    switches += usize::from(chosen != minis.chosen);
+                }
+                if i == 30_000 {
+                    // A weighted cache that grows, then a cleared one.
+                    minis.set_capacity(grown);
+                    plain.set_capacity(grown);
+                    minis.validate();
+                } else if i == 45_000 {
+                    minis.clear();
+                    plain.clear();
+                }
+            }
+            minis.validate();
+            for (i, lane) in plain.lanes.iter().enumerate() {
+                for region in [WINDOW, PROBATION, PROTECTED] {
+                    assert_eq!(minis.queue(i, region), lane.queues[region as usize - 1]);
+                }
+            }
+            assert!(switches > 0, "no switch at {capacity}");
+        }
     }
 }
