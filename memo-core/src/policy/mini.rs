@@ -445,7 +445,7 @@ impl Minis {
 
     /// Moves `id`, in `region`, to the front of its queue in `lane`.
     #[inline(always)]
-    fn to_front(&mut self, lane: usize, id: Id, region: u16) {
+    fn move_to_front(&mut self, lane: usize, id: Id, region: u16) {
         self.unlink(lane, id);
         self.link_front(lane, id, region);
     }
@@ -567,7 +567,7 @@ impl Minis {
         self.hits[lane] = region != ABSENT;
         match region {
             ABSENT => self.insert(lane, id, halvings),
-            WINDOW => self.to_front(lane, id, WINDOW),
+            WINDOW => self.move_to_front(lane, id, WINDOW),
             PROBATION => {
                 self.move_to(lane, id, PROBATION, PROTECTED);
                 let l = &self.lanes[lane];
@@ -576,7 +576,7 @@ impl Minis {
                     self.move_to(lane, demoted, PROTECTED, PROBATION);
                 }
             }
-            _ => self.to_front(lane, id, PROTECTED),
+            _ => self.move_to_front(lane, id, PROTECTED),
         }
     }
 
@@ -1125,7 +1125,7 @@ mod tests {
                     0 => (x % 8).pow(2) % n,
                     1 => u64::from(i) % (n / 2 + 1),
                     2 => {
-                        if x % 3 == 0 {
+                        if x.is_multiple_of(3) {
                             x % (n / 4 + 1)
                         } else {
                             1 << 20 | u64::from(i)
