@@ -512,7 +512,9 @@ impl Minis {
 
     /// Replays a request for a sampled `fingerprint` in every miniature, and updates the
     /// choice: `frequency` is the sketch's estimate for it (after counting this request), and
-    /// `halvings` the sketch's halvings so far.
+    /// `halvings` the sketch's halvings so far. Inline: into the policy's out-of-line replay
+    /// of a sampled request, its one caller on the hot path.
+    #[inline(always)]
     pub(crate) fn access(&mut self, fingerprint: u32, frequency: u8, halvings: u8) {
         if self.capacity == 0 {
             return;
