@@ -278,7 +278,10 @@ impl<K, V> Table<K, V> {
     /// No computation.
     pub(crate) fn new() -> Self {
         Table {
-            entries: Entries::List(Vec::new()),
+            entries: Entries {
+                one: None,
+                many: Many::List(Vec::new()),
+            },
             next_id: 0,
             untimed: 0,
             skipped: 0,
@@ -344,28 +347,95 @@ impl<K, V> Table<K, V> {
 const LIST_MAX: usize = 32;
 const LIST_AGAIN: usize = 8;
 
-/// The entries of a shard: a short list searched in order (a shard rarely holds more than one
-/// or two computations at a time: a leader's miss then pushes and removes an entry at the
-/// cost of a few compares), a hash table once it holds more than [`LIST_MAX`], and a list
-/// again (the table freed) once it is down to [`LIST_AGAIN`].
-enum Entries<K, V> {
-    List(Vec<Entry<K, V>>),
-    Hashed(HashTable<Entry<K, V>>),
+/// The entries of a shard: one in a slot of its own (a shard rarely holds more than one
+/// computation at a time: a leader's miss then stores and takes its entry there, with no list
+/// to search or grow), the others in [`Many`]. At most one entry of a key is joinable, and ids
+/// are unique, so the order in which the two are searched does not matter.
+struct Entries<K, V> {
+    one: Option<Entry<K, V>>,
+    many: Many<K, V>,
 }
 
 impl<K, V> Entries<K, V> {
     #[cfg(test)]
     fn len(&self) -> usize {
+        usize::from(self.one.is_some()) + self.many.len()
+    }
+
+    #[inline]
+    fn insert(&mut self, entry: Entry<K, V>) {
+        match &mut self.one {
+            one @ None => *one = Some(entry),
+            Some(_) => self.many.insert(entry),
+        }
+    }
+
+    /// Removes the entry `id` (of hash `hash`) and returns it.
+    #[inline]
+    fn take(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
+        if self.one.as_ref().is_some_and(|entry| entry.id == id) {
+            return self.one.take();
+        }
+        self.many.take(hash, id)
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, mut is: impl FnMut(&Entry<K, V>) -> bool) -> Option<&Entry<K, V>> {
+        match &self.one {
+            Some(entry) if entry.hash == hash && is(entry) => Some(entry),
+            _ => self.many.find(hash, is),
+        }
+    }
+
+    #[inline]
+    fn find_mut(
+        &mut self,
+        hash: u64,
+        mut is: impl FnMut(&Entry<K, V>) -> bool,
+    ) -> Option<&mut Entry<K, V>> {
+        match &mut self.one {
+            Some(entry) if entry.hash == hash && is(entry) => Some(entry),
+            _ => self.many.find_mut(hash, is),
+        }
+    }
+
+    /// Calls `f` on every entry, or on those of hash `hash`.
+    fn for_each_mut(&mut self, hash: Option<u64>, mut f: impl FnMut(&mut Entry<K, V>)) {
+        if let Some(entry) = &mut self.one
+            && hash.is_none_or(|hash| entry.hash == hash)
+        {
+            f(entry);
+        }
+        self.many.for_each_mut(hash, f);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry<K, V>> + '_ {
+        self.one.iter().chain(self.many.iter())
+    }
+}
+
+/// The entries of a shard besides the one in its own slot ([`Entries`]): a short list
+/// searched in order (a second or third computation of the shard at a time is pushed and
+/// removed at the cost of a few compares), a hash table once it holds more than [`LIST_MAX`],
+/// and a list again (the table freed) once it is down to [`LIST_AGAIN`].
+enum Many<K, V> {
+    List(Vec<Entry<K, V>>),
+    Hashed(HashTable<Entry<K, V>>),
+}
+
+impl<K, V> Many<K, V> {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         match self {
-            Entries::List(list) => list.len(),
-            Entries::Hashed(table) => table.len(),
+            Many::List(list) => list.len(),
+            Many::Hashed(table) => table.len(),
         }
     }
 
     #[inline]
     fn insert(&mut self, entry: Entry<K, V>) {
         match self {
-            Entries::List(list) if list.len() < LIST_MAX => list.push(entry),
+            Many::List(list) if list.len() < LIST_MAX => list.push(entry),
             _ => self.insert_hashed(entry),
         }
     }
@@ -374,14 +444,14 @@ impl<K, V> Entries<K, V> {
     #[inline(never)]
     fn insert_hashed(&mut self, entry: Entry<K, V>) {
         match self {
-            Entries::List(list) => {
+            Many::List(list) => {
                 let mut table = HashTable::with_capacity(2 * LIST_MAX);
                 for old in list.drain(..).chain(std::iter::once(entry)) {
                     table.insert_unique(old.hash, old, |e| e.hash);
                 }
-                *self = Entries::Hashed(table);
+                *self = Many::Hashed(table);
             }
-            Entries::Hashed(table) => {
+            Many::Hashed(table) => {
                 table.insert_unique(entry.hash, entry, |e| e.hash);
             }
         }
@@ -391,7 +461,7 @@ impl<K, V> Entries<K, V> {
     #[inline]
     fn take(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
         match self {
-            Entries::List(list) => {
+            Many::List(list) => {
                 let at = list.iter().rposition(|entry| entry.id == id)?;
                 // Most often the last (a shard rarely holds two): moved out once.
                 if at + 1 == list.len() {
@@ -400,14 +470,14 @@ impl<K, V> Entries<K, V> {
                     Some(list.swap_remove(at))
                 }
             }
-            Entries::Hashed(_) => self.take_hashed(hash, id),
+            Many::Hashed(_) => self.take_hashed(hash, id),
         }
     }
 
     #[cold]
     #[inline(never)]
     fn take_hashed(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
-        let Entries::Hashed(table) = self else {
+        let Many::Hashed(table) = self else {
             unreachable!("called on a hash table");
         };
         let taken = table
@@ -417,7 +487,7 @@ impl<K, V> Entries<K, V> {
         if table.len() <= LIST_AGAIN {
             let mut list = Vec::with_capacity(LIST_MAX);
             list.extend(table.drain());
-            *self = Entries::List(list);
+            *self = Many::List(list);
         }
         taken
     }
@@ -425,8 +495,8 @@ impl<K, V> Entries<K, V> {
     #[inline]
     fn find(&self, hash: u64, mut is: impl FnMut(&Entry<K, V>) -> bool) -> Option<&Entry<K, V>> {
         match self {
-            Entries::List(list) => list.iter().find(|entry| entry.hash == hash && is(entry)),
-            Entries::Hashed(table) => table.find(hash, is),
+            Many::List(list) => list.iter().find(|entry| entry.hash == hash && is(entry)),
+            Many::Hashed(table) => table.find(hash, is),
         }
     }
 
@@ -437,29 +507,29 @@ impl<K, V> Entries<K, V> {
         mut is: impl FnMut(&Entry<K, V>) -> bool,
     ) -> Option<&mut Entry<K, V>> {
         match self {
-            Entries::List(list) => list
+            Many::List(list) => list
                 .iter_mut()
                 .find(|entry| entry.hash == hash && is(entry)),
-            Entries::Hashed(table) => table.find_mut(hash, is),
+            Many::Hashed(table) => table.find_mut(hash, is),
         }
     }
 
     /// Calls `f` on every entry, or on those of hash `hash`.
     fn for_each_mut(&mut self, hash: Option<u64>, mut f: impl FnMut(&mut Entry<K, V>)) {
         match (self, hash) {
-            (Entries::List(list), hash) => list
+            (Many::List(list), hash) => list
                 .iter_mut()
                 .filter(|entry| hash.is_none_or(|hash| entry.hash == hash))
                 .for_each(f),
-            (Entries::Hashed(table), Some(hash)) => table.iter_hash_mut(hash).for_each(f),
-            (Entries::Hashed(table), None) => table.iter_mut().for_each(&mut f),
+            (Many::Hashed(table), Some(hash)) => table.iter_hash_mut(hash).for_each(f),
+            (Many::Hashed(table), None) => table.iter_mut().for_each(&mut f),
         }
     }
 
     fn iter(&self) -> Box<dyn Iterator<Item = &Entry<K, V>> + '_> {
         match self {
-            Entries::List(list) => Box::new(list.iter()),
-            Entries::Hashed(table) => Box::new(table.iter()),
+            Many::List(list) => Box::new(list.iter()),
+            Many::Hashed(table) => Box::new(table.iter()),
         }
     }
 }
@@ -1384,7 +1454,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 (_, key) => (shared, key),
             }
         });
-        if let Some((Some((flight, value)), _)) = taken {
+        if let (Some((flight, value)), _) = taken {
             flight.finish(Outcome::Ready(value));
         }
     }
@@ -1393,22 +1463,22 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// waiters try again.
     fn abandon_local(&self, local: Local<'_, K, V>, ended: &Ended) {
         let taken = self.take_local(local, ended, |entry, _| entry);
-        if let Some(flight) = taken.and_then(|entry| entry.flight) {
+        if let Some(flight) = taken.flight {
             flight.finish(Outcome::Abandoned);
         }
     }
 
     /// Under the lock of the shard of `ended`'s key of the in-memory cache (both in `local`):
-    /// adds the leader's time, removes its entry and hands it to `then` with the locked shard;
-    /// what `then` returns (what is left of the entry among it: a key not stored, the flight)
-    /// is dropped after the lock is released.
+    /// adds the leader's time, removes its entry (only ever removed by its leader) and hands it
+    /// to `then` with the locked shard; what `then` returns (what is left of the entry among
+    /// it: a key not stored, the flight) is dropped after the lock is released.
     #[inline]
     fn take_local<R>(
         &self,
         local: Local<'_, K, V>,
         ended: &Ended,
         then: impl FnOnce(Entry<K, V>, &mut Locked<'_, K, V>) -> R,
-    ) -> Option<R> {
+    ) -> R {
         let Local { cache, shard, .. } = local;
         let (hasher, now) = cache.write_context();
         // The counters are those of the table's shard of the key.
@@ -1417,8 +1487,10 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 // Found only for a timed leader (one in 16 once the bodies are cheap).
                 ended.account(self.shard(ended.hash), pending);
             }
-            let entry = pending.take(ended.hash, ended.id)?;
-            Some(then(entry, locked))
+            let Some(entry) = pending.take(ended.hash, ended.id) else {
+                unreachable!("a leader's entry stays until it finishes");
+            };
+            then(entry, locked)
         });
         shard.release(dropped);
         taken
@@ -1453,7 +1525,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let index = match place {
             Place::Local(local) => {
                 let taken = self.take_local(local, &ended, |entry, _| entry);
-                if let Some(flight) = taken.and_then(|entry| entry.flight) {
+                if let Some(flight) = taken.flight {
                     flight.finish(match failure {
                         Some(failure) => Outcome::Failed(failure),
                         None => Outcome::Released,
@@ -1500,7 +1572,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                     }
                     entry
                 });
-                if let Some(flight) = taken.and_then(|entry| entry.flight) {
+                if let Some(flight) = taken.flight {
                     flight.finish(Outcome::Failed(failure));
                 }
                 return;
@@ -2400,14 +2472,16 @@ mod tests {
             .collect();
         assert_eq!(flights.in_flight(), 2_000);
         for shard in &*flights.shards {
-            assert!(matches!(shard.table.lock().entries, Entries::Hashed(_)));
+            assert!(matches!(shard.table.lock().entries.many, Many::Hashed(_)));
         }
         // Found in the hash table: no second computation of a running key.
         assert!((0..2_000).all(|key| flights.try_lead(key).is_none()));
         drop(leaders);
         assert_eq!(flights.in_flight(), 0);
         for shard in &*flights.shards {
-            assert!(matches!(&shard.table.lock().entries, Entries::List(l) if l.is_empty()));
+            let table = shard.table.lock();
+            assert!(table.entries.one.is_none());
+            assert!(matches!(&table.entries.many, Many::List(l) if l.is_empty()));
         }
         // Back in lists, the keys are found again.
         let again: Vec<_> = (0..100u32)
