@@ -1084,52 +1084,6 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         self.join_blocking(cache, local, hash, Borrowed { is_match, make_key })
     }
 
-    /// [`join`](Flights::join) of a probe whose hash by the in-memory `cache`'s hasher is
-    /// `cache_hash` (from its lookup: `Memo::get_by_hashing`): not hashed again when the cache
-    /// hashes as this table does.
-    #[inline]
-    pub(crate) fn join_hashed<'a, Q: Hash + ?Sized>(
-        &'a self,
-        cache: &'a crate::Cache<K, V>,
-        cache_hash: u64,
-        probe: &Q,
-        is_match: impl FnMut(&K) -> bool,
-        make_key: impl FnOnce() -> K,
-    ) -> Joined<'a, K, V> {
-        let (local, hash) = self.hash_like(cache, cache_hash, probe);
-        self.join_blocking(cache, local, hash, Borrowed { is_match, make_key })
-    }
-
-    /// [`join_hashed`](Flights::join_hashed) for an `async fn`.
-    pub(crate) async fn join_hashed_async<'a, Q: Hash + ?Sized>(
-        &'a self,
-        cache: &'a crate::Cache<K, V>,
-        cache_hash: u64,
-        probe: &Q,
-        is_match: impl FnMut(&K) -> bool,
-        make_key: impl FnOnce() -> K,
-    ) -> Joined<'a, K, V> {
-        let (local, hash) = self.hash_like(cache, cache_hash, probe);
-        self.join_waiting(cache, local, hash, Borrowed { is_match, make_key })
-            .await
-    }
-
-    /// `cache.local(stamp)` and this table's hash of `probe`, whose hash by `cache`'s hasher
-    /// is `cache_hash`: that one when the cache hashes as this table does (it then keeps the
-    /// computations), else hashed again.
-    #[inline]
-    fn hash_like<'a, Q: Hash + ?Sized>(
-        &self,
-        cache: &'a crate::Cache<K, V>,
-        cache_hash: u64,
-        probe: &Q,
-    ) -> (Option<&'a crate::Cache<K, V>>, u64) {
-        match cache.local(self.stamp) {
-            Some(local) => (Some(local), cache_hash),
-            None => (None, self.hasher.hash_one(probe)),
-        }
-    }
-
     /// [`join`](Flights::join) for an owned key.
     pub fn join_owned<'a, C: FunctionCache<K, V>>(
         &'a self,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 pub use crate::flight::FunctionCache;
-use crate::flight::{Failure, Flights, Joined, Leader};
+use crate::flight::{Failure, Flights, Leader};
 use crate::refresh::{Fresh, Freshness, Stamped};
 use crate::{Cache, CacheInfo, Clock, Policy};
 
@@ -212,36 +212,6 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     pub fn store_since_hashed(&self, hash: u64, since: u64, key: K, value: V) {
         self.flights
             .store_since_hashed(&self.cache, hash, since, key, value);
-    }
-
-    /// `flights.join(&cache, probe, is_match, make_key)` of a probe whose hash `hash` came
-    /// from [`get_by_hashing`](Memo::get_by_hashing): not hashed again (what a `#[memoize]`
-    /// with single-flight and without a store joins with).
-    #[doc(hidden)]
-    #[inline]
-    pub fn join_hashed<Q: Hash + ?Sized>(
-        &self,
-        hash: u64,
-        probe: &Q,
-        is_match: impl FnMut(&K) -> bool,
-        make_key: impl FnOnce() -> K,
-    ) -> Joined<'_, K, V> {
-        self.flights
-            .join_hashed(&self.cache, hash, probe, is_match, make_key)
-    }
-
-    /// [`join_hashed`](Memo::join_hashed) for an `async fn`.
-    #[doc(hidden)]
-    pub async fn join_hashed_async<Q: Hash + ?Sized>(
-        &self,
-        hash: u64,
-        probe: &Q,
-        is_match: impl FnMut(&K) -> bool,
-        make_key: impl FnOnce() -> K,
-    ) -> Joined<'_, K, V> {
-        self.flights
-            .join_hashed_async(&self.cache, hash, probe, is_match, make_key)
-            .await
     }
 
     /// The cache of the function called `name`, with the options the macro checked.

@@ -861,7 +861,7 @@ fn lookup(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
             let borrowed = plan.borrowed_keys();
             let is_match = plan.is_match();
             let probe = quote!(&(#(#borrowed,)*));
-            // In memory, the lookup's hash is kept for a miss's insert, or for its join.
+            // In memory without single-flight, the lookup's hash is kept for a miss's insert.
             let (looked, lookup) = if plan.hashing() {
                 let looked = Ident::new("__memo_looked", Span::mixed_site());
                 let hash = miss_hash();
@@ -967,19 +967,6 @@ fn single_flight_body(plan: &Plan<'_>, locals: &Locals) -> TokenStream {
     let join = match (plan.key_expr, is_async) {
         (Some(_), false) => quote!(#memo.flights.join_owned(&#memo.cache, #key)),
         (Some(_), true) => quote!(#memo.flights.join_owned_async(&#memo.cache, #key).await),
-        (None, _) if plan.hashing() => {
-            // The lookup's hash, kept for the join (`Memo::join_hashed`).
-            let borrowed = plan.borrowed_keys();
-            let is_match = plan.is_match();
-            let owned = plan.owned_key();
-            let hash = miss_hash();
-            let (join, wait) = if is_async {
-                (quote!(join_hashed_async), Some(quote!(.await)))
-            } else {
-                (quote!(join_hashed), None)
-            };
-            quote!(#memo.#join(#hash, &(#(#borrowed,)*), #is_match, || #owned) #wait)
-        }
         (None, _) => {
             let borrowed = plan.borrowed_keys();
             let is_match = plan.is_match();
@@ -1199,9 +1186,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("static __memo_cache_f"), "{text}");
-        // In memory, the lookup's hash is kept for the join: the key is hashed once.
-        assert!(text.contains("get_by_hashing ("), "{text}");
-        assert!(text.contains("join_hashed (__memo_hash"), "{text}");
+        assert!(text.contains("join ("), "{text}");
         assert!(!text.contains("compile_error"), "{text}");
     }
 
@@ -1273,36 +1258,6 @@ mod tests {
     }
 
     #[test]
-    fn single_flight_joins_with_the_lookups_hash_only_in_memory_and_by_the_arguments() {
-        let item = quote!(
-            fn f(x: u8) -> u8 {
-                x
-            }
-        );
-        let text = expand_to_string(TokenStream::new(), item.clone());
-        assert!(text.contains("get_by_hashing"), "{text}");
-        assert!(text.contains("join_hashed (__memo_hash"), "{text}");
-        let text = expand_to_string(
-            TokenStream::new(),
-            quote!(
-                async fn f(x: u8) -> u8 {
-                    x
-                }
-            ),
-        );
-        assert!(text.contains("join_hashed_async (__memo_hash"), "{text}");
-        // `key = ...` looks up by the owned key, and joins with it.
-        let text = expand_to_string(quote!(key = x % 2), item.clone());
-        assert!(!text.contains("get_by_hashing"), "{text}");
-        assert!(text.contains("flights . join_owned ("), "{text}");
-        // A store hashes otherwise.
-        let text = expand_to_string(quote!(store = "s"), item);
-        assert!(!text.contains("get_by_hashing"), "{text}");
-        assert!(!text.contains("join_hashed"), "{text}");
-        assert!(text.contains("flights . join ("), "{text}");
-    }
-
-    #[test]
     fn single_flight_can_be_turned_off() {
         let text = expand_to_string(
             quote!(single_flight = false),
@@ -1332,7 +1287,7 @@ mod tests {
             "{off}"
         );
         let on = expand_to_string(quote!(ttl = "5m", err_ttl = "5s"), item);
-        let hit = on.find("get_by_hashing").unwrap();
+        let hit = on.find("cache . get_by").unwrap();
         let negative = on.find("negative_get_by").unwrap();
         assert!(hit < negative, "{on}");
         assert!(on.contains("fail_cached"), "{on}");

@@ -242,12 +242,11 @@ impl Plan<'_> {
         self.options.store.is_some() && self.function.sig.asyncness.is_some()
     }
 
-    /// Whether a miss reuses its lookup's hash (`memo.get_by_hashing`), for its insert without
-    /// single-flight (`memo.store_since_hashed`) or for its join with it (`memo.join_hashed`):
-    /// a function without a store and without `key = ...`, whose memo's cache is the
-    /// in-memory `Cache` (a function with `refresh` or a stale window looks up otherwise).
+    /// Whether a miss without single-flight reuses its lookup's hash for its insert
+    /// (`memo.get_by_hashing`, then `memo.store_since_hashed`): a function without a store
+    /// and without `key = ...`, whose memo's cache is the in-memory `Cache`.
     pub(crate) fn hashing(&self) -> bool {
-        self.options.store.is_none() && self.key_expr.is_none()
+        self.options.store.is_none() && self.key_expr.is_none() && !self.single_flight
     }
 
     /// The lookup by a borrowed probe: `cache.get_by(probe, is_match)`, awaited through the
