@@ -2419,6 +2419,39 @@ mod tests {
     }
 
     #[test]
+    fn a_shards_first_entry_has_its_own_slot_and_the_others_a_list() {
+        let mut table = Table::<u32, ()>::new();
+        let a = table.insert(7, Some(1), true);
+        assert!(table.entries.one.as_ref().is_some_and(|e| e.id == a));
+        let b = table.insert(7, Some(2), true);
+        let c = table.insert(9, Some(3), true);
+        assert_eq!(table.entries.len(), 3);
+        // Found by hash and key wherever it is kept.
+        for (hash, key, id) in [(7, 1, a), (7, 2, b), (9, 3, c)] {
+            let found = table.entries.find(hash, |e| e.key == Some(key));
+            assert_eq!(found.map(|e| e.id), Some(id));
+        }
+        assert!(table.entries.find(9, |e| e.key == Some(1)).is_none());
+        // The slot freed, the next entry takes it; the list keeps the others.
+        assert_eq!(table.take(7, a).map(|e| e.id), Some(a));
+        assert!(table.entries.one.is_none());
+        let d = table.insert(9, Some(4), true);
+        assert!(table.entries.one.as_ref().is_some_and(|e| e.id == d));
+        let mut seen = Vec::new();
+        table.entries.for_each_mut(Some(9), |e| seen.push(e.id));
+        seen.sort_unstable();
+        assert_eq!(seen, [c, d]);
+        let mut all: Vec<u64> = table.entries.iter().map(|e| e.id).collect();
+        all.sort_unstable();
+        assert_eq!(all, [b, c, d]);
+        assert!(table.take(7, a).is_none(), "taken once");
+        for id in [c, b, d] {
+            assert_eq!(table.take(0, id).map(|e| e.id), Some(id));
+        }
+        assert_eq!(table.entries.len(), 0);
+    }
+
+    #[test]
     fn a_shard_with_many_flights_indexes_them_then_lists_them_again() {
         let flights = Flights::<u32, String>::new("many");
         let leaders: Vec<_> = (0..2_000u32)
