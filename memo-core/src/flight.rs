@@ -278,7 +278,10 @@ impl<K, V> Table<K, V> {
     /// No computation.
     pub(crate) fn new() -> Self {
         Table {
-            entries: Entries::List(Vec::new()),
+            entries: Entries {
+                one: None,
+                many: Many::List(Vec::new()),
+            },
             next_id: 0,
             untimed: 0,
             skipped: 0,
@@ -344,28 +347,95 @@ impl<K, V> Table<K, V> {
 const LIST_MAX: usize = 32;
 const LIST_AGAIN: usize = 8;
 
-/// The entries of a shard: a short list searched in order (a shard rarely holds more than one
-/// or two computations at a time: a leader's miss then pushes and removes an entry at the
-/// cost of a few compares), a hash table once it holds more than [`LIST_MAX`], and a list
-/// again (the table freed) once it is down to [`LIST_AGAIN`].
-enum Entries<K, V> {
-    List(Vec<Entry<K, V>>),
-    Hashed(HashTable<Entry<K, V>>),
+/// The entries of a shard: one in a slot of its own (a shard rarely holds more than one
+/// computation at a time: a leader's miss then stores and takes its entry there, with no list
+/// to search or grow), the others in [`Many`]. At most one entry of a key is joinable, and ids
+/// are unique, so the order in which the two are searched does not matter.
+struct Entries<K, V> {
+    one: Option<Entry<K, V>>,
+    many: Many<K, V>,
 }
 
 impl<K, V> Entries<K, V> {
     #[cfg(test)]
     fn len(&self) -> usize {
+        usize::from(self.one.is_some()) + self.many.len()
+    }
+
+    #[inline]
+    fn insert(&mut self, entry: Entry<K, V>) {
+        match &mut self.one {
+            one @ None => *one = Some(entry),
+            Some(_) => self.many.insert(entry),
+        }
+    }
+
+    /// Removes the entry `id` (of hash `hash`) and returns it.
+    #[inline]
+    fn take(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
+        if self.one.as_ref().is_some_and(|entry| entry.id == id) {
+            return self.one.take();
+        }
+        self.many.take(hash, id)
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, mut is: impl FnMut(&Entry<K, V>) -> bool) -> Option<&Entry<K, V>> {
+        match &self.one {
+            Some(entry) if entry.hash == hash && is(entry) => Some(entry),
+            _ => self.many.find(hash, is),
+        }
+    }
+
+    #[inline]
+    fn find_mut(
+        &mut self,
+        hash: u64,
+        mut is: impl FnMut(&Entry<K, V>) -> bool,
+    ) -> Option<&mut Entry<K, V>> {
+        match &mut self.one {
+            Some(entry) if entry.hash == hash && is(entry) => Some(entry),
+            _ => self.many.find_mut(hash, is),
+        }
+    }
+
+    /// Calls `f` on every entry, or on those of hash `hash`.
+    fn for_each_mut(&mut self, hash: Option<u64>, mut f: impl FnMut(&mut Entry<K, V>)) {
+        if let Some(entry) = &mut self.one
+            && hash.is_none_or(|hash| entry.hash == hash)
+        {
+            f(entry);
+        }
+        self.many.for_each_mut(hash, f);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry<K, V>> + '_ {
+        self.one.iter().chain(self.many.iter())
+    }
+}
+
+/// The entries of a shard besides the one in its own slot ([`Entries`]): a short list
+/// searched in order (a second or third computation of the shard at a time is pushed and
+/// removed at the cost of a few compares), a hash table once it holds more than [`LIST_MAX`],
+/// and a list again (the table freed) once it is down to [`LIST_AGAIN`].
+enum Many<K, V> {
+    List(Vec<Entry<K, V>>),
+    Hashed(HashTable<Entry<K, V>>),
+}
+
+impl<K, V> Many<K, V> {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         match self {
-            Entries::List(list) => list.len(),
-            Entries::Hashed(table) => table.len(),
+            Many::List(list) => list.len(),
+            Many::Hashed(table) => table.len(),
         }
     }
 
     #[inline]
     fn insert(&mut self, entry: Entry<K, V>) {
         match self {
-            Entries::List(list) if list.len() < LIST_MAX => list.push(entry),
+            Many::List(list) if list.len() < LIST_MAX => list.push(entry),
             _ => self.insert_hashed(entry),
         }
     }
@@ -374,14 +444,14 @@ impl<K, V> Entries<K, V> {
     #[inline(never)]
     fn insert_hashed(&mut self, entry: Entry<K, V>) {
         match self {
-            Entries::List(list) => {
+            Many::List(list) => {
                 let mut table = HashTable::with_capacity(2 * LIST_MAX);
                 for old in list.drain(..).chain(std::iter::once(entry)) {
                     table.insert_unique(old.hash, old, |e| e.hash);
                 }
-                *self = Entries::Hashed(table);
+                *self = Many::Hashed(table);
             }
-            Entries::Hashed(table) => {
+            Many::Hashed(table) => {
                 table.insert_unique(entry.hash, entry, |e| e.hash);
             }
         }
@@ -391,18 +461,23 @@ impl<K, V> Entries<K, V> {
     #[inline]
     fn take(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
         match self {
-            Entries::List(list) => {
+            Many::List(list) => {
                 let at = list.iter().rposition(|entry| entry.id == id)?;
-                Some(list.swap_remove(at))
+                // Most often the last (a shard rarely holds two): moved out once.
+                if at + 1 == list.len() {
+                    list.pop()
+                } else {
+                    Some(list.swap_remove(at))
+                }
             }
-            Entries::Hashed(_) => self.take_hashed(hash, id),
+            Many::Hashed(_) => self.take_hashed(hash, id),
         }
     }
 
     #[cold]
     #[inline(never)]
     fn take_hashed(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
-        let Entries::Hashed(table) = self else {
+        let Many::Hashed(table) = self else {
             unreachable!("called on a hash table");
         };
         let taken = table
@@ -412,7 +487,7 @@ impl<K, V> Entries<K, V> {
         if table.len() <= LIST_AGAIN {
             let mut list = Vec::with_capacity(LIST_MAX);
             list.extend(table.drain());
-            *self = Entries::List(list);
+            *self = Many::List(list);
         }
         taken
     }
@@ -420,8 +495,8 @@ impl<K, V> Entries<K, V> {
     #[inline]
     fn find(&self, hash: u64, mut is: impl FnMut(&Entry<K, V>) -> bool) -> Option<&Entry<K, V>> {
         match self {
-            Entries::List(list) => list.iter().find(|entry| entry.hash == hash && is(entry)),
-            Entries::Hashed(table) => table.find(hash, is),
+            Many::List(list) => list.iter().find(|entry| entry.hash == hash && is(entry)),
+            Many::Hashed(table) => table.find(hash, is),
         }
     }
 
@@ -432,29 +507,29 @@ impl<K, V> Entries<K, V> {
         mut is: impl FnMut(&Entry<K, V>) -> bool,
     ) -> Option<&mut Entry<K, V>> {
         match self {
-            Entries::List(list) => list
+            Many::List(list) => list
                 .iter_mut()
                 .find(|entry| entry.hash == hash && is(entry)),
-            Entries::Hashed(table) => table.find_mut(hash, is),
+            Many::Hashed(table) => table.find_mut(hash, is),
         }
     }
 
     /// Calls `f` on every entry, or on those of hash `hash`.
     fn for_each_mut(&mut self, hash: Option<u64>, mut f: impl FnMut(&mut Entry<K, V>)) {
         match (self, hash) {
-            (Entries::List(list), hash) => list
+            (Many::List(list), hash) => list
                 .iter_mut()
                 .filter(|entry| hash.is_none_or(|hash| entry.hash == hash))
                 .for_each(f),
-            (Entries::Hashed(table), Some(hash)) => table.iter_hash_mut(hash).for_each(f),
-            (Entries::Hashed(table), None) => table.iter_mut().for_each(&mut f),
+            (Many::Hashed(table), Some(hash)) => table.iter_hash_mut(hash).for_each(f),
+            (Many::Hashed(table), None) => table.iter_mut().for_each(&mut f),
         }
     }
 
     fn iter(&self) -> Box<dyn Iterator<Item = &Entry<K, V>> + '_> {
         match self {
-            Entries::List(list) => Box::new(list.iter()),
-            Entries::Hashed(table) => Box::new(table.iter()),
+            Many::List(list) => Box::new(list.iter()),
+            Many::Hashed(table) => Box::new(table.iter()),
         }
     }
 }
@@ -1005,7 +1080,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         make_key: impl FnOnce() -> K,
     ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(probe);
-        self.join_blocking(cache, hash, Borrowed { is_match, make_key })
+        let local = cache.local(self.stamp);
+        self.join_blocking(cache, local, hash, Borrowed { is_match, make_key })
     }
 
     /// [`join`](Flights::join) for an owned key.
@@ -1015,7 +1091,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         key: K,
     ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(&key);
-        self.join_blocking(cache, hash, Owned(key))
+        let local = cache.local(self.stamp);
+        self.join_blocking(cache, local, hash, Owned(key))
     }
 
     /// [`join`](Flights::join) for an `async fn`: waits without blocking the thread.
@@ -1027,7 +1104,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         make_key: impl FnOnce() -> K,
     ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(probe);
-        self.join_waiting(cache, hash, Borrowed { is_match, make_key })
+        let local = cache.local(self.stamp);
+        self.join_waiting(cache, local, hash, Borrowed { is_match, make_key })
             .await
     }
 
@@ -1038,19 +1116,21 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         key: K,
     ) -> Joined<'a, K, V> {
         let hash = self.hasher.hash_one(&key);
-        self.join_waiting(cache, hash, Owned(key)).await
+        let local = cache.local(self.stamp);
+        self.join_waiting(cache, local, hash, Owned(key)).await
     }
 
     #[inline]
     fn join_blocking<'a, C: FunctionCache<K, V>>(
         &'a self,
         cache: &'a C,
+        local: Option<&'a crate::Cache<K, V>>,
         hash: u64,
         probe: impl Probe<K>,
     ) -> Joined<'a, K, V> {
         let (mut probe, mut alone) = (Some(probe), false);
         loop {
-            let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
+            let (flight, blocked) = match self.step(cache, local, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
                 Step::Wait(flight, blocked) => (flight, blocked),
             };
@@ -1065,12 +1145,13 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     async fn join_waiting<'a, C: FunctionCache<K, V>>(
         &'a self,
         cache: &'a C,
+        local: Option<&'a crate::Cache<K, V>>,
         hash: u64,
         probe: impl Probe<K>,
     ) -> Joined<'a, K, V> {
         let (mut probe, mut alone) = (Some(probe), false);
         loop {
-            let (flight, blocked) = match self.step(cache, hash, &mut probe, alone) {
+            let (flight, blocked) = match self.step(cache, local, hash, &mut probe, alone) {
                 Step::Joined(joined) => return joined,
                 Step::Wait(flight, blocked) => (flight, blocked),
             };
@@ -1104,16 +1185,18 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     }
 
     /// Under the shard's lock: the flight to wait for, or a new one that this caller leads (one
-    /// that nobody can join when it was released to run `alone`).
+    /// that nobody can join when it was released to run `alone`). `local` is
+    /// `cache.local(stamp)`.
     #[inline]
     fn step<'a, P: Probe<K>, C: FunctionCache<K, V>>(
         &'a self,
         cache: &'a C,
+        local: Option<&'a crate::Cache<K, V>>,
         hash: u64,
         probe: &mut Option<P>,
         alone: bool,
     ) -> Step<'a, K, V> {
-        if let Some(local) = cache.local(self.stamp)
+        if let Some(local) = local
             && let Some((shard, _, now)) = local.local_shard(hash)
         {
             return self.step_local(local, shard, now, hash, probe, alone);
@@ -1152,7 +1235,13 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let id = table.insert(hash, Some(key), !alone);
         let weight = self.timing(&mut table);
         drop(table);
-        Step::Joined(Joined::Lead(Leader::new(self, hash, index, id, weight)))
+        Step::Joined(Joined::Lead(Leader::new(
+            self,
+            hash,
+            Place::Table(index),
+            id,
+            weight,
+        )))
     }
 
     /// [`step`](Flights::step) with the pending computations kept in `shard`, the shard of
@@ -1164,7 +1253,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     fn step_local<'a, P: Probe<K>>(
         &'a self,
         local: &'a crate::Cache<K, V>,
-        shard: &CacheShard<K, V>,
+        shard: &'a CacheShard<K, V>,
         now: u64,
         hash: u64,
         probe: &mut Option<P>,
@@ -1209,13 +1298,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 Step::Joined(Joined::Ready(value))
             }
             Found::Lead(id, weight) => {
-                let mut leader =
-                    Leader::new(self, hash, local_flight_id(shard, id).table, id, weight);
-                leader.local = Some(Local {
+                let place = Place::Local(Local {
                     cache: local,
+                    shard,
                     abandon: Self::abandon_local,
                 });
-                Step::Joined(Joined::Lead(leader))
+                Step::Joined(Joined::Lead(Leader::new(self, hash, place, id, weight)))
             }
         }
     }
@@ -1230,7 +1318,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         key: K,
     ) -> Option<Joined<'a, K, V>> {
         let hash = self.hasher.hash_one(&key);
-        match self.step(cache, hash, &mut Some(Owned(key)), false) {
+        let local = cache.local(self.stamp);
+        match self.step(cache, local, hash, &mut Some(Owned(key)), false) {
             Step::Joined(joined) => Some(joined),
             Step::Wait(_, blocked) => {
                 drop(blocked);
@@ -1241,13 +1330,27 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
 
     /// Stores the leader's `value` in `cache`, unless its key was invalidated meanwhile, and
     /// hands it to the waiters.
+    #[inline]
     pub fn complete<C: FunctionCache<K, V>>(&self, leader: Leader<'_, K, V>, cache: &C, value: V) {
-        if let Some(local) = leader.local {
-            return self.complete_local(leader, local.cache, value);
+        match leader.place {
+            Place::Local(local) => self.complete_local(leader, local, value),
+            Place::Table(index) => self.complete_in_table(leader, index, cache, value),
         }
+    }
+
+    /// [`complete`](Flights::complete) of a leader whose entry is in this table's shard
+    /// `index`.
+    #[inline(never)]
+    fn complete_in_table<C: FunctionCache<K, V>>(
+        &self,
+        leader: Leader<'_, K, V>,
+        index: usize,
+        cache: &C,
+        value: V,
+    ) {
         let ended = leader.end();
         let (hash, id) = (ended.hash, ended.id);
-        let shard = &self.shards[ended.index];
+        let shard = &self.shards[index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         if C::REMOTE {
@@ -1290,7 +1393,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// stores the value (unless the key was invalidated meanwhile). A caller that misses now
     /// finds the entry or the value when it registers (under that lock), never neither; an
     /// invalidation either marked the entry stale first or removes the value after.
-    fn complete_local(&self, leader: Leader<'_, K, V>, local: &crate::Cache<K, V>, value: V) {
+    #[inline]
+    fn complete_local(&self, leader: Leader<'_, K, V>, local: Local<'_, K, V>, value: V) {
         let ended = leader.end();
         let hash = ended.hash;
         let taken = self.take_local(local, &ended, move |entry, locked| {
@@ -1304,43 +1408,43 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 (_, key) => (shared, key),
             }
         });
-        if let Some((Some((flight, value)), _)) = taken {
+        if let (Some((flight, value)), _) = taken {
             flight.finish(Outcome::Ready(value));
         }
     }
 
     /// What dropping a leader whose entry is kept in the in-memory cache `local` does: its
     /// waiters try again.
-    fn abandon_local(&self, local: &crate::Cache<K, V>, ended: &Ended) {
+    fn abandon_local(&self, local: Local<'_, K, V>, ended: &Ended) {
         let taken = self.take_local(local, ended, |entry, _| entry);
-        if let Some(flight) = taken.and_then(|entry| entry.flight) {
+        if let Some(flight) = taken.flight {
             flight.finish(Outcome::Abandoned);
         }
     }
 
-    /// Under the lock of the shard of `ended`'s key of the in-memory cache `local`: adds the
-    /// leader's time, removes its entry and hands it to `then` with the locked shard; what
-    /// `then` returns (what is left of the entry among it: a key not stored, the flight) is
-    /// dropped after the lock is released.
+    /// Under the lock of the shard of `ended`'s key of the in-memory cache (both in `local`):
+    /// adds the leader's time, removes its entry (only ever removed by its leader) and hands it
+    /// to `then` with the locked shard; what `then` returns (what is left of the entry among
+    /// it: a key not stored, the flight) is dropped after the lock is released.
     #[inline]
     fn take_local<R>(
         &self,
-        local: &crate::Cache<K, V>,
+        local: Local<'_, K, V>,
         ended: &Ended,
         then: impl FnOnce(Entry<K, V>, &mut Locked<'_, K, V>) -> R,
-    ) -> Option<R> {
-        let Some((shard, hasher, now)) = local.local_shard(ended.hash) else {
-            unreachable!("a cache that kept a leader's entry keeps it until it finishes");
-        };
-        // The leader's `index` names the cache shard: the counters are those of the table's
-        // shard of the key.
+    ) -> R {
+        let Local { cache, shard, .. } = local;
+        let (hasher, now) = cache.write_context();
+        // The counters are those of the table's shard of the key.
         let (taken, dropped) = shard.with_pending(hasher, now, |pending, locked| {
             if ended.weight > 0 {
                 // Found only for a timed leader (one in 16 once the bodies are cheap).
                 ended.account(self.shard(ended.hash), pending);
             }
-            let entry = pending.take(ended.hash, ended.id)?;
-            Some(then(entry, locked))
+            let Some(entry) = pending.take(ended.hash, ended.id) else {
+                unreachable!("a leader's entry stays until it finishes");
+            };
+            then(entry, locked)
         });
         shard.release(dropped);
         taken
@@ -1370,19 +1474,22 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// Ends the leader's flight without a value: hands `failure` to the waiters, or with `None`
     /// releases them at once to run the body each alone.
     pub fn fail(&self, leader: Leader<'_, K, V>, failure: Option<Failure>) {
-        let local = leader.local.map(|local| local.cache);
+        let place = leader.place;
         let ended = leader.end();
-        if let Some(local) = local {
-            let taken = self.take_local(local, &ended, |entry, _| entry);
-            if let Some(flight) = taken.and_then(|entry| entry.flight) {
-                flight.finish(match failure {
-                    Some(failure) => Outcome::Failed(failure),
-                    None => Outcome::Released,
-                });
+        let index = match place {
+            Place::Local(local) => {
+                let taken = self.take_local(local, &ended, |entry, _| entry);
+                if let Some(flight) = taken.flight {
+                    flight.finish(match failure {
+                        Some(failure) => Outcome::Failed(failure),
+                        None => Outcome::Released,
+                    });
+                }
+                return;
             }
-            return;
-        }
-        let shard = &self.shards[ended.index];
+            Place::Table(index) => index,
+        };
+        let shard = &self.shards[index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         let entry = table.take(ended.hash, ended.id);
@@ -1405,25 +1512,28 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         cache: &C,
         negative: N,
     ) {
-        let local = leader.local.map(|local| local.cache);
+        let place = leader.place;
         let ended = leader.end();
-        if let Some(local) = local {
-            // Stored under the lock of the key's shard of the function's cache, as
-            // `complete_local` stores a value: an invalidation either marked the entry stale
-            // first or removes the failure after (the negative cache's lock is taken inside
-            // the main cache's, never the other way).
-            let taken = self.take_local(local, &ended, |mut entry, _| {
-                if let (false, Some(key)) = (entry.stale, entry.key.take()) {
-                    cache.insert_if_absent(key, negative);
+        let index = match place {
+            Place::Local(local) => {
+                // Stored under the lock of the key's shard of the function's cache, as
+                // `complete_local` stores a value: an invalidation either marked the entry stale
+                // first or removes the failure after (the negative cache's lock is taken inside
+                // the main cache's, never the other way).
+                let taken = self.take_local(local, &ended, |mut entry, _| {
+                    if let (false, Some(key)) = (entry.stale, entry.key.take()) {
+                        cache.insert_if_absent(key, negative);
+                    }
+                    entry
+                });
+                if let Some(flight) = taken.flight {
+                    flight.finish(Outcome::Failed(failure));
                 }
-                entry
-            });
-            if let Some(flight) = taken.and_then(|entry| entry.flight) {
-                flight.finish(Outcome::Failed(failure));
+                return;
             }
-            return;
-        }
-        let shard = &self.shards[ended.index];
+            Place::Table(index) => index,
+        };
+        let shard = &self.shards[index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         let Some(entry) = table.take(ended.hash, ended.id) else {
@@ -1655,7 +1765,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let id = table.insert(hash, Some(key), false);
         let weight = self.timing(&mut table);
         drop(table);
-        Some(Leader::new(self, hash, index, id, weight))
+        Some(Leader::new(self, hash, Place::Table(index), id, weight))
     }
 }
 
@@ -1742,25 +1852,39 @@ impl<V: Clone> Future for Waiting<'_, V> {
 pub struct Leader<'a, K, V> {
     flights: &'a Flights<K, V>,
     hash: u64,
-    /// The shard of `hash`.
-    index: usize,
     id: u64,
     /// When the body started, in [`ticks`], if timed.
     started: u64,
     /// For how many leaders its time counts, 0 if untimed ([`Table::timing`]).
     weight: u64,
-    /// Where its entry is kept, if in the in-memory cache's shard of `hash` rather than in the
-    /// table's shard.
-    local: Option<Local<'a, K, V>>,
+    /// Where its entry is kept.
+    place: Place<'a, K, V>,
 }
 
-/// A leader's entry kept in a shard of the function's in-memory cache (whose address is then
-/// the leader's `index`, the table part of its flight's name).
+/// Where a leader's entry is kept.
+enum Place<'a, K, V> {
+    /// In the table's shard of this index (the shard of the key's hash).
+    Table(usize),
+    /// In the in-memory cache's shard of the key.
+    Local(Local<'a, K, V>),
+}
+
+impl<K, V> Clone for Place<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for Place<'_, K, V> {}
+
+/// A leader's entry kept in a shard of the function's in-memory cache (whose address is the
+/// table part of its flight's name): the shard, found once when the leader registered.
 struct Local<'a, K, V> {
     cache: &'a crate::Cache<K, V>,
+    shard: &'a CacheShard<K, V>,
     /// [`Flights::abandon_local`], named where the key's bounds are known (a leader's `Drop`
     /// has none).
-    abandon: fn(&Flights<K, V>, &crate::Cache<K, V>, &Ended),
+    abandon: fn(&Flights<K, V>, Local<'_, K, V>, &Ended),
 }
 
 impl<K, V> Clone for Local<'_, K, V> {
@@ -1774,7 +1898,6 @@ impl<K, V> Copy for Local<'_, K, V> {}
 /// A leader that finished: its entry, and its time to add under the shard's lock.
 struct Ended {
     hash: u64,
-    index: usize,
     id: u64,
     spent: u64,
     weight: u64,
@@ -1791,30 +1914,32 @@ impl Ended {
 }
 
 impl<'a, K, V> Leader<'a, K, V> {
-    /// The leader of the entry `id` (of hash `hash`, in the shard `index`), timed when
-    /// `weight` is not 0.
+    /// The leader of the entry `id` (of hash `hash`, kept in `place`), timed when `weight` is
+    /// not 0.
     #[inline]
-    fn new(flights: &'a Flights<K, V>, hash: u64, index: usize, id: u64, weight: u64) -> Self {
+    fn new(
+        flights: &'a Flights<K, V>,
+        hash: u64,
+        place: Place<'a, K, V>,
+        id: u64,
+        weight: u64,
+    ) -> Self {
         Leader {
             flights,
             hash,
-            index,
             id,
             started: if weight > 0 { ticks::now() } else { 0 },
             weight,
-            local: None,
+            place,
         }
     }
 
     /// The process-wide name of this leader's flight.
     #[inline]
     fn flight_id(&self) -> FlightId {
-        match &self.local {
-            Some(_) => FlightId {
-                table: self.index,
-                id: self.id,
-            },
-            None => self.flights.flight_id_at(self.index, self.id),
+        match self.place {
+            Place::Local(local) => local_flight_id(local.shard, self.id),
+            Place::Table(index) => self.flights.flight_id_at(index, self.id),
         }
     }
 
@@ -1830,7 +1955,6 @@ impl<'a, K, V> Leader<'a, K, V> {
     fn finish(&self) -> Ended {
         Ended {
             hash: self.hash,
-            index: self.index,
             id: self.id,
             spent: if self.weight > 0 {
                 ticks::now().saturating_sub(self.started)
@@ -1865,10 +1989,11 @@ impl<K, V> Drop for Leader<'_, K, V> {
     fn drop(&mut self) {
         // A completion takes its leader without dropping it (`end`): this leader was abandoned.
         let ended = self.finish();
-        if let Some(local) = self.local {
-            return (local.abandon)(self.flights, local.cache, &ended);
-        }
-        let shard = &self.flights.shards[ended.index];
+        let index = match self.place {
+            Place::Local(local) => return (local.abandon)(self.flights, local, &ended),
+            Place::Table(index) => index,
+        };
+        let shard = &self.flights.shards[index];
         let mut table = shard.table.lock();
         ended.account(shard, &mut table);
         let entry = table.take(ended.hash, ended.id);
@@ -2222,7 +2347,10 @@ mod tests {
         let Some(Joined::Lead(first)) = flights.join_or_busy(cache, 1) else {
             panic!("the first caller leads");
         };
-        assert!(first.local.is_some(), "kept in the cache's shard");
+        assert!(
+            matches!(first.place, Place::Local(_)),
+            "kept in the cache's shard"
+        );
         assert_eq!(flights.in_flight(), 0, "nothing in the table of flights");
         assert!(
             flights.join_or_busy(cache, 1).is_none(),
@@ -2291,6 +2419,39 @@ mod tests {
     }
 
     #[test]
+    fn a_shards_first_entry_has_its_own_slot_and_the_others_a_list() {
+        let mut table = Table::<u32, ()>::new();
+        let a = table.insert(7, Some(1), true);
+        assert!(table.entries.one.as_ref().is_some_and(|e| e.id == a));
+        let b = table.insert(7, Some(2), true);
+        let c = table.insert(9, Some(3), true);
+        assert_eq!(table.entries.len(), 3);
+        // Found by hash and key wherever it is kept.
+        for (hash, key, id) in [(7, 1, a), (7, 2, b), (9, 3, c)] {
+            let found = table.entries.find(hash, |e| e.key == Some(key));
+            assert_eq!(found.map(|e| e.id), Some(id));
+        }
+        assert!(table.entries.find(9, |e| e.key == Some(1)).is_none());
+        // The slot freed, the next entry takes it; the list keeps the others.
+        assert_eq!(table.take(7, a).map(|e| e.id), Some(a));
+        assert!(table.entries.one.is_none());
+        let d = table.insert(9, Some(4), true);
+        assert!(table.entries.one.as_ref().is_some_and(|e| e.id == d));
+        let mut seen = Vec::new();
+        table.entries.for_each_mut(Some(9), |e| seen.push(e.id));
+        seen.sort_unstable();
+        assert_eq!(seen, [c, d]);
+        let mut all: Vec<u64> = table.entries.iter().map(|e| e.id).collect();
+        all.sort_unstable();
+        assert_eq!(all, [b, c, d]);
+        assert!(table.take(7, a).is_none(), "taken once");
+        for id in [c, b, d] {
+            assert_eq!(table.take(0, id).map(|e| e.id), Some(id));
+        }
+        assert_eq!(table.entries.len(), 0);
+    }
+
+    #[test]
     fn a_shard_with_many_flights_indexes_them_then_lists_them_again() {
         let flights = Flights::<u32, String>::new("many");
         let leaders: Vec<_> = (0..2_000u32)
@@ -2298,14 +2459,16 @@ mod tests {
             .collect();
         assert_eq!(flights.in_flight(), 2_000);
         for shard in &*flights.shards {
-            assert!(matches!(shard.table.lock().entries, Entries::Hashed(_)));
+            assert!(matches!(shard.table.lock().entries.many, Many::Hashed(_)));
         }
         // Found in the hash table: no second computation of a running key.
         assert!((0..2_000).all(|key| flights.try_lead(key).is_none()));
         drop(leaders);
         assert_eq!(flights.in_flight(), 0);
         for shard in &*flights.shards {
-            assert!(matches!(&shard.table.lock().entries, Entries::List(l) if l.is_empty()));
+            let table = shard.table.lock();
+            assert!(table.entries.one.is_none());
+            assert!(matches!(&table.entries.many, Many::List(l) if l.is_empty()));
         }
         // Back in lists, the keys are found again.
         let again: Vec<_> = (0..100u32)

@@ -349,6 +349,13 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         Some((self.shard(hash), &self.hasher, self.now()))
     }
 
+    /// The hasher and the time for a write into a shard found by
+    /// [`local_shard`](Cache::local_shard) before.
+    #[inline]
+    pub(crate) fn write_context(&self) -> (&S, u64) {
+        (&self.hasher, self.now())
+    }
+
     /// Every shard, the hasher and the time for a write (see [`Cache::local_shard`]).
     pub(crate) fn local_shards(&self) -> (&[Shard<K, V>], &S, u64) {
         (&self.shards, &self.hasher, self.now())
