@@ -562,11 +562,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     #[cold]
     #[inline(never)]
     fn drain_buffers<S: BuildHasher>(&self, w: &mut Writer, hasher: &S, now: u64) {
-        // Both closures need `w`: the first only runs before the second (see `drain_runs`).
-        let w = std::cell::RefCell::new(w);
-        self.stripes.drain_every(
-            |ids| Self::apply_hits(&mut w.borrow_mut(), ids),
-            |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
+        self.stripes.drain_every_in(
+            w,
+            |w, ids| Self::apply_hits(w, ids),
+            |w, event| self.apply(w, hasher, now, event),
         );
     }
 
@@ -638,10 +637,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         own.announce_nothing();
         match self.writer.0.try_lock() {
             Some(mut w) => {
-                let w = std::cell::RefCell::new(&mut *w);
-                own.drain_runs(
-                    |ids| Self::apply_hits(&mut w.borrow_mut(), ids),
-                    |event| self.apply(&mut w.borrow_mut(), hasher, now, event),
+                own.drain_runs_in(
+                    &mut *w,
+                    |w, ids| Self::apply_hits(w, ids),
+                    |w, event| self.apply(w, hasher, now, event),
                 );
             }
             None => own.discard(),

@@ -236,13 +236,26 @@ impl Held<'_> {
         self.stripe.events.0.len.store(0, Ordering::Relaxed);
     }
 
-    /// [`drain`](Held::drain), except that a buffer of hits alone (the usual one) is passed
-    /// whole to `hits` (the slot ids, oldest first), which returns whether it applied them; if
-    /// not, the events go one by one to `apply`.
+    /// [`drain_runs_in`](Held::drain_runs_in) with closures that need no context (tests).
+    #[cfg(all(test, not(memo_shuttle)))]
     pub(crate) fn drain_runs(
         &mut self,
         hits: impl FnOnce(&[u64]) -> bool,
         mut apply: impl FnMut(Event),
+    ) {
+        self.drain_runs_in(&mut (), |(), ids| hits(ids), |(), event| apply(event));
+    }
+
+    /// Replays the buffered events, oldest first, and empties the buffer; a buffer of hits
+    /// alone (the usual one) is passed whole to `hits` (the slot ids, oldest first), which
+    /// returns whether it applied them; if not, the events go one by one to `apply`. Both are
+    /// lent the context `cx` in turn (a writer's state, which both update: no `RefCell`).
+    #[inline]
+    pub(crate) fn drain_runs_in<C: ?Sized>(
+        &mut self,
+        cx: &mut C,
+        hits: impl FnOnce(&mut C, &[u64]) -> bool,
+        mut apply: impl FnMut(&mut C, Event),
     ) {
         let len = self.stripe.events.0.len.load(Ordering::Relaxed) as usize;
         if len == 0 {
@@ -252,20 +265,23 @@ impl Held<'_> {
         let buffer = unsafe { &mut *self.stripe.events.0.buffer.get() };
         let len = len.min(CAPACITY);
         let all = u64::MAX >> (64 - len);
-        if buffer.expired == 0 && buffer.hits & all == all && hits(&buffer.events[..len]) {
+        if buffer.expired == 0 && buffer.hits & all == all && hits(cx, &buffer.events[..len]) {
             buffer.hits = 0;
             self.stripe.events.0.len.store(0, Ordering::Relaxed);
             return;
         }
         for i in 0..len {
             let event = buffer.events[i];
-            apply(if buffer.hits & (1 << i) != 0 {
-                Event::Hit(event as u32)
-            } else if buffer.expired & (1 << i) != 0 {
-                Event::Expired(event as u32)
-            } else {
-                Event::Miss(event)
-            });
+            apply(
+                cx,
+                if buffer.hits & (1 << i) != 0 {
+                    Event::Hit(event as u32)
+                } else if buffer.expired & (1 << i) != 0 {
+                    Event::Expired(event as u32)
+                } else {
+                    Event::Miss(event)
+                },
+            );
         }
         buffer.hits = 0;
         buffer.expired = 0;
@@ -366,18 +382,33 @@ impl Stripes {
         unsafe { self.stripes.get_unchecked(i) }.try_hold(u64::from(hash as u32) << 32)
     }
 
-    /// Replays every buffer that is not held right now, as [`Held::drain_runs`] does: the
-    /// writers' path (the caller holds the shard's lock and no stripe). A buffer's length is
-    /// read first, a plain load of a line its reader alone writes: an empty one costs that.
-    #[inline]
+    /// [`drain_every_in`](Stripes::drain_every_in) with closures that need no context (tests).
+    #[cfg(all(test, not(memo_shuttle)))]
     pub(crate) fn drain_every(
         &self,
         mut hits: impl FnMut(&[u64]) -> bool,
         mut apply: impl FnMut(Event),
     ) {
+        self.drain_every_in(&mut (), |(), ids| hits(ids), |(), event| apply(event));
+    }
+
+    /// Replays every buffer that is not held right now, as [`Held::drain_runs_in`] does: the
+    /// writers' path (the caller holds the shard's lock and no stripe). A buffer's length is
+    /// read first, a plain load of a line its reader alone writes: an empty one costs that.
+    /// Inlined whole into the writer's (out-of-line) replay: one call, not three, per replay
+    /// of a buffered miss.
+    #[inline]
+    pub(crate) fn drain_every_in<C: ?Sized>(
+        &self,
+        cx: &mut C,
+        mut hits: impl FnMut(&mut C, &[u64]) -> bool,
+        mut apply: impl FnMut(&mut C, Event),
+    ) {
         for stripe in self.stripes.iter() {
-            if stripe.events.0.len.load(Ordering::Relaxed) != 0 {
-                Self::drain_one(stripe, &mut hits, &mut apply);
+            if stripe.events.0.len.load(Ordering::Relaxed) != 0
+                && let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32))
+            {
+                held.drain_runs_in(cx, &mut hits, &mut apply);
             }
         }
     }
@@ -388,18 +419,6 @@ impl Stripes {
         self.stripes
             .iter()
             .any(|s| s.events.0.len.load(Ordering::Relaxed) != 0)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn drain_one(
-        stripe: &Stripe,
-        hits: &mut impl FnMut(&[u64]) -> bool,
-        apply: &mut impl FnMut(Event),
-    ) {
-        if let Some(mut held) = stripe.try_hold(SLOT | (u64::from(NO_SLOT) << 32)) {
-            held.drain_runs(hits, apply);
-        }
     }
 
     /// The hits and misses counted by each stripe's holders so far.
