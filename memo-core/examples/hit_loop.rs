@@ -4,7 +4,8 @@
 //! Prints the minimum and the median ns per lookup over 15 rounds of 2M lookups per thread
 //! (the minimum is the figure least disturbed by other processes on a shared machine).
 //! `hit_loop ttl` (one hour) or `hit_loop ttl=MS`: with a ttl. `hit_loop miss=128 [ttl]`: the
-//! miss that evicts instead (get, then insert), one thread. `rounds=N`: N rounds instead of 15.
+//! miss that evicts instead (get, then insert), one thread; with `threads=2`, two threads missing
+//! on one cache (what contention on its lock costs). `rounds=N`: N rounds instead of 15.
 //! `policy=NAME` (`lru`, the default, `fifo`, `lfu`, `mru`, `adaptive`): that eviction policy.
 //! For callgrind's exact counts: `rounds=1`, and the difference of two runs' counts over the
 //! calls they differ by (the hit loop makes `rounds * 6M` lookups, the miss loop `rounds * 500k`).
@@ -71,6 +72,36 @@ fn misses(maxsize: usize, ttl: bool) {
         builder = builder.ttl(Duration::from_secs(3600));
     }
     let cache: Cache<u64, u64> = builder.build().expect("valid");
+    if std::env::args().any(|a| a == "threads=2") {
+        // Two threads missing on one cache: the lock's contention.
+        let round = |seed: u64| {
+            let mut x = seed;
+            let start = Instant::now();
+            for _ in 0..CALLS / 4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = (x % 1_000_000).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                if cache.get(black_box(&key)).is_none() {
+                    cache.insert(key, key);
+                }
+            }
+            start.elapsed().as_nanos() as f64 / (CALLS / 4) as f64
+        };
+        let xs: Vec<f64> = (0..rounds())
+            .flat_map(|_| {
+                std::thread::scope(|s| {
+                    let a = s.spawn(|| round(0x2545_f491_4f6c_dd1d));
+                    let b = s.spawn(|| round(0x9e37_79b9_7f4a_7c15));
+                    [a.join().expect("ran"), b.join().expect("ran")]
+                })
+            })
+            .collect();
+        return report(
+            &format!("miss, maxsize {maxsize}, 2 threads, {}", policy().name()),
+            xs,
+        );
+    }
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
     let mut round = || {
         let start = Instant::now();
