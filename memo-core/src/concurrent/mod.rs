@@ -19,12 +19,19 @@
 //! 4. A replaced index table is freed once every stripe held at the swap has been released
 //!    (tables only grow, and `clear` empties the table in place while an older one is pending).
 //!
+//! 5. A lookup that cannot take its stripe (another thread holds it, or its own thread does,
+//!    looking the cache up again from a `Clone`) finds its entry under the lock, *pins* the
+//!    slot there ([`pins`]), and clones after releasing the lock: no user `Clone` runs under
+//!    the lock on a hit, so a slow one stalls no writer and a re-entrant one cannot deadlock.
+//!    Reclaiming sets pinned slots aside.
+//!
 //! So a stalled reader holds back one slot, and a shard's slots stay within its capacity plus
-//! `RESERVE` plus one per stripe.
+//! `RESERVE` plus one per stripe plus at most `PINS` pinned ones.
 //!
 //! [`sync`] names the atomics and the mutex, which come from shuttle under `--cfg memo_shuttle`.
 
 pub(crate) mod expiry;
+pub(crate) mod pins;
 pub(crate) mod segments;
 pub(crate) mod shard;
 pub(crate) mod stripe;

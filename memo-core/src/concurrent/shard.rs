@@ -18,6 +18,7 @@ use std::hash::{BuildHasher, Hash};
 use std::mem::MaybeUninit;
 
 use super::expiry::Expiry;
+use super::pins::{Pin, PinCount, PinWords, PINS};
 use super::segments::Segments;
 use super::stripe::{Announced, Event, Held, Snapshot, Stripes};
 use super::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
@@ -93,6 +94,10 @@ pub(crate) struct Writer {
     retired: Vec<Retired>,
     /// Replaced index tables waiting likewise.
     old_tables: Vec<(Snapshot, Box<Table>)>,
+    /// Slots that lookups without a stripe are cloning outside the lock ([`super::pins`]).
+    pins: PinWords,
+    /// Retired slots that were pinned at the last reclaim (set aside from `retired`).
+    pinned_retired: Vec<Retired>,
     /// Per stripe, the hits and misses its holders had counted when last added to `counters`.
     seen: Vec<(u64, u64)>,
 }
@@ -136,9 +141,10 @@ struct Retired {
 /// is handed out only when no slot is free after a reclaim, which from `capacity + RESERVE`
 /// ids on frees all but the slots held stripes announce (at most one per stripe, once every
 /// reader that announced a hash has named its slot: `reclaim` waits for that); and at most
-/// `capacity` are live (an insert evicts before it allocates).
+/// `capacity` are live (an insert evicts before it allocates); and at most [`PINS`] more are
+/// pinned by lookups that clone outside the lock without a stripe.
 pub(crate) fn most_slots(capacity: usize, stripes: usize) -> usize {
-    capacity.saturating_add(RESERVE.max(stripes + 1))
+    capacity.saturating_add(RESERVE.max(stripes + 1) + PINS)
 }
 
 /// What [`Writer::at`] holds for a slot that is not in the index (no bucket has this
@@ -180,6 +186,8 @@ pub(crate) struct Shard<K, V> {
     confirm_within: u64,
     stripes: Stripes,
     writer: Padded<Mutex<Writer>>,
+    /// How many of the writer's pins are taken: a reclaim looks at them only when some are.
+    pinned: PinCount,
     /// Told of every entry that leaves (outside the lock).
     listener: Option<Listener<K, V>>,
     /// The computations of this shard's keys that single-flight is running now, for a
@@ -219,6 +227,14 @@ enum Lookup<'a, K, V> {
     Expired(u32),
     /// Removals kept shifting the index: take the lock instead.
     Busy,
+}
+
+/// An entry found under the lock, to read once it is released (see [`Shard::pin_or_read`]).
+enum Found<'a, R> {
+    /// Its slot, pinned.
+    Pinned(Pin<'a>),
+    /// Every pin was taken: read under the lock.
+    Read(R),
 }
 
 impl<K, V> Shard<K, V> {
@@ -268,7 +284,10 @@ impl<K, V> Shard<K, V> {
                 free: Vec::new(),
                 retired: Vec::new(),
                 old_tables: Vec::new(),
+                pins: PinWords::default(),
+                pinned_retired: Vec::new(),
             })),
+            pinned: PinCount::new(),
             listener,
             pending: UnsafeCell::new(crate::flight::Table::new()),
         }
@@ -288,7 +307,8 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn take_retired(&mut self) -> Dropped<K, V> {
         let mut dropped = Vec::new();
         let w = self.writer.0.get_mut();
-        let retired = std::mem::take(&mut w.retired);
+        let mut retired = std::mem::take(&mut w.retired);
+        retired.append(&mut w.pinned_retired);
         for &Retired { id, cause, .. } in &retired {
             // SAFETY: `id` was retired, so it holds an entry, and `&mut self` means no reader
             // can see it; it is moved out once, and its slot is freed so `drop` skips it.
@@ -415,21 +435,52 @@ impl<K, V> Shard<K, V> {
     /// More retired slots held back than there are stripes means readers that announced a hash
     /// have not named their slot yet (a few instructions of ours, no user code): wait for them.
     fn reclaim(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
-        if !w.retired.is_empty() {
-            if self.stripes.none_held() {
-                // No reader inside (single-threaded use, or readers between lookups): all go.
-                self.free_all_retired(w, dropped);
-                return self.free_old_tables(w);
-            }
-            let mut announced = self.stripes.announced();
-            self.free_unannounced(w, &announced, dropped);
-            while w.retired.len() > self.stripes.len() && announced.any_hash() {
-                super::sync::yield_now();
-                announced.refresh(&self.stripes);
-                self.free_unannounced(w, &announced, dropped);
-            }
+        if !w.pinned_retired.is_empty() || (!w.retired.is_empty() && self.pinned.any()) {
+            self.reclaim_around_pins(w, dropped);
+        } else if !w.retired.is_empty() {
+            self.reclaim_retired(w, dropped);
         }
         self.free_old_tables(w);
+    }
+
+    /// The retired slots' part of [`reclaim`](Shard::reclaim), none of them pinned.
+    #[inline(always)]
+    fn reclaim_retired(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
+        if self.stripes.none_held() {
+            // No reader inside (single-threaded use, or readers between lookups): all go.
+            return self.free_all_retired(w, dropped);
+        }
+        let mut announced = self.stripes.announced();
+        self.free_unannounced(w, &announced, dropped);
+        while w.retired.len() > self.stripes.len() && announced.any_hash() {
+            super::sync::yield_now();
+            announced.refresh(&self.stripes);
+            self.free_unannounced(w, &announced, dropped);
+        }
+    }
+
+    /// [`reclaim`](Shard::reclaim)'s retired slots while lookups without a stripe hold pins,
+    /// or held them at the last reclaim: the slots pinned now are set aside in
+    /// `pinned_retired` (so that they are not looked at again by every allocation), those
+    /// unpinned since go back, and the rest are reclaimed as usual.
+    #[cold]
+    #[inline(never)]
+    fn reclaim_around_pins(&self, w: &mut Writer, dropped: &mut Dropped<K, V>) {
+        let Writer {
+            pins,
+            pinned_retired,
+            retired,
+            ..
+        } = w;
+        let (pinned, changed) = pins.pinned(&self.pinned);
+        let is_pinned = |r: &mut Retired| pinned.binary_search(&r.id).is_ok();
+        if changed {
+            retired.extend(pinned_retired.extract_if(.., |r| !is_pinned(r)));
+        }
+        pinned_retired.extend(retired.extract_if(.., is_pinned));
+        if !w.retired.is_empty() {
+            self.reclaim_retired(w, dropped);
+        }
     }
 
     /// Frees the replaced index tables that no reader can be in any more.
@@ -798,7 +849,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.miss_events && held.push(Event::Miss(hash))
     }
 
-    /// `get` under the lock: for re-entrant calls and readers that lost their stripe.
+    /// `get` under the lock: for re-entrant calls and readers that lost their stripe. The
+    /// value is cloned after the lock is released, its slot pinned meanwhile (see
+    /// [`super::pins`]): a slow `Clone` stalls no writer, and a `Clone` that looks the cache up
+    /// again does not deadlock.
     #[cold]
     fn get_locked<S: BuildHasher>(
         &self,
@@ -811,7 +865,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         V: Clone,
     {
         let mut dropped = Vec::new();
-        let value = self.write(hasher, now, |shard, w| {
+        let found = self.write(hasher, now, |shard, w| {
             // SAFETY: under the lock, indexed ids hold entries.
             let found = shard
                 .table()
@@ -820,8 +874,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 Some(id) if !shard.is_expired(id, now) => {
                     w.counters.hits += 1;
                     w.policy.on_hit(id);
-                    // SAFETY: as above.
-                    Some(unsafe { &shard.entry(id).1 }.clone())
+                    Some(self.pin_or_read(w, id, V::clone))
                 }
                 found => {
                     if let Some(id) = found {
@@ -836,7 +889,34 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
         });
         self.release(dropped);
-        value
+        Some(self.read_found(found?, V::clone))
+    }
+
+    /// Pins slot `id` (live, or retired and not yet freed) for [`read_found`] to read after
+    /// the lock is released; if every pin is taken, reads it now with `read`. The caller holds
+    /// the lock.
+    ///
+    /// [`read_found`]: Shard::read_found
+    #[inline]
+    fn pin_or_read<R>(&self, w: &mut Writer, id: u32, read: impl FnOnce(&V) -> R) -> Found<'_, R> {
+        match w.pins.pin(&self.pinned, id) {
+            Some(pin) => Found::Pinned(pin),
+            // SAFETY: the caller holds the lock, and `id` holds an entry.
+            None => Found::Read(read(unsafe { &self.entry(id).1 })),
+        }
+    }
+
+    /// What [`pin_or_read`](Shard::pin_or_read) found, read: a pinned slot with `read` (the
+    /// lock released), then unpinned.
+    #[inline]
+    fn read_found<R>(&self, found: Found<'_, R>, read: impl FnOnce(&V) -> R) -> R {
+        match found {
+            // SAFETY: the pin keeps the slot's entry from being freed or moved out until it is
+            // dropped, after the read (also when `read` panics): `reclaim` sets pinned slots
+            // aside, and nothing else writes a slot that holds an entry.
+            Found::Pinned(pin) => read(unsafe { &self.entry(pin.id()).1 }),
+            Found::Read(value) => value,
+        }
     }
 
     /// Looks up without counting or reordering; expired entries are not returned.
@@ -855,13 +935,19 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 Lookup::Busy => drop(held),
             }
         }
-        let _w = self.writer.0.lock();
-        // SAFETY: under the lock, indexed ids hold entries.
-        let id = self
-            .table()
-            .find(hash, |id| is_match(unsafe { &self.entry(id).0 }))?;
-        // SAFETY: as above.
-        (!self.is_expired(id, now)).then(|| read(unsafe { &self.entry(id).1 }))
+        let mut read = Some(read);
+        let found = {
+            let mut w = self.writer.0.lock();
+            // SAFETY: under the lock, indexed ids hold entries.
+            let id = self
+                .table()
+                .find(hash, |id| is_match(unsafe { &self.entry(id).0 }))?;
+            if self.is_expired(id, now) {
+                return None;
+            }
+            self.pin_or_read(&mut w, id, |v| read.take().map(|read| read(v)))
+        };
+        self.read_found(found, |v| read.take().map(|read| read(v)))
     }
 
     /// Removes the live entry `id` from the index, the policy and the expiry order; it is
@@ -1148,7 +1234,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
         assert_eq!(live, w.len, "live slots and size disagree");
         let mut seen = vec![false; w.next_id as usize];
-        for &Retired { id, .. } in w.free.iter().chain(w.retired.iter()) {
+        for &Retired { id, .. } in w.free.iter().chain(&w.retired).chain(&w.pinned_retired) {
             assert!(!w.is_live(id), "free or retired slot {id} is live");
             assert!(
                 !std::mem::replace(&mut seen[id as usize], true),
@@ -1308,7 +1394,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 impl<K, V> Drop for Shard<K, V> {
     fn drop(&mut self) {
         let w = self.writer.0.get_mut();
-        let mut held: Vec<u32> = w.retired.drain(..).map(|r| r.id).collect();
+        let mut held: Vec<u32> = (w.retired.drain(..))
+            .chain(w.pinned_retired.drain(..))
+            .map(|r| r.id)
+            .collect();
         held.extend((0..w.at.len() as u32).filter(|&id| live_in(&w.at, id)));
         for id in held {
             // SAFETY: live and retired slots hold initialized entries, each listed once, and

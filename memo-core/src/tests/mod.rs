@@ -4,6 +4,7 @@ mod jitter;
 mod listener;
 mod model;
 mod policies;
+mod reentrant;
 #[cfg(memo_shuttle)]
 mod shuttle;
 mod stress;
