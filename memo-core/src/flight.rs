@@ -1259,12 +1259,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         probe: &mut Option<P>,
         alone: bool,
     ) -> Step<'a, K, V> {
-        enum Found<K, V> {
+        enum Found<'s, K, V> {
             Wait(Arc<Flight<V>>, u64),
-            Stored(V, K),
+            Stored(crate::concurrent::shard::Found<'s, V>, K),
             Lead(u64, u64),
         }
-        let found = shard.with_pending_peek(now, |pending, locked| {
+        let found = shard.with_pending_peek(now, |pending, mut locked| {
             if !alone
                 && let Some(probe) = probe
                 && let Some(entry) = pending.entries.find_mut(hash, |entry| match &entry.key {
@@ -1281,7 +1281,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             let key = probe.into_key();
             // A leader that finished between this caller's miss and now stored its value
             // under this lock, as it removed its entry: found here, never computed twice.
-            if let Some(value) = locked.peek(hash, |stored| *stored == key) {
+            if let Some(value) = locked.find(hash, |stored| *stored == key) {
                 return Found::Stored(value, key);
             }
             let id = pending.insert(hash, Some(key), !alone);
@@ -1293,6 +1293,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 Step::Wait(flight, blocked)
             }
             Found::Stored(value, key) => {
+                // Cloned now that the lock is released (its slot pinned meanwhile).
+                let value = shard.read_found(value, V::clone);
                 drop(key);
                 self.shard(hash).late_hits.fetch_add(1, Ordering::Relaxed);
                 Step::Joined(Joined::Ready(value))

@@ -230,7 +230,7 @@ enum Lookup<'a, K, V> {
 }
 
 /// An entry found under the lock, to read once it is released (see [`Shard::pin_or_read`]).
-enum Found<'a, R> {
+pub(crate) enum Found<'a, R> {
     /// Its slot, pinned.
     Pinned(Pin<'a>),
     /// Every pin was taken: read under the lock.
@@ -480,6 +480,33 @@ impl<K, V> Shard<K, V> {
         pinned_retired.extend(retired.extract_if(.., is_pinned));
         if !w.retired.is_empty() {
             self.reclaim_retired(w, dropped);
+        }
+    }
+
+    /// Pins slot `id` (live, or retired and not yet freed) for [`read_found`] to read after
+    /// the lock is released; if every pin is taken, reads it now with `read`. The caller holds
+    /// the lock.
+    ///
+    /// [`read_found`]: Shard::read_found
+    #[inline]
+    fn pin_or_read<R>(&self, w: &mut Writer, id: u32, read: impl FnOnce(&V) -> R) -> Found<'_, R> {
+        match w.pins.pin(&self.pinned, id) {
+            Some(pin) => Found::Pinned(pin),
+            // SAFETY: the caller holds the lock, and `id` holds an entry.
+            None => Found::Read(read(unsafe { &self.entry(id).1 })),
+        }
+    }
+
+    /// What [`pin_or_read`](Shard::pin_or_read) found, read: a pinned slot with `read` (the
+    /// lock released), then unpinned.
+    #[inline]
+    pub(crate) fn read_found<R>(&self, found: Found<'_, R>, read: impl FnOnce(&V) -> R) -> R {
+        match found {
+            // SAFETY: the pin keeps the slot's entry from being freed or moved out until it is
+            // dropped, after the read (also when `read` panics): `reclaim` sets pinned slots
+            // aside, and nothing else writes a slot that holds an entry.
+            Found::Pinned(pin) => read(unsafe { &self.entry(pin.id()).1 }),
+            Found::Read(value) => value,
         }
     }
 
@@ -892,33 +919,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         Some(self.read_found(found?, V::clone))
     }
 
-    /// Pins slot `id` (live, or retired and not yet freed) for [`read_found`] to read after
-    /// the lock is released; if every pin is taken, reads it now with `read`. The caller holds
-    /// the lock.
-    ///
-    /// [`read_found`]: Shard::read_found
-    #[inline]
-    fn pin_or_read<R>(&self, w: &mut Writer, id: u32, read: impl FnOnce(&V) -> R) -> Found<'_, R> {
-        match w.pins.pin(&self.pinned, id) {
-            Some(pin) => Found::Pinned(pin),
-            // SAFETY: the caller holds the lock, and `id` holds an entry.
-            None => Found::Read(read(unsafe { &self.entry(id).1 })),
-        }
-    }
-
-    /// What [`pin_or_read`](Shard::pin_or_read) found, read: a pinned slot with `read` (the
-    /// lock released), then unpinned.
-    #[inline]
-    fn read_found<R>(&self, found: Found<'_, R>, read: impl FnOnce(&V) -> R) -> R {
-        match found {
-            // SAFETY: the pin keeps the slot's entry from being freed or moved out until it is
-            // dropped, after the read (also when `read` panics): `reclaim` sets pinned slots
-            // aside, and nothing else writes a slot that holds an entry.
-            Found::Pinned(pin) => read(unsafe { &self.entry(pin.id()).1 }),
-            Found::Read(value) => value,
-        }
-    }
-
     /// Looks up without counting or reordering; expired entries are not returned.
     pub(crate) fn peek<R>(
         &self,
@@ -1322,30 +1322,44 @@ impl<K, V> Shard<K, V> {
     /// its entries that only reads ([`Peek`]): what a single-flight caller that registers
     /// needs. The stripes are not replayed (nothing is written but the pending list).
     #[inline]
-    pub(crate) fn with_pending_peek<R>(
-        &self,
+    pub(crate) fn with_pending_peek<'s, R>(
+        &'s self,
         now: u64,
-        f: impl FnOnce(&mut crate::flight::Table<K, V>, Peek<'_, K, V>) -> R,
+        f: impl FnOnce(&mut crate::flight::Table<K, V>, Peek<'s, '_, K, V>) -> R,
     ) -> R {
-        let _w = self.writer.0.lock();
+        let mut w = self.writer.0.lock();
         // SAFETY: as in `with_pending`: only ever reached under the writer lock, held here
         // until `f` returns.
         let pending = unsafe { &mut *self.pending.get() };
-        f(pending, Peek { shard: self, now })
+        f(
+            pending,
+            Peek {
+                shard: self,
+                w: &mut w,
+                now,
+            },
+        )
     }
 }
 
 /// A read-only view of a shard's entries under its writer lock ([`Shard::with_pending_peek`]).
-pub(crate) struct Peek<'a, K, V> {
-    shard: &'a Shard<K, V>,
+pub(crate) struct Peek<'s, 'w, K, V> {
+    shard: &'s Shard<K, V>,
+    /// The locked writer side, for its pins only.
+    w: &'w mut Writer,
     now: u64,
 }
 
-impl<K, V> Peek<'_, K, V> {
-    /// A clone of the live value of the key of hash `hash` that `is_match` accepts, counting
-    /// nothing and touching no policy.
+impl<'s, K, V> Peek<'s, '_, K, V> {
+    /// The live entry of the key of hash `hash` that `is_match` accepts, pinned for
+    /// [`Shard::read_found`] to clone once the lock is released (see [`super::pins`]); counts
+    /// nothing and touches no policy.
     #[inline]
-    pub(crate) fn peek(&self, hash: u64, mut is_match: impl FnMut(&K) -> bool) -> Option<V>
+    pub(crate) fn find(
+        &mut self,
+        hash: u64,
+        mut is_match: impl FnMut(&K) -> bool,
+    ) -> Option<Found<'s, V>>
     where
         V: Clone,
     {
@@ -1355,8 +1369,7 @@ impl<K, V> Peek<'_, K, V> {
         let id = shard
             .table()
             .find(hash, |id| is_match(unsafe { &shard.entry(id).0 }))?;
-        // SAFETY: as above.
-        (!shard.is_expired(id, self.now)).then(|| unsafe { &shard.entry(id).1 }.clone())
+        (!shard.is_expired(id, self.now)).then(|| shard.pin_or_read(self.w, id, V::clone))
     }
 }
 
