@@ -64,6 +64,9 @@ fn adaptive_stays_within_two_points_of_lru_for_every_seed() {
         ("zigzag", 1000, 500, 6_000),
         ("zigzag", 5000, 2500, 15_000),
         ("zigzag", 5000, 1667, 15_000),
+        // Sweeps whose centre and width drift: LRU and the frequency copies take turns at
+        // leading; a constant score margin followed those turns to 2.1 points below LRU.
+        ("drift", 500, 125, 40_000),
     ];
     for (family, w, size, len) in cells {
         let trace = traces::generate(family, w).expect("a known family");

@@ -1,5 +1,6 @@
 //! Generated key streams for the access patterns where recency-based and frequency-based
-//! policies fail each other: loops (forward and backward), zigzag sweeps, scans through a Zipf
+//! policies fail each other: loops (forward and backward), zigzag sweeps (also with a drifting
+//! centre and width), scans through a Zipf
 //! hot set, phase changes, sliding working sets, and mixtures of a loop with a hot set. Each
 //! trace's sizes put its working set at 0.5x to 3x the cache, and also at the 5% to 25% of the
 //! LIRS paper's small looping traces; the least is 16 entries.
@@ -146,6 +147,28 @@ fn sweeps(w: usize, seed: u64) -> Vec<u32> {
     renumber(raw)
 }
 
+/// Back-and-forth sweeps over `w` keys whose width and centre drift: each sweep goes out from
+/// `centre - half` to `centre + half` and back, with a half-width of `w / 15` to `4w / 15` and the
+/// centre moved by up to `w / 10` between sweeps. LRU is near the best online policy here (each
+/// key comes back soonest near the turns), yet frequency copies lead it for stretches, which is
+/// what a policy that follows leads loses on.
+fn drift(w: usize, seed: u64) -> Vec<u32> {
+    let mut rng = Rng::new(seed);
+    let n = length(w) * 2;
+    let w = w as u64;
+    let mut raw = Vec::with_capacity(n);
+    let mut centre = w / 3;
+    while raw.len() < n {
+        let half = (w / 15 + rng.below(w / 5 + 1)).max(1);
+        let step = rng.below(w / 5 + 1) as i64 - (w / 10) as i64;
+        centre = (centre as i64 + step).clamp(half as i64, (w - half) as i64) as u64;
+        raw.extend(centre - half..centre + half);
+        raw.extend((centre - half..centre + half).rev());
+    }
+    raw.truncate(n);
+    renumber(raw)
+}
+
 /// Zipf(0.9) over `w` hot keys; every `4w` requests a scan of `w` keys never seen before.
 fn zipf_with_scans(w: usize, seed: u64) -> Vec<u32> {
     let mut rng = Rng::new(seed);
@@ -205,6 +228,7 @@ pub const TRACES: &[(&str, &[usize])] = &[
     ("backloop", &[100, 1000, 5000]),
     ("zigzag", &[100, 1000, 5000]),
     ("sweeps", &[500, 3000]),
+    ("drift", &[500, 3000]),
     ("zipf+scans", &[500, 3000]),
     ("phases", &[500, 3000]),
     ("sliding", &[500, 3000]),
@@ -219,6 +243,7 @@ pub fn generate(family: &str, w: usize) -> Option<Generated> {
         "backloop" => ("backloop", backward_loop(w)),
         "zigzag" => ("zigzag", zigzag(w)),
         "sweeps" => ("sweeps", sweeps(w, seed)),
+        "drift" => ("drift", drift(w, seed)),
         "zipf+scans" => ("zipf+scans", zipf_with_scans(w, seed)),
         "phases" => ("phases", phases(w, seed)),
         "sliding" => ("sliding", sliding(w, seed)),
