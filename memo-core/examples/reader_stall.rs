@@ -5,12 +5,13 @@
 //! global allocator) and the process's resident memory, at the peak and at the end:
 //!
 //! 1. `Cache<u64, Val>` with maxsize 1000: one reader's `Clone` sleeps 3 s while a writer
-//!    inserts distinct keys for 2.5 s.
+//!    inserts distinct keys for 2.5 s; then the same with 64 readers stalled at once (more
+//!    than the read stripes, so most look their entry up under the lock and clone after it).
 //! 2. `Cache<String, u64>` with maxsize 1000, as `#[memoize(maxsize = 1000)] fn f(s: &str)`
 //!    uses it (look up, then insert on a miss), with distinct 100-byte keys from 4 threads.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,9 +40,12 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
-static STALL: AtomicBool = AtomicBool::new(false);
+/// How many clones still have to stall, and how many are stalling now.
+static STALLS: AtomicUsize = AtomicUsize::new(0);
+static STALLING: AtomicUsize = AtomicUsize::new(0);
 
-/// A value with some heap, counted while alive; its `Clone` sleeps while `STALL` is set.
+/// A value with some heap, counted while alive; its `Clone` sleeps 3 s while `STALLS` is not 0
+/// (counting it down).
 struct Val(#[allow(dead_code)] Box<[u8; 64]>);
 
 impl Val {
@@ -53,8 +57,13 @@ impl Val {
 
 impl Clone for Val {
     fn clone(&self) -> Self {
-        if STALL.swap(false, Ordering::AcqRel) {
+        let stall = STALLS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if stall {
+            STALLING.fetch_add(1, Ordering::AcqRel);
             std::thread::sleep(Duration::from_secs(3));
+            STALLING.fetch_sub(1, Ordering::AcqRel);
         }
         Val::new()
     }
@@ -79,19 +88,24 @@ fn mib(bytes: isize) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
-fn stalled_reader() {
+fn stalled_readers(readers: u64) {
     let cache: Arc<Cache<u64, Val>> = Arc::new(Cache::new(1000));
-    cache.insert(0, Val::new());
-    STALL.store(true, Ordering::Release);
-    let reader = {
-        let cache = Arc::clone(&cache);
-        std::thread::spawn(move || drop(cache.get(&0)))
-    };
-    while STALL.load(Ordering::Acquire) {
+    for key in 0..readers {
+        cache.insert(key, Val::new());
+    }
+    STALLS.store(readers as usize, Ordering::Release);
+    let readers: Vec<_> = (0..readers)
+        .map(|key| {
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || drop(cache.get(&key)))
+        })
+        .collect();
+    while STALLS.load(Ordering::Acquire) != 0 {
         std::thread::yield_now();
     }
     let start = Instant::now();
-    let (mut key, mut peak_live, mut peak_heap, mut peak_rss) = (1u64, 0, 0, 0);
+    let first = 1 << 32;
+    let (mut key, mut peak_live, mut peak_heap, mut peak_rss) = (first, 0, 0, 0);
     while start.elapsed() < Duration::from_millis(2500) {
         for _ in 0..1000 {
             cache.insert(key, Val::new());
@@ -101,11 +115,17 @@ fn stalled_reader() {
         peak_heap = peak_heap.max(HEAP.load(Ordering::Relaxed));
         peak_rss = peak_rss.max(rss_kib());
     }
-    reader.join().unwrap();
-    cache.insert(key, Val::new()); // a write after the reader left reclaims
+    let stalled = STALLING.load(Ordering::Acquire);
+    let n = readers.len();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let _ = cache.len(); // reclaims what the readers held
     println!(
-        "stalled reader: {key} inserts; peak {peak_live} live values, heap {:.1} MiB, \
-         VmRSS {:.1} MiB; after: {} live values, heap {:.1} MiB, VmRSS {:.1} MiB",
+        "{n} stalled reader(s) ({stalled} still in their clone after 2.5 s): {} inserts \
+         meanwhile; peak {peak_live} live values, heap {:.1} MiB, VmRSS {:.1} MiB; after: {} \
+         live values, heap {:.1} MiB, VmRSS {:.1} MiB",
+        key - first,
         mib(peak_heap),
         peak_rss as f64 / 1024.0,
         LIVE.load(Ordering::Relaxed),
@@ -148,7 +168,8 @@ fn distinct_keys(threads: u64, per_thread: u64) {
 }
 
 fn main() {
-    stalled_reader();
+    stalled_readers(1);
+    stalled_readers(64);
     let total: u64 = std::env::var("KEYS")
         .ok()
         .and_then(|k| k.parse().ok())
