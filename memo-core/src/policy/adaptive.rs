@@ -6,7 +6,12 @@
 //! New entries enter an LRU *window*. When the window overflows, its oldest entry has to win
 //! a place in the *main* space against main's eviction victim: it is admitted only if a frequency
 //! sketch has seen it more often recently (a candidate seen at least 6 times also wins one time
-//! in 128, so that a flood of colliding keys cannot lock a popular candidate out). Main is a
+//! in 128, so that a flood of colliding keys cannot lock a popular candidate out). Each entry
+//! keeps the sketch's estimate from when its key was last counted, halved with the sketch since,
+//! and the two are compared as the miniatures compare theirs: without two sketch reads per
+//! eviction (86 of the 1230 instructions of a miss at maxsize 128), for the same hit ratios but
+//! on one generated trace (two interleaved loops at 1020, 4 points lower, still 6 above LRU) and
+//! 0.4 points more on Zipf 0.99 at 10k. Main is a
 //! segmented LRU: *probation* for entries not used since they arrived, *protected* (90% of main)
 //! for those used again.
 //!
@@ -107,6 +112,12 @@ fn fingerprint(hash: u64) -> u32 {
 pub(crate) struct AdaptivePolicy {
     /// Per slot: the fingerprint of its hash, with its region in the low bits.
     meta: Vec<u32>,
+    /// Per slot: the sketch's estimate for its key when last counted, and the sketch's
+    /// halvings then (admission reads it, halved since, as the miniatures read theirs).
+    counts: Vec<[u8; 2]>,
+    /// The fingerprint, estimate and halvings of the last miss counted: the estimate of the
+    /// entry inserted next, usually that key.
+    last_miss: (u32, u8, u8),
     /// The window, probation and protected queues, indexed by region (the fourth is unused):
     /// a slot's region picks its queue without a branch.
     queues: Rings<4>,
@@ -145,6 +156,8 @@ impl AdaptivePolicy {
     pub(crate) fn new() -> Self {
         AdaptivePolicy {
             meta: Vec::new(),
+            counts: Vec::new(),
+            last_miss: (0, 0, 0),
             queues: Default::default(),
             capacity: 0,
             window_size: 1.0,
@@ -224,8 +237,16 @@ impl AdaptivePolicy {
 
     #[inline]
     fn frequency(&self, slot: u32) -> u8 {
-        self.sketch
-            .frequency(self.meta[slot as usize] & !REGION_MASK)
+        let [count, then] = self.counts[slot as usize];
+        count
+            .checked_shr(u32::from(self.sketch.halvings().wrapping_sub(then)))
+            .unwrap_or(0)
+    }
+
+    /// Records `count`, the sketch's estimate for the key in `slot` just counted.
+    #[inline(always)]
+    fn set_count(&mut self, slot: u32, count: u8) {
+        self.counts[slot as usize] = [count, self.sketch.halvings()];
     }
 
     /// Takes `slot` out of whichever queue holds it.
@@ -424,7 +445,8 @@ impl AdaptivePolicy {
     #[inline(always)]
     fn hit_while_filling(&mut self, slot: u32) {
         let meta = self.meta[slot as usize];
-        self.sketch.increment_slot(slot, meta & !REGION_MASK);
+        let count = self.sketch.increment_slot(slot, meta & !REGION_MASK);
+        self.set_count(slot, count);
         self.move_up(slot, meta & REGION_MASK);
     }
 
@@ -437,6 +459,7 @@ impl AdaptivePolicy {
         }
         let fp = self.meta[slot as usize] & !REGION_MASK;
         let frequency = self.sketch.increment_slot(slot, fp);
+        self.set_count(slot, frequency);
         if self.minis.samples(fp) {
             self.simulate_sampled(fp, frequency, true);
         }
@@ -486,8 +509,16 @@ impl EvictionPolicy for AdaptivePolicy {
         let idx = slot as usize;
         if self.meta.len() <= idx {
             self.meta.resize(idx + 1, 0);
+            self.counts.resize(idx + 1, [0; 2]);
         }
-        self.meta[idx] = fingerprint(hash);
+        let fp = fingerprint(hash);
+        self.meta[idx] = fp;
+        let (missed, count, then) = self.last_miss;
+        self.counts[idx] = if missed == fp {
+            [count, then]
+        } else {
+            [self.sketch.frequency(fp), self.sketch.halvings()]
+        };
         self.sketch.forget_slot(slot);
         self.push_front(slot, WINDOW);
         if self.capacity == 0 {
@@ -514,6 +545,7 @@ impl EvictionPolicy for AdaptivePolicy {
     fn on_miss(&mut self, hash: u64) {
         let fp = fingerprint(hash);
         let frequency = self.sketch.increment(fp);
+        self.last_miss = (fp, frequency, self.sketch.halvings());
         self.simulate(fp, frequency, false);
     }
 
@@ -529,8 +561,10 @@ impl EvictionPolicy for AdaptivePolicy {
         self.queues.relocate(from, to);
         if self.meta.len() <= to as usize {
             self.meta.resize(to as usize + 1, 0);
+            self.counts.resize(to as usize + 1, [0; 2]);
         }
         self.meta[to as usize] = self.meta[from as usize];
+        self.counts[to as usize] = self.counts[from as usize];
         self.sketch.relocate_slot(from, to);
     }
 
@@ -566,6 +600,7 @@ impl EvictionPolicy for AdaptivePolicy {
         // The capacity, the window's size, the sketch and the miniatures' choice are kept: they
         // describe the workload, not the entries.
         self.meta.clear();
+        self.counts.clear();
         self.sketch.clear_slots();
         self.queues.clear();
         self.minis.clear();
