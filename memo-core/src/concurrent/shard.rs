@@ -1092,7 +1092,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     fn fits_in_place(w: &Writer, old: u32, weight: u64) -> bool {
         w.weights
             .as_ref()
-            .is_none_or(|ws| ws.total - ws.per_slot[old as usize] + weight <= ws.max)
+            // As subtractions: with a bound near `u64::MAX` the sum could wrap (the total
+            // never passes the bound, and the old entry's weight is part of it).
+            .is_none_or(|ws| weight <= ws.max - (ws.total - ws.per_slot[old as usize]))
     }
 
     /// Whether an entry of `weight` would take the shard over its weight bound.
@@ -1100,7 +1102,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     fn over_weight(w: &Writer, weight: u64) -> bool {
         w.weights
             .as_ref()
-            .is_some_and(|ws| ws.total + weight > ws.max)
+            .is_some_and(|ws| weight > ws.max - ws.total)
     }
 
     /// Moves `key, value` into the free slot `id` (not yet reachable by readers).

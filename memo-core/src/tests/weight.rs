@@ -269,3 +269,30 @@ mod memos {
         }
     }
 }
+
+/// Weights near `u64::MAX` with a bound of `u64::MAX` (an "unbounded" weighted cache whose
+/// weigher reports huge sizes): the bound's arithmetic does not wrap, so two entries that
+/// weigh more than half of it are never held at once. (The sums `total + weight` wrapped, and
+/// three such entries were held with a total reported as 2^63.)
+#[test]
+fn weights_near_the_largest_bound_do_not_wrap() {
+    let heavy = u64::MAX / 2 + 1;
+    let cache: Cache<u64, u64> = Cache::builder()
+        .weigher(move |_, &w| w)
+        .max_weight(u64::MAX)
+        .shards(1)
+        .build()
+        .unwrap();
+    for key in 0..4 {
+        cache.insert(key, heavy);
+        assert_eq!(cache.len(), 1, "after key {key}");
+        assert_eq!(cache.weight(), heavy);
+        cache.validate();
+    }
+    // Replacing in place checks the bound the same way.
+    cache.insert(3, u64::MAX);
+    assert_eq!((cache.len(), cache.weight()), (1, u64::MAX));
+    cache.insert(9, 1);
+    assert_eq!((cache.len(), cache.weight()), (1, 1));
+    cache.validate();
+}
