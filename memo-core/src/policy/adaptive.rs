@@ -238,9 +238,7 @@ impl AdaptivePolicy {
     #[inline]
     fn frequency(&self, slot: u32) -> u8 {
         let [count, then] = self.counts[slot as usize];
-        count
-            .checked_shr(u32::from(self.sketch.halvings().wrapping_sub(then)))
-            .unwrap_or(0)
+        super::sketch::aged(count, then, self.sketch.halvings())
     }
 
     /// Records `count`, the sketch's estimate for the key in `slot` just counted.

@@ -565,9 +565,7 @@ impl Minis {
     #[inline(always)]
     fn frequency(&self, id: Id, halvings: u8) -> u8 {
         let node = self.node(id);
-        node.count
-            .checked_shr(u32::from(halvings.wrapping_sub(node.then)))
-            .unwrap_or(0)
+        super::sketch::aged(node.count, node.then, halvings)
     }
 
     /// Replays the request for `id`, in `region` of `lane`, in that lane.

@@ -68,6 +68,15 @@ fn spread(fingerprint: u32) -> u64 {
     z ^ (z >> 31)
 }
 
+/// An estimate `count` read when the sketch had halved `then` times, as of `halvings`
+/// halvings: halved once per halving since (a copy of an estimate ages as the counters do).
+#[inline(always)]
+pub(crate) fn aged(count: u8, then: u8, halvings: u8) -> u8 {
+    count
+        .checked_shr(u32::from(halvings.wrapping_sub(then)))
+        .unwrap_or(0)
+}
+
 impl FrequencySketch {
     /// A sketch sized for a cache of `capacity` entries (it can grow later).
     pub(crate) fn new(capacity: usize) -> Self {
