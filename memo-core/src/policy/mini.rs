@@ -250,6 +250,8 @@ pub(crate) struct Minis {
     horizon: f64,
     margin: f64,
     calm: usize,
+    /// Whether the LRU lane is to be chosen whatever the others hit ([`Self::hold_lru`]).
+    hold: bool,
 }
 
 impl Minis {
@@ -272,6 +274,7 @@ impl Minis {
             horizon: 0.0,
             margin: 0.0,
             calm: 0,
+            hold: false,
         }
     }
 
@@ -357,6 +360,13 @@ impl Minis {
     /// The window share the real cache should take.
     pub(crate) fn chosen_share(&self) -> f64 {
         SHARES[self.chosen]
+    }
+
+    /// While `hold` is set, the replays choose the LRU lane (switching to it if another one is
+    /// chosen) and no other: the real cache has fallen too far behind LRU to try another.
+    #[inline(always)]
+    pub(crate) fn hold_lru(&mut self, hold: bool) {
+        self.hold = hold;
     }
 
     /// Whether LRU hit the last request replayed.
@@ -650,7 +660,7 @@ impl Minis {
 
     /// Updates each lane's lead over the chosen one and its decayed hits, and switches to a
     /// lane whose lead passed the threshold or whose decayed hits passed the chosen one's by
-    /// [`SCORE_MARGIN`].
+    /// [`SCORE_MARGIN`]; while the LRU lane is held, to it and no other.
     #[inline(always)]
     fn choose(&mut self) {
         let chosen = u32::from(self.hits[self.chosen]);
@@ -664,7 +674,9 @@ impl Minis {
         for i in 0..LANES {
             self.scores[i] += f64::from(u8::from(self.hits[i])) - self.scores[i] / self.horizon;
         }
-        let switch = if over {
+        let switch = if self.hold {
+            (self.chosen != LRU_LANE).then_some(LRU_LANE)
+        } else if over {
             self.most_ahead()
         } else {
             self.best_scored()
@@ -958,6 +970,7 @@ mod tests {
             requests: usize,
             backoff: u32,
             pub(super) chosen: usize,
+            pub(super) hold: bool,
             rng: u64,
         }
 
@@ -971,6 +984,7 @@ mod tests {
                     requests: 0,
                     backoff: 0,
                     chosen: LANES - 1,
+                    hold: false,
                     rng: 0x9e37_79b9_7f4a_7c15,
                 }
             }
@@ -1094,7 +1108,9 @@ mod tests {
                         best = Some((i, lane.lead));
                     }
                 }
-                if best.is_none() {
+                if self.hold {
+                    best = (self.chosen != LANES - 1).then_some((LANES - 1, 0.0));
+                } else if best.is_none() {
                     let mut margin = (SCORE_MARGIN * self.capacity as f64).max(MIN_THRESHOLD);
                     if self.chosen == LANES - 1 {
                         margin *= f64::from(1u32 << self.backoff);
@@ -1155,6 +1171,10 @@ mod tests {
                 let frequency = sketch.increment(fp);
                 if minis.samples(fp) {
                     let chosen = minis.chosen;
+                    // At times the policy holds the LRU lane (out of step with the phases).
+                    let hold = (i / 3000) % 7 == 3;
+                    minis.hold_lru(hold);
+                    plain.hold = hold;
                     minis.access(fp, frequency, sketch.halvings());
                     plain.access(fp, frequency, sketch.halvings());
                     let hits: Vec<bool> = plain.lanes.iter().map(|l| l.hit).collect();
