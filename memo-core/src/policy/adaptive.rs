@@ -47,14 +47,16 @@
 //! moves to the window's front (the most recent of all, as in LRU) instead of protected, where a
 //! shrinking main would soon lose it.
 //!
-//! That guard forgets; the policy's last line does not. `regret` counts, with no decay, the
+//! That guard forgets; the policy's last line does not. The regret counts, with no decay, the
 //! sampled requests LRU hit and this policy missed minus the reverse, while the window is
 //! smaller than LRU's: what the policy's choices have cost it against LRU. Once that passes an
 //! allowance of a miniature capacity plus 0.5% of the sampled requests, the miniatures go back
 //! to the LRU copy and stay there (the cache is LRU, and its regret stops counting) until the
-//! allowance, growing with the requests, covers it again. Each switch costs at most about a
-//! capacity of hits, so the cache falls behind LRU by little more than the allowance, however
-//! often two copies take turns at leading (back-and-forth sweeps whose centre and width drift).
+//! allowance, growing with the requests, covers it again (what the policy won over LRU counts
+//! toward it up to 8 capacities, so a long good run does not license a long bad one). Each
+//! switch costs at most about a capacity of hits, so the cache falls behind LRU by little more
+//! than the allowance, however often two copies take turns at leading (back-and-forth sweeps
+//! whose centre and width drift).
 //!
 //! Known limits: a cache that starts as LRU pays LRU's misses until a frequency copy has
 //! proved itself (about a capacity of sampled requests on a loop, longer where the gain is
@@ -111,6 +113,11 @@ const REGRET_PER: i64 = 200;
 /// 2.3 to 5 points below LRU); staying with the copy followed instead of going back left the
 /// drift cells where they were; 1% of the requests was 2.6 points below on a drifting zigzag.
 const REGRET_BASE: usize = 1;
+/// What the policy gained over LRU counts toward the allowance up to this many times
+/// [`REGRET_BASE`]: after a long run where it won, a workload that makes its choices lose
+/// still sends it back to LRU within a few capacities of hits, however long that run. At 4 to
+/// 16, and without a cap, no cell of the traces moves.
+const SLACK_CAP: i64 = 8;
 /// Each sampled request that LRU would have hit and the policy missed, while LRU is ahead,
 /// grows the window by this many entries per sampled share (one entry per such request).
 const GUARD_STEP: f64 = 1.0;
@@ -389,6 +396,7 @@ impl AdaptivePolicy {
         if self.window_size < self.largest {
             self.slack -= (i64::from(lru_hit) - i64::from(hit)) * REGRET_PER;
         }
+        self.slack = self.slack.min(self.regret_base * SLACK_CAP);
         self.lead -= self.lead / self.guard_horizon;
         match (lru_hit, hit) {
             (true, false) => {
@@ -851,6 +859,34 @@ mod tests {
                 .on_hits(&[u64::from(dead); 40], |slot| slot != dead);
             assert_eq!(snapshot(&run), before);
         }
+    }
+
+    #[test]
+    fn what_the_policy_won_over_lru_counts_toward_its_allowance_up_to_a_cap() {
+        let mut driver = Driver::new(1000);
+        // Frequency hits the hot set, LRU never: the policy wins on every sampled hot request.
+        hot_set_among_one_offs(&mut driver, 0, 100_000);
+        let p = &driver.policy;
+        assert!(p.window_max() < 100, "window {}", p.window_max());
+        assert!(p.regret_base > 0);
+        assert_eq!(p.slack, SLACK_CAP * p.regret_base, "at the cap");
+    }
+
+    #[test]
+    fn past_its_allowance_the_policy_goes_back_to_lru() {
+        let mut driver = Driver::new(1000);
+        hot_set_among_one_offs(&mut driver, 0, 30_000);
+        assert!(driver.policy.window_max() < 100);
+        // The policy's choices have cost it more than its allowance: the LRU copy is chosen
+        // at the next sampled request, and the window grows to LRU's.
+        driver.policy.slack = -(REGRET_PER * 1_000_000);
+        hot_set_among_one_offs(&mut driver, 30_000, 31_000);
+        let p = &driver.policy;
+        assert_eq!(p.minis.chosen_share(), 1.0);
+        assert_eq!(p.window_size, p.largest, "LRU's window");
+        // At LRU's window the regret no longer counts: it stays held however LRU fares.
+        assert!(p.slack < 0);
+        assert!(p.minis.held());
     }
 
     #[test]

@@ -369,6 +369,12 @@ impl Minis {
         self.hold = hold;
     }
 
+    /// Whether the LRU lane is held (tests only).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> bool {
+        self.hold
+    }
+
     /// Whether LRU hit the last request replayed.
     pub(crate) fn lru_hit(&self) -> bool {
         self.hits[LRU_LANE]
