@@ -260,7 +260,10 @@ fn jittered_refresh_deadlines_are_uniform_and_the_ttl_moves_with_them() {
         .iter()
         .map(|&n| (n as f64 - expected).powi(2) / expected)
         .sum();
-    assert!(chi2 < 43.8, "chi-square {chi2:.1} over {counts:?}");
+    // 19 degrees of freedom: 62 is passed by chance once in about a million runs (the jitter's
+    // seed changes with every run; at 43.8, once in a thousand, a CI run failed at 52.6). A
+    // jitter that favours part of the window gives thousands.
+    assert!(chi2 < 62.0, "chi-square {chi2:.1} over {counts:?}");
 }
 
 #[test]
