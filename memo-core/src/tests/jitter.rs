@@ -52,14 +52,15 @@ fn expiries(jitter: f64) -> Vec<usize> {
 #[test]
 fn jittered_deadlines_are_uniform_over_the_window() {
     let left = expiries(0.1);
-    // Chi-square against the uniform distribution, 19 degrees of freedom: 43.8 is its
-    // 0.999 quantile (a fair spread fails one run in a thousand).
+    // Chi-square against the uniform distribution, 19 degrees of freedom: 62 is about its
+    // 1 - 1e-6 quantile (a fair spread fails one run in a million; at the 0.999 quantile,
+    // 43.8, a sibling test below failed a CI run).
     let expected = ENTRIES as f64 / BUCKETS as f64;
     let chi2: f64 = left
         .iter()
         .map(|&n| (n as f64 - expected).powi(2) / expected)
         .sum();
-    assert!(chi2 < 43.8, "chi-square {chi2:.1} over {left:?}");
+    assert!(chi2 < 62.0, "chi-square {chi2:.1} over {left:?}");
 }
 
 #[test]
