@@ -47,7 +47,7 @@ impl FixedState {
     /// seed used as the state directly would hash key `k` as the unseeded hasher hashes
     /// `k ^ seed`, only permuting the hashes of keys that differ in their low bits, and the
     /// traces number their keys from 0: seeds 0 to 255 then gave the same worst result in
-    /// some cells, and hid hashings 3 points worse.
+    /// some cells, and hid hashings 1.2 points worse (3.2 points below LRU instead of 2.0).
     fn seeded(seed: u64) -> Self {
         let mut mix = MixHasher(0x5eed);
         mix.write_u64(seed);
