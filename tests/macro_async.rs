@@ -131,3 +131,73 @@ fn memoized_futures_are_send_when_their_arguments_are() {
     drop(assert_send(fetch(5)));
     drop(assert_send(shared(5)));
 }
+
+/// Clones of `Brittle` values so far, and the number of the one that panics (none: MAX).
+static BRITTLE_CLONES: AtomicUsize = AtomicUsize::new(0);
+static BRITTLE_PANICS_AT: AtomicUsize = AtomicUsize::new(usize::MAX);
+static BRITTLE_RUNS: AtomicUsize = AtomicUsize::new(0);
+static BRITTLE_NTH: AtomicUsize = AtomicUsize::new(0);
+static BRITTLE_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A value whose `Clone` panics once, at the clone numbered `BRITTLE_PANICS_AT`.
+#[derive(Debug, PartialEq)]
+struct Brittle(u32);
+
+impl Clone for Brittle {
+    fn clone(&self) -> Self {
+        let n = BRITTLE_CLONES.fetch_add(1, Ordering::SeqCst);
+        if n == BRITTLE_PANICS_AT.load(Ordering::SeqCst) {
+            panic!("clone {n} of a brittle value");
+        }
+        Brittle(self.0)
+    }
+}
+
+/// The first run waits until the two other tasks missed, then arms the panic of the
+/// `BRITTLE_NTH`-th clone from now.
+#[memoize]
+async fn brittle(n: u32) -> Brittle {
+    if BRITTLE_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        while brittle::cache_info().misses < BRITTLE_MISSES.load(Ordering::SeqCst) + 3 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let at = BRITTLE_CLONES.load(Ordering::SeqCst) + BRITTLE_NTH.load(Ordering::SeqCst);
+        BRITTLE_PANICS_AT.store(at, Ordering::SeqCst);
+    }
+    Brittle(n)
+}
+
+/// As the sync test in `macro_single_flight.rs`: waiting tasks are woken whichever clone of the
+/// hand-over panics (a waker left unwoken would hang them for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clone_that_panics_in_the_hand_over_leaves_no_task_waiting() {
+    for nth in 0..5 {
+        brittle::cache_clear();
+        BRITTLE_MISSES.store(brittle::cache_info().misses, Ordering::SeqCst);
+        BRITTLE_RUNS.store(0, Ordering::SeqCst);
+        BRITTLE_NTH.store(nth, Ordering::SeqCst);
+        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        let key = 10 + nth as u32;
+        let tasks: Vec<_> = (0..3).map(|_| tokio::spawn(brittle(key))).collect();
+        let mut panicked = 0;
+        for task in tasks {
+            let joined = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+                .await
+                .unwrap_or_else(|_| panic!("clone {nth} after the body: a task still waits"));
+            match joined {
+                Ok(value) => assert_eq!(value, Brittle(key)),
+                Err(error) => {
+                    assert!(error.is_panic());
+                    panicked += 1;
+                }
+            }
+        }
+        assert!(
+            panicked <= 1,
+            "clone {nth}: only the panicking clone's task panics"
+        );
+        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        assert_eq!(brittle(key).await, Brittle(key));
+    }
+}

@@ -211,3 +211,79 @@ fn callers_that_miss_as_the_leader_stores_find_its_value_instead_of_computing_ag
         "{info}"
     );
 }
+
+/// Clones of `Brittle` values made so far, and the number of the one that panics (none: MAX).
+static BRITTLE_CLONES: AtomicUsize = AtomicUsize::new(0);
+static BRITTLE_PANICS_AT: AtomicUsize = AtomicUsize::new(usize::MAX);
+static BRITTLE_RUNS: AtomicUsize = AtomicUsize::new(0);
+/// Which clone after the first run's body panics: 0 is the leader's first.
+static BRITTLE_NTH: AtomicUsize = AtomicUsize::new(0);
+/// The function's misses before the round.
+static BRITTLE_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A value whose `Clone` panics once, at the clone numbered `BRITTLE_PANICS_AT`.
+#[derive(Debug, PartialEq)]
+struct Brittle(u32);
+
+impl Clone for Brittle {
+    fn clone(&self) -> Self {
+        let n = BRITTLE_CLONES.fetch_add(1, Ordering::SeqCst);
+        if n == BRITTLE_PANICS_AT.load(Ordering::SeqCst) {
+            panic!("clone {n} of a brittle value");
+        }
+        Brittle(self.0)
+    }
+}
+
+/// The first run waits until the two other callers missed (they wait for it), then arms the
+/// panic of the `BRITTLE_NTH`-th clone from now: the leader's, its hand-over to the waiters, or
+/// a waiter's.
+#[memoize]
+fn brittle(n: u32) -> Brittle {
+    if BRITTLE_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        while brittle::cache_info().misses < BRITTLE_MISSES.load(Ordering::SeqCst) + 3 {
+            std::thread::yield_now();
+        }
+        // The waiters register after their miss: give them time to wait.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let at = BRITTLE_CLONES.load(Ordering::SeqCst) + BRITTLE_NTH.load(Ordering::SeqCst);
+        BRITTLE_PANICS_AT.store(at, Ordering::SeqCst);
+    }
+    Brittle(n)
+}
+
+#[test]
+fn a_clone_that_panics_anywhere_in_the_hand_over_leaves_no_caller_waiting() {
+    for nth in 0..5 {
+        brittle::cache_clear();
+        BRITTLE_MISSES.store(brittle::cache_info().misses, Ordering::SeqCst);
+        BRITTLE_RUNS.store(0, Ordering::SeqCst);
+        BRITTLE_NTH.store(nth, Ordering::SeqCst);
+        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        let key = 10 + nth as u32;
+        let callers: Vec<_> = (0..3)
+            .map(|_| std::thread::spawn(move || std::panic::catch_unwind(|| brittle(key))))
+            .collect();
+        let start = std::time::Instant::now();
+        while !callers.iter().all(|c| c.is_finished()) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "clone {nth} after the body: a caller still waits after 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let results: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+        let panicked = results.iter().filter(|r| r.is_err()).count();
+        assert!(
+            panicked <= 1,
+            "clone {nth}: only the panicking clone's caller panics"
+        );
+        for value in results.into_iter().flatten() {
+            assert_eq!(value, Brittle(key));
+        }
+        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        // The function works on: the value stored, or computed again.
+        assert_eq!(brittle(key), Brittle(key));
+        assert!(BRITTLE_RUNS.load(Ordering::SeqCst) <= 3, "clone {nth}");
+    }
+}

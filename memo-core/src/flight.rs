@@ -573,7 +573,68 @@ struct Entry<K, V> {
     /// Invalidated while running: its value is not stored.
     stale: bool,
     /// Made by the first waiter: a flight nobody waits for allocates nothing.
-    flight: Option<Arc<Flight<V>>>,
+    flight: Option<Waited<V>>,
+}
+
+/// The entry's side of a flight that callers wait for: finished by its leader with an outcome,
+/// or, if it is dropped unfinished (a `Clone` of the value for the waiters, a key's `Hash` or
+/// `Eq` in the store, or anything else that panics between the leader's end and the hand-over),
+/// finished as abandoned, so that its waiters try again instead of waiting for good.
+struct Waited<V>(Option<Arc<Flight<V>>>);
+
+impl<V> Waited<V> {
+    fn new() -> Self {
+        Waited(Some(Arc::new(Flight::new())))
+    }
+
+    /// The flight, for one more waiter.
+    fn share(&self) -> Arc<Flight<V>> {
+        Arc::clone(
+            self.0
+                .as_ref()
+                .expect("only `finish` takes the flight, consuming this"),
+        )
+    }
+
+    /// Hands `outcome` to the waiters.
+    fn finish(mut self, outcome: Outcome<V>) {
+        if let Some(flight) = self.0.take() {
+            flight.finish(outcome);
+        }
+    }
+
+    /// How many hold the flight: this entry and each waiter (tests only).
+    #[cfg(test)]
+    fn holders(&self) -> usize {
+        self.0.as_ref().map_or(0, Arc::strong_count)
+    }
+}
+
+impl<V> Drop for Waited<V> {
+    fn drop(&mut self) {
+        if let Some(flight) = self.0.take() {
+            flight.finish(Outcome::Abandoned);
+        }
+    }
+}
+
+/// `value.clone()` for the waiters, with a panic caught (to be resumed once the flight's
+/// entry is gone and its store is written: see [`Waited`]).
+fn clone_caught<V: Clone>(value: &V) -> std::thread::Result<V> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clone()))
+}
+
+/// Hands the leader's value, cloned by [`clone_caught`], to the waiters; if that `Clone`
+/// panicked, they try again (the value is stored: they find it) and the leader's caller gets the
+/// panic.
+fn hand_over<V>(flight: Waited<V>, cloned: std::thread::Result<V>) {
+    match cloned {
+        Ok(value) => flight.finish(Outcome::Ready(value)),
+        Err(panic) => {
+            drop(flight);
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 /// One computation in progress, shared by its leader and its waiters.
@@ -1214,8 +1275,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             };
             if let Some(entry) = found {
                 let id = entry.id;
-                let flight =
-                    Arc::clone(entry.flight.get_or_insert_with(|| Arc::new(Flight::new())));
+                let flight = entry.flight.get_or_insert_with(Waited::new).share();
                 drop(table);
                 let blocked = self.block_on(self.flight_id(hash, id));
                 return Step::Wait(flight, blocked);
@@ -1272,8 +1332,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                     _ => false,
                 })
             {
-                let flight = entry.flight.get_or_insert_with(|| Arc::new(Flight::new()));
-                return Found::Wait(Arc::clone(flight), entry.id);
+                let flight = entry.flight.get_or_insert_with(Waited::new).share();
+                return Found::Wait(flight, entry.id);
             }
             let Some(probe) = probe.take() else {
                 unreachable!("a caller stops joining once it leads");
@@ -1366,18 +1426,28 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 table.take(hash, id);
             }
             drop(table);
-            if let Some(flight) = flight {
-                flight.finish(Outcome::Ready(value.clone()));
-            }
+            // The waiters first; a `Clone` that panicked releases them (see `Waited`), and the
+            // write still ends the entry (its `WriteEnd`) before the leader's caller gets the
+            // panic.
+            let panic = flight.and_then(|flight| match clone_caught(&value) {
+                Ok(value) => {
+                    flight.finish(Outcome::Ready(value));
+                    None
+                }
+                Err(panic) => Some(panic),
+            });
             if let Some(key) = key {
                 self.write_remote(cache, hash, id, key, value);
+            }
+            if let Some(panic) = panic {
+                std::panic::resume_unwind(panic);
             }
             return;
         }
         let Some(entry) = table.take(hash, id) else {
             unreachable!("a leader's entry stays until it finishes");
         };
-        let shared = entry.flight.map(|flight| (flight, value.clone()));
+        let shared = entry.flight.map(|flight| (flight, clone_caught(&value)));
         // Stored before the shard's lock is released: a caller that misses the cache now and
         // finds no flight finds the value when it checks the cache again; an invalidation either marked the entry stale first or removes the value
         // after.
@@ -1385,8 +1455,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             cache.insert_if_absent_hashed(self.stamp, hash, key, value);
         }
         drop(table);
-        if let Some((flight, value)) = shared {
-            flight.finish(Outcome::Ready(value));
+        if let Some((flight, cloned)) = shared {
+            hand_over(flight, cloned);
         }
     }
 
@@ -1400,7 +1470,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         let ended = leader.end();
         let hash = ended.hash;
         let taken = self.take_local(local, &ended, move |entry, locked| {
-            let shared = entry.flight.map(|flight| (flight, value.clone()));
+            let shared = entry.flight.map(|flight| (flight, clone_caught(&value)));
             match (entry.stale, entry.key) {
                 (false, Some(key)) => {
                     locked.insert_if_absent(hash, key, value);
@@ -1410,8 +1480,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 (_, key) => (shared, key),
             }
         });
-        if let (Some((flight, value)), _) = taken {
-            flight.finish(Outcome::Ready(value));
+        if let (Some((flight, cloned)), _) = taken {
+            hand_over(flight, cloned);
         }
     }
 
@@ -2264,7 +2334,7 @@ mod tests {
                     table
                         .entries
                         .iter()
-                        .filter_map(|e| e.flight.as_ref().map(Arc::strong_count))
+                        .filter_map(|e| e.flight.as_ref().map(Waited::holders))
                         .max()
                 })
                 .max();
