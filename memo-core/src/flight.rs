@@ -637,6 +637,18 @@ fn hand_over<V>(flight: Waited<V>, cloned: std::thread::Result<V>) {
     }
 }
 
+/// A flight a caller would have waited for ([`Flights::join_or_watch`], tests only).
+#[cfg(test)]
+pub(crate) struct Watch<V>(Arc<Flight<V>>);
+
+#[cfg(test)]
+impl<V> Watch<V> {
+    /// Whether the flight ended: a waiter would have been woken.
+    pub(crate) fn ended(&self) -> bool {
+        !matches!(self.0.state.lock().outcome, Outcome::Running)
+    }
+}
+
 /// One computation in progress, shared by its leader and its waiters.
 struct Flight<V> {
     state: Mutex<State<V>>,
@@ -1379,13 +1391,24 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         cache: &'a C,
         key: K,
     ) -> Option<Joined<'a, K, V>> {
+        self.join_or_watch(cache, key).ok()
+    }
+
+    /// [`join_or_busy`](Flights::join_or_busy), with the flight it would wait for where it
+    /// would wait: whether that flight has ended, a waiter would know ([`Watch::ended`]).
+    #[cfg(test)]
+    pub(crate) fn join_or_watch<'a, C: FunctionCache<K, V>>(
+        &'a self,
+        cache: &'a C,
+        key: K,
+    ) -> Result<Joined<'a, K, V>, Watch<V>> {
         let hash = self.hasher.hash_one(&key);
         let local = cache.local(self.stamp);
         match self.step(cache, local, hash, &mut Some(Owned(key)), false) {
-            Step::Joined(joined) => Some(joined),
-            Step::Wait(_, blocked) => {
+            Step::Joined(joined) => Ok(joined),
+            Step::Wait(flight, blocked) => {
                 drop(blocked);
-                None
+                Err(Watch(flight))
             }
         }
     }
@@ -1469,18 +1492,22 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     fn complete_local(&self, leader: Leader<'_, K, V>, local: Local<'_, K, V>, value: V) {
         let ended = leader.end();
         let hash = ended.hash;
-        let taken = self.take_local(local, &ended, move |entry, locked| {
+        let (shared, unstored) = self.take_local(local, &ended, move |entry, locked| {
             let shared = entry.flight.map(|flight| (flight, clone_caught(&value)));
             match (entry.stale, entry.key) {
                 (false, Some(key)) => {
                     locked.insert_if_absent(hash, key, value);
                     (shared, None)
                 }
-                // Invalidated meanwhile: nothing stored, the key dropped without the lock.
-                (_, key) => (shared, key),
+                // Invalidated meanwhile: nothing stored, the key and the value dropped without
+                // the lock (and not in this closure: a `Drop` that panicked after the return
+                // value was made would leak it, and with it the flight unfinished).
+                (_, key) => (shared, Some((key, value))),
             }
         });
-        if let (Some((flight, cloned)), _) = taken {
+        // Dropped first: if a `Drop` panics, the flight (a local) still wakes its waiters.
+        drop(unstored);
+        if let Some((flight, cloned)) = shared {
             hand_over(flight, cloned);
         }
     }

@@ -695,3 +695,101 @@ proptest! {
         cache.validate();
     }
 }
+
+/// One step of [`a_panic_in_user_code_leaves_no_computation_behind`]: `leaders` are the
+/// computations this caller leads (at most four).
+fn panicking_flight_step<'a, C: crate::memo::FunctionCache<fused::Key, fused::Val>>(
+    flights: &'a crate::flight::Flights<fused::Key, fused::Val>,
+    cache: &'a C,
+    leaders: &mut Vec<(u8, crate::flight::Leader<'a, fused::Key, fused::Val>)>,
+    watches: &mut Vec<crate::flight::Watch<fused::Val>>,
+    op: u8,
+    k: u8,
+) {
+    use crate::flight::Joined;
+    use fused::{Key, Val};
+    match op {
+        // Lead `k`, or join it (a caller that would wait keeps the flight it waits for).
+        0..=2 => match flights.join_or_watch(cache, Key(k)) {
+            Ok(Joined::Lead(leader)) if leaders.len() < 4 => leaders.push((k, leader)),
+            Ok(_) => {}
+            Err(watch) => watches.push(watch),
+        },
+        3 | 4 => {
+            if !leaders.is_empty() {
+                let (k, leader) = leaders.remove(0);
+                flights.complete(leader, cache, Val(k));
+            }
+        }
+        5 => {
+            if let Some((_, leader)) = leaders.pop() {
+                flights.fail(leader, None);
+            }
+        }
+        6 => drop(leaders.pop()),
+        7 => drop(flights.invalidate(cache, &Key(k))),
+        8 => flights.clear(cache),
+        _ => drop(cache.peek(&Key(k))),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+
+    /// Single-flight with a key's `Hash`/`Eq` or a value's `Clone`/`Drop` panicking at any
+    /// point of leading, joining, completing (with callers waiting: the hand-over clones),
+    /// failing, abandoning, invalidating or clearing, with its computations in the cache's own
+    /// shards (a memo) or in the table of flights: the cache stays consistent, and afterwards
+    /// every key can be led again (no computation is left that a caller would wait for, for
+    /// good), every caller that waited was woken, and the flights end empty.
+    #[test]
+    fn a_panic_in_user_code_leaves_no_computation_behind(
+        policy in prop::sample::select(Policy::ALL),
+        local in any::<bool>(),
+        maxsize in 1usize..6,
+        ops in prop::collection::vec((0u8..10, 0u8..6, 0u32..8), 1..100),
+    ) {
+        let params = crate::memo::Params {
+            maxsize: Some(maxsize),
+            ttl: None,
+            ttl_jitter: 0.0,
+            policy,
+            negative_ttl: None,
+        };
+        let memo = crate::memo::Memo::<fused::Key, fused::Val>::new("fused", params);
+        let table_flights = crate::flight::Flights::new("fused, in the table");
+        let flights = if local { &memo.flights } else { &table_flights };
+        let cache = &memo.cache;
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let (mut leaders, mut watches) = (Vec::new(), Vec::new());
+        for &(op, k, fuse) in &ops {
+            fused::arm(fuse);
+            let run = std::panic::AssertUnwindSafe(|| {
+                panicking_flight_step(flights, cache, &mut leaders, &mut watches, op, k);
+            });
+            let _ = std::panic::catch_unwind(run);
+            fused::arm(0);
+            cache.validate();
+        }
+        std::panic::set_hook(hook);
+        for (k, leader) in leaders.drain(..) {
+            flights.complete(leader, cache, fused::Val(k));
+        }
+        // Every leader is gone: every caller that waited was woken.
+        for (i, watch) in watches.iter().enumerate() {
+            prop_assert!(watch.ended(), "waiter {}: its flight never ends", i);
+        }
+        for k in 0..6u8 {
+            match flights.join_or_busy(cache, fused::Key(k)) {
+                Some(crate::flight::Joined::Lead(leader)) => {
+                    flights.complete(leader, cache, fused::Val(k));
+                }
+                Some(_) => {}
+                None => prop_assert!(false, "key {}: a computation nobody leads is left", k),
+            }
+            cache.validate();
+        }
+        prop_assert_eq!(flights.in_flight(), 0);
+    }
+}
