@@ -608,6 +608,14 @@ impl<V> Waited<V> {
     fn holders(&self) -> usize {
         self.0.as_ref().map_or(0, Arc::strong_count)
     }
+
+    /// The flight's waker slots, and how many hold a waker (tests only).
+    #[cfg(test)]
+    fn waker_slots(&self) -> (usize, usize) {
+        let state = self.0.as_ref().expect("unfinished").state.lock();
+        let live = state.wakers.iter().filter(|w| w.is_some()).count();
+        (state.wakers.len(), live)
+    }
 }
 
 impl<V> Drop for Waited<V> {
@@ -658,7 +666,12 @@ struct Flight<V> {
 
 struct State<V> {
     outcome: Outcome<V>,
-    wakers: Vec<Waker>,
+    /// The waiting tasks' wakers, by slot: a slot is emptied (and reused) when its waiter is
+    /// dropped unwoken (a cancelled task), so that callers that time out again and again while
+    /// one computation runs do not pile up wakers, nor keep their tasks alive.
+    wakers: Vec<Option<Waker>>,
+    /// The empty slots of `wakers`.
+    free: Vec<usize>,
 }
 
 enum Outcome<V> {
@@ -1874,6 +1887,7 @@ impl<V> Flight<V> {
             state: Mutex::new(State {
                 outcome: Outcome::Running,
                 wakers: Vec::new(),
+                free: Vec::new(),
             }),
             done: Condvar::new(),
         }
@@ -1883,10 +1897,11 @@ impl<V> Flight<V> {
         let wakers = {
             let mut state = self.state.lock();
             state.outcome = outcome;
+            state.free = Vec::new();
             std::mem::take(&mut state.wakers)
         };
         self.done.notify_all();
-        for waker in wakers {
+        for waker in wakers.into_iter().flatten() {
             waker.wake();
         }
     }
@@ -1934,15 +1949,44 @@ impl<V: Clone> Future for Waiting<'_, V> {
         if let Some(done) = state.outcome.done() {
             return Poll::Ready(done);
         }
+        let waker = &mut state.wakers;
         match self.slot {
-            Some(slot) if state.wakers[slot].will_wake(cx.waker()) => {}
-            Some(slot) => state.wakers[slot] = cx.waker().clone(),
+            Some(slot)
+                if waker[slot]
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker())) => {}
+            Some(slot) => waker[slot] = Some(cx.waker().clone()),
             None => {
-                state.wakers.push(cx.waker().clone());
-                self.slot = Some(state.wakers.len() - 1);
+                let slot = match state.free.pop() {
+                    Some(slot) => {
+                        state.wakers[slot] = Some(cx.waker().clone());
+                        slot
+                    }
+                    None => {
+                        state.wakers.push(Some(cx.waker().clone()));
+                        state.wakers.len() - 1
+                    }
+                };
+                self.slot = Some(slot);
             }
         }
         Poll::Pending
+    }
+}
+
+impl<V> Drop for Waiting<'_, V> {
+    /// A waiter dropped before its flight ended (its task cancelled, e.g. by a timeout) gives
+    /// its slot back.
+    fn drop(&mut self) {
+        let Some(slot) = self.slot else {
+            return;
+        };
+        let mut state = self.flight.state.lock();
+        // Once the flight ended, its wakers were taken (and woken): nothing to give back.
+        if matches!(state.outcome, Outcome::Running) && slot < state.wakers.len() {
+            state.wakers[slot] = None;
+            state.free.push(slot);
+        }
     }
 }
 
@@ -2347,6 +2391,44 @@ mod tests {
                 flights.complete(leader, cache, value.clone());
                 value
             }
+        }
+    }
+
+    /// Tasks that wait for a flight and are dropped before it ends (cancelled, e.g. by a
+    /// timeout, and retried) give their waker slots back: 10,000 of them leave as many slots
+    /// as there were waiters at once, and the waiters still waiting are woken with the value.
+    #[test]
+    fn cancelled_async_waiters_give_their_wakers_back() {
+        let flights: Flights<u32, String> = Flights::new("cancelled");
+        let cache: Cache<u32, String> = Cache::new(8);
+        let Some(Joined::Lead(leader)) = flights.join_or_busy(&cache, 1) else {
+            panic!("the first caller leads");
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..10_000 {
+            let mut cancelled = Box::pin(flights.join_owned_async(&cache, 1));
+            assert!(cancelled.as_mut().poll(&mut cx).is_pending());
+        }
+        let mut waiting: Vec<_> = (0..3)
+            .map(|_| Box::pin(flights.join_owned_async(&cache, 1)))
+            .collect();
+        for join in &mut waiting {
+            assert!(join.as_mut().poll(&mut cx).is_pending());
+        }
+        let slots = flights
+            .shards
+            .iter()
+            .find_map(|shard| {
+                let table = shard.table.lock();
+                let flight = table.entries.iter().find_map(|e| e.flight.as_ref())?;
+                Some(flight.waker_slots())
+            })
+            .expect("a flight with waiters");
+        assert_eq!(slots, (3, 3), "slots, and slots holding a waker");
+        flights.complete(leader, &cache, "value".into());
+        for join in &mut waiting {
+            let joined = join.as_mut().poll(&mut cx);
+            assert!(matches!(joined, Poll::Ready(Joined::Ready(ref v)) if v == "value"));
         }
     }
 
