@@ -2,8 +2,9 @@
 //!
 //! The shared side is a lock-free index ([`Table`]) of slot ids into storage that never moves
 //! ([`Segments`]), an optional deadline per slot, and the read [`Stripes`]. A reader holds its
-//! thread's stripe while it probes the index, compares keys and clones the value, then records
-//! the hit or miss in that stripe's buffer: it writes no memory that another thread uses.
+//! thread's stripe while it probes the index, compares keys and clones the value, then counts
+//! the hit or miss in that stripe and records a hit in its buffer: it writes no memory that
+//! another thread uses. (A policy that hears of misses hears of one at the key's insert.)
 //!
 //! The writer side, behind the lock, owns everything else: the policy's metadata, the expiry
 //! order, the statistics, and the slot allocator. A slot taken out of the index is *retired*:
@@ -175,7 +176,10 @@ impl Writer {
 }
 
 pub(crate) struct Shard<K, V> {
-    /// Whether the policy needs to see each hit (all but FIFO) and each miss (adaptive).
+    /// Whether the policy needs to see each hit (all but FIFO) and each miss (adaptive). A
+    /// miss reaches the policy with the insert of its key that follows it (as in Caffeine,
+    /// whose sketch counts a key at its lookups' hits and at its insert): under the lock the
+    /// insert takes anyway, with nothing buffered by the lookup nor replayed.
     hit_events: bool,
     miss_events: bool,
     table: AtomicPtr<Table>,
@@ -868,12 +872,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         value
     }
 
-    /// Counts a miss, and records it for a policy that hears of misses: returns whether the
-    /// buffer is now full (see [`Held::push`]).
+    /// Counts a miss: returns whether the buffer is now full (see [`Held::push`]); never, as
+    /// nothing is buffered (the policy hears of the miss at the key's insert).
     #[inline]
-    fn miss(&self, held: &mut Held<'_>, hash: u64) -> bool {
+    fn miss(&self, held: &mut Held<'_>, _hash: u64) -> bool {
         held.count_miss();
-        self.miss_events && held.push(Event::Miss(hash))
+        false
     }
 
     /// `get` under the lock: for re-entrant calls and readers that lost their stripe. The
@@ -910,7 +914,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                         shard.reclaim(w, &mut dropped);
                     }
                     w.counters.misses += 1;
-                    w.policy.on_miss(hash);
                     None
                 }
             }
@@ -1044,6 +1047,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
                 return;
             }
+        }
+        if self.miss_events {
+            // The key is new (or its entry expired): the request that missed it, as the policy
+            // hears of it (see `miss_events`).
+            w.policy.on_miss(hash);
         }
         self.sweep_locked(w, now);
         if w.weights.as_ref().is_some_and(|ws| weight > ws.max) {
