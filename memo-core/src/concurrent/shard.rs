@@ -1132,14 +1132,16 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         V: Clone,
     {
         let mut dropped = Vec::new();
-        let value = self.write(hasher, now, |shard, w| {
+        let found = self.write(hasher, now, |shard, w| {
             // SAFETY: under the lock, indexed ids hold entries.
             let id = shard
                 .table()
                 .find(hash, |id| is_match(unsafe { &shard.entry(id).0 }))?;
             let alive = !shard.is_expired(id, now);
-            // SAFETY: as above.
-            let value = alive.then(|| unsafe { &shard.entry(id).1 }.clone());
+            // The value is cloned once the lock is released, its slot pinned meanwhile (see
+            // `get_locked`): a slow `Clone` stalls no writer, one that writes to the cache does
+            // not deadlock.
+            let found = alive.then(|| self.pin_or_read(w, id, V::clone));
             if !alive {
                 w.counters.expirations += 1;
             }
@@ -1150,9 +1152,20 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             };
             shard.remove_id(w, id, cause);
             shard.reclaim(w, &mut dropped);
-            value
+            found
         });
-        (value, dropped)
+        let Some(found) = found else {
+            return (None, dropped);
+        };
+        let pinned = matches!(found, Found::Pinned(_));
+        // What the removal freed is reported first: a `Clone` that panics loses no report.
+        self.release(std::mem::take(&mut dropped));
+        let value = self.read_found(found, V::clone);
+        if pinned {
+            // Unpinned: the removed entry goes now (and is reported), as without the pin.
+            self.write(hasher, now, |shard, w| shard.reclaim(w, &mut dropped));
+        }
+        (Some(value), dropped)
     }
 
     /// Removes every expired entry and reports the statistics and the size.

@@ -28,6 +28,8 @@ enum Node {
     Reenter(Weak<Cache<u32, Node>>, u32),
     /// Its clone stalls at the gate; `alive` is cleared when the value is dropped.
     Gated(Arc<Gate>, Arc<AtomicBool>),
+    /// Its clone stores `key` in the cache.
+    Writing(Weak<Cache<u32, Node>>, u32),
 }
 
 impl Clone for Node {
@@ -53,6 +55,12 @@ impl Clone for Node {
                 }
                 assert!(alive.load(Ordering::SeqCst), "cloned after it was dropped");
                 Node::Gated(gate.clone(), alive.clone())
+            }
+            Node::Writing(cache, key) => {
+                if let Some(cache) = cache.upgrade() {
+                    cache.insert(*key, Node::Plain(*key));
+                }
+                Node::Writing(cache.clone(), *key)
             }
         }
     }
@@ -142,6 +150,62 @@ fn a_stalled_clone_without_a_stripe_holds_up_no_writer() {
             !alive.load(Ordering::SeqCst),
             "the evicted value is dropped once unpinned"
         );
+        cache.validate();
+    });
+}
+
+/// `remove` clones the value it returns with the lock released (the slot pinned meanwhile), as
+/// a lookup without a stripe does: a `Clone` that writes to the cache returns (it deadlocked on
+/// the lock before), and a stalled one holds up no writer; the removed entry is still dropped
+/// (and reported) before `remove` returns.
+#[test]
+fn remove_clones_without_the_lock() {
+    within_patience(|| {
+        let cache: Arc<Cache<u32, Node>> = Arc::new(Cache::new(100));
+        cache.insert(1, Node::Writing(Arc::downgrade(&cache), 2));
+        assert!(matches!(cache.remove(&1), Some(Node::Writing(_, 2))));
+        assert!(cache.peek(&1).is_none());
+        assert!(
+            matches!(cache.peek(&2), Some(Node::Plain(2))),
+            "the clone's insert"
+        );
+        cache.validate();
+    });
+    within_patience(|| {
+        let cache: Arc<Cache<u32, Node>> = Arc::new(Cache::new(100));
+        let gate = Arc::new(Gate::default());
+        let alive = Arc::new(AtomicBool::new(true));
+        cache.insert(1, Node::Gated(gate.clone(), alive.clone()));
+        let remover = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.remove(&1))
+        };
+        while !gate.entered.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        for key in 10..2_010 {
+            cache.insert(key, Node::Plain(key));
+        }
+        assert!(
+            alive.load(Ordering::SeqCst),
+            "the value being cloned was dropped"
+        );
+        gate.go.store(true, Ordering::SeqCst);
+        // Kept: the clone shares `alive` with the value it was cloned from.
+        let removed = remover.join().expect("the removal");
+        assert!(
+            matches!(removed, Some(Node::Gated(..))),
+            "the value returned"
+        );
+        assert!(
+            !gate.gave_up.load(Ordering::SeqCst),
+            "the writer waited for the stalled clone"
+        );
+        assert!(
+            !alive.load(Ordering::SeqCst),
+            "the removed value is dropped by the time `remove` returns"
+        );
+        drop(removed);
         cache.validate();
     });
 }

@@ -470,6 +470,45 @@ fn shuttle_a_lookup_without_a_stripe_clones_a_pinned_slot() {
     );
 }
 
+/// `remove` clones the value it returns once the lock is released, its slot pinned: a writer
+/// that evicts and reuses slots meanwhile never frees or reuses it under the clone (reclaiming
+/// pinned slots, injected while writing this test, fails it: "a reader cloned a dropped value"),
+/// and nothing stays behind.
+#[test]
+fn shuttle_remove_clones_a_pinned_slot() {
+    shuttle::check_pct(
+        || {
+            LIVE.with(|n| n.store(0, Ordering::SeqCst));
+            let cache: Arc<Cache<u32, Tracked>> = Arc::new(Cache::new(2));
+            cache.insert(1, Tracked::new(1));
+            let remover = {
+                let cache = Arc::clone(&cache);
+                thread::spawn(move || {
+                    if let Some(value) = cache.remove(&1) {
+                        assert_eq!(value.key, 1, "a value removed for another key");
+                    }
+                })
+            };
+            for key in [7u32, 8, 9, 10] {
+                cache.insert(key, Tracked::new(key));
+                // `len` reclaims: the retired slots go now rather than once the reserve is
+                // used up.
+                assert!(cache.len() <= 2);
+            }
+            remover.join().unwrap();
+            cache.validate();
+            cache.clear();
+            assert_eq!(
+                LIVE.with(|n| n.load(Ordering::SeqCst)),
+                0,
+                "nothing held back"
+            );
+        },
+        1000,
+        3,
+    );
+}
+
 /// With an eviction listener, a removed value is read out of its slot (to be reported) only
 /// once no reader announces it: a reader cloning a value while the writer evicts, replaces and
 /// clears never sees it dropped, the listener never sees a dropped value, and every value stored
