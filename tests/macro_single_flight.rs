@@ -287,3 +287,61 @@ fn a_clone_that_panics_anywhere_in_the_hand_over_leaves_no_caller_waiting() {
         assert!(BRITTLE_RUNS.load(Ordering::SeqCst) <= 3, "clone {nth}");
     }
 }
+
+static CHATTY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Keys not used yet (from 100 on).
+static CHATTY_KEYS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
+
+/// A value whose `Clone` calls the memoized function it comes from, for 64 keys not used yet
+/// (some in the shard of its own): each a miss that computes and stores into the same cache.
+#[derive(Debug, PartialEq)]
+struct Chatty(u32);
+
+impl Clone for Chatty {
+    fn clone(&self) -> Self {
+        if self.0 < 100 {
+            for _ in 0..64 {
+                let other = CHATTY_KEYS.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(chatty(other), Chatty(other));
+            }
+        }
+        Chatty(self.0)
+    }
+}
+
+/// The first run waits until the two other callers missed (they wait for it).
+#[memoize]
+fn chatty(n: u32) -> Chatty {
+    if n < 100 && CHATTY_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        while chatty::cache_info().misses < 3 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Chatty(n)
+}
+
+/// The leader hands its value to its waiters with the cache's lock released: a `Clone` that
+/// writes to the cache (here by calling the function for another key) returns. It deadlocked
+/// when the hand-over cloned under the lock.
+#[test]
+fn a_clone_that_writes_to_the_cache_in_the_hand_over_returns() {
+    let callers: Vec<_> = (0..3).map(|_| std::thread::spawn(|| chatty(1))).collect();
+    let start = std::time::Instant::now();
+    while !callers.iter().all(|c| c.is_finished()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "a caller still waits after 20 s: a deadlock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for caller in callers {
+        assert_eq!(caller.join().unwrap(), Chatty(1));
+    }
+    assert_eq!(
+        CHATTY_RUNS.load(Ordering::SeqCst),
+        1,
+        "one run, two waiters"
+    );
+}

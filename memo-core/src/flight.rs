@@ -263,7 +263,7 @@ const SAMPLE_EVERY: u64 = 16;
 type CacheShard<K, V> = crate::concurrent::Shard<K, V>;
 
 /// Such a shard's writer side, locked ([`CacheShard::with_pending`]).
-type Locked<'a, K, V> = crate::concurrent::shard::Locked<'a, K, V>;
+type Locked<'s, 'l, K, V> = crate::concurrent::shard::Locked<'s, 'l, K, V>;
 
 /// The process-wide name of the pending computation `id` kept in the cache shard `shard`.
 #[inline]
@@ -654,6 +654,17 @@ impl<V> Watch<V> {
     /// Whether the flight ended: a waiter would have been woken.
     pub(crate) fn ended(&self) -> bool {
         !matches!(self.0.state.lock().outcome, Outcome::Running)
+    }
+
+    /// The value the flight ended with, if it did.
+    pub(crate) fn value(&self) -> Option<V>
+    where
+        V: Clone,
+    {
+        match &self.0.state.lock().outcome {
+            Outcome::Ready(value) => Some(value.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -1505,23 +1516,56 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     fn complete_local(&self, leader: Leader<'_, K, V>, local: Local<'_, K, V>, value: V) {
         let ended = leader.end();
         let hash = ended.hash;
-        let (shared, unstored) = self.take_local(local, &ended, move |entry, locked| {
-            let shared = entry.flight.map(|flight| (flight, clone_caught(&value)));
-            match (entry.stale, entry.key) {
-                (false, Some(key)) => {
+        /// What the waiters get.
+        enum Waiters<'s, V> {
+            /// None waits.
+            None,
+            /// The value stored, read from its slot (pinned) once the lock is released: the
+            /// `Clone` runs without the lock (a slow one stalls no writer, one that writes to
+            /// the cache does not deadlock).
+            /// (Boxed, as the other: a leader that nobody waits for, the usual one, moves a
+            /// word out of the lock.)
+            Stored(Box<(Waited<V>, crate::concurrent::shard::Found<'s, V>)>),
+            /// The value itself, which the cache does not keep.
+            Unstored(Box<(Waited<V>, V)>),
+        }
+        let shard = local.shard;
+        let (waiters, unstored) = self.take_local(local, &ended, move |entry, locked| {
+            match (entry.stale, entry.key, entry.flight) {
+                (false, Some(key), None) => {
                     locked.insert_if_absent(hash, key, value);
-                    (shared, None)
+                    (Waiters::None, None)
                 }
-                // Invalidated meanwhile: nothing stored, the key and the value dropped without
-                // the lock (and not in this closure: a `Drop` that panicked after the return
-                // value was made would leak it, and with it the flight unfinished).
-                (_, key) => (shared, Some((key, value))),
+                (false, Some(key), Some(flight)) if !locked.keeps_nothing() => {
+                    // Stored unless weighted, and a weighted cache keeps no computation.
+                    match locked.insert_if_absent_found(hash, key, value) {
+                        Some(found) => (Waiters::Stored(Box::new((flight, found))), None),
+                        None => (Waiters::None, None),
+                    }
+                }
+                // Invalidated meanwhile, or a cache that keeps nothing: nothing stored, the key
+                // dropped without the lock (and not in this closure: a `Drop` that panicked
+                // after the return value was made would leak it, and with it the flight
+                // unfinished).
+                (_, key, Some(flight)) => (Waiters::Unstored(Box::new((flight, value))), Some(key)),
+                (_, key, None) => (Waiters::None, Some(key)),
             }
         });
         // Dropped first: if a `Drop` panics, the flight (a local) still wakes its waiters.
         drop(unstored);
-        if let Some((flight, cloned)) = shared {
-            hand_over(flight, cloned);
+        match waiters {
+            Waiters::None => {}
+            Waiters::Stored(stored) => {
+                let (flight, found) = *stored;
+                let cloned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shard.read_found(found, V::clone)
+                }));
+                hand_over(flight, cloned);
+            }
+            Waiters::Unstored(unstored) => {
+                let (flight, value) = *unstored;
+                flight.finish(Outcome::Ready(value));
+            }
         }
     }
 
@@ -1539,11 +1583,11 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
     /// to `then` with the locked shard; what `then` returns (what is left of the entry among
     /// it: a key not stored, the flight) is dropped after the lock is released.
     #[inline]
-    fn take_local<R>(
+    fn take_local<'a, R>(
         &self,
-        local: Local<'_, K, V>,
+        local: Local<'a, K, V>,
         ended: &Ended,
-        then: impl FnOnce(Entry<K, V>, &mut Locked<'_, K, V>) -> R,
+        then: impl FnOnce(Entry<K, V>, &mut Locked<'a, '_, K, V>) -> R,
     ) -> R {
         let Local { cache, shard, .. } = local;
         let (hasher, now) = cache.write_context();

@@ -996,7 +996,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         now: u64,
         on_present: OnPresent,
         dropped: &mut Dropped<K, V>,
-    ) {
+    ) -> Option<u32> {
         let now = match &mut w.expiry {
             Some(e) => {
                 e.high_water = e.high_water.max(now);
@@ -1006,7 +1006,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         };
         if w.capacity == 0 {
             dropped.push((key, value, Some(RemovalCause::Size)));
-            return;
+            return None;
         }
         // SAFETY: under the lock, indexed ids hold entries.
         let found = self
@@ -1042,10 +1042,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                         self.set_deadline(id, deadline);
                         e.push(id, lane);
                     }
-                } else {
-                    dropped.push((key, value, None));
+                    return Some(id);
                 }
-                return;
+                dropped.push((key, value, None));
+                return Some(old);
             }
         }
         if self.miss_events {
@@ -1057,7 +1057,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         if w.weights.as_ref().is_some_and(|ws| weight > ws.max) {
             // Heavier than the whole bound: never kept (as Caffeine and moka do, reported).
             dropped.push((key, value, Some(RemovalCause::Size)));
-            return;
+            return None;
         }
         while w.len >= w.capacity || Self::over_weight(w, weight) {
             let victim = w.policy.evict(hash);
@@ -1092,6 +1092,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             weights.add(id, weight);
         }
         w.policy.on_insert(id, hash);
+        Some(id)
     }
 
     /// Whether replacing the live entry `old` by a value of `weight` keeps the shard within its
@@ -1286,14 +1287,14 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
 /// The writer side of a shard, locked, as [`Shard::with_pending`] lends it: the lookups and
 /// writes a single-flight leader makes under the same lock as its pending computations.
-pub(crate) struct Locked<'a, K, V> {
-    shard: &'a Shard<K, V>,
-    w: &'a mut Writer,
+pub(crate) struct Locked<'s, 'l, K, V> {
+    shard: &'s Shard<K, V>,
+    w: &'l mut Writer,
     now: u64,
-    dropped: &'a mut Dropped<K, V>,
+    dropped: &'l mut Dropped<K, V>,
 }
 
-impl<K: Hash + Eq, V> Locked<'_, K, V> {
+impl<'s, K: Hash + Eq, V> Locked<'s, '_, K, V> {
     /// Stores `key -> value` unless a live entry of `key` is there (an unweighted cache's
     /// `insert_if_absent`); what it pushes out is dropped once the lock is released.
     #[inline]
@@ -1310,6 +1311,35 @@ impl<K: Hash + Eq, V> Locked<'_, K, V> {
             // Report what left now rather than when its slot is next needed (as `insert`).
             shard.reclaim(w, dropped);
         }
+    }
+
+    /// [`insert_if_absent`](Locked::insert_if_absent), and the live entry of the key after it
+    /// (the one stored, or the one that was there), pinned to be read once the lock is released
+    /// ([`Shard::read_found`]; read now if every pin is taken); `None` if the shard keeps
+    /// nothing (capacity 0: `value` is dropped).
+    pub(crate) fn insert_if_absent_found(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+    ) -> Option<Found<'s, V>>
+    where
+        V: Clone,
+    {
+        let shard: &'s Shard<K, V> = self.shard;
+        let (w, dropped) = (&mut *self.w, &mut *self.dropped);
+        let entry = (key, value, 0);
+        let id = shard.insert_locked(w, hash, entry, self.now, OnPresent::Keep, dropped)?;
+        let found = shard.pin_or_read(w, id, V::clone);
+        if w.notify {
+            shard.reclaim(w, dropped);
+        }
+        Some(found)
+    }
+
+    /// Whether the shard keeps no entry (capacity 0): what it is given is dropped.
+    pub(crate) fn keeps_nothing(&self) -> bool {
+        self.w.capacity == 0
     }
 
     /// Removes the entry of hash `hash` that `is_match` accepts; whether it was alive.
@@ -1403,20 +1433,20 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// lock is gone. `f` may run `Hash`, `Eq` and `Clone` of keys and values, as any write
     /// does, and nothing else of the user's.
     #[inline]
-    pub(crate) fn with_pending<S: BuildHasher, R>(
-        &self,
+    pub(crate) fn with_pending<'s, S: BuildHasher, R>(
+        &'s self,
         hasher: &S,
         now: u64,
-        f: impl FnOnce(&mut crate::flight::Table<K, V>, &mut Locked<'_, K, V>) -> R,
+        f: impl FnOnce(&mut crate::flight::Table<K, V>, &mut Locked<'s, '_, K, V>) -> R,
     ) -> (R, Dropped<K, V>) {
         let mut dropped = Vec::new();
-        let ret = self.write(hasher, now, |shard, w| {
+        let ret = self.write(hasher, now, |_, w| {
             // SAFETY: `pending` is only ever reached here, under the writer lock that `write`
             // holds for the whole call, and `f` cannot take that lock again (it is not
             // re-entrant: a nested write would deadlock before it could alias this borrow).
-            let pending = unsafe { &mut *shard.pending.get() };
+            let pending = unsafe { &mut *self.pending.get() };
             let mut locked = Locked {
-                shard,
+                shard: self,
                 w,
                 now,
                 dropped: &mut dropped,

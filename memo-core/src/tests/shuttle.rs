@@ -629,6 +629,47 @@ mod flights {
         negative_ttl: None,
     };
 
+    /// A leader hands its value to a waiter from the slot it stored it in, read once the lock is
+    /// released (the `Clone` outside the lock), the slot pinned: a writer that evicts it and
+    /// reuses slots meanwhile never frees it under the read, and the waiter gets the leader's
+    /// value. (Reclaiming pinned slots, injected while writing this test, fails it: "a reader
+    /// cloned a dropped value".)
+    #[test]
+    fn shuttle_a_leader_hands_its_value_over_from_a_pinned_slot() {
+        shuttle::check_pct(
+            || {
+                let params = Params {
+                    maxsize: Some(2),
+                    ..PARAMS
+                };
+                let memo = Arc::new(Memo::<u32, super::Tracked>::new("handed", params));
+                let Some(Joined::Lead(leader)) = memo.flights.join_or_busy(&memo.cache, 1) else {
+                    unreachable!("the first caller leads");
+                };
+                let Err(watch) = memo.flights.join_or_watch(&memo.cache, 1) else {
+                    unreachable!("a second caller waits");
+                };
+                let writer = {
+                    let memo = Arc::clone(&memo);
+                    thread::spawn(move || {
+                        for key in [7u32, 8, 9] {
+                            memo.cache.insert(key, super::Tracked::new(key));
+                            assert!(memo.cache.len() <= 2);
+                        }
+                    })
+                };
+                memo.flights
+                    .complete(leader, &memo.cache, super::Tracked::new(1));
+                writer.join().unwrap();
+                let handed = watch.value().expect("the flight ended with a value");
+                assert_eq!(handed.key, 1, "the leader's value");
+                memo.cache.validate();
+            },
+            1000,
+            3,
+        );
+    }
+
     /// A leader that read the data before an invalidation never leaves its value cached once
     /// the invalidation returns: the invalidation marks its entry stale under the lock the
     /// leader stores under, or removes the value it stored. Checked to fail when
