@@ -1537,7 +1537,8 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                     (Waiters::None, None)
                 }
                 (false, Some(key), Some(flight)) if !locked.keeps_nothing() => {
-                    // Stored unless weighted, and a weighted cache keeps no computation.
+                    // Stored: only a weighted cache refuses a value it can keep (one heavier
+                    // than its bound), and it keeps its computations in the table of flights.
                     match locked.insert_if_absent_found(hash, key, value) {
                         Some(found) => (Waiters::Stored(Box::new((flight, found))), None),
                         None => (Waiters::None, None),

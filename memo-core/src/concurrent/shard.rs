@@ -856,9 +856,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 held.count_hit();
                 (Some(value), self.hit_events && held.push(Event::Hit(id)))
             }
-            Lookup::Absent => (None, self.miss(&mut held, hash)),
+            Lookup::Absent => (None, self.miss(&mut held)),
             Lookup::Expired(id) => {
-                let full = self.miss(&mut held, hash);
+                let full = self.miss(&mut held);
                 (None, held.push(Event::Expired(id)) | full)
             }
             Lookup::Busy => {
@@ -875,7 +875,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Counts a miss: returns whether the buffer is now full (see [`Held::push`]); never, as
     /// nothing is buffered (the policy hears of the miss at the key's insert).
     #[inline]
-    fn miss(&self, held: &mut Held<'_>, _hash: u64) -> bool {
+    fn miss(&self, held: &mut Held<'_>) -> bool {
         held.count_miss();
         false
     }
@@ -1315,8 +1315,8 @@ impl<'s, K: Hash + Eq, V> Locked<'s, '_, K, V> {
 
     /// [`insert_if_absent`](Locked::insert_if_absent), and the live entry of the key after it
     /// (the one stored, or the one that was there), pinned to be read once the lock is released
-    /// ([`Shard::read_found`]; read now if every pin is taken); `None` if the shard keeps
-    /// nothing (capacity 0: `value` is dropped).
+    /// ([`Shard::read_found`]; read now if every pin is taken); `None` if nothing holds it
+    /// (capacity 0, or a value heavier than the weight bound: `value` is dropped).
     pub(crate) fn insert_if_absent_found(
         &mut self,
         hash: u64,
