@@ -702,7 +702,7 @@ fn panicking_flight_step<'a, C: crate::memo::FunctionCache<fused::Key, fused::Va
     flights: &'a crate::flight::Flights<fused::Key, fused::Val>,
     cache: &'a C,
     leaders: &mut Vec<(u8, crate::flight::Leader<'a, fused::Key, fused::Val>)>,
-    watches: &mut Vec<crate::flight::Watch<fused::Val>>,
+    watches: &mut Vec<(u8, crate::flight::Watch<fused::Val>)>,
     op: u8,
     k: u8,
 ) {
@@ -713,7 +713,7 @@ fn panicking_flight_step<'a, C: crate::memo::FunctionCache<fused::Key, fused::Va
         0..=2 => match flights.join_or_watch(cache, Key(k)) {
             Ok(Joined::Lead(leader)) if leaders.len() < 4 => leaders.push((k, leader)),
             Ok(_) => {}
-            Err(watch) => watches.push(watch),
+            Err(watch) => watches.push((k, watch)),
         },
         3 | 4 => {
             if !leaders.is_empty() {
@@ -777,8 +777,12 @@ proptest! {
             flights.complete(leader, cache, fused::Val(k));
         }
         // Every leader is gone: every caller that waited was woken.
-        for (i, watch) in watches.iter().enumerate() {
+        for (i, (k, watch)) in watches.iter().enumerate() {
             prop_assert!(watch.ended(), "waiter {}: its flight never ends", i);
+            // Woken with a value, it is its key's (a leader completes `k` with `Val(k)`).
+            if let Some(value) = watch.value() {
+                prop_assert_eq!(value.0, *k);
+            }
         }
         for k in 0..6u8 {
             match flights.join_or_busy(cache, fused::Key(k)) {
