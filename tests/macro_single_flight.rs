@@ -345,3 +345,59 @@ fn a_clone_that_writes_to_the_cache_in_the_hand_over_returns() {
         "one run, two waiters"
     );
 }
+
+static HEAVY_RUNS: AtomicUsize = AtomicUsize::new(0);
+static HEAVY_KEYS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
+
+/// [`Chatty`] for a weighted cache (whose computations live in the table of flights, not in the
+/// cache's shards): its `Clone` calls `heavy` for 64 keys not used yet.
+#[derive(Debug, PartialEq)]
+struct HeavyChatty(u32);
+
+impl Clone for HeavyChatty {
+    fn clone(&self) -> Self {
+        if self.0 < 100 {
+            for _ in 0..64 {
+                let other = HEAVY_KEYS.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(heavy(other), HeavyChatty(other));
+            }
+        }
+        HeavyChatty(self.0)
+    }
+}
+
+impl memo::Weigh for HeavyChatty {
+    fn weight(&self) -> u64 {
+        8
+    }
+}
+
+#[memoize(maxweight = 4096)]
+fn heavy(n: u32) -> HeavyChatty {
+    if n < 100 && HEAVY_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        while heavy::cache_info().misses < 3 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    HeavyChatty(n)
+}
+
+/// As above, for a weighted cache: the hand-over's clone runs with the table of flights'
+/// lock released. It deadlocked on that lock before.
+#[test]
+fn a_clone_that_calls_the_function_in_a_weighted_hand_over_returns() {
+    let callers: Vec<_> = (0..3).map(|_| std::thread::spawn(|| heavy(1))).collect();
+    let start = std::time::Instant::now();
+    while !callers.iter().all(|c| c.is_finished()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "a caller still waits after 20 s: a deadlock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for caller in callers {
+        assert_eq!(caller.join().unwrap(), HeavyChatty(1));
+    }
+    assert_eq!(HEAVY_RUNS.load(Ordering::SeqCst), 1, "one run, two waiters");
+}

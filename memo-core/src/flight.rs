@@ -1491,18 +1491,35 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             }
             return;
         }
+        let waited = table
+            .entries
+            .find(hash, |entry| entry.id == id)
+            .is_some_and(|entry| entry.flight.is_some());
+        let cloned = if waited {
+            // The waiters' copy is made with the table's lock released (a slow `Clone` stalls
+            // no other key of this table shard, and one that calls the function does not
+            // deadlock on it): the entry stays meanwhile, joinable (a caller that comes now
+            // joins the same flight), and is taken once the lock is taken again.
+            drop(table);
+            let cloned = clone_caught(&value);
+            table = shard.table.lock();
+            Some(cloned)
+        } else {
+            None
+        };
         let Some(entry) = table.take(hash, id) else {
             unreachable!("a leader's entry stays until it finishes");
         };
-        let shared = entry.flight.map(|flight| (flight, clone_caught(&value)));
         // Stored before the shard's lock is released: a caller that misses the cache now and
-        // finds no flight finds the value when it checks the cache again; an invalidation either marked the entry stale first or removes the value
-        // after.
+        // finds no flight finds the value when it checks the cache again; an invalidation either
+        // marked the entry stale first or removes the value after.
         if let (false, Some(key)) = (entry.stale, entry.key) {
             cache.insert_if_absent_hashed(self.stamp, hash, key, value);
         }
         drop(table);
-        if let Some((flight, cloned)) = shared {
+        // A flight only where there was one at the first look: nobody joins while the lock is
+        // held, and the entry was joinable only while it was.
+        if let (Some(flight), Some(cloned)) = (entry.flight, cloned) {
             hand_over(flight, cloned);
         }
     }
