@@ -132,26 +132,13 @@ fn memoized_futures_are_send_when_their_arguments_are() {
     drop(assert_send(shared(5)));
 }
 
-/// Clones of `Brittle` values so far, and the number of the one that panics (none: MAX).
-static BRITTLE_CLONES: AtomicUsize = AtomicUsize::new(0);
-static BRITTLE_PANICS_AT: AtomicUsize = AtomicUsize::new(usize::MAX);
+#[path = "support/brittle.rs"]
+mod brittle_value;
+use brittle_value::Brittle;
+
 static BRITTLE_RUNS: AtomicUsize = AtomicUsize::new(0);
 static BRITTLE_NTH: AtomicUsize = AtomicUsize::new(0);
 static BRITTLE_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// A value whose `Clone` panics once, at the clone numbered `BRITTLE_PANICS_AT`.
-#[derive(Debug, PartialEq)]
-struct Brittle(u32);
-
-impl Clone for Brittle {
-    fn clone(&self) -> Self {
-        let n = BRITTLE_CLONES.fetch_add(1, Ordering::SeqCst);
-        if n == BRITTLE_PANICS_AT.load(Ordering::SeqCst) {
-            panic!("clone {n} of a brittle value");
-        }
-        Brittle(self.0)
-    }
-}
 
 /// The first run waits until the two other tasks missed, then arms the panic of the
 /// `BRITTLE_NTH`-th clone from now.
@@ -162,8 +149,7 @@ async fn brittle(n: u32) -> Brittle {
             tokio::task::yield_now().await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let at = BRITTLE_CLONES.load(Ordering::SeqCst) + BRITTLE_NTH.load(Ordering::SeqCst);
-        BRITTLE_PANICS_AT.store(at, Ordering::SeqCst);
+        brittle_value::arm(BRITTLE_NTH.load(Ordering::SeqCst));
     }
     Brittle(n)
 }
@@ -177,7 +163,7 @@ async fn a_clone_that_panics_in_the_hand_over_leaves_no_task_waiting() {
         BRITTLE_MISSES.store(brittle::cache_info().misses, Ordering::SeqCst);
         BRITTLE_RUNS.store(0, Ordering::SeqCst);
         BRITTLE_NTH.store(nth, Ordering::SeqCst);
-        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        brittle_value::disarm();
         let key = 10 + nth as u32;
         let tasks: Vec<_> = (0..3).map(|_| tokio::spawn(brittle(key))).collect();
         let mut panicked = 0;
@@ -197,7 +183,7 @@ async fn a_clone_that_panics_in_the_hand_over_leaves_no_task_waiting() {
             panicked <= 1,
             "clone {nth}: only the panicking clone's task panics"
         );
-        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        brittle_value::disarm();
         assert_eq!(brittle(key).await, Brittle(key));
     }
 }

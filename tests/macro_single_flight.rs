@@ -212,27 +212,46 @@ fn callers_that_miss_as_the_leader_stores_find_its_value_instead_of_computing_ag
     );
 }
 
-/// Clones of `Brittle` values made so far, and the number of the one that panics (none: MAX).
-static BRITTLE_CLONES: AtomicUsize = AtomicUsize::new(0);
-static BRITTLE_PANICS_AT: AtomicUsize = AtomicUsize::new(usize::MAX);
+#[path = "support/brittle.rs"]
+mod brittle_value;
+use brittle_value::Brittle;
+
 static BRITTLE_RUNS: AtomicUsize = AtomicUsize::new(0);
 /// Which clone after the first run's body panics: 0 is the leader's first.
 static BRITTLE_NTH: AtomicUsize = AtomicUsize::new(0);
 /// The function's misses before the round.
 static BRITTLE_MISSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// A value whose `Clone` panics once, at the clone numbered `BRITTLE_PANICS_AT`.
-#[derive(Debug, PartialEq)]
-struct Brittle(u32);
-
-impl Clone for Brittle {
-    fn clone(&self) -> Self {
-        let n = BRITTLE_CLONES.fetch_add(1, Ordering::SeqCst);
-        if n == BRITTLE_PANICS_AT.load(Ordering::SeqCst) {
-            panic!("clone {n} of a brittle value");
-        }
-        Brittle(self.0)
+/// Calls `call` from three threads at once and returns what each returned (or its panic);
+/// fails, instead of hanging, if one is still running after 20 s (`what`: the case).
+fn three_callers<T: Send + 'static>(
+    call: impl Fn() -> T + Send + Copy + 'static,
+    what: &str,
+) -> Vec<std::thread::Result<T>> {
+    let callers: Vec<_> = (0..3).map(|_| std::thread::spawn(call)).collect();
+    let start = std::time::Instant::now();
+    while !callers.iter().all(|c| c.is_finished()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{what}: a caller still waits after 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    callers.into_iter().map(|c| c.join()).collect()
+}
+
+/// In the first run of a body (counted by `runs`), waits until `misses()` reaches `at_least`
+/// (the two other callers missed: they wait for this one), then gives them time to register;
+/// whether this was the first run.
+fn first_run_waits(runs: &AtomicUsize, misses: impl Fn() -> u64, at_least: u64) -> bool {
+    if runs.fetch_add(1, Ordering::SeqCst) != 0 {
+        return false;
+    }
+    while misses() < at_least {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    true
 }
 
 /// The first run waits until the two other callers missed (they wait for it), then arms the
@@ -240,14 +259,13 @@ impl Clone for Brittle {
 /// a waiter's.
 #[memoize]
 fn brittle(n: u32) -> Brittle {
-    if BRITTLE_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
-        while brittle::cache_info().misses < BRITTLE_MISSES.load(Ordering::SeqCst) + 3 {
-            std::thread::yield_now();
-        }
-        // The waiters register after their miss: give them time to wait.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let at = BRITTLE_CLONES.load(Ordering::SeqCst) + BRITTLE_NTH.load(Ordering::SeqCst);
-        BRITTLE_PANICS_AT.store(at, Ordering::SeqCst);
+    let misses = || brittle::cache_info().misses;
+    if first_run_waits(
+        &BRITTLE_RUNS,
+        misses,
+        BRITTLE_MISSES.load(Ordering::SeqCst) + 3,
+    ) {
+        brittle_value::arm(BRITTLE_NTH.load(Ordering::SeqCst));
     }
     Brittle(n)
 }
@@ -259,20 +277,9 @@ fn a_clone_that_panics_anywhere_in_the_hand_over_leaves_no_caller_waiting() {
         BRITTLE_MISSES.store(brittle::cache_info().misses, Ordering::SeqCst);
         BRITTLE_RUNS.store(0, Ordering::SeqCst);
         BRITTLE_NTH.store(nth, Ordering::SeqCst);
-        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        brittle_value::disarm();
         let key = 10 + nth as u32;
-        let callers: Vec<_> = (0..3)
-            .map(|_| std::thread::spawn(move || std::panic::catch_unwind(|| brittle(key))))
-            .collect();
-        let start = std::time::Instant::now();
-        while !callers.iter().all(|c| c.is_finished()) {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(20),
-                "clone {nth} after the body: a caller still waits after 20 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let results: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+        let results = three_callers(move || brittle(key), &format!("clone {nth} after the body"));
         let panicked = results.iter().filter(|r| r.is_err()).count();
         assert!(
             panicked <= 1,
@@ -281,7 +288,7 @@ fn a_clone_that_panics_anywhere_in_the_hand_over_leaves_no_caller_waiting() {
         for value in results.into_iter().flatten() {
             assert_eq!(value, Brittle(key));
         }
-        BRITTLE_PANICS_AT.store(usize::MAX, Ordering::SeqCst);
+        brittle_value::disarm();
         // The function works on: the value stored, or computed again.
         assert_eq!(brittle(key), Brittle(key));
         assert!(BRITTLE_RUNS.load(Ordering::SeqCst) <= 3, "clone {nth}");
@@ -301,23 +308,29 @@ struct Chatty(u32);
 impl Clone for Chatty {
     fn clone(&self) -> Self {
         if self.0 < 100 {
-            for _ in 0..64 {
-                let other = CHATTY_KEYS.fetch_add(1, Ordering::SeqCst);
-                assert_eq!(chatty(other), Chatty(other));
-            }
+            call_new_keys(&CHATTY_KEYS, chatty, Chatty);
         }
         Chatty(self.0)
+    }
+}
+
+/// Calls `f` for 64 keys not used yet (taken from `keys`), each returning `made(key)`.
+fn call_new_keys<T: PartialEq + std::fmt::Debug>(
+    keys: &std::sync::atomic::AtomicU32,
+    f: fn(u32) -> T,
+    made: fn(u32) -> T,
+) {
+    for _ in 0..64 {
+        let key = keys.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(f(key), made(key));
     }
 }
 
 /// The first run waits until the two other callers missed (they wait for it).
 #[memoize]
 fn chatty(n: u32) -> Chatty {
-    if n < 100 && CHATTY_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
-        while chatty::cache_info().misses < 3 {
-            std::thread::yield_now();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    if n < 100 {
+        first_run_waits(&CHATTY_RUNS, || chatty::cache_info().misses, 3);
     }
     Chatty(n)
 }
@@ -327,17 +340,8 @@ fn chatty(n: u32) -> Chatty {
 /// when the hand-over cloned under the lock.
 #[test]
 fn a_clone_that_writes_to_the_cache_in_the_hand_over_returns() {
-    let callers: Vec<_> = (0..3).map(|_| std::thread::spawn(|| chatty(1))).collect();
-    let start = std::time::Instant::now();
-    while !callers.iter().all(|c| c.is_finished()) {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "a caller still waits after 20 s: a deadlock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    for caller in callers {
-        assert_eq!(caller.join().unwrap(), Chatty(1));
+    for value in three_callers(|| chatty(1), "a deadlock") {
+        assert_eq!(value.unwrap(), Chatty(1));
     }
     assert_eq!(
         CHATTY_RUNS.load(Ordering::SeqCst),
@@ -357,10 +361,7 @@ struct HeavyChatty(u32);
 impl Clone for HeavyChatty {
     fn clone(&self) -> Self {
         if self.0 < 100 {
-            for _ in 0..64 {
-                let other = HEAVY_KEYS.fetch_add(1, Ordering::SeqCst);
-                assert_eq!(heavy(other), HeavyChatty(other));
-            }
+            call_new_keys(&HEAVY_KEYS, heavy, HeavyChatty);
         }
         HeavyChatty(self.0)
     }
@@ -374,11 +375,8 @@ impl memo::Weigh for HeavyChatty {
 
 #[memoize(maxweight = 4096)]
 fn heavy(n: u32) -> HeavyChatty {
-    if n < 100 && HEAVY_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
-        while heavy::cache_info().misses < 3 {
-            std::thread::yield_now();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    if n < 100 {
+        first_run_waits(&HEAVY_RUNS, || heavy::cache_info().misses, 3);
     }
     HeavyChatty(n)
 }
@@ -387,17 +385,8 @@ fn heavy(n: u32) -> HeavyChatty {
 /// lock released. It deadlocked on that lock before.
 #[test]
 fn a_clone_that_calls_the_function_in_a_weighted_hand_over_returns() {
-    let callers: Vec<_> = (0..3).map(|_| std::thread::spawn(|| heavy(1))).collect();
-    let start = std::time::Instant::now();
-    while !callers.iter().all(|c| c.is_finished()) {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "a caller still waits after 20 s: a deadlock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    for caller in callers {
-        assert_eq!(caller.join().unwrap(), HeavyChatty(1));
+    for value in three_callers(|| heavy(1), "a deadlock") {
+        assert_eq!(value.unwrap(), HeavyChatty(1));
     }
     assert_eq!(HEAVY_RUNS.load(Ordering::SeqCst), 1, "one run, two waiters");
 }

@@ -425,6 +425,17 @@ impl Clone for Nested {
     }
 }
 
+/// `cache` is consistent, and once cleared no value of it stays alive (none held back by a pin).
+fn valid_and_nothing_held_back<V>(cache: &Cache<u32, V>) {
+    cache.validate();
+    cache.clear();
+    assert_eq!(
+        LIVE.with(|n| n.load(Ordering::SeqCst)),
+        0,
+        "nothing held back"
+    );
+}
+
 /// A lookup without a stripe finds its entry under the lock and clones it after releasing
 /// the lock, its slot pinned: a writer that replaces and evicts that entry meanwhile does not
 /// free it under the clone, and nothing stays pinned afterwards. (Reclaiming pinned slots,
@@ -457,13 +468,7 @@ fn shuttle_a_lookup_without_a_stripe_clones_a_pinned_slot() {
                 assert!(cache.len() <= 3);
             }
             reader.join().unwrap();
-            cache.validate();
-            cache.clear();
-            assert_eq!(
-                LIVE.with(|n| n.load(Ordering::SeqCst)),
-                0,
-                "nothing held back"
-            );
+            valid_and_nothing_held_back(&cache);
         },
         1000,
         3,
@@ -496,13 +501,7 @@ fn shuttle_remove_clones_a_pinned_slot() {
                 assert!(cache.len() <= 2);
             }
             remover.join().unwrap();
-            cache.validate();
-            cache.clear();
-            assert_eq!(
-                LIVE.with(|n| n.load(Ordering::SeqCst)),
-                0,
-                "nothing held back"
-            );
+            valid_and_nothing_held_back(&cache);
         },
         1000,
         3,
