@@ -390,3 +390,59 @@ fn a_clone_that_calls_the_function_in_a_weighted_hand_over_returns() {
     }
     assert_eq!(HEAVY_RUNS.load(Ordering::SeqCst), 1, "one run, two waiters");
 }
+
+static RACY_KEYS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1 << 20);
+
+/// [`HeavyChatty`] for [`racy`]: its `Clone` calls `racy` for 64 keys not used yet.
+#[derive(Debug, PartialEq)]
+struct RacyChatty(u32);
+
+impl Clone for RacyChatty {
+    fn clone(&self) -> Self {
+        if self.0 < 1 << 20 {
+            call_new_keys(&RACY_KEYS, racy, RacyChatty);
+        }
+        RacyChatty(self.0)
+    }
+}
+
+impl memo::Weigh for RacyChatty {
+    fn weight(&self) -> u64 {
+        8
+    }
+}
+
+#[memoize(maxweight = "1GiB")]
+fn racy(n: u32) -> RacyChatty {
+    RacyChatty(n)
+}
+
+/// A caller that missed the cache, then finds the value a leader stored just before it would
+/// have led (a late hit), clones it with the table of flights' lock released: a `Clone` that
+/// calls the function returns. Two callers race for each of many new keys.
+#[test]
+fn a_clone_that_calls_the_function_in_a_late_hit_returns() {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                for key in 0..5_000 {
+                    barrier.wait();
+                    assert_eq!(racy(key), RacyChatty(key));
+                }
+            })
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    while !racers.iter().all(|c| c.is_finished()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "a deadlock: a caller still runs after 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for racer in racers {
+        racer.join().unwrap();
+    }
+}

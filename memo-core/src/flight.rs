@@ -102,6 +102,15 @@ pub trait FunctionCache<K, V> {
         let _ = (stamp, hash);
         self.peek(key)
     }
+    /// Whether a value is stored for `key` (hashed as for
+    /// [`peek_hashed`](FunctionCache::peek_hashed)), without cloning it: what single-flight
+    /// asks under its lock before it leads, the value then cloned with the lock released (a
+    /// `Clone` may call the function). By default `peek_hashed(..).is_some()`: a cache whose
+    /// values live in the process overrides it with a look that runs no `Clone`.
+    #[inline]
+    fn contains_hashed(&self, stamp: u64, hash: u64, key: &K) -> bool {
+        self.peek_hashed(stamp, hash, key).is_some()
+    }
     /// [`insert_if_absent`](FunctionCache::insert_if_absent) of a key whose hash is `hash`, as
     /// for [`peek_hashed`](FunctionCache::peek_hashed).
     #[inline]
@@ -1313,8 +1322,7 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
                 let id = entry.id;
                 let flight = entry.flight.get_or_insert_with(Waited::new).share();
                 drop(table);
-                let blocked = self.block_on(self.flight_id(hash, id));
-                return Step::Wait(flight, blocked);
+                return self.wait_step(hash, id, flight);
             }
         }
         let Some(probe) = probe.take() else {
@@ -1322,11 +1330,27 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
         };
         let key = probe.into_key();
         // A leader that finished between this caller's miss and now stored its value first.
-        if !C::REMOTE
-            && let Some(value) = cache.peek_hashed(self.stamp, hash, &key)
-        {
-            shard.late_hits.fetch_add(1, Ordering::Relaxed);
-            return Step::Joined(Joined::Ready(value));
+        // Under the lock only whether it is there (a caller that finds neither the entry nor
+        // the value leads); the value is cloned with the lock released, since a `Clone` may
+        // call the function (it deadlocked on this lock when cloned under it).
+        while !C::REMOTE && cache.contains_hashed(self.stamp, hash, &key) {
+            drop(table);
+            if let Some(value) = cache.peek_hashed(self.stamp, hash, &key) {
+                shard.late_hits.fetch_add(1, Ordering::Relaxed);
+                return Step::Joined(Joined::Ready(value));
+            }
+            // Removed meanwhile (evicted, invalidated): look again, as at first.
+            table = shard.table.lock();
+            if !alone
+                && let Some(entry) = table.entries.find_mut(hash, |entry| {
+                    entry.joinable && entry.key.as_ref() == Some(&key)
+                })
+            {
+                let id = entry.id;
+                let flight = entry.flight.get_or_insert_with(Waited::new).share();
+                drop(table);
+                return self.wait_step(hash, id, flight);
+            }
         }
         let id = table.insert(hash, Some(key), !alone);
         let weight = self.timing(&mut table);
@@ -1338,6 +1362,12 @@ impl<K: Hash + Eq, V: Clone> Flights<K, V> {
             id,
             weight,
         )))
+    }
+
+    /// Waits for the flight of entry `id` (of hash `hash`), joined with the lock released.
+    fn wait_step<'a>(&self, hash: u64, id: u64, flight: Arc<Flight<V>>) -> Step<'a, K, V> {
+        let blocked = self.block_on(self.flight_id(hash, id));
+        Step::Wait(flight, blocked)
     }
 
     /// [`step`](Flights::step) with the pending computations kept in `shard`, the shard of

@@ -48,6 +48,14 @@ impl<K: Hash + Eq, V: Clone> FunctionCache<K, V> for Cache<K, V> {
         }
     }
     #[inline]
+    fn contains_hashed(&self, stamp: u64, hash: u64, key: &K) -> bool {
+        if self.hashes_like(stamp) {
+            self.contains_with_hash(hash, key)
+        } else {
+            Cache::contains_key(self, key)
+        }
+    }
+    #[inline]
     fn insert_if_absent_hashed(&self, stamp: u64, hash: u64, key: K, value: V) {
         if self.hashes_like(stamp) {
             self.insert_if_absent_with_hash(hash, key, value);

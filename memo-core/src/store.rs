@@ -371,6 +371,16 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
         self.shard(hash).peek(hash, |k| k == key, now, V::clone)
     }
 
+    /// [`contains_key`](Cache::contains_key) of `key`, whose hash by this cache's hasher is
+    /// `hash`.
+    #[inline]
+    pub(crate) fn contains_with_hash(&self, hash: u64, key: &K) -> bool {
+        let now = self.now();
+        self.shard(hash)
+            .peek(hash, |k| k == key, now, |_| ())
+            .is_some()
+    }
+
     /// [`insert_if_absent`](Cache::insert_if_absent) of `key`, whose hash by this cache's
     /// hasher is `hash`.
     #[inline]
