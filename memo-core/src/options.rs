@@ -225,7 +225,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// caches).
     ///
     /// The weigher is called once per insert, before the shard's lock is taken; its weight is
-    /// kept with the entry (8 bytes per entry, in weighted caches only). The total never
+    /// kept with the entry (8 bytes per entry, in weighted caches only), and an entry weighs at
+    /// least 1 (a weigher's 0 counts as 1: the bound also bounds the number of entries, whatever
+    /// the values weigh). The total never
     /// exceeds the bound, with every policy: an insert first evicts, in the policy's order, until
     /// the new entry fits. A value heavier than the whole bound is not cached (a listener is told
     /// [`RemovalCause::Size`]), and replacing a key with such a value removes the old one.

@@ -468,9 +468,11 @@ impl<K: Hash + Eq, V, S: BuildHasher> Cache<K, V, S> {
     #[inline]
     fn insert_hashed(&self, hash: u64, key: K, value: V, on_present: OnPresent) {
         let now = self.now();
-        // User code, before the lock: the weigher.
+        // User code, before the lock: the weigher. An entry weighs at least 1, so that the bound
+        // also bounds the number of entries (values that weigh nothing, such as `()`, filled
+        // memory without end).
         let weight = match &self.weigher {
-            Some(weigher) => weigher(&key, &value),
+            Some(weigher) => weigher(&key, &value).max(1),
             None => 0,
         };
         let shard = self.shard(hash);

@@ -75,9 +75,10 @@ proptest! {
                         cache.insert_if_absent(k, (serial, w));
                     }
                     let now = cache.peek(&k);
-                    if w > max_weight {
+                    let w_kept = w.max(1); // an entry weighs at least 1
+                    if w_kept > max_weight {
                         prop_assert_ne!(now, Some((serial, w)), "heavier than the bound: not cached");
-                    } else if w <= share && !(present && matches!(op, Op::InsertIfAbsent(..))) {
+                    } else if w_kept <= share && !(present && matches!(op, Op::InsertIfAbsent(..))) {
                         prop_assert_eq!(now, Some((serial, w)), "step {}: just stored", step);
                     }
                     let reported = reports.lock().unwrap().iter().any(|r| r.0 == serial);
@@ -295,4 +296,19 @@ fn weights_near_the_largest_bound_do_not_wrap() {
     cache.insert(9, 1);
     assert_eq!((cache.len(), cache.weight()), (1, 1));
     cache.validate();
+}
+
+/// Values that weigh nothing still count: an entry weighs at least 1, so the weight bound also
+/// bounds how many entries are kept (200,000 `()` values grew the cache without end before).
+#[test]
+fn values_that_weigh_nothing_are_bounded_too() {
+    let cache: Cache<u64, ()> = Cache::builder()
+        .weigher(|_, _| 0)
+        .max_weight(10)
+        .build()
+        .unwrap();
+    for key in 0..200_000 {
+        cache.insert(key, ());
+    }
+    assert_eq!((cache.len(), cache.weight()), (10, 10));
 }
