@@ -229,6 +229,15 @@ fn three_callers<T: Send + 'static>(
     what: &str,
 ) -> Vec<std::thread::Result<T>> {
     let callers: Vec<_> = (0..3).map(|_| std::thread::spawn(call)).collect();
+    join_within_20s(callers, what)
+}
+
+/// Joins `callers`, returning what each returned (or its panic); fails, instead of hanging, if
+/// one is still running after 20 s (`what`: the case).
+fn join_within_20s<T>(
+    callers: Vec<std::thread::JoinHandle<T>>,
+    what: &str,
+) -> Vec<std::thread::Result<T>> {
     let start = std::time::Instant::now();
     while !callers.iter().all(|c| c.is_finished()) {
         assert!(
@@ -434,15 +443,7 @@ fn a_clone_that_calls_the_function_in_a_late_hit_returns() {
             })
         })
         .collect();
-    let start = std::time::Instant::now();
-    while !racers.iter().all(|c| c.is_finished()) {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "a deadlock: a caller still runs after 20 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    for racer in racers {
-        racer.join().unwrap();
+    for racer in join_within_20s(racers, "a deadlock") {
+        racer.unwrap();
     }
 }
